@@ -1,0 +1,36 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv from scratch if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench bench-quick browser clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[web,yaml,plot,pdf,ann]' --group dev
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/crossmodal demo
+
+test: $(STAMP) browser
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
+	$(BIN)/python benchmarks/run.py --quick --output-dir $(VENV)/bench-quick
+	$(BIN)/pytest
+
+# Installs Debian's chromium for the browser test where the machine allows it; the test skips
+# itself with a reason elsewhere.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will be skipped"; \
+	fi
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,244 @@
+"""The AWS boundary: client construction, error mapping and the single retry layer.
+
+Every Bedrock and S3 Vectors call of the SDK goes through :func:`call_aws`, so that
+
+* ``botocore`` errors are mapped to :mod:`crossmodal_search.errors` in one place, with the AWS
+  request id kept and the original exception chained;
+* retries happen exactly once, here, with tenacity. Clients the SDK builds itself get botocore's
+  own retries set to a single attempt so the two layers never multiply. A client injected by the
+  caller keeps its own configuration (documented in docs/advanced.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import tenacity
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+
+from crossmodal_search import __version__
+from crossmodal_search.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    ResourceNotFoundError,
+    RetryExhaustedError,
+    ServiceError,
+    ServiceValidationError,
+    TransientServiceError,
+)
+
+if TYPE_CHECKING:
+    import boto3
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Error codes worth retrying: Bedrock runtime (throttling, model warm-up, 5xx, model timeout)
+#: and S3 Vectors (429, 5xx, 408). Validation and access errors are never retried.
+TRANSIENT_CODES: frozenset[str] = frozenset(
+    {
+        "ThrottlingException",
+        "ModelNotReadyException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelTimeoutException",
+        "TooManyRequestsException",
+        "RequestTimeoutException",
+    }
+)
+_ACCESS_CODES = frozenset({"AccessDeniedException", "UnrecognizedClientException"})
+_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NotFoundException"})
+_VALIDATION_CODES = frozenset({"ValidationException", "ServiceQuotaExceededException"})
+_NETWORK_ERRORS = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError, ConnectionClosedError)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How throttled and transient AWS calls are retried (exponential backoff, full jitter).
+
+    Attributes:
+        max_attempts: total attempts including the first (default 6).
+        initial_backoff: seconds of the first backoff window (default 0.25).
+        max_backoff: cap of one backoff window in seconds (default 20).
+        max_total_seconds: stop retrying once this much time has passed (default 120).
+        sleep: the sleep function; tests pass a recorder to run instantly.
+    """
+
+    max_attempts: int = 6
+    initial_backoff: float = 0.25
+    max_backoff: float = 20.0
+    max_total_seconds: float = 120.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("RetryPolicy.max_attempts must be >= 1")
+        if self.initial_backoff < 0 or self.max_backoff < 0 or self.max_total_seconds < 0:
+            raise ConfigurationError("RetryPolicy durations must be >= 0")
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+def sdk_config(config: Config | None = None) -> Config:
+    """botocore Config for clients the SDK builds: one attempt (we retry), user agent tagged."""
+    ours = Config(
+        retries={"max_attempts": 1, "mode": "standard"},
+        user_agent_extra=f"crossmodal-search/{__version__}",
+    )
+    return config.merge(ours) if config is not None else ours
+
+
+def build_client(
+    service: str,
+    *,
+    session: boto3.Session | None = None,
+    region_name: str | None = None,
+    config: Config | None = None,
+) -> Any:
+    """Build a boto3 client with :func:`sdk_config`. Imported lazily: nothing at import time."""
+    import boto3
+
+    sess = session or boto3.Session()
+    return sess.client(service, region_name=region_name, config=sdk_config(config))  # type: ignore[call-overload]
+
+
+def _error_class(code: str, status: int | None) -> type[ServiceError]:
+    if code in TRANSIENT_CODES or (status is not None and status >= 500):
+        return TransientServiceError
+    if code in _ACCESS_CODES or status == 403:
+        return AccessDeniedError
+    if code in _NOT_FOUND_CODES or status == 404:
+        return ResourceNotFoundError
+    if code in _VALIDATION_CODES or status == 400:
+        return ServiceValidationError
+    return ServiceError
+
+
+def translate(exc: BaseException, operation: str) -> ServiceError | None:
+    """Map a botocore exception to our error tree, or None if it is not an AWS error."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(err.get("Code", "Unknown"))
+        status = meta.get("HTTPStatusCode")
+        request_id = meta.get("RequestId")
+        message = str(err.get("Message", "")) or str(exc)
+        cls = _error_class(code, status)
+        return cls(
+            f"{operation} failed: {code}: {message}",
+            code=code,
+            request_id=request_id,
+            status_code=status,
+            operation=operation,
+        )
+    if isinstance(exc, _NETWORK_ERRORS):
+        return TransientServiceError(
+            f"{operation} failed: {type(exc).__name__}: {exc}",
+            code=type(exc).__name__,
+            operation=operation,
+        )
+    if isinstance(exc, NoCredentialsError):
+        return AccessDeniedError(
+            f"{operation} failed: no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID, "
+            "or use the offline embedder and local store)",
+            code="NoCredentials",
+            operation=operation,
+        )
+    if isinstance(exc, ParamValidationError):
+        return ServiceValidationError(
+            f"{operation} failed botocore parameter validation: {exc}",
+            code="ParamValidationError",
+            operation=operation,
+        )
+    return None
+
+
+@contextmanager
+def map_client_errors(operation: str) -> Iterator[None]:
+    """Translate botocore errors raised in the block into our tree (``raise ... from exc``)."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, operation)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def call_aws(
+    operation: str,
+    fn: Callable[[], T],
+    *,
+    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+) -> T:
+    """Call ``fn`` (one AWS request) with error mapping and the retry policy.
+
+    Raises:
+        RetryExhaustedError: a transient error persisted for ``policy.max_attempts`` attempts or
+            ``policy.max_total_seconds``.
+        ServiceError: any non-transient AWS error, on the first attempt.
+    """
+
+    def once() -> T:
+        with map_client_errors(operation):
+            return fn()
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.info(
+            "%s: transient error (%s), attempt %d of %d, backing off %.2fs",
+            operation,
+            getattr(exc, "code", type(exc).__name__),
+            state.attempt_number,
+            policy.max_attempts,
+            state.upcoming_sleep,
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientServiceError),
+        wait=tenacity.wait_random_exponential(
+            multiplier=policy.initial_backoff, max=policy.max_backoff
+        ),
+        stop=(
+            tenacity.stop_after_attempt(policy.max_attempts)
+            | tenacity.stop_after_delay(policy.max_total_seconds)
+        ),
+        sleep=policy.sleep,
+        before_sleep=before_sleep,
+        reraise=False,
+    )
+    try:
+        return retrying(once)
+    except tenacity.RetryError as exc:
+        attempts = exc.last_attempt.attempt_number
+        last = exc.last_attempt.exception()
+        assert isinstance(last, ServiceError)  # only TransientServiceError is retried
+        raise RetryExhaustedError(
+            f"{operation} still failing after {attempts} attempts: {last}",
+            attempts=attempts,
+            last_error=last,
+        ) from last
+
+
+def jitter_sleep(seconds: float) -> float:
+    """A full-jitter delay in [0, seconds]; used by pollers (not a retry layer)."""
+    return random.uniform(0, seconds)

@@ -1,0 +1,5 @@
+import sys
+
+from crossmodal_search.cli import main
+
+sys.exit(main())

@@ -1,0 +1,172 @@
+"""The one error tree of crossmodal-search.
+
+Every error the SDK raises on purpose derives from :class:`CrossmodalSearchError`. AWS errors
+(``botocore.exceptions.ClientError`` and transport errors) are translated in exactly one place,
+:func:`crossmodal_search._aws.map_client_errors`, with the original chained as ``__cause__``::
+
+    CrossmodalSearchError
+    ├── InvalidInputError (also ValueError)       bad input, caught before any network call
+    │   ├── UnsupportedMediaError                 unreadable image, unknown audio/video format
+    │   ├── DimensionMismatchError                vector length differs from the store/embedder
+    │   ├── InvalidFilterError                    filter outside the S3 Vectors filter language
+    │   └── MetadataLimitError                    metadata over the S3 Vectors size/key limits
+    ├── ConfigurationError                        wrong settings, missing optional extra
+    │   └── IndexMismatchError                    existing index has another dimension/metric
+    ├── StoreLockedError                          another process writes the local store
+    ├── ServiceError(code, request_id, status)    AWS answered with an error
+    │   ├── AccessDeniedError                     missing IAM permission / model access
+    │   ├── ResourceNotFoundError                 bucket, index, model or job does not exist
+    │   ├── ServiceValidationError                the service rejected the request (HTTP 400)
+    │   ├── TransientServiceError                 throttling, 5xx, timeouts: retried
+    │   └── RetryExhaustedError(attempts)         a transient error outlived the retry policy
+    ├── PartialWriteError(written, failed)        some batches of a write landed, others did not
+    ├── EmbeddingJobError                         an async/batch Bedrock job failed (per segment)
+    │   └── JobTimeoutError                       a job did not finish within the wait limit
+    └── IngestError                               ingestion could not proceed at all
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AccessDeniedError",
+    "ConfigurationError",
+    "CrossmodalSearchError",
+    "DimensionMismatchError",
+    "EmbeddingJobError",
+    "IndexMismatchError",
+    "IngestError",
+    "InvalidFilterError",
+    "InvalidInputError",
+    "JobTimeoutError",
+    "MetadataLimitError",
+    "PartialWriteError",
+    "ResourceNotFoundError",
+    "RetryExhaustedError",
+    "ServiceError",
+    "ServiceValidationError",
+    "StoreLockedError",
+    "TransientServiceError",
+    "UnsupportedMediaError",
+]
+
+
+class CrossmodalSearchError(Exception):
+    """Base class of every error raised by crossmodal-search."""
+
+
+class InvalidInputError(CrossmodalSearchError, ValueError):
+    """The caller's input is invalid; raised before any network call."""
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """An image, document, audio or video input cannot be read or sent."""
+
+
+class DimensionMismatchError(InvalidInputError):
+    """A vector's length does not match the expected dimension."""
+
+    def __init__(self, message: str, *, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidFilterError(InvalidInputError):
+    """A metadata filter is outside the S3 Vectors filter language."""
+
+
+class MetadataLimitError(InvalidInputError):
+    """Metadata breaks an S3 Vectors limit; names the record key and metadata key."""
+
+    def __init__(self, message: str, *, record_key: str | None = None, metadata_key: str | None = None):
+        super().__init__(message)
+        self.record_key = record_key
+        self.metadata_key = metadata_key
+
+
+class ConfigurationError(CrossmodalSearchError):
+    """The SDK is configured in a way that cannot work (settings, missing extra, ...)."""
+
+
+class IndexMismatchError(ConfigurationError):
+    """An existing index is incompatible with the requested dimension or metric."""
+
+
+class StoreLockedError(CrossmodalSearchError):
+    """Another process holds the write lock of a local store directory."""
+
+
+class ServiceError(CrossmodalSearchError):
+    """AWS answered with an error. Keeps the AWS error code, request id and HTTP status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        request_id: str | None = None,
+        status_code: int | None = None,
+        operation: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+        self.status_code = status_code
+        self.operation = operation
+
+
+class AccessDeniedError(ServiceError):
+    """Missing IAM permission or model access."""
+
+
+class ResourceNotFoundError(ServiceError):
+    """The bucket, index, model or job does not exist."""
+
+
+class ServiceValidationError(ServiceError):
+    """The service rejected the request as invalid."""
+
+
+class TransientServiceError(ServiceError):
+    """Throttling, a 5xx or a timeout: worth retrying."""
+
+
+class RetryExhaustedError(ServiceError):
+    """A transient error persisted through every attempt of the retry policy."""
+
+    def __init__(self, message: str, *, attempts: int, last_error: ServiceError) -> None:
+        super().__init__(
+            message,
+            code=last_error.code,
+            request_id=last_error.request_id,
+            status_code=last_error.status_code,
+            operation=last_error.operation,
+        )
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class PartialWriteError(CrossmodalSearchError):
+    """A write was split into batches and some of them failed.
+
+    ``written`` holds the keys known to be stored, ``failed`` the keys that were not.
+    """
+
+    def __init__(self, message: str, *, written: Sequence[str], failed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.written = tuple(written)
+        self.failed = tuple(failed)
+
+
+class EmbeddingJobError(CrossmodalSearchError):
+    """An asynchronous or batch Bedrock job failed, wholly or for some segments."""
+
+
+class JobTimeoutError(EmbeddingJobError):
+    """An asynchronous or batch Bedrock job did not finish within the wait limit."""
+
+
+class IngestError(CrossmodalSearchError):
+    """Catalog ingestion could not proceed at all (per-item failures go in the report)."""
