@@ -23,7 +23,9 @@ _AWS_VARS = (
 
 
 @pytest.fixture(autouse=True)
-def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _clean_aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     """Unset every AWS credential source; point config files at nothing; no IMDS lookups."""
     for var in _AWS_VARS:
         monkeypatch.delenv(var, raising=False)

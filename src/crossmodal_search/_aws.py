@@ -65,7 +65,12 @@ TRANSIENT_CODES: frozenset[str] = frozenset(
 _ACCESS_CODES = frozenset({"AccessDeniedException", "UnrecognizedClientException"})
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NotFoundException"})
 _VALIDATION_CODES = frozenset({"ValidationException", "ServiceQuotaExceededException"})
-_NETWORK_ERRORS = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError, ConnectionClosedError)
+_NETWORK_ERRORS = (
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    EndpointConnectionError,
+    ConnectionClosedError,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

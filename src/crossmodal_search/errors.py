@@ -80,7 +80,9 @@ class InvalidFilterError(InvalidInputError):
 class MetadataLimitError(InvalidInputError):
     """Metadata breaks an S3 Vectors limit; names the record key and metadata key."""
 
-    def __init__(self, message: str, *, record_key: str | None = None, metadata_key: str | None = None):
+    def __init__(
+        self, message: str, *, record_key: str | None = None, metadata_key: str | None = None
+    ):
         super().__init__(message)
         self.record_key = record_key
         self.metadata_key = metadata_key
