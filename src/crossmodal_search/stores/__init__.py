@@ -1,6 +1,28 @@
 """Vector stores: Amazon S3 Vectors and an embedded local store, one contract for both."""
 
+from crossmodal_search.stores._filter import (
+    CompiledFilter,
+    MetadataColumns,
+    compile_filter,
+    filter_mask,
+    matches,
+    validate_filter,
+)
+from crossmodal_search.stores._limits import DEFAULT_NON_FILTERABLE_KEYS, StoreLimits
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 from crossmodal_search.stores._protocol import VectorStore
 
-__all__ = ["GetResult", "QueryMatch", "VectorRecord", "VectorStore"]
+__all__ = [
+    "DEFAULT_NON_FILTERABLE_KEYS",
+    "CompiledFilter",
+    "GetResult",
+    "MetadataColumns",
+    "QueryMatch",
+    "StoreLimits",
+    "VectorRecord",
+    "VectorStore",
+    "compile_filter",
+    "filter_mask",
+    "matches",
+    "validate_filter",
+]
