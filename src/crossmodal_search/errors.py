@@ -163,7 +163,24 @@ class PartialWriteError(CrossmodalSearchError):
 
 
 class EmbeddingJobError(CrossmodalSearchError):
-    """An asynchronous or batch Bedrock job failed, wholly or for some segments."""
+    """An asynchronous or batch Bedrock job failed, wholly or for some segments.
+
+    ``job_id`` names the job (invocation or job ARN), ``status`` is its last known status and
+    ``failures`` lists one line per failed segment or record (empty when the whole job failed).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        failures: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+        self.failures = tuple(failures)
 
 
 class JobTimeoutError(EmbeddingJobError):
