@@ -1,0 +1,96 @@
+"""The labelled query file: model, JSON-lines reader/writer, errors naming the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from crossmodal_search.errors import InvalidInputError
+from crossmodal_search.evaluation import LabelledQuery, read_queries, write_queries
+
+
+def _write(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_reads_list_and_graded_relevance_and_resolves_relative_images(tmp_path):
+    file = _write(
+        tmp_path / "q.jsonl",
+        '{"id": "q1", "text": "red shoe", "relevant": ["A", "B"]}',
+        "",
+        '{"id": "q2", "image": "img/x.png", "relevant": {"A": 3, "C": 0}, "kind": "held-out"}',
+        '{"id": "q3", "text": "in blue", "image": "s3://bucket/k.png", "relevant": {"B": 1}}',
+    )
+    q1, q2, q3 = read_queries(file)
+    assert q1.relevant == {"A": 1.0, "B": 1.0}
+    assert q1.query_type == "text"
+    assert q2.relevant == {"A": 3.0, "C": 0.0}
+    assert q2.image == str(tmp_path / "img" / "x.png")
+    assert q2.query_type == "image"
+    assert q2.kind == "held-out"
+    assert q3.image == "s3://bucket/k.png"
+    assert q3.query_type == "text+image"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "line 2: invalid JSON"),
+        ("[1, 2]", "line 2: expected a JSON object"),
+        ('{"id": "q9", "relevant": ["A"]}', "line 2: .*needs 'text', 'image' or both"),
+        ('{"id": "q9", "text": "   ", "relevant": ["A"]}', "line 2: .*needs 'text'"),
+        ('{"id": "q9", "text": "x", "relevant": {"A": -1}}', "line 2: relevant: .*>= 0"),
+        ('{"id": "q9", "text": "x", "relevant": "A"}', "line 2: relevant: must be a list"),
+        ('{"id": "q9", "text": "x", "relevant": [], "extra": 1}', "line 2: extra: Extra inputs"),
+        ('{"text": "x", "relevant": []}', "line 2: id: Field required"),
+        (
+            '{"id": "q1", "text": "again", "relevant": []}',
+            "line 2: duplicate query id 'q1'.*line 1",
+        ),
+    ],
+)
+def test_errors_name_file_and_line(tmp_path, line, message):
+    file = _write(tmp_path / "bad.jsonl", '{"id": "q1", "text": "ok", "relevant": ["A"]}', line)
+    with pytest.raises(InvalidInputError, match=message) as info:
+        read_queries(file)
+    assert str(file) in str(info.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidInputError, match="query file not found"):
+        read_queries(tmp_path / "nope.jsonl")
+
+
+def test_round_trip_keeps_images_relative_to_the_file(tmp_path):
+    (tmp_path / "img").mkdir()
+    queries = [
+        LabelledQuery(id="a", text="red", relevant={"P1": 1}),
+        LabelledQuery(id="b", image=str(tmp_path / "img" / "p.png"), relevant={"P2": 2}, kind="k"),
+        LabelledQuery(id="c", image="s3://b/p.png", text="t", relevant={}),
+    ]
+    out = write_queries(queries, tmp_path / "q.jsonl")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0] == {"id": "a", "text": "red", "relevant": {"P1": 1.0}}
+    assert rows[1]["image"] == "img/p.png"
+    assert read_queries(out) == queries
+
+
+def test_write_rejects_duplicate_ids_and_leaves_old_file(tmp_path):
+    target = tmp_path / "q.jsonl"
+    target.write_text("old\n")
+    dup = [LabelledQuery(id="a", text="x"), LabelledQuery(id="a", text="y")]
+    with pytest.raises(InvalidInputError, match="duplicate query id 'a'"):
+        write_queries(dup, target)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["q.jsonl"]
+
+
+def test_query_is_immutable():
+    q = LabelledQuery.model_validate({"id": "a", "text": "x", "relevant": ["A"]})
+    assert q.relevant == {"A": 1.0}
+    with pytest.raises(ValidationError, match="frozen"):
+        q.__setattr__("text", "y")
