@@ -1,1 +1,27 @@
-"""crossmodal_search.search"""
+"""Crossmodal product search: catalogs, indexing and querying over any embedder and store."""
+
+from crossmodal_search.search._catalog import (
+    RESERVED_METADATA_KEYS,
+    AboCatalog,
+    Product,
+    load_abo,
+    load_products,
+)
+from crossmodal_search.search._sample import (
+    SAMPLE_QUERIES,
+    SampleQuery,
+    load_sample_queries,
+    write_sample_catalog,
+)
+
+__all__ = [
+    "RESERVED_METADATA_KEYS",
+    "SAMPLE_QUERIES",
+    "AboCatalog",
+    "Product",
+    "SampleQuery",
+    "load_abo",
+    "load_products",
+    "load_sample_queries",
+    "write_sample_catalog",
+]
