@@ -1,6 +1,47 @@
 """Embedding backends: Amazon Nova (Bedrock) and a deterministic offline embedder."""
 
 from crossmodal_search._types import EmbeddingPurpose
+from crossmodal_search.embeddings._cache import EmbeddingCache
+from crossmodal_search.embeddings._media import (
+    AUDIO_FORMATS,
+    IMAGE_FORMATS,
+    INLINE_LIMIT_BYTES,
+    VIDEO_FORMATS,
+    PreparedMedia,
+    S3Source,
+    prepare_audio,
+    prepare_image,
+    prepare_video,
+)
+from crossmodal_search.embeddings._nova import (
+    DetailLevel,
+    NovaEmbeddings,
+    TruncationMode,
+    VideoEmbeddingMode,
+)
+from crossmodal_search.embeddings._offline import OfflineEmbedder
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.embeddings._select import EmbedderKind, make_embedder
 
-__all__ = ["Embedder", "EmbeddingPurpose", "ImageInput"]
+__all__ = [
+    "AUDIO_FORMATS",
+    "IMAGE_FORMATS",
+    "INLINE_LIMIT_BYTES",
+    "VIDEO_FORMATS",
+    "DetailLevel",
+    "Embedder",
+    "EmbedderKind",
+    "EmbeddingCache",
+    "EmbeddingPurpose",
+    "ImageInput",
+    "NovaEmbeddings",
+    "OfflineEmbedder",
+    "PreparedMedia",
+    "S3Source",
+    "TruncationMode",
+    "VideoEmbeddingMode",
+    "make_embedder",
+    "prepare_audio",
+    "prepare_image",
+    "prepare_video",
+]

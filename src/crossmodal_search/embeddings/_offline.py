@@ -1,0 +1,408 @@
+"""A deterministic, network-free embedder for tests, demos and offline development.
+
+It is *not* a neural model. It puts texts and images into one space with hand-built features:
+
+* a **colour block** shared by both modalities: colour words in a text ("red", "navy", "grey",
+  ...) and the colour histogram of an image (pixels mapped to the nearest named colour, the
+  background estimated from the border and ignored) land on the same dimensions;
+* a **lexical block** for text: word unigrams and character trigrams, signed feature hashing;
+* a **layout block** for images: mean-centred grayscale thumbnails (a coarse 12x8 and a finer
+  32x32), so images with the same composition are close.
+
+What it can find: texts sharing words or word pieces with other texts; images that look alike
+(colour + composition); images whose dominant colour is named in a text query ("red dress" ->
+red images). What it cannot find: synonyms, meaning, objects or shapes named in text ("a
+sneaker" does not retrieve sneaker images), other languages, anything in audio or video. Use
+:class:`~crossmodal_search.embeddings.NovaEmbeddings` for real semantic search.
+
+The vectors are laid out Matryoshka-style: the first 256 values already hold every block, the
+rest refine the lexical and layout blocks, and a smaller ``dimension`` is the truncated,
+re-normalised full (3072) vector, like Nova's documented behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from crossmodal_search._types import EmbeddingPurpose, PurposeLike, Vector
+from crossmodal_search.embeddings._media import load_pil_image
+from crossmodal_search.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from crossmodal_search.embeddings._protocol import ImageInput
+
+__all__ = ["COLOUR_NAMES", "OfflineEmbedder"]
+
+_FULL = 3072
+# Layout of the full vector (first 256 values hold a bit of every block).
+_COLOUR = slice(0, 32)
+_LEX_A = slice(32, 160)
+_LAYOUT_A = slice(160, 256)  # 12x8 thumbnail
+_LEX_B = slice(256, 2048)
+_LAYOUT_B = slice(2048, 3072)  # 32x32 thumbnail
+_MIN_DIMENSION = 64
+
+#: Named colours (sRGB reference points). Order fixes the colour block's dimensions.
+_PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("red", (200, 30, 35)),
+    ("orange", (240, 130, 20)),
+    ("yellow", (240, 215, 40)),
+    ("green", (40, 150, 60)),
+    ("blue", (30, 90, 210)),
+    ("purple", (125, 50, 165)),
+    ("pink", (240, 140, 185)),
+    ("brown", (115, 70, 35)),
+    ("beige", (225, 205, 165)),
+    ("black", (15, 15, 15)),
+    ("white", (246, 246, 246)),
+    ("grey", (128, 128, 128)),
+    ("navy", (20, 30, 95)),
+    ("teal", (0, 125, 125)),
+    ("gold", (210, 170, 50)),
+    ("silver", (190, 192, 198)),
+    ("maroon", (120, 15, 30)),
+    ("olive", (120, 120, 20)),
+    ("turquoise", (60, 210, 200)),
+    ("khaki", (190, 175, 110)),
+    ("cream", (250, 240, 210)),
+    ("lavender", (185, 160, 225)),
+    ("magenta", (215, 30, 150)),
+    ("charcoal", (55, 58, 62)),
+)
+COLOUR_NAMES: tuple[str, ...] = tuple(name for name, _ in _PALETTE)
+
+#: Words mapped onto a colour dimension (synonyms and spellings).
+_COLOUR_WORDS: dict[str, str] = {name: name for name in COLOUR_NAMES} | {
+    "gray": "grey",
+    "crimson": "red",
+    "scarlet": "red",
+    "burgundy": "maroon",
+    "wine": "maroon",
+    "violet": "purple",
+    "lilac": "lavender",
+    "ivory": "cream",
+    "tan": "khaki",
+    "camel": "khaki",
+    "aqua": "turquoise",
+    "cyan": "turquoise",
+    "fuchsia": "magenta",
+    "rose": "pink",
+    "golden": "gold",
+    "blush": "pink",
+    "mustard": "yellow",
+    "lime": "green",
+    "emerald": "green",
+    "indigo": "navy",
+    "cobalt": "blue",
+    "chocolate": "brown",
+    "coffee": "brown",
+    "graphite": "charcoal",
+    "ebony": "black",
+    "jet": "black",
+    "snow": "white",
+    "reddish": "red",
+    "bluish": "blue",
+    "greenish": "green",
+}
+
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "this",
+        "that",
+        "these",
+        "those",
+    ]
+)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+# Block weights (squared norms add to 1 when all blocks are present).
+_TEXT_COLOUR_W = 0.6
+_IMAGE_COLOUR_W = 0.8
+
+
+def _srgb_to_lab(rgb: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """sRGB (0-255, shape (..., 3)) to CIE L*a*b* (D65): perceptual distances for colour naming."""
+    c = rgb / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    lab = np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
+    return np.asarray(lab, dtype=np.float64)
+
+
+_PALETTE_LAB = _srgb_to_lab(np.array([rgb for _, rgb in _PALETTE], dtype=np.float64))
+
+
+def _hash(feature: str) -> tuple[int, int, float]:
+    digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
+    h = int.from_bytes(digest, "little")
+    return h & 0xFFFFFFFF, (h >> 32) & 0x7FFFFFFF, 1.0 if (h >> 63) else -1.0
+
+
+def _normalise(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+class OfflineEmbedder:
+    """Deterministic embeddings from lexical, colour and layout features (numpy only).
+
+    See the module docstring for what this can and cannot find. It satisfies
+    :class:`~crossmodal_search.embeddings.Embedder`; ``purpose`` is validated and otherwise
+    ignored (the features do not depend on it).
+
+    Args:
+        dimension: default output dimension, 64-3072 (Nova's 256/384/1024/3072 recommended).
+
+    Example:
+        >>> emb = OfflineEmbedder(dimension=256)
+        >>> emb.embed_text("red summer dress").shape
+        (256,)
+    """
+
+    def __init__(self, dimension: int = 1024) -> None:
+        self._dimension = self._check_dimension(dimension)
+
+    @property
+    def model_id(self) -> str:
+        """``offline-colour-lexical-v1``: changes whenever the features change."""
+        return "offline-colour-lexical-v1"
+
+    @property
+    def dimension(self) -> int:
+        """Default output dimension."""
+        return self._dimension
+
+    def __repr__(self) -> str:
+        return f"OfflineEmbedder(dimension={self._dimension})"
+
+    @staticmethod
+    def _check_dimension(dimension: int) -> int:
+        if (
+            isinstance(dimension, bool)
+            or not isinstance(dimension, (int, np.integer))
+            or not _MIN_DIMENSION <= int(dimension) <= _FULL
+        ):
+            raise InvalidInputError(
+                f"dimension must be an int in {_MIN_DIMENSION}..{_FULL}, got {dimension!r}"
+            )
+        return int(dimension)
+
+    def _finish(self, full: npt.NDArray[np.float64], dimension: int | None) -> Vector:
+        d = self._dimension if dimension is None else self._check_dimension(dimension)
+        out = _normalise(full[:d])
+        return out.astype(np.float32)
+
+    @staticmethod
+    def _check_purpose(purpose: PurposeLike) -> None:
+        try:
+            EmbeddingPurpose(purpose)
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown embedding purpose {purpose!r}; one of "
+                f"{', '.join(p.value for p in EmbeddingPurpose)}"
+            ) from None
+
+    # ---------------------------------------------------------------- text
+
+    @staticmethod
+    def _text_features(text: str) -> npt.NDArray[np.float64]:
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise InvalidInputError("text must not be empty or whitespace only")
+        words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+        full = np.zeros(_FULL, dtype=np.float64)
+
+        colours = np.zeros(_COLOUR.stop, dtype=np.float64)
+        for w in words:
+            name = _COLOUR_WORDS.get(w)
+            if name is not None:
+                colours[COLOUR_NAMES.index(name)] = 1.0
+
+        counts: dict[str, float] = {}
+        for w in words:
+            counts["w:" + w] = counts.get("w:" + w, 0.0) + 1.0
+            padded = f"#{w}#"
+            for i in range(len(padded) - 2):
+                key = "c:" + padded[i : i + 3]
+                counts[key] = counts.get(key, 0.0) + 0.35
+        lex_a = np.zeros(_LEX_A.stop - _LEX_A.start)
+        lex_b = np.zeros(_LEX_B.stop - _LEX_B.start)
+        for feat, count in counts.items():
+            ha, hb, sign = _hash(feat)
+            weight = sign * math.log1p(count)
+            lex_a[ha % lex_a.size] += weight
+            lex_b[hb % lex_b.size] += weight
+        lex = np.concatenate([lex_a, lex_b])
+
+        if colours.any():
+            full[_COLOUR] = _normalise(colours) * _TEXT_COLOUR_W
+            lex_w = math.sqrt(1 - _TEXT_COLOUR_W**2)
+        else:
+            lex_w = 1.0
+        lex = _normalise(lex) * lex_w
+        full[_LEX_A] = lex[: lex_a.size]
+        full[_LEX_B] = lex[lex_a.size :]
+        if not full.any():  # only stopwords / punctuation: still a valid, deterministic vector
+            _, hb, _ = _hash("raw:" + text)
+            full[_LEX_A.start + hb % lex_a.size] = 1.0
+        return full
+
+    def embed_text(
+        self,
+        text: str,
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+    ) -> Vector:
+        """Embed one text (lexical + colour-word features), unit-normalised float32."""
+        self._check_purpose(purpose)
+        return self._finish(self._text_features(text), dimension)
+
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+    ) -> Vector:
+        """Embed many texts; returns an ``(n, d)`` float32 array in input order."""
+        self._check_purpose(purpose)
+        if isinstance(texts, str):
+            raise InvalidInputError("embed_texts takes a sequence of str, not one str")
+        feats = [self._text_features(t) for t in texts]
+        d = self._dimension if dimension is None else self._check_dimension(dimension)
+        if not feats:
+            return np.zeros((0, d), dtype=np.float32)
+        return np.stack([self._finish(f, d) for f in feats])
+
+    # ---------------------------------------------------------------- images
+
+    @staticmethod
+    def _image_features(img: Image.Image) -> npt.NDArray[np.float64]:
+        from PIL import Image
+
+        if getattr(img, "is_animated", False):
+            img.seek(0)
+        rgba = img.convert("RGBA")
+        small = rgba.copy()
+        small.thumbnail((64, 64), Image.Resampling.BILINEAR)
+        arr = np.asarray(small, dtype=np.float64)
+        alpha = arr[..., 3] / 255.0
+        # Transparent pixels count as white (how they are usually displayed).
+        rgb = arr[..., :3] * alpha[..., None] + 255.0 * (1 - alpha[..., None])
+        lab = _srgb_to_lab(rgb).reshape(-1, 3)
+
+        # Background: if the border is mostly one colour, ignore pixels close to it.
+        h, w = rgb.shape[:2]
+        border = np.concatenate(
+            [
+                lab.reshape(h, w, 3)[0],
+                lab.reshape(h, w, 3)[-1],
+                lab.reshape(h, w, 3)[:, 0],
+                lab.reshape(h, w, 3)[:, -1],
+            ]
+        )
+        bg = np.median(border, axis=0)
+        weights = np.ones(len(lab))
+        if np.mean(np.linalg.norm(border - bg, axis=1) < 12.0) >= 0.6:
+            foreground = np.linalg.norm(lab - bg, axis=1) >= 12.0
+            if foreground.mean() >= 0.03:
+                weights = foreground.astype(np.float64)
+
+        dist = np.linalg.norm(lab[:, None, :] - _PALETTE_LAB[None, :, :], axis=2)
+        nearest = np.argmin(dist, axis=1)
+        hist = np.bincount(nearest, weights=weights, minlength=len(_PALETTE)).astype(np.float64)
+        colours = np.zeros(_COLOUR.stop, dtype=np.float64)
+        colours[: len(_PALETTE)] = np.sqrt(hist / max(hist.sum(), 1e-12))
+
+        gray = rgba.convert("L")
+
+        def thumb(size: tuple[int, int]) -> npt.NDArray[np.float64]:
+            t = np.asarray(gray.resize(size, Image.Resampling.BILINEAR), dtype=np.float64)
+            t = t.reshape(-1) - t.mean()
+            return _normalise(t)
+
+        layout = np.concatenate([thumb((12, 8)), thumb((32, 32))])
+        full = np.zeros(_FULL, dtype=np.float64)
+        full[_COLOUR] = _normalise(colours) * _IMAGE_COLOUR_W
+        full[_LAYOUT_A] = layout[:96]
+        full[_LAYOUT_B] = layout[96:]
+        layout_norm = float(np.linalg.norm(full[_LAYOUT_A])) + float(
+            np.linalg.norm(full[_LAYOUT_B])
+        )
+        if layout_norm > 0:
+            lay = np.concatenate([full[_LAYOUT_A], full[_LAYOUT_B]])
+            lay = _normalise(lay) * math.sqrt(1 - _IMAGE_COLOUR_W**2)
+            full[_LAYOUT_A] = lay[:96]
+            full[_LAYOUT_B] = lay[96:]
+        return full
+
+    def embed_image(
+        self,
+        image: ImageInput,
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+    ) -> Vector:
+        """Embed one local image (colour + layout features). ``s3://`` inputs are refused."""
+        self._check_purpose(purpose)
+        return self._finish(self._image_features(load_pil_image(image)), dimension)
+
+    def embed_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+    ) -> Vector:
+        """Embed many images; returns an ``(n, d)`` float32 array in input order."""
+        self._check_purpose(purpose)
+        d = self._dimension if dimension is None else self._check_dimension(dimension)
+        loaded = [load_pil_image(img, label=f"images[{i}]") for i, img in enumerate(images)]
+        if not loaded:
+            return np.zeros((0, d), dtype=np.float32)
+        return np.stack([self._finish(self._image_features(img), d) for img in loaded])
+
+    def embed_document(
+        self,
+        page: ImageInput,
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+    ) -> Vector:
+        """Embed a document page image (same features as :meth:`embed_image`)."""
+        return self.embed_image(page, purpose=purpose, dimension=dimension)

@@ -1,0 +1,462 @@
+"""A fake of Bedrock's ``InvokeModel`` for Nova embeddings, attached at the HTTP boundary.
+
+The fake registers a botocore ``before-send`` handler on a real ``bedrock-runtime`` client, so
+botocore's own request serialisation and response parsing run exactly as against AWS; only the
+HTTP round trip is replaced. Request bodies are validated strictly against the documented Nova
+schema (unknown fields, missing fields, wrong enums, bad base64 give a 400
+``ValidationException`` as the service does) and answered with deterministic vectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, Vector
+
+if TYPE_CHECKING:
+    from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+    from botocore.config import Config
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+
+    from crossmodal_search.embeddings._protocol import Embedder
+
+__all__ = ["ERROR_STATUS", "FakeBedrock"]
+
+#: HTTP status of each bedrock-runtime error code (botocore 1.44.8 service model).
+ERROR_STATUS: dict[str, int] = {
+    "ThrottlingException": 429,
+    "ModelNotReadyException": 429,
+    "ServiceUnavailableException": 503,
+    "InternalServerException": 500,
+    "ModelTimeoutException": 408,
+    "ModelErrorException": 424,
+    "ValidationException": 400,
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "ServiceQuotaExceededException": 400,
+    "UnrecognizedClientException": 403,
+}
+
+_PURPOSES = frozenset(p.value for p in EmbeddingPurpose)
+_IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
+_AUDIO_FORMATS = frozenset({"mp3", "wav", "ogg"})
+_VIDEO_FORMATS = frozenset({"mp4", "mov", "mkv", "webm", "flv", "mpeg", "mpg", "wmv", "3gp"})
+_S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
+_PIL_FORMAT = {"PNG": "png", "JPEG": "jpeg", "GIF": "gif", "WEBP": "webp", "MPO": "jpeg"}
+_MAX_BODY = 25_000_000
+_MODEL_PATH = re.compile(r"/model/([^/]+)/invoke$")
+
+
+class _Invalid(Exception):
+    """A request the real service would reject with ValidationException."""
+
+
+class _RawResponse(io.BytesIO):
+    """What botocore expects as ``AWSResponse.raw``: readable, with ``stream()``."""
+
+    def stream(self, **_: Any) -> Any:
+        chunk = self.read()
+        while chunk:
+            yield chunk
+            chunk = self.read()
+
+
+def _fields(obj: object, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise _Invalid(f"{where}: expected an object, got {type(obj).__name__}")
+    unknown = set(obj) - required - optional
+    if unknown:
+        raise _Invalid(f"{where}: extraneous key(s) {sorted(unknown)} are not permitted")
+    missing = required - set(obj)
+    if missing:
+        raise _Invalid(f"{where}: required key(s) {sorted(missing)} not found")
+    return obj
+
+
+def _enum(value: object, allowed: frozenset[str] | set[str], where: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise _Invalid(f"{where}: {value!r} is not a valid enum value ({sorted(allowed)})")
+    return value
+
+
+class FakeBedrock:
+    """A thread-safe fake of bedrock-runtime ``InvokeModel`` for Nova Multimodal Embeddings.
+
+    Args:
+        embedder: computes the vectors (default :class:`OfflineEmbedder`, so text/image
+            geometry is meaningful: a red image is near "red dress"). Inputs it cannot read
+            (S3 sources, audio, video) get a deterministic pseudo-random unit vector.
+        latency: seconds each call sleeps (outside any lock), to simulate network time.
+        throttle_rate: requests per second allowed by a token bucket; above it the call gets a
+            429 ``ThrottlingException``. ``None`` disables throttling.
+        throttle_burst: bucket capacity (default ``max(1, throttle_rate)``).
+        model_id: the model id the fake answers to; others get a ValidationException.
+
+    Attributes:
+        requests: every request body received (parsed JSON, or ``{"_raw": str}`` if not JSON),
+            including failed ones, in arrival order.
+
+    Example:
+        >>> fake = FakeBedrock()
+        >>> client = fake.client()
+        >>> NovaEmbeddings(client=client).embed_text("red dress").shape  # doctest: +SKIP
+        (1024,)
+        >>> fake.fail_next("ThrottlingException", times=2)
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder | None = None,
+        latency: float = 0.0,
+        throttle_rate: float | None = None,
+        throttle_burst: float | None = None,
+        model_id: str = NOVA_MODEL_ID,
+    ) -> None:
+        if latency < 0:
+            raise ValueError("latency must be >= 0")
+        if throttle_rate is not None and throttle_rate <= 0:
+            raise ValueError("throttle_rate must be > 0")
+        self._embedder = embedder
+        self.latency = latency
+        self.throttle_rate = throttle_rate
+        self._burst = float(
+            throttle_burst if throttle_burst is not None else max(1.0, throttle_rate or 1.0)
+        )
+        self._tokens = self._burst
+        self._last_refill = time.monotonic()
+        self.model_id = model_id
+        self.requests: list[dict[str, Any]] = []
+        self._failures: deque[tuple[str, str | None]] = deque()
+        self._lock = threading.Lock()
+        self._ok = 0
+        self._errors: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- wiring
+
+    def client(
+        self, *, region_name: str = "us-east-1", config: Config | None = None
+    ) -> BedrockRuntimeClient:
+        """A real boto3 bedrock-runtime client with dummy credentials, answered by this fake.
+
+        Its botocore retries are off (``max_attempts=1``) unless ``config`` says otherwise,
+        so every retry a test sees comes from the SDK's own policy.
+        """
+        import boto3
+        from botocore.config import Config
+
+        ours = Config(retries={"max_attempts": 1, "mode": "standard"})
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=region_name,
+        )
+        client = session.client(
+            "bedrock-runtime", config=ours.merge(config) if config is not None else ours
+        )
+        return self.attach(client)
+
+    def attach(self, client: BedrockRuntimeClient) -> BedrockRuntimeClient:
+        """Answer ``client``'s InvokeModel calls from this fake; returns the client."""
+        client.meta.events.register(
+            "before-send.bedrock-runtime.InvokeModel",
+            self._handle,  # type: ignore[arg-type]  # before-send handlers return a response
+            unique_id=f"crossmodal-fake-bedrock-{id(self)}",
+        )
+        return client
+
+    # ----------------------------------------------------------------- controls
+
+    def fail_next(self, code: str, *, times: int = 1, message: str | None = None) -> None:
+        """Answer the next ``times`` calls with AWS error ``code`` (status from ERROR_STATUS)."""
+        if times < 0:
+            raise ValueError("times must be >= 0")
+        with self._lock:
+            self._failures.extend([(code, message)] * times)
+
+    def fail_always(self, code: str, *, message: str | None = None) -> None:
+        """Answer every following call with ``code`` (until :meth:`reset_failures`)."""
+        self.fail_next(code, times=1_000_000, message=message)
+
+    def reset_failures(self) -> None:
+        """Drop queued error injections."""
+        with self._lock:
+            self._failures.clear()
+
+    @property
+    def calls(self) -> int:
+        """Requests received (successful or not)."""
+        with self._lock:
+            return len(self.requests)
+
+    @property
+    def successes(self) -> int:
+        """Requests answered with an embedding."""
+        with self._lock:
+            return self._ok
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Error responses sent, by code."""
+        with self._lock:
+            return dict(self._errors)
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _response(
+        self,
+        request: AWSPreparedRequest,
+        status: int,
+        payload: Mapping[str, Any],
+        error_code: str | None = None,
+    ) -> AWSResponse:
+        from botocore.awsrequest import AWSResponse
+
+        body = json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "x-amzn-RequestId": str(uuid.uuid4()),
+        }
+        if error_code is not None:
+            headers["x-amzn-ErrorType"] = f"{error_code}:http://internal.amazon.com/coral/"
+            with self._lock:
+                self._errors[error_code] = self._errors.get(error_code, 0) + 1
+        return AWSResponse(request.url, status, headers, _RawResponse(body))  # type: ignore[arg-type]
+
+    def _error(self, request: AWSPreparedRequest, code: str, message: str) -> AWSResponse:
+        return self._response(
+            request,
+            ERROR_STATUS.get(code, 400),
+            {"__type": code, "message": message},
+            error_code=code,
+        )
+
+    def _take_token(self) -> bool:
+        if self.throttle_rate is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(
+            self._burst, self._tokens + (now - self._last_refill) * self.throttle_rate
+        )
+        self._last_refill = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _handle(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        raw: object = request.body
+        if raw is not None and hasattr(raw, "read"):
+            raw = raw.read()
+        if isinstance(raw, str):
+            raw_bytes = raw.encode()
+        elif isinstance(raw, (bytes, bytearray)):
+            raw_bytes = bytes(raw)
+        else:
+            raw_bytes = b""
+        try:
+            body: Any = json.loads(raw_bytes)
+        except ValueError:
+            body = None
+        with self._lock:
+            self.requests.append(body if isinstance(body, dict) else {"_raw": raw_bytes[:1000]})
+            failure = self._failures.popleft() if self._failures else None
+            allowed = self._take_token()
+        if self.latency:
+            time.sleep(self.latency)
+        if failure is not None:
+            code, message = failure
+            return self._error(request, code, message or f"injected {code}")
+        if not allowed:
+            return self._error(request, "ThrottlingException", "Too many requests, please wait")
+        match = _MODEL_PATH.search(request.url.split("?", 1)[0])
+        from urllib.parse import unquote
+
+        model = unquote(match.group(1)) if match else ""
+        if model != self.model_id:
+            return self._error(
+                request, "ValidationException", "The provided model identifier is invalid."
+            )
+        if len(raw_bytes) > _MAX_BODY:
+            return self._error(request, "ValidationException", f"body exceeds {_MAX_BODY} bytes")
+        if not isinstance(body, dict):
+            return self._error(request, "ValidationException", "Malformed input request")
+        try:
+            embeddings = self._embed(body)
+        except _Invalid as exc:
+            return self._error(request, "ValidationException", f"Malformed input request: {exc}")
+        with self._lock:
+            self._ok += 1
+        return self._response(request, 200, {"embeddings": embeddings})
+
+    # ----------------------------------------------------------------- schema + vectors
+
+    def _embed(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        _fields(
+            body,
+            "#",
+            {"taskType"},
+            {"schemaVersion", "singleEmbeddingParams", "segmentedEmbeddingParams"},
+        )
+        if "schemaVersion" in body:
+            _enum(body["schemaVersion"], {"nova-multimodal-embed-v1"}, "#/schemaVersion")
+        task = _enum(body["taskType"], {"SINGLE_EMBEDDING", "SEGMENTED_EMBEDDING"}, "#/taskType")
+        if task != "SINGLE_EMBEDDING":
+            raise _Invalid("SEGMENTED_EMBEDDING is only supported by StartAsyncInvoke")
+        if "segmentedEmbeddingParams" in body:
+            raise _Invalid("#: segmentedEmbeddingParams is not permitted with SINGLE_EMBEDDING")
+        if "singleEmbeddingParams" not in body:
+            raise _Invalid("#: required key [singleEmbeddingParams] not found")
+        params = _fields(
+            body["singleEmbeddingParams"],
+            "#/singleEmbeddingParams",
+            {"embeddingPurpose"},
+            {"embeddingDimension", "text", "image", "audio", "video"},
+        )
+        _enum(params["embeddingPurpose"], _PURPOSES, "#/singleEmbeddingParams/embeddingPurpose")
+        dim = params.get("embeddingDimension", 3072)
+        if isinstance(dim, bool) or dim not in NOVA_DIMENSIONS:
+            raise _Invalid(f"#/singleEmbeddingParams/embeddingDimension: {dim!r} not allowed")
+        modalities = [m for m in ("text", "image", "audio", "video") if m in params]
+        if len(modalities) != 1:
+            raise _Invalid(
+                "#/singleEmbeddingParams: exactly one of text, image, audio, video required, "
+                f"got {modalities}"
+            )
+        modality = modalities[0]
+        where = f"#/singleEmbeddingParams/{modality}"
+        spec = params[modality]
+        if modality == "text":
+            spec = _fields(spec, where, {"truncationMode"}, {"value", "source"})
+            _enum(spec["truncationMode"], {"START", "END", "NONE"}, where + "/truncationMode")
+            if ("value" in spec) == ("source" in spec):
+                raise _Invalid(f"{where}: exactly one of value, source required")
+            if "value" in spec:
+                value = spec["value"]
+                if not isinstance(value, str) or not value:
+                    raise _Invalid(f"{where}/value: expected a non-empty string")
+                if len(value) > 50_000:
+                    raise _Invalid(
+                        f"{where}/value: expected maxLength: 50000, actual: {len(value)}"
+                    )
+                return [self._item("TEXT", self._text_vector(value, dim))]
+            src = self._source(spec["source"], where + "/source", allow_bytes=False)
+            return [self._item("TEXT", self._seeded_content("text", src, dim))]
+        if modality == "image":
+            spec = _fields(spec, where, {"format", "source"}, {"detailLevel"})
+            fmt = _enum(spec["format"], _IMAGE_FORMATS, where + "/format")
+            if "detailLevel" in spec:
+                _enum(
+                    spec["detailLevel"],
+                    {"STANDARD_IMAGE", "DOCUMENT_IMAGE"},
+                    where + "/detailLevel",
+                )
+            src = self._source(spec["source"], where + "/source", allow_bytes=True)
+            if isinstance(src, bytes):
+                return [self._item("IMAGE", self._image_vector(src, fmt, where, dim))]
+            return [self._item("IMAGE", self._seeded("image-s3:" + src, dim))]
+        if modality == "audio":
+            spec = _fields(spec, where, {"format", "source"}, set())
+            _enum(spec["format"], _AUDIO_FORMATS, where + "/format")
+            src = self._source(spec["source"], where + "/source", allow_bytes=True)
+            return [self._item("AUDIO", self._seeded_content("audio", src, dim))]
+        spec = _fields(spec, where, {"format", "source", "embeddingMode"}, set())
+        _enum(spec["format"], _VIDEO_FORMATS, where + "/format")
+        mode = _enum(
+            spec["embeddingMode"],
+            {"AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"},
+            where + "/embeddingMode",
+        )
+        src = self._source(spec["source"], where + "/source", allow_bytes=True)
+        if mode == "AUDIO_VIDEO_COMBINED":
+            return [self._item("AUDIO_VIDEO_COMBINED", self._seeded_content("av", src, dim))]
+        return [
+            self._item("VIDEO", self._seeded_content("video", src, dim)),
+            self._item("AUDIO", self._seeded_content("audio", src, dim)),
+        ]
+
+    @staticmethod
+    def _source(obj: object, where: str, *, allow_bytes: bool) -> bytes | str:
+        src = _fields(obj, where, set(), {"bytes", "s3Location"})
+        if len(src) != 1:
+            raise _Invalid(f"{where}: exactly one of bytes, s3Location required")
+        if "bytes" in src:
+            if not allow_bytes:
+                raise _Invalid(f"{where}: bytes is not supported for text")
+            b64 = src["bytes"]
+            if not isinstance(b64, str) or not b64:
+                raise _Invalid(f"{where}/bytes: expected a non-empty base64 string")
+            try:
+                data = base64.b64decode(b64, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise _Invalid(f"{where}/bytes: invalid base64: {exc}") from None
+            if not data:
+                raise _Invalid(f"{where}/bytes: empty content")
+            return data
+        loc = _fields(src["s3Location"], where + "/s3Location", {"uri"}, {"bucketOwner"})
+        uri = loc["uri"]
+        if not isinstance(uri, str) or not _S3_URI.match(uri) or len(uri) > 1024:
+            raise _Invalid(f"{where}/s3Location/uri: {uri!r} is not a valid S3 URI")
+        owner = loc.get("bucketOwner")
+        if owner is not None and not (isinstance(owner, str) and re.fullmatch(r"\d{12}", owner)):
+            raise _Invalid(f"{where}/s3Location/bucketOwner: {owner!r} is not an account id")
+        return f"{uri}#{owner or ''}"
+
+    @staticmethod
+    def _item(etype: str, vector: Vector) -> dict[str, Any]:
+        return {"embeddingType": etype, "embedding": [float(x) for x in vector]}
+
+    def _offline(self) -> Embedder:
+        if self._embedder is None:
+            from crossmodal_search.embeddings._offline import OfflineEmbedder
+
+            self._embedder = OfflineEmbedder(dimension=3072)
+        return self._embedder
+
+    def _text_vector(self, text: str, dim: int) -> Vector:
+        return self._offline().embed_text(text, dimension=dim)
+
+    def _image_vector(self, data: bytes, fmt: str, where: str, dim: int) -> Vector:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                actual = _PIL_FORMAT.get(img.format or "")
+                img.load()
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise _Invalid(f"{where}/source/bytes: unable to decode the image: {exc}") from None
+        if actual != fmt:
+            raise _Invalid(f"{where}/format: declared {fmt!r} but the bytes are {actual!r}")
+        return self._offline().embed_image(data, dimension=dim)
+
+    @staticmethod
+    def _seeded(seed: str, dim: int) -> Vector:
+        rng = np.random.default_rng(
+            int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little")
+        )
+        v = rng.standard_normal(dim)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    def _seeded_content(self, kind: str, src: bytes | str, dim: int) -> Vector:
+        key = src if isinstance(src, str) else hashlib.sha256(src).hexdigest()
+        return self._seeded(f"{kind}:{key}", dim)
+
+    def __repr__(self) -> str:
+        return (
+            f"FakeBedrock(calls={self.calls}, latency={self.latency}, "
+            f"throttle_rate={self.throttle_rate})"
+        )
