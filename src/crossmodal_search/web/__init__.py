@@ -1,1 +1,46 @@
-"""crossmodal_search.web"""
+"""The shopper's search page and its JSON API (optional extra ``web``).
+
+``create_app(searcher, image_root=...)`` builds a FastAPI application serving one self-contained
+HTML page at ``/``, ``POST /api/search``, ``GET /api/products/{id}``, product images from the
+catalog's image root only (``/images/{path}``) and ``/healthz``. ``crossmodal serve`` runs it.
+
+Importing this package without FastAPI installed raises :class:`ConfigurationError` naming the
+extra to install.
+"""
+
+from __future__ import annotations
+
+from crossmodal_search.errors import ConfigurationError
+
+try:
+    import fastapi  # noqa: F401
+    import python_multipart  # noqa: F401  (FastAPI needs it to parse uploads)
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by tests/test_web.py
+    raise ConfigurationError(
+        "crossmodal_search.web needs the optional 'web' extra (FastAPI, uvicorn, "
+        "python-multipart): pip install 'crossmodal-search[web]'"
+    ) from exc
+
+from crossmodal_search.web._app import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, create_app
+from crossmodal_search.web._models import (
+    ErrorDetail,
+    ErrorResponse,
+    HealthResponse,
+    ProductResponse,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "ErrorDetail",
+    "ErrorResponse",
+    "HealthResponse",
+    "ProductResponse",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResponse",
+    "create_app",
+]

@@ -1,0 +1,182 @@
+"""Request limits: body size enforced while the body streams in, and image checks from the bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from crossmodal_search.errors import UnsupportedMediaError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Pillow format name -> MIME type, for the formats Nova Multimodal Embeddings accepts.
+ACCEPTED_IMAGE_FORMATS: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+}
+
+#: Room for the form fields / JSON keys around the image itself.
+_FIELDS_ALLOWANCE = 64 * 1024
+
+
+class HTTPProblem(Exception):
+    """An HTTP-level refusal raised by the web layer; rendered as the JSON error body."""
+
+    def __init__(self, status_code: int, type: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.type = type
+        self.message = message
+
+
+class PayloadTooLarge(HTTPProblem):
+    """413: the body, the upload or the image's pixel count is over the limit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, "PayloadTooLarge", message)
+
+
+class UnsupportedImageType(HTTPProblem):
+    """415: the upload is not an image in one of the accepted formats."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(415, "UnsupportedMediaType", message)
+
+
+def body_limit(content_type: str, max_upload_bytes: int) -> int:
+    """Largest request body accepted for a content type, given the image size limit."""
+    if content_type.startswith("application/json"):
+        # The image travels base64 encoded: 4 characters per 3 bytes.
+        return 4 * math.ceil(max_upload_bytes / 3) + _FIELDS_ALLOWANCE
+    if content_type.startswith("multipart/form-data"):
+        return max_upload_bytes + _FIELDS_ALLOWANCE
+    return _FIELDS_ALLOWANCE
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies over the limit with 413, counting bytes as they arrive.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    that streams past it (chunked, or lying about its length) is cut off as soon as it does, so
+    an oversized upload never lands in memory or on disk in full.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        limit = body_limit(content_type, self.max_upload_bytes)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_error(send, PayloadTooLarge(_too_large_message(int(declared), limit)))
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(_too_large_message(received, limit, at_least=True))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
+    prefix = "more than " if at_least else ""
+    return f"request body is {prefix}{size} bytes; the limit is {limit} bytes"
+
+
+async def _send_error(send: Send, problem: HTTPProblem) -> None:
+    body = json.dumps({"error": {"type": problem.type, "message": problem.message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": problem.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    """An uploaded image that decoded fully within the limits."""
+
+    data: bytes
+    format: str
+    mime_type: str
+    width: int
+    height: int
+
+
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+    """Verify ``data`` is a whole image of an accepted type within the size and pixel limits.
+
+    The type comes from the bytes (Pillow's format detection), never from a file name or a
+    declared content type. Only the header is parsed before the pixel check, so a small file
+    declaring huge dimensions (a decompression bomb) is refused without being decoded.
+
+    Raises:
+        PayloadTooLarge: over ``max_bytes`` or ``max_pixels`` (413).
+        UnsupportedImageType: not a JPEG, PNG, GIF or WebP image (415).
+        UnsupportedMediaError: an accepted type that does not decode (corrupt, truncated; 422).
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    if not data:
+        raise UnsupportedMediaError("the uploaded image is empty")
+    accepted = ", ".join(sorted(ACCEPTED_IMAGE_FORMATS))
+    try:
+        # ``formats=`` keeps Pillow from trying its other (rarely used, larger attack surface)
+        # decoders on untrusted bytes.
+        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_IMAGE_FORMATS)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PayloadTooLarge(
+                    f"the image is {width}x{height} = {width * height} pixels; "
+                    f"the limit is {max_pixels} pixels"
+                )
+            image_format = str(image.format)
+            image.load()
+    except UnidentifiedImageError as exc:
+        raise UnsupportedImageType(
+            f"the upload is not an image of an accepted type ({accepted})"
+        ) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own global guard fired first (only for sizes above our default limit).
+        raise PayloadTooLarge(f"the image declares too many pixels: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnsupportedMediaError(f"the image is corrupt or truncated: {exc}") from exc
+    return CheckedImage(
+        data=data,
+        format=image_format,
+        mime_type=ACCEPTED_IMAGE_FORMATS[image_format],
+        width=width,
+        height=height,
+    )

@@ -1,0 +1,107 @@
+"""Request and response models of the JSON API (they make up the OpenAPI description)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Which stored vectors a query searches (passed to ``CrossmodalSearcher.search``).
+SearchMode = Literal["text", "image", "combined", "all"]
+
+#: Longest query text accepted; longer input is refused with 422 before any embedding call.
+MAX_QUERY_CHARS = 8192
+#: S3 Vectors answers at most 100 matches per query.
+MAX_TOP_K = 100
+
+
+class SearchRequest(BaseModel):
+    """JSON body of ``POST /api/search``. Give ``text``, ``image`` or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(
+        default=None, max_length=MAX_QUERY_CHARS, description="What the shopper describes."
+    )
+    image: str | None = Field(
+        default=None,
+        description="The query photo, base64 encoded (a `data:image/...;base64,` prefix is "
+        "allowed).",
+    )
+    mode: SearchMode = Field(default="combined", description="Which stored vectors to search.")
+    fusion: str = Field(default="mean", description="How text and image scores are combined.")
+    text_weight: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Weight of the text part; the image gets 1 - it."
+    )
+    top_k: int = Field(default=12, ge=1, le=MAX_TOP_K, description="How many products to return.")
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Metadata filter in the S3 Vectors filter language."
+    )
+    where: str | None = Field(
+        default=None,
+        description="Simple filters as `key=value` pairs separated by commas or new lines; "
+        "combined with `filter` by AND.",
+    )
+
+
+class SearchHit(BaseModel):
+    """One product in the results."""
+
+    product_id: str
+    title: str
+    similarity: float = Field(description="Higher is closer (cosine similarity for cosine stores).")
+    distance: float = Field(description="The store metric's distance: lower is closer.")
+    matched_type: str = Field(description="Which stored vector matched: text, image or combined.")
+    image_url: str | None = Field(description="URL of the product photo, when the server has it.")
+    text: str
+    metadata: dict[str, Any]
+
+
+class QueryEcho(BaseModel):
+    """The query as the server understood it, so weights and modes are never silently ignored."""
+
+    text: str | None
+    has_image: bool
+    mode: SearchMode
+    fusion: str
+    text_weight: float
+    top_k: int
+    filter: dict[str, Any] | None
+
+
+class SearchResponse(BaseModel):
+    """Answer of ``POST /api/search``."""
+
+    results: list[SearchHit]
+    query: QueryEcho
+    took_ms: float
+
+
+class ProductResponse(BaseModel):
+    """One catalog product (``GET /api/products/{product_id}``)."""
+
+    product_id: str
+    title: str
+    text: str
+    image_url: str | None
+    metadata: dict[str, Any]
+
+
+class HealthResponse(BaseModel):
+    """Answer of ``GET /healthz``."""
+
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: ``type`` is a stable name (e.g. ``InvalidFilterError``)."""
+
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Body of every error response."""
+
+    error: ErrorDetail
