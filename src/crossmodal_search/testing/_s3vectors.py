@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 import re
 import threading
 import time
@@ -35,6 +34,10 @@ from typing import TYPE_CHECKING, Any
 import botocore.config
 import numpy as np
 from botocore.awsrequest import AWSResponse
+
+from crossmodal_search.errors import InvalidFilterError
+from crossmodal_search.stores._filter import compile_filter
+from crossmodal_search.stores._limits import json_size as _json_size
 
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSPreparedRequest
@@ -102,10 +105,6 @@ def _snake(operation: str) -> str:
     return (
         operation if "_" in operation or operation.islower() else _CAMEL.sub("_", operation).lower()
     )
-
-
-def _json_size(value: object) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 @dataclass
@@ -697,9 +696,6 @@ class FakeS3Vectors:
         return {}
 
     def _query_vectors(self, params: dict[str, Any]) -> dict[str, Any]:
-        from crossmodal_search.errors import InvalidFilterError
-        from crossmodal_search.stores._filter import matches, validate_filter
-
         index = self._index(params)
         if "queryTexts" in params:
             raise _validation(
@@ -711,14 +707,16 @@ class FakeS3Vectors:
         if "queryVector" not in params:
             raise _validation("queryVector is required")
         query = self._vector(params["queryVector"], index, what="queryVector")
-        flt = params.get("filter")
-        if flt is not None:
+        compiled = None
+        if params.get("filter") is not None:
             try:
-                validate_filter(flt, non_filterable=frozenset(index.non_filterable))
+                compiled = compile_filter(params["filter"], non_filterable=index.non_filterable)
             except InvalidFilterError as exc:
                 raise _validation(f"Invalid filter: {exc}") from exc
         candidates = [
-            (k, v) for k, v in index.vectors.items() if flt is None or matches(flt, v.metadata)
+            (k, v)
+            for k, v in index.vectors.items()
+            if compiled is None or compiled.matches(v.metadata)
         ]
         results: list[dict[str, Any]] = []
         if candidates:
@@ -756,11 +754,17 @@ class FakeS3Vectors:
             raise _validation(
                 f"{what}: vector must have length {index.dimension}, got {len(values)}"
             )
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+        # botocore has already checked each value is a number (its float shape validation).
+        try:
+            wide = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise _validation(f"{what}: vector values must be numbers") from exc
+        if wide.ndim != 1:
             raise _validation(f"{what}: vector values must be numbers")
-        if not all(math.isfinite(x) for x in values):
+        if not np.isfinite(wide).all():
             raise _validation(f"{what}: vector contains NaN or Infinity")
-        array = np.asarray(values, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            array = wide.astype(np.float32)
         if not np.isfinite(array).all():
             raise _validation(f"{what}: vector overflows float32")
         if index.distance_metric == "cosine" and not array.any():
