@@ -15,6 +15,8 @@ path (relative paths are resolved against the query file's directory) or an ``s3
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 import logging
 import os
@@ -36,6 +38,7 @@ __all__ = [
     "LabelledQuery",
     "QueryType",
     "build_queries_from_catalog",
+    "read_abo_other_images",
     "read_queries",
     "write_queries",
 ]
@@ -43,10 +46,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 QueryType: TypeAlias = Literal["text", "image", "text+image"]
-
-#: Product metadata keys the catalog builder reads, in order of preference.
-TITLE_KEYS = ("title", "item_name", "name")
-OTHER_IMAGE_KEYS = ("other_images", "other_image_paths")
 
 
 class LabelledQuery(BaseModel):
@@ -196,26 +195,48 @@ def write_queries(queries: Iterable[LabelledQuery], path: str | os.PathLike[str]
     return file
 
 
-def _title(product: Product) -> str | None:
-    for key in TITLE_KEYS:
-        value = product.metadata.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    text = (product.text or "").strip()
-    if not text:
-        return None
-    # Product.text is "title. bullet points ..." when no title is kept in metadata.
-    return text.splitlines()[0].split(". ")[0].strip() or None
+def read_abo_other_images(
+    root: str | os.PathLike[str], *, image_root: str | os.PathLike[str] | None = None
+) -> dict[str, list[str]]:
+    """Map each ABO ``item_id`` to the paths of its ``other_image_id`` images.
 
+    These are the product's extra photos, which :func:`~crossmodal_search.search.load_abo`
+    does not index (it indexes the main image): ideal held-out image queries. Images absent
+    from ``images.csv.gz`` or from disk are left out.
 
-def _other_images(product: Product) -> list[str]:
-    for key in OTHER_IMAGE_KEYS:
-        value = product.metadata.get(key)
-        if isinstance(value, list):
-            return [str(v) for v in value if isinstance(v, str) and v]
-        if isinstance(value, str) and value:
-            return [value]
-    return []
+    Args:
+        root: The ABO dataset directory (``listings/`` and ``images/``).
+        image_root: Where image paths are resolved (default ``ROOT/images/small``).
+    """
+    base = Path(root).expanduser()
+    images_base = Path(image_root) if image_root is not None else base / "images" / "small"
+    csv_path = base / "images" / "metadata" / "images.csv.gz"
+    if not csv_path.is_file():
+        return {}
+    with gzip.open(csv_path, "rt", encoding="utf-8", newline="") as fh:
+        paths = {row["image_id"]: row["path"] for row in csv.DictReader(fh) if row.get("image_id")}
+    found: dict[str, list[str]] = {}
+    for shard in sorted((base / "listings" / "metadata").glob("listings_*.json.gz")):
+        with gzip.open(shard, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    listing = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(listing, dict) or not isinstance(listing.get("item_id"), str):
+                    continue
+                others = listing.get("other_image_id")
+                if not isinstance(others, list):
+                    continue
+                item = listing["item_id"].strip()
+                for image_id in others:
+                    rel = paths.get(image_id) if isinstance(image_id, str) else None
+                    if rel is None or not (images_base / rel).is_file():
+                        continue
+                    found.setdefault(item, [])
+                    if str(images_base / rel) not in found[item]:
+                        found[item].append(str(images_base / rel))
+    return found
 
 
 def build_queries_from_catalog(
@@ -225,6 +246,7 @@ def build_queries_from_catalog(
     own_image: bool = True,
     title: bool = True,
     held_out_images: bool = True,
+    other_images: Mapping[str, Sequence[str]] | None = None,
     max_queries: int | None = None,
 ) -> list[LabelledQuery]:
     """Build a labelled query set from a catalog that has none.
@@ -232,10 +254,10 @@ def build_queries_from_catalog(
     For each product: its main image as an image query (``kind="own-image"``; a sanity
     baseline, the indexed image retrieves itself), its title as a text query
     (``kind="title"``, crossmodal when run against image vectors), and, where the product
-    has more images (ABO ``other_image_id``, exposed by the loader as metadata
-    ``other_images``), one of them chosen with ``seed`` as an image query
-    (``kind="held-out-image"``: an image the index never saw). Each query's only relevant
-    product is the product itself (grade 1).
+    has more images (``other_images``, e.g. from :func:`read_abo_other_images`), one of them
+    chosen with ``seed`` as an image query (``kind="held-out-image"``: a photo the index never
+    saw, the realistic shopper case). Each query's only relevant product is the product
+    itself (grade 1).
 
     Args:
         products: The catalog.
@@ -243,8 +265,14 @@ def build_queries_from_catalog(
         own_image: Include own-image queries.
         title: Include title queries.
         held_out_images: Include held-out image queries.
+        other_images: ``{product_id: [image, ...]}``, extra images per product.
         max_queries: Keep a seeded random sample of at most this many queries.
+
+    Raises:
+        InvalidInputError: ``max_queries`` is below 1.
     """
+    if max_queries is not None and max_queries < 1:
+        raise InvalidInputError(f"max_queries must be >= 1, got {max_queries}")
     rng = random.Random(seed)
     queries: list[LabelledQuery] = []
     for product in products:
@@ -255,12 +283,12 @@ def build_queries_from_catalog(
                     id=f"{pid}:image", image=product.image, relevant={pid: 1.0}, kind="own-image"
                 )
             )
-        name = _title(product) if title else None
+        name = product.title.strip() if title else ""
         if name:
             queries.append(
                 LabelledQuery(id=f"{pid}:title", text=name, relevant={pid: 1.0}, kind="title")
             )
-        others = [img for img in _other_images(product) if img != product.image]
+        others = [img for img in (other_images or {}).get(pid, ()) if img != product.image]
         if held_out_images and others:
             queries.append(
                 LabelledQuery(
@@ -271,8 +299,6 @@ def build_queries_from_catalog(
                 )
             )
     if max_queries is not None and len(queries) > max_queries:
-        if max_queries < 1:
-            raise InvalidInputError(f"max_queries must be >= 1, got {max_queries}")
         keep = set(rng.sample(range(len(queries)), max_queries))
         queries = [q for i, q in enumerate(queries) if i in keep]
     logger.info("built %d queries from the catalog", len(queries))
