@@ -5,5 +5,6 @@ serialisation and parsing run as against AWS, with no network and no credentials
 """
 
 from crossmodal_search.testing._bedrock import FakeBedrock
+from crossmodal_search.testing._s3vectors import FakeS3Vectors
 
-__all__ = ["FakeBedrock"]
+__all__ = ["FakeBedrock", "FakeS3Vectors"]
