@@ -144,6 +144,8 @@ class FakeBedrock:
         self._lock = threading.Lock()
         self._ok = 0
         self._errors: dict[str, int] = {}
+        self._in_flight = 0
+        self._max_in_flight = 0
 
     # ----------------------------------------------------------------- wiring
 
@@ -152,13 +154,14 @@ class FakeBedrock:
     ) -> BedrockRuntimeClient:
         """A real boto3 bedrock-runtime client with dummy credentials, answered by this fake.
 
-        Its botocore retries are off (``max_attempts=1``) unless ``config`` says otherwise,
+        Its botocore retries are off (``total_max_attempts=1``) unless ``config`` says so,
         so every retry a test sees comes from the SDK's own policy.
         """
         import boto3
         from botocore.config import Config
 
-        ours = Config(retries={"max_attempts": 1, "mode": "standard"})
+        # botocore's ``max_attempts`` counts *retries*; ``total_max_attempts`` counts requests.
+        ours = Config(retries={"total_max_attempts": 1, "mode": "standard"})
         session = boto3.session.Session(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -207,6 +210,12 @@ class FakeBedrock:
         """Requests answered with an embedding."""
         with self._lock:
             return self._ok
+
+    @property
+    def max_in_flight(self) -> int:
+        """Most requests that were being answered at the same time (concurrency seen)."""
+        with self._lock:
+            return self._max_in_flight
 
     @property
     def errors(self) -> dict[str, int]:
@@ -259,6 +268,16 @@ class FakeBedrock:
         return False
 
     def _handle(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            return self._answer(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer(self, request: AWSPreparedRequest) -> AWSResponse:
         raw: object = request.body
         if raw is not None and hasattr(raw, "read"):
             raw = raw.read()
