@@ -1,0 +1,593 @@
+"""Optional accelerators for the local store: a Matryoshka funnel and an HNSW graph.
+
+An exact scan reads every stored byte per query, so its speed is bounded by memory bandwidth.
+An accelerator answers the same top-k question while reading less:
+
+* :class:`FunnelAccelerator` keeps a contiguous copy of the first ``prefix_dim`` dimensions
+  (a quarter of the bytes for 256 of 1024), scans that, and re-ranks the best ``candidates``
+  rows at full dimension. It relies on Matryoshka-trained embeddings (Nova is one) putting
+  most of the signal in the leading dimensions; on random vectors its recall is poor.
+* :class:`HnswAccelerator` builds an HNSW graph with `hnswlib` (extra ``ann``). Queries visit
+  a few thousand rows instead of all of them; building takes about a minute per 100k x 1024
+  rows on two cores, and is done lazily on the first query after a change it cannot apply
+  incrementally.
+
+Both are approximate; both honour filters exactly: a row outside the filter is never returned.
+When a filter keeps few rows, they scan exactly those rows (cheaper than any index, and
+exact); otherwise they over-fetch and widen the search until ``top_k`` allowed rows are found,
+falling back to the exact scan if widening does not get there.
+
+The store owns the vectors; an accelerator holds derived state only. The store tells it about
+changes (:meth:`Accelerator.update`, :meth:`Accelerator.remove`, :meth:`Accelerator.invalidate`)
+and passes its current matrix to :meth:`Accelerator.search`. Rows are the store's row numbers.
+For ``cosine`` the matrix rows must be unit-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from crossmodal_search._types import DistanceMetric
+from crossmodal_search.errors import ConfigurationError
+
+__all__ = [
+    "Accelerator",
+    "AcceleratorName",
+    "FunnelAccelerator",
+    "Hits",
+    "HnswAccelerator",
+    "exact_search",
+    "make_accelerator",
+]
+
+logger = logging.getLogger(__name__)
+
+AcceleratorName: TypeAlias = Literal["funnel", "hnsw"]
+
+FloatMatrix: TypeAlias = npt.NDArray[np.floating[Any]]
+RowArray: TypeAlias = npt.NDArray[np.intp]
+Mask: TypeAlias = npt.NDArray[np.bool_]
+
+#: Rows and distances of one query's matches, best first (distance as the store reports it:
+#: ``1 - cosine`` or the L2 distance).
+Hits: TypeAlias = tuple[RowArray, npt.NDArray[np.float32]]
+
+# float16 -> float32 conversion in numpy is scalar code; convert in blocks that stay in cache.
+_CHUNK_ROWS = 8192
+
+
+@runtime_checkable
+class Accelerator(Protocol):
+    """What :class:`~crossmodal_search.stores.LocalVectorStore` needs from an accelerator."""
+
+    @property
+    def name(self) -> str:
+        """Short name used in logs and benchmark tables."""
+        ...
+
+    def invalidate(self) -> None:
+        """Forget derived state; it is rebuilt from the matrix on the next search."""
+        ...
+
+    def update(self, rows: npt.ArrayLike, vectors: FloatMatrix) -> None:
+        """Rows ``rows`` now hold ``vectors`` (new rows or overwritten ones)."""
+        ...
+
+    def remove(self, rows: npt.ArrayLike) -> None:
+        """Rows ``rows`` no longer hold live records."""
+        ...
+
+    def search(
+        self,
+        matrix: FloatMatrix,
+        queries: FloatMatrix,
+        top_k: int,
+        *,
+        metric: DistanceMetric,
+        allowed: Mask | None = None,
+    ) -> list[Hits]:
+        """Top ``top_k`` rows of ``matrix`` per query, restricted to ``allowed`` rows.
+
+        ``matrix`` is the store's current ``(n, d)`` matrix; ``allowed`` a boolean mask of
+        length ``n`` (``None``: every row is live and allowed).
+        """
+        ...
+
+
+def make_accelerator(spec: AcceleratorName | Accelerator | None) -> Accelerator | None:
+    """Resolve the ``accelerator=`` option of the local store.
+
+    Args:
+        spec: ``"funnel"``, ``"hnsw"``, an :class:`Accelerator` instance, or ``None``.
+
+    Raises:
+        ConfigurationError: unknown name, or ``"hnsw"`` without the ``ann`` extra.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec == "funnel":
+            return FunnelAccelerator()
+        if spec == "hnsw":
+            return HnswAccelerator()
+        raise ConfigurationError(
+            f"unknown accelerator {spec!r}: use 'funnel', 'hnsw', an Accelerator or None"
+        )
+    if isinstance(spec, Accelerator):
+        return spec
+    raise ConfigurationError(f"accelerator must be a name or an Accelerator, not {type(spec)!r}")
+
+
+# --------------------------------------------------------------------------- exact scan
+
+
+def _as_f32(block: FloatMatrix) -> npt.NDArray[np.float32]:
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def _scores(
+    matrix: FloatMatrix, queries: npt.NDArray[np.float32], metric: DistanceMetric
+) -> npt.NDArray[np.float32]:
+    """Higher-is-better scores ``(q, n)``: dot products, or ``2 x.q - |x|^2`` for L2."""
+    n = matrix.shape[0]
+    out = np.empty((queries.shape[0], n), dtype=np.float32)
+    if matrix.dtype == np.float32:
+        np.matmul(queries, matrix.T, out=out)
+        if metric == "euclidean":
+            out *= 2
+            out -= np.einsum("ij,ij->i", matrix, matrix)
+        return out
+    for start in range(0, n, _CHUNK_ROWS):
+        block = _as_f32(matrix[start : start + _CHUNK_ROWS])
+        part = out[:, start : start + block.shape[0]]
+        np.matmul(queries, block.T, out=part)
+        if metric == "euclidean":
+            part *= 2
+            part -= np.einsum("ij,ij->i", block, block)
+    return out
+
+
+def _to_distances(
+    scores: npt.NDArray[np.float32], queries_sq: float, metric: DistanceMetric
+) -> npt.NDArray[np.float32]:
+    if metric == "cosine":
+        return (1.0 - scores).astype(np.float32)
+    dist: npt.NDArray[np.float32] = np.sqrt(np.maximum(queries_sq - scores, 0.0)).astype(np.float32)
+    return dist
+
+
+def _top(scores: npt.NDArray[np.float32], k: int) -> RowArray:
+    """Indices of the ``k`` largest finite scores, best first."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    if k < scores.shape[0]:
+        idx = np.argpartition(scores, scores.shape[0] - k)[-k:]
+    else:
+        idx = np.arange(scores.shape[0])
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    return idx[np.isfinite(scores[idx])].astype(np.intp)
+
+
+def exact_search(
+    matrix: FloatMatrix,
+    queries: FloatMatrix,
+    top_k: int,
+    *,
+    metric: DistanceMetric,
+    allowed: Mask | None = None,
+) -> list[Hits]:
+    """Exact top-k by a full scan (the reference every accelerator is measured against).
+
+    Only rows in ``allowed`` are scanned when a mask is given, so a selective filter makes
+    this cheaper, not dearer.
+    """
+    q = _prepare_queries(queries, metric)
+    rows: RowArray | None = None
+    if allowed is not None:
+        rows = np.flatnonzero(allowed)
+        if rows.size == 0:
+            return [_empty_hits() for _ in range(q.shape[0])]
+        if rows.size < matrix.shape[0]:
+            matrix = matrix[rows]
+        else:
+            rows = None
+    scores = _scores(matrix, q, metric)
+    hits: list[Hits] = []
+    for i in range(q.shape[0]):
+        best = _top(scores[i], top_k)
+        dist = _to_distances(scores[i, best], float(q[i] @ q[i]), metric)
+        hits.append((rows[best] if rows is not None else best, dist))
+    return hits
+
+
+def _prepare_queries(queries: FloatMatrix, metric: DistanceMetric) -> npt.NDArray[np.float32]:
+    q = np.array(queries, dtype=np.float32, ndmin=2, copy=True)
+    if metric == "cosine":
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        np.divide(q, norms, out=q, where=norms > 0)
+    return q
+
+
+def _empty_hits() -> Hits:
+    return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
+
+
+def _allowed_count(allowed: Mask | None, n: int) -> int:
+    return n if allowed is None else int(np.count_nonzero(allowed[:n]))
+
+
+# --------------------------------------------------------------------------- funnel
+
+
+class FunnelAccelerator:
+    """Matryoshka funnel: scan the leading ``prefix_dim`` dimensions, re-rank at full dimension.
+
+    Memory: an extra ``n x prefix_dim`` float32 copy (25 % of a float32 store at 256 of 1024).
+    Recall depends on the embedding: measured recall@10 is ~1.0 on vectors whose leading
+    dimensions carry most of the variance (Matryoshka-trained models) and poor on random
+    vectors (see ``docs/benchmarks.md``).
+
+    Args:
+        prefix_dim: Leading dimensions scanned in the first pass.
+        candidates: Rows re-ranked at full dimension (at least ``8 x top_k`` are used).
+        exact_fraction: A filter keeping at most this fraction of the rows is answered by an
+            exact scan of those rows only.
+    """
+
+    def __init__(
+        self, *, prefix_dim: int = 256, candidates: int = 256, exact_fraction: float = 0.05
+    ) -> None:
+        if prefix_dim < 1 or candidates < 1 or not 0.0 <= exact_fraction <= 1.0:
+            raise ConfigurationError(
+                "FunnelAccelerator needs prefix_dim >= 1, candidates >= 1, 0 <= exact_fraction <= 1"
+            )
+        self.prefix_dim = prefix_dim
+        self.candidates = candidates
+        self.exact_fraction = exact_fraction
+        self._lock = threading.Lock()
+        self._prefix: npt.NDArray[np.float32] | None = None
+        self._prefix_sq: npt.NDArray[np.float32] | None = None
+        self._rows = 0
+        self._metric: DistanceMetric | None = None
+
+    @property
+    def name(self) -> str:
+        return f"funnel({self.prefix_dim}->{self.candidates})"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of derived state held (the prefix copy)."""
+        return 0 if self._prefix is None else int(self._prefix.nbytes)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._prefix = None
+            self._prefix_sq = None
+            self._rows = 0
+
+    def update(self, rows: npt.ArrayLike, vectors: FloatMatrix) -> None:
+        with self._lock:
+            if self._prefix is None or self._metric is None:
+                return
+            idx = np.asarray(rows, dtype=np.intp).reshape(-1)
+            if idx.size == 0:
+                return
+            needed = int(idx.max()) + 1
+            if needed > self._prefix.shape[0]:
+                self._grow(max(needed, 2 * self._prefix.shape[0]))
+            assert self._prefix is not None and self._prefix_sq is not None
+            block = self._project(np.asarray(vectors)[:, : self.prefix_dim], self._metric)
+            self._prefix[idx] = block
+            self._prefix_sq[idx] = np.einsum("ij,ij->i", block, block)
+            self._rows = max(self._rows, needed)
+
+    def remove(self, rows: npt.ArrayLike) -> None:
+        # Removed rows are excluded by the store's ``allowed`` mask (or cut off by ``n``).
+        return None
+
+    def search(
+        self,
+        matrix: FloatMatrix,
+        queries: FloatMatrix,
+        top_k: int,
+        *,
+        metric: DistanceMetric,
+        allowed: Mask | None = None,
+    ) -> list[Hits]:
+        n, dim = matrix.shape
+        q = _prepare_queries(queries, metric)
+        live = _allowed_count(allowed, n)
+        candidates = max(self.candidates, 8 * top_k)
+        if (
+            self.prefix_dim >= dim
+            or live <= candidates
+            or (allowed is not None and live <= self.exact_fraction * n)
+        ):
+            return exact_search(matrix, q, top_k, metric=metric, allowed=allowed)
+        prefix, prefix_sq = self._ensure(matrix, metric)
+        qp = self._project(q[:, : self.prefix_dim], metric)
+        coarse = qp @ prefix.T
+        if metric == "euclidean":
+            coarse *= 2
+            coarse -= prefix_sq
+        if allowed is not None:
+            coarse[:, ~allowed[:n]] = -np.inf
+        kth = n - candidates
+        cand = np.argpartition(coarse, kth, axis=1)[:, kth:]
+        hits: list[Hits] = []
+        for i in range(q.shape[0]):
+            rows = cand[i]
+            rows = np.sort(rows[np.isfinite(coarse[i, rows])])
+            block = _as_f32(matrix[rows])
+            fine = block @ q[i]
+            if metric == "euclidean":
+                fine = 2 * fine - np.einsum("ij,ij->i", block, block)
+            best = _top(fine, top_k)
+            hits.append((rows[best], _to_distances(fine[best], float(q[i] @ q[i]), metric)))
+        return hits
+
+    # -- internals
+
+    def _project(self, block: FloatMatrix, metric: DistanceMetric) -> npt.NDArray[np.float32]:
+        out = np.array(block, dtype=np.float32, copy=True, ndmin=2)
+        if metric == "cosine":
+            # Matryoshka truncation: re-normalise the prefix so it ranks by prefix cosine.
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+    def _grow(self, capacity: int) -> None:
+        assert self._prefix is not None and self._prefix_sq is not None
+        prefix = np.zeros((capacity, self._prefix.shape[1]), dtype=np.float32)
+        prefix[: self._prefix.shape[0]] = self._prefix
+        sq = np.zeros(capacity, dtype=np.float32)
+        sq[: self._prefix_sq.shape[0]] = self._prefix_sq
+        self._prefix, self._prefix_sq = prefix, sq
+
+    def _ensure(
+        self, matrix: FloatMatrix, metric: DistanceMetric
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        n = matrix.shape[0]
+        with self._lock:
+            if self._prefix is None or self._metric != metric or self._rows < n:
+                prefix = np.empty((n, self.prefix_dim), dtype=np.float32)
+                for start in range(0, n, _CHUNK_ROWS):
+                    stop = min(n, start + _CHUNK_ROWS)
+                    prefix[start:stop] = self._project(
+                        matrix[start:stop, : self.prefix_dim], metric
+                    )
+                self._prefix = prefix
+                self._prefix_sq = np.einsum("ij,ij->i", prefix, prefix)
+                self._rows = n
+                self._metric = metric
+            assert self._prefix_sq is not None
+            return self._prefix[:n], self._prefix_sq[:n]
+
+
+# --------------------------------------------------------------------------- HNSW
+
+
+def _import_hnswlib() -> Any:
+    try:
+        import hnswlib
+    except ImportError as exc:
+        raise ConfigurationError(
+            "accelerator='hnsw' needs hnswlib: pip install 'crossmodal-search[ann]'"
+        ) from exc
+    return hnswlib
+
+
+class HnswAccelerator:
+    """Approximate nearest neighbours through an HNSW graph (``hnswlib``, extra ``ann``).
+
+    The graph is built on the first query (about a minute per 100k x 1024 rows on two cores)
+    and then kept up to date by :meth:`update` / :meth:`remove`. It is held in memory only:
+    opening a store again rebuilds it on its first query.
+
+    Args:
+        m: Graph degree (``M``); more is better recall, more memory, slower build.
+        ef_construction: Build-time beam width.
+        ef_search: Query-time beam width (raised to ``top_k`` or the over-fetch when needed).
+        exact_fraction: A filter keeping at most this fraction of the rows is answered by an
+            exact scan of those rows only.
+        num_threads: Threads used to build (``-1``: all cores).
+        seed: Random seed of the graph (builds are reproducible given the same insert order).
+
+    Raises:
+        ConfigurationError: ``hnswlib`` is not installed.
+    """
+
+    def __init__(
+        self,
+        *,
+        m: int = 16,
+        ef_construction: int = 100,
+        ef_search: int = 64,
+        exact_fraction: float = 0.05,
+        num_threads: int = -1,
+        seed: int = 100,
+    ) -> None:
+        self._hnswlib = _import_hnswlib()
+        if m < 2 or ef_construction < 1 or ef_search < 1 or not 0.0 <= exact_fraction <= 1.0:
+            raise ConfigurationError(
+                "HnswAccelerator needs m >= 2, ef_construction >= 1, ef_search >= 1 "
+                "and 0 <= exact_fraction <= 1"
+            )
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.exact_fraction = exact_fraction
+        self.num_threads = num_threads
+        self.seed = seed
+        self._lock = threading.RLock()
+        self._index: Any = None
+        self._metric: DistanceMetric | None = None
+        # Which row labels are live in the graph (hnswlib keeps deleted ones, marked).
+        self._present = np.zeros(0, dtype=np.bool_)
+        self.build_seconds: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"hnsw(M={self.m},ef={self.ef_search})"
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate bytes held by the graph and its copy of the vectors."""
+        index = self._index
+        if index is None:
+            return 0
+        dim = int(index.dim)
+        per_row = 4 * dim + 4 * (2 * self.m + 1) + 8 + 4  # vector, level-0 links, label, count
+        return int(index.get_max_elements()) * per_row
+
+    @property
+    def built(self) -> bool:
+        return self._index is not None
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._index = None
+            self._present = np.zeros(0, dtype=np.bool_)
+
+    def update(self, rows: npt.ArrayLike, vectors: FloatMatrix) -> None:
+        with self._lock:
+            if self._index is None:
+                return
+            idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+            if idx.size == 0:
+                return
+            present = self._present
+            if int(idx.max()) >= present.size:
+                present = np.concatenate(
+                    [present, np.zeros(int(idx.max()) + 1 - present.size, dtype=np.bool_)]
+                )
+            # Upper bound on new slots (re-added labels reuse theirs); growth doubles.
+            new = int(np.unique(idx).size)
+            capacity = int(self._index.get_max_elements())
+            count = int(self._index.element_count)
+            if count + new > capacity:
+                self._index.resize_index(max(2 * capacity, count + new))
+            self._index.add_items(_as_f32(np.asarray(vectors)), idx, num_threads=self.num_threads)
+            present[idx] = True
+            self._present = present
+
+    def remove(self, rows: npt.ArrayLike) -> None:
+        with self._lock:
+            if self._index is None:
+                return
+            for row in np.asarray(rows, dtype=np.int64).reshape(-1).tolist():
+                if 0 <= row < self._present.size and self._present[row]:
+                    self._index.mark_deleted(row)
+                    self._present[row] = False
+
+    def build(self, matrix: FloatMatrix, *, metric: DistanceMetric) -> None:
+        """Build the graph over every row of ``matrix`` now (otherwise done on first query)."""
+        n, dim = matrix.shape
+        started = time.perf_counter()
+        index = self._hnswlib.Index(space="ip" if metric == "cosine" else "l2", dim=dim)
+        index.init_index(
+            max_elements=max(n, 16),
+            M=self.m,
+            ef_construction=self.ef_construction,
+            random_seed=self.seed,
+        )
+        for start in range(0, n, 4 * _CHUNK_ROWS):
+            stop = min(n, start + 4 * _CHUNK_ROWS)
+            index.add_items(
+                _as_f32(matrix[start:stop]),
+                np.arange(start, stop, dtype=np.int64),
+                num_threads=self.num_threads,
+            )
+        with self._lock:
+            self._index = index
+            self._metric = metric
+            self._present = np.ones(n, dtype=np.bool_)
+            self.build_seconds = time.perf_counter() - started
+        logger.info("built HNSW over %d x %d in %.1f s", n, dim, self.build_seconds)
+
+    def search(
+        self,
+        matrix: FloatMatrix,
+        queries: FloatMatrix,
+        top_k: int,
+        *,
+        metric: DistanceMetric,
+        allowed: Mask | None = None,
+    ) -> list[Hits]:
+        n = matrix.shape[0]
+        q = _prepare_queries(queries, metric)
+        live = _allowed_count(allowed, n)
+        if live == 0:
+            return [_empty_hits() for _ in range(q.shape[0])]
+        small = live <= max(4 * top_k, self.ef_search)
+        if small or (allowed is not None and live <= self.exact_fraction * n):
+            return exact_search(matrix, q, top_k, metric=metric, allowed=allowed)
+        with self._lock:
+            if self._index is None or self._metric != metric:
+                self.build(matrix, metric=metric)
+            index = self._index
+            graph_rows = int(np.count_nonzero(self._present))
+        k = min(top_k, live)
+        if allowed is None:
+            found = self._knn(index, q, k, graph_rows, metric)
+            if found is None:
+                return exact_search(matrix, q, top_k, metric=metric)
+            return [(rows[rows < n], dist[rows < n]) for rows, dist in found]
+        # Over-fetch in proportion to the filter's selectivity, then widen until enough
+        # allowed rows come back; an exhausted widening falls back to the exact scan.
+        fetch = min(graph_rows, math.ceil(2 * k * n / live))
+        hits: list[Hits] = []
+        for i in range(q.shape[0]):
+            want = fetch
+            while True:
+                found = self._knn(index, q[i : i + 1], want, graph_rows, metric)
+                if found is None:
+                    hits.extend(
+                        exact_search(matrix, q[i : i + 1], k, metric=metric, allowed=allowed)
+                    )
+                    break
+                rows, dist = found[0]
+                keep = np.flatnonzero((rows < n) & allowed[np.minimum(rows, n - 1)])[:k]
+                if keep.size >= k:
+                    hits.append((rows[keep], dist[keep]))
+                    break
+                if want >= graph_rows or want >= 8 * fetch:
+                    hits.extend(
+                        exact_search(matrix, q[i : i + 1], k, metric=metric, allowed=allowed)
+                    )
+                    break
+                want = min(graph_rows, want * 2)
+        return hits
+
+    def _knn(
+        self,
+        index: Any,
+        q: npt.NDArray[np.float32],
+        k: int,
+        graph_rows: int,
+        metric: DistanceMetric,
+    ) -> list[Hits] | None:
+        """Graph search; ``None`` when hnswlib cannot return ``k`` rows (too many deleted)."""
+        k = min(k, graph_rows)
+        try:
+            with self._lock:
+                index.set_ef(max(self.ef_search, k))
+                labels, dists = index.knn_query(q, k=k, num_threads=1 if q.shape[0] == 1 else -1)
+        except RuntimeError:
+            logger.debug("hnswlib returned fewer than %d rows; using the exact scan", k)
+            return None
+        out: list[Hits] = []
+        for row_labels, row_dists in zip(labels, dists, strict=True):
+            d = row_dists.astype(np.float32)
+            if metric == "euclidean":
+                d = np.sqrt(np.maximum(d, 0.0)).astype(np.float32)
+            out.append((row_labels.astype(np.intp), d))
+        return out

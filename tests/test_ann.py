@@ -1,0 +1,212 @@
+"""The fast paths of the local store: Matryoshka funnel and HNSW, exactness of filters."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.stores._ann import (
+    Accelerator,
+    FunnelAccelerator,
+    HnswAccelerator,
+    exact_search,
+    make_accelerator,
+)
+
+Matrix = npt.NDArray[np.float32]
+
+
+def structured(n: int, d: int, seed: int = 0, clusters: int = 20) -> Matrix:
+    """Unit vectors whose leading dimensions carry most of the variance, in clusters."""
+    rng = np.random.default_rng(seed)
+    scale = (1.0 / np.sqrt(np.arange(d) + 1.0)).astype(np.float32)
+    centers = rng.standard_normal((clusters, d), dtype=np.float32) * scale
+    x: Matrix = centers[rng.integers(0, clusters, n)]
+    x += 0.5 * rng.standard_normal((n, d), dtype=np.float32) * scale
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def brute_force(
+    matrix: Matrix, query: Matrix, k: int, metric: str, allowed: npt.NDArray[np.bool_] | None
+) -> list[int]:
+    if metric == "cosine":
+        q = query / np.linalg.norm(query)
+        dist = 1.0 - matrix.astype(np.float64) @ q
+    else:
+        dist = np.linalg.norm(matrix.astype(np.float64) - query, axis=1)
+    if allowed is not None:
+        dist[~allowed] = np.inf
+    order = [int(i) for i in np.argsort(dist, kind="stable") if np.isfinite(dist[i])]
+    return order[:k]
+
+
+def recall(got: npt.NDArray[np.intp], truth: list[int]) -> float:
+    return len(set(got.tolist()) & set(truth)) / len(truth)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Matrix, Matrix]:
+    x = structured(3000 + 40, 64, seed=1)
+    return x[:3000], x[3000:]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_search_matches_brute_force_with_and_without_filter(
+    data: tuple[Matrix, Matrix], metric: str
+) -> None:
+    matrix, queries = data
+    allowed = np.zeros(len(matrix), dtype=bool)
+    allowed[::7] = True
+    for mask in (None, allowed):
+        hits = exact_search(matrix, queries[:5], 10, metric=metric, allowed=mask)  # type: ignore[arg-type]
+        for (rows, dist), q in zip(hits, queries[:5], strict=True):
+            assert rows.tolist() == brute_force(matrix, q, 10, metric, mask)
+            expected = brute_force(matrix, q, 1, metric, mask)[0]
+            ref = (
+                1 - matrix[expected] @ (q / np.linalg.norm(q))
+                if metric == "cosine"
+                else np.linalg.norm(matrix[expected] - q)
+            )
+            assert dist[0] == pytest.approx(ref, abs=1e-5)
+            assert np.all(np.diff(dist) >= -1e-6)
+
+
+def test_exact_search_with_empty_filter_returns_nothing(data: tuple[Matrix, Matrix]) -> None:
+    matrix, queries = data
+    hits = exact_search(
+        matrix, queries[:2], 10, metric="cosine", allowed=np.zeros(len(matrix), bool)
+    )
+    assert [h[0].size for h in hits] == [0, 0]
+
+
+def accelerators() -> list[Accelerator]:
+    return [
+        FunnelAccelerator(prefix_dim=16, candidates=64),
+        HnswAccelerator(m=8, ef_construction=64, ef_search=32, num_threads=1, seed=3),
+    ]
+
+
+@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_recall_at_10_on_structured_vectors(
+    data: tuple[Matrix, Matrix], acc: Accelerator, metric: str
+) -> None:
+    matrix, queries = data
+    hits = acc.search(matrix, queries, 10, metric=metric)  # type: ignore[arg-type]
+    scores = [
+        recall(rows, brute_force(matrix, q, 10, metric, None))
+        for (rows, _), q in zip(hits, queries, strict=True)
+    ]
+    assert np.mean(scores) >= 0.95
+    for rows, dist in hits:
+        assert rows.size == 10
+        assert len(set(rows.tolist())) == 10
+        assert np.all(np.diff(dist) >= -1e-5)
+
+
+@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+@pytest.mark.parametrize("fraction", [0.01, 0.3])
+def test_filters_are_honoured_exactly(
+    data: tuple[Matrix, Matrix], acc: Accelerator, fraction: float
+) -> None:
+    matrix, queries = data
+    rng = np.random.default_rng(5)
+    allowed = rng.random(len(matrix)) < fraction
+    hits = acc.search(matrix, queries, 10, metric="cosine", allowed=allowed)
+    scores = []
+    for (rows, _), q in zip(hits, queries, strict=True):
+        assert rows.size == min(10, int(allowed.sum()))
+        assert allowed[rows].all(), "a row outside the filter came back"
+        truth = brute_force(matrix, q, 10, "cosine", allowed)
+        scores.append(recall(rows, truth))
+        if fraction == 0.01:
+            # a selective filter is answered by the exact scan of the allowed rows
+            assert rows.tolist() == truth
+    assert np.mean(scores) >= 0.95
+
+
+@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+def test_updates_and_removals_are_seen_by_the_next_query(
+    data: tuple[Matrix, Matrix], acc: Accelerator
+) -> None:
+    matrix, queries = data
+    matrix = matrix.copy()
+    acc.search(matrix, queries[:1], 10, metric="cosine")  # builds derived state
+    target = queries[0] / np.linalg.norm(queries[0])
+    # overwrite row 17 with the query itself: it must now come first
+    matrix[17] = target
+    acc.update([17], matrix[17:18])
+    rows, dist = acc.search(matrix, queries[:1], 10, metric="cosine")[0]
+    assert rows[0] == 17 and dist[0] == pytest.approx(0.0, abs=1e-5)
+    # append a row past the end (the store grew)
+    grown = np.vstack([matrix, -target[None, :], target[None, :]]).astype(np.float32)
+    acc.update([3000, 3001], grown[3000:])
+    rows, _ = acc.search(grown, queries[:1], 3, metric="cosine")[0]
+    assert set(rows[:2].tolist()) == {17, 3001}
+    # remove row 17: the store excludes it from `allowed`; HNSW also drops it from its graph
+    acc.remove([17])
+    allowed = np.ones(len(grown), dtype=bool)
+    allowed[17] = False
+    rows, _ = acc.search(grown, queries[:1], 10, metric="cosine", allowed=allowed)[0]
+    assert 17 not in rows.tolist() and rows[0] == 3001
+
+
+def test_hnsw_removed_rows_never_come_back_even_unfiltered(data: tuple[Matrix, Matrix]) -> None:
+    matrix, queries = data
+    acc = HnswAccelerator(m=8, ef_construction=64, num_threads=1)
+    first = acc.search(matrix, queries[:1], 10, metric="cosine")[0][0]
+    acc.remove(first[:5])
+    again = acc.search(matrix, queries[:1], 10, metric="cosine")[0][0]
+    assert not set(again.tolist()) & set(first[:5].tolist())
+    assert again.size == 10
+
+
+def test_invalidate_rebuilds_from_the_current_matrix(data: tuple[Matrix, Matrix]) -> None:
+    matrix, queries = data
+    for acc in accelerators():
+        acc.search(matrix, queries[:1], 10, metric="cosine")
+        changed = matrix.copy()
+        changed[42] = queries[0] / np.linalg.norm(queries[0])
+        acc.invalidate()
+        assert acc.search(changed, queries[:1], 1, metric="cosine")[0][0].tolist() == [42]
+
+
+def test_funnel_works_on_float16_storage(data: tuple[Matrix, Matrix]) -> None:
+    matrix, queries = data
+    half = matrix.astype(np.float16)
+    hits = FunnelAccelerator(prefix_dim=16, candidates=64).search(
+        half, queries, 10, metric="cosine"
+    )
+    scores = [
+        recall(rows, brute_force(matrix, q, 10, "cosine", None))
+        for (rows, _), q in zip(hits, queries, strict=True)
+    ]
+    assert np.mean(scores) >= 0.95
+
+
+def test_make_accelerator_resolves_names_and_rejects_unknown() -> None:
+    assert make_accelerator(None) is None
+    assert isinstance(make_accelerator("funnel"), FunnelAccelerator)
+    assert isinstance(make_accelerator("hnsw"), HnswAccelerator)
+    custom = FunnelAccelerator(prefix_dim=8)
+    assert make_accelerator(custom) is custom
+    with pytest.raises(ConfigurationError, match="unknown accelerator"):
+        make_accelerator("ivf")  # type: ignore[arg-type]
+
+
+def test_hnsw_without_the_extra_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hnswlib", None)
+    with pytest.raises(ConfigurationError, match=r"crossmodal-search\[ann\]"):
+        make_accelerator("hnsw")
+
+
+def test_bad_options_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        FunnelAccelerator(prefix_dim=0)
+    with pytest.raises(ConfigurationError):
+        HnswAccelerator(m=1)
