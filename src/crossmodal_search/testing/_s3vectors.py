@@ -221,7 +221,8 @@ class FakeS3Vectors:
         self._in_flight = 0
         self._lock = threading.RLock()
         self._buckets: dict[str, _Bucket] = {}
-        self._failures: dict[str, list[tuple[str, str]]] = {}
+        # Per operation, what the next calls do: None = answer normally, else (code, message).
+        self._failures: dict[str, list[tuple[str, str] | None]] = {}
         self._throttle = (
             _TokenBucket(throttle, burst if burst is not None else max(1.0, throttle), clock)
             if throttle is not None
@@ -287,20 +288,27 @@ class FakeS3Vectors:
         code: str = "ServiceUnavailableException",
         times: int = 1,
         *,
+        after: int = 0,
         message: str | None = None,
     ) -> None:
-        """Answer the next ``times`` calls of ``operation`` with the error ``code``.
+        """Answer ``times`` calls of ``operation`` with the error ``code``.
 
-        ``operation`` is a boto3 name (``"put_vectors"``) or an API name (``"PutVectors"``);
-        ``"*"`` matches every operation.
+        Args:
+            operation: a boto3 name (``"put_vectors"``) or an API name (``"PutVectors"``);
+                ``"*"`` matches every operation.
+            code: an S3 Vectors error code, e.g. ``"TooManyRequestsException"``.
+            times: how many consecutive calls fail.
+            after: let this many calls of ``operation`` succeed first.
+            message: the error message (default: ``"injected <code>"``).
         """
         if code not in _ERROR_STATUS:
             raise ValueError(f"unknown S3 Vectors error code {code!r}")
+        if times < 1 or after < 0:
+            raise ValueError("times must be >= 1 and after >= 0")
         op = "*" if operation == "*" else _snake(operation)
+        failure = (code, message or f"injected {code}")
         with self._lock:
-            self._failures.setdefault(op, []).extend(
-                [(code, message or f"injected {code}")] * times
-            )
+            self._failures.setdefault(op, []).extend([None] * after + [failure] * times)
 
     # -- inspection helpers for tests ----------------------------------------------------------
 
