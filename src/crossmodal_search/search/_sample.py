@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -211,6 +212,8 @@ class SampleQuery:
         image: Path of the query photo relative to the catalog root, if any.
         expected: The product id a good search ranks first.
         description: What the query stands for, for humans.
+        search_mode: The ``search_mode`` the demo uses for it.
+        text_weight: The ``text_weight`` the demo uses for it.
     """
 
     name: str
@@ -218,6 +221,8 @@ class SampleQuery:
     image: str | None
     expected: str
     description: str
+    search_mode: Literal["text", "image", "combined", "all"] = "combined"
+    text_weight: float = 0.5
 
     def image_path(self, root: str | os.PathLike[str]) -> Path | None:
         """Absolute path of the query photo inside the catalog written at ``root``."""
@@ -249,13 +254,15 @@ SAMPLE_QUERIES: tuple[SampleQuery, ...] = (
         image="queries/photo-blue-sneakers.jpg",
         expected=_product_id("sneakers", "blue"),
         description="a phone photo of blue sneakers (shifted, rotated, noisy; not a catalog file)",
+        search_mode="image",
     ),
     SampleQuery(
         name="text+image",
-        text="green",
+        text="in green",
         image="queries/photo-blue-sneakers.jpg",
         expected=_product_id("sneakers", "green"),
-        description='the same photo of blue sneakers plus the words "green": the shoe in green',
+        description='the photo of blue sneakers plus the words "in green": that shoe, in green',
+        text_weight=0.7,
     ),
 )
 
@@ -406,6 +413,8 @@ def write_sample_catalog(directory: str | os.PathLike[str]) -> Path:
                     "image": q.image,
                     "expected": q.expected,
                     "description": q.description,
+                    "search_mode": q.search_mode,
+                    "text_weight": q.text_weight,
                 }
                 for q in SAMPLE_QUERIES
             ],

@@ -1,0 +1,959 @@
+"""``CrossmodalSearcher``: resumable catalog indexing and product search over any embedder/store.
+
+Every product is stored as up to three vectors, keyed so that reruns overwrite instead of
+duplicating: ``text-{id}`` (its description), ``image-{id}`` (its main image) and
+``combined-{id}`` (the normalised weighted mean of the two, or the one that exists). Each vector
+carries the metadata ``type``, ``product_id``, ``text``, ``image_path``, ``content_hash`` and
+``embedding_model`` plus the product's own metadata, so a query on any vector type can be turned
+back into a product.
+
+Indexing is idempotent: ``content_hash`` is a SHA-256 of everything that determines the vectors
+(embedding model, dimension, text, image bytes or S3 URI, combined-vector weight). Before
+embedding, the stored vectors of each product are fetched; a product whose vectors all exist
+with the expected metadata is skipped, one whose embedding inputs are unchanged but whose
+metadata changed is rewritten from its stored vectors without new embedding calls, and any other
+product is embedded again and overwritten. A product that lost its text or image has the stale
+vector deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, get_args
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
+from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.errors import (
+    ConfigurationError,
+    CrossmodalSearchError,
+    EmbeddingJobError,
+    InvalidInputError,
+    RetryExhaustedError,
+    ServiceValidationError,
+    TransientServiceError,
+    UnsupportedMediaError,
+)
+from crossmodal_search.search._catalog import RESERVED_METADATA_KEYS, Product
+from crossmodal_search.stores import StoreLimits, VectorRecord, VectorStore, validate_filter
+from crossmodal_search.stores._limits import validate_records
+
+__all__ = [
+    "CostEstimate",
+    "CrossmodalSearcher",
+    "FailureKind",
+    "Fusion",
+    "IngestReport",
+    "ItemFailure",
+    "ProductView",
+    "SearchMode",
+    "SearchResult",
+    "VectorType",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Which stored vectors a query searches.
+SearchMode: TypeAlias = Literal["text", "image", "combined", "all"]
+#: How a text+image query is combined: one query with the weighted mean vector, or reciprocal
+#: rank fusion of two separate queries.
+Fusion: TypeAlias = Literal["mean", "rrf"]
+#: The kinds of vector stored per product.
+VectorType: TypeAlias = Literal["text", "image", "combined"]
+#: What failed for a product that could not be indexed.
+FailureKind: TypeAlias = Literal["input", "text", "image", "metadata"]
+
+_VECTOR_TYPES: tuple[VectorType, ...] = ("text", "image", "combined")
+_SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+_FUSIONS: tuple[str, ...] = get_args(Fusion)
+_MAX_TOP_K = 100
+_RRF_K = 60
+_HASH_VERSION = "crossmodal-content-v1"
+
+#: Errors that concern one product's input and must not stop the rest of the catalog.
+_ITEM_ERRORS: tuple[type[CrossmodalSearchError], ...] = (
+    InvalidInputError,
+    ServiceValidationError,
+    EmbeddingJobError,
+    TransientServiceError,
+    RetryExhaustedError,
+)
+
+ProgressCallback: TypeAlias = Callable[[int, int], None]
+
+
+class ItemFailure(BaseModel):
+    """A product that could not be indexed, and why (the rest of the catalog still lands).
+
+    ``kind`` is ``"input"`` (the image file is unreadable), ``"text"`` or ``"image"`` (the
+    embedding call rejected it), or ``"metadata"`` (over the store's metadata limits).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: str
+    kind: FailureKind
+    reason: str
+
+
+class CostEstimate(BaseModel):
+    """What an ``index`` call would do, computed without any embedding call.
+
+    Attributes:
+        products: Products given.
+        unchanged: Already indexed with identical content (skipped; needs ``check_store``).
+        metadata_only: Indexed with the same embedding inputs but other metadata (rewritten
+            from the stored vectors, no embedding call).
+        to_embed: Products that need embedding.
+        invalid: Products that would fail before any call (unreadable image, metadata limits).
+        text_calls: Text embedding requests (Bedrock ``InvokeModel`` calls with Nova).
+        image_calls: Image embedding requests.
+        vectors: Vectors that would be written.
+        stale_vectors: Vectors that would be deleted (a product lost its text or image).
+        put_requests: Store write requests (``PutVectors`` calls on S3 Vectors).
+        vector_bytes: float32 payload of the written vectors.
+        metadata_bytes: Metadata of the written vectors, as compact UTF-8 JSON.
+        image_bytes: Local image bytes sent to the embedder (``s3://`` images are read by
+            Bedrock itself and not counted).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    products: int
+    unchanged: int
+    metadata_only: int
+    to_embed: int
+    invalid: int
+    text_calls: int
+    image_calls: int
+    vectors: int
+    stale_vectors: int
+    put_requests: int
+    vector_bytes: int
+    metadata_bytes: int
+    image_bytes: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def embed_calls(self) -> int:
+        """Embedding requests in total (text + image)."""
+        return self.text_calls + self.image_calls
+
+
+class IngestReport(BaseModel):
+    """Outcome of :meth:`CrossmodalSearcher.index`.
+
+    Attributes:
+        indexed: Products embedded (or rewritten) and written.
+        skipped_unchanged: Products already stored with identical content.
+        failed: Products left out, each with its reason.
+        vectors_written: Vectors written to the store.
+        vectors_deleted: Stale vectors deleted.
+        embed_calls: Embedding calls made (one per text, one per image).
+        seconds: Wall-clock duration.
+        dry_run: True when nothing was embedded or written (see ``estimate``).
+        estimate: The cost estimate, for a dry run.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    indexed: int = 0
+    skipped_unchanged: int = 0
+    failed: list[ItemFailure] = Field(default_factory=list)
+    vectors_written: int = 0
+    vectors_deleted: int = 0
+    embed_calls: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    estimate: CostEstimate | None = None
+
+
+class SearchResult(BaseModel):
+    """One product found by :meth:`CrossmodalSearcher.search` (its best-matching vector).
+
+    Attributes:
+        product_id: The product.
+        text: Its description as indexed.
+        image_path: Its image (local path or ``s3://`` URI) as indexed, if any.
+        similarity: Higher is closer: cosine similarity (``1 - d``) on a cosine store,
+            ``1 - d**2 / 2`` (the cosine of unit vectors) on a Euclidean one.
+        distance: The store's distance for the best-matching vector: lower is closer.
+        matched_type: Which stored vector matched best: ``text``, ``image`` or ``combined``.
+        score: What the ranking used: ``similarity`` for ``fusion="mean"``, the weighted
+            reciprocal-rank score for ``fusion="rrf"``.
+        key: The matched vector's key.
+        metadata: The product's own metadata (the searcher's bookkeeping keys removed).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: str
+    text: str
+    image_path: str | None
+    similarity: float
+    distance: float
+    matched_type: VectorType
+    score: float
+    key: str
+    metadata: dict[str, MetadataValue]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def title(self) -> str:
+        """First line of ``text`` (the item name for ABO listings)."""
+        return self.text.strip().split("\n", 1)[0]
+
+
+class ProductView(BaseModel):
+    """A product as stored: what :meth:`CrossmodalSearcher.get_product` returns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: str
+    text: str
+    image_path: str | None
+    metadata: dict[str, MetadataValue]
+    vector_types: list[VectorType]
+    content_hash: str | None
+    embedding_model: str | None
+
+
+def _key(vtype: VectorType, product_id: str) -> str:
+    return f"{vtype}-{product_id}"
+
+
+def _unit(v: Vector) -> Vector:
+    n = float(np.linalg.norm(v))
+    if not math.isfinite(n) or n == 0.0:
+        raise InvalidInputError("the embedder returned a zero or non-finite vector")
+    return (v / n).astype(np.float32)
+
+
+def _weighted_mean(a: Vector, b: Vector, weight_a: float) -> Vector:
+    mixed = weight_a * _unit(a) + (1.0 - weight_a) * _unit(b)
+    if float(np.linalg.norm(mixed)) < 1e-9:  # opposite vectors at equal weight: keep ``a``
+        return _unit(a)
+    return _unit(mixed.astype(np.float32))
+
+
+def _is_s3(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("s3://")
+
+
+@dataclass
+class _Plan:
+    """Everything decided about one product before any embedding call."""
+
+    product: Product
+    content_hash: str = ""
+    image_input: bytes | str | None = None
+    image_bytes: int = 0
+    expected: tuple[VectorType, ...] = ()
+    metadata: dict[VectorType, dict[str, MetadataValue]] = field(default_factory=dict)
+    action: Literal["skip", "rewrite", "embed", "fail"] = "embed"
+    failure: ItemFailure | None = None
+    stored: dict[str, VectorRecord] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+
+
+class CrossmodalSearcher:
+    """Index products and search them by text, image or both.
+
+    Composes any :class:`~crossmodal_search.embeddings.Embedder` with any
+    :class:`~crossmodal_search.stores.VectorStore`. The searcher never prints; it logs to
+    ``crossmodal_search.search``.
+
+    Args:
+        embedder: Produces the vectors; its ``dimension`` must equal the store's.
+        store: Where vectors live.
+        max_concurrency: Embedding calls in flight at once while indexing.
+        combined_text_weight: Weight of the text vector in the stored ``combined`` vector
+            (the image gets ``1 - weight``). Part of the content hash: changing it re-embeds.
+        batch_size: Records per ``store.put`` call (S3 Vectors accepts at most 500).
+
+    Raises:
+        ConfigurationError: The embedder and store dimensions differ, or an argument is out of
+            range.
+
+    Example:
+        >>> searcher = CrossmodalSearcher(OfflineEmbedder(), LocalVectorStore(dimension=1024))
+        >>> report = searcher.index(products)  # doctest: +SKIP
+        >>> searcher.search("red summer dress", top_k=3)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        *,
+        max_concurrency: int = 8,
+        combined_text_weight: float = 0.5,
+        batch_size: int = 500,
+    ) -> None:
+        if embedder.dimension != store.dimension:
+            raise ConfigurationError(
+                f"the embedder produces {embedder.dimension}-dimensional vectors but the store "
+                f"holds {store.dimension}-dimensional ones; use the same dimension for both"
+            )
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise ConfigurationError("max_concurrency must be an int")
+        if max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if not _is_weight(combined_text_weight):
+            raise ConfigurationError(
+                f"combined_text_weight must be a number in [0, 1], got {combined_text_weight!r}"
+            )
+        self._embedder = embedder
+        self._store = store
+        self._max_concurrency = max_concurrency
+        self._weight = float(combined_text_weight)
+        self._batch_size = batch_size
+        self._limits: StoreLimits = getattr(store, "limits", None) or StoreLimits()
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossmodalSearcher(embedder={self._embedder!r}, store={self._store!r}, "
+            f"combined_text_weight={self._weight})"
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder used for indexing and queries."""
+        return self._embedder
+
+    @property
+    def store(self) -> VectorStore:
+        """The vector store searched."""
+        return self._store
+
+    # ------------------------------------------------------------------ planning
+
+    def _content_hash(self, product: Product, image_id: str | None) -> str:
+        payload = json.dumps(
+            [
+                _HASH_VERSION,
+                self._embedder.model_id,
+                self._store.dimension,
+                product.text,
+                image_id,
+                self._weight,
+            ],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _read_image(self, plan: _Plan) -> None:
+        image = plan.product.image
+        if image is None:
+            return
+        if _is_s3(image):
+            plan.image_input = image
+            return
+        try:
+            data = Path(image).read_bytes()
+        except OSError as exc:
+            reason = f"cannot read image {image}: {exc.strerror or exc}"
+            plan.action, plan.failure = (
+                "fail",
+                ItemFailure(product_id=plan.product.product_id, kind="input", reason=reason),
+            )
+            return
+        if not data:
+            plan.action, plan.failure = (
+                "fail",
+                ItemFailure(
+                    product_id=plan.product.product_id,
+                    kind="input",
+                    reason=f"image {image} is empty",
+                ),
+            )
+            return
+        plan.image_input = data
+        plan.image_bytes = len(data)
+
+    def _prepare(self, product: Product) -> _Plan:
+        """Read the image, hash the content and build the metadata (no store or embed call)."""
+        plan = _Plan(product)
+        self._read_image(plan)
+        if plan.action == "fail":
+            return plan
+        image_id: str | None = None
+        if isinstance(plan.image_input, bytes):
+            image_id = "sha256:" + hashlib.sha256(plan.image_input).hexdigest()
+        elif isinstance(plan.image_input, str):
+            image_id = plan.image_input
+        plan.content_hash = self._content_hash(product, image_id)
+        types: list[VectorType] = []
+        if product.text.strip():
+            types.append("text")
+        if product.image is not None:
+            types.append("image")
+        types.append("combined")
+        plan.expected = tuple(types)
+        for vtype in plan.expected:
+            md: dict[str, MetadataValue] = dict(product.metadata)
+            md["type"] = vtype
+            md["product_id"] = product.product_id
+            md["text"] = product.text
+            if product.image is not None:
+                md["image_path"] = product.image
+            md["content_hash"] = plan.content_hash
+            md["embedding_model"] = self._embedder.model_id
+            plan.metadata[vtype] = md
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        try:
+            validate_records(
+                [VectorRecord(_key(t, product.product_id), probe, plan.metadata[t]) for t in types],
+                dimension=self._store.dimension,
+                distance_metric=self._store.distance_metric,
+                non_filterable=self._store.non_filterable_metadata_keys,
+                limits=self._limits,
+            )
+        except InvalidInputError as exc:
+            plan.action, plan.failure = (
+                "fail",
+                ItemFailure(product_id=product.product_id, kind="metadata", reason=str(exc)),
+            )
+        return plan
+
+    def _decide(self, plans: Sequence[_Plan]) -> None:
+        """Compare each plan with what the store holds and set its action."""
+        live = [p for p in plans if p.action != "fail"]
+        keys = [_key(t, p.product.product_id) for p in live for t in _VECTOR_TYPES]
+        stored = {r.key: r for r in self._store.get(keys).records} if keys else {}
+        for plan in live:
+            pid = plan.product.product_id
+            have = {t: stored[_key(t, pid)] for t in _VECTOR_TYPES if _key(t, pid) in stored}
+            plan.stored = {r.key: r for r in have.values()}
+            plan.stale = [_key(t, pid) for t in have if t not in plan.expected]
+            if all(t in have for t in plan.expected):
+                if all(dict(have[t].metadata) == plan.metadata[t] for t in plan.expected):
+                    plan.action = "skip"
+                elif all(
+                    have[t].metadata.get("content_hash") == plan.content_hash for t in plan.expected
+                ):
+                    plan.action = "rewrite"
+
+    def _plan(self, products: Sequence[Product], pool: ThreadPoolExecutor) -> list[_Plan]:
+        plans = list(pool.map(self._prepare, products))
+        self._decide(plans)
+        return plans
+
+    @staticmethod
+    def _check_products(products: Iterable[Product]) -> list[Product]:
+        items = list(products)
+        seen: set[str] = set()
+        for i, product in enumerate(items):
+            if not isinstance(product, Product):
+                raise InvalidInputError(
+                    f"products[{i}] is a {type(product).__name__}, expected a Product"
+                )
+            if product.product_id in seen:
+                raise InvalidInputError(f"product_id {product.product_id!r} appears twice")
+            seen.add(product.product_id)
+        return items
+
+    def _windows(self, items: Sequence[Product]) -> Iterator[Sequence[Product]]:
+        size = max(self._batch_size, 4 * self._max_concurrency)
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+
+    # ------------------------------------------------------------------ estimate
+
+    def estimate(self, products: Iterable[Product], *, check_store: bool = True) -> CostEstimate:
+        """How many embedding calls, vectors and bytes :meth:`index` would need, without calling.
+
+        Local images are read (and hashed); the embedder is never called. With ``check_store``
+        (the default) the store is read to find products already indexed unchanged, exactly as
+        ``index`` would.
+
+        Example:
+            >>> searcher.estimate(products).embed_calls  # doctest: +SKIP
+            72
+        """
+        items = self._check_products(products)
+        counts = dict.fromkeys(
+            ("unchanged", "metadata_only", "to_embed", "invalid", "text", "image", "vectors"), 0
+        )
+        stale = vector_bytes = metadata_bytes = image_bytes = 0
+        with ThreadPoolExecutor(self._max_concurrency) as pool:
+            for window in self._windows(items):
+                plans = list(pool.map(self._prepare, window))
+                if check_store:
+                    self._decide(plans)
+                for plan in plans:
+                    if plan.action == "fail":
+                        counts["invalid"] += 1
+                        continue
+                    stale += len(plan.stale)
+                    if plan.action == "skip":
+                        counts["unchanged"] += 1
+                        continue
+                    counts["metadata_only" if plan.action == "rewrite" else "to_embed"] += 1
+                    if plan.action == "embed":
+                        counts["text"] += "text" in plan.expected
+                        counts["image"] += "image" in plan.expected
+                        image_bytes += plan.image_bytes
+                    counts["vectors"] += len(plan.expected)
+                    vector_bytes += 4 * self._store.dimension * len(plan.expected)
+                    metadata_bytes += sum(
+                        len(json.dumps(md, separators=(",", ":"), ensure_ascii=False).encode())
+                        for md in plan.metadata.values()
+                    )
+        return CostEstimate(
+            products=len(items),
+            unchanged=counts["unchanged"],
+            metadata_only=counts["metadata_only"],
+            to_embed=counts["to_embed"],
+            invalid=counts["invalid"],
+            text_calls=counts["text"],
+            image_calls=counts["image"],
+            vectors=counts["vectors"],
+            stale_vectors=stale,
+            put_requests=math.ceil(counts["vectors"] / self._batch_size),
+            vector_bytes=vector_bytes,
+            metadata_bytes=metadata_bytes,
+            image_bytes=image_bytes,
+        )
+
+    # ------------------------------------------------------------------ indexing
+
+    def _embed_text(self, text: str) -> Vector:
+        return self._embedder.embed_text(text, purpose=EmbeddingPurpose.GENERIC_INDEX)
+
+    def _embed_image(self, image: bytes | str) -> Vector:
+        return self._embedder.embed_image(image, purpose=EmbeddingPurpose.GENERIC_INDEX)
+
+    def _records(self, plan: _Plan, vectors: Mapping[VectorType, Vector]) -> list[VectorRecord]:
+        pid = plan.product.product_id
+        out: dict[VectorType, Vector] = {}
+        if "text" in vectors:
+            out["text"] = _unit(vectors["text"])
+        if "image" in vectors:
+            out["image"] = _unit(vectors["image"])
+        if "text" in out and "image" in out:
+            out["combined"] = _weighted_mean(out["text"], out["image"], self._weight)
+        else:
+            out["combined"] = out["text"] if "text" in out else out["image"]
+        return [VectorRecord(_key(t, pid), out[t], plan.metadata[t]) for t in plan.expected]
+
+    def index(
+        self,
+        products: Iterable[Product],
+        *,
+        progress: ProgressCallback | None = None,
+        dry_run: bool = False,
+    ) -> IngestReport:
+        """Embed and store products; safe to rerun and to resume after an interruption.
+
+        Products already stored with identical content are skipped without embedding calls;
+        changed ones are re-embedded and overwritten; vectors are written in ``batch_size``
+        batches as soon as a batch is full. A product whose image is unreadable, or that the
+        embedding service rejects, is reported in ``IngestReport.failed`` and the others still
+        land. Errors that concern every product (missing permissions, a missing index, a store
+        write failure) propagate; what was written before stays, and a rerun continues.
+
+        Args:
+            products: The catalog (product ids must be unique).
+            progress: Called as ``progress(done, total)`` after each product (on the calling
+                thread).
+            dry_run: Compute :meth:`estimate` and return it in the report; embed and write
+                nothing.
+
+        Raises:
+            InvalidInputError: ``products`` holds something other than a Product, or a product
+                id twice (nothing is embedded or written).
+        """
+        started = time.perf_counter()
+        items = self._check_products(products)
+        if dry_run:
+            return IngestReport(
+                dry_run=True,
+                estimate=self.estimate(items),
+                seconds=time.perf_counter() - started,
+            )
+        run = _Run(self, len(items), progress)
+        with ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="crossmodal") as pool:
+            try:
+                for window in self._windows(items):
+                    run.window(self._plan(window, pool), pool)
+                run.flush(final=True)
+            except BaseException:
+                run.abort(pool)
+                raise
+        report = run.report(time.perf_counter() - started)
+        logger.info(
+            "indexed %d products (%d unchanged, %d failed), %d vectors written, %d embed calls",
+            report.indexed,
+            report.skipped_unchanged,
+            len(report.failed),
+            report.vectors_written,
+            report.embed_calls,
+        )
+        return report
+
+    def delete(self, product_ids: Iterable[str]) -> None:
+        """Delete every stored vector of these products (unknown ids are ignored)."""
+        keys = [_key(t, pid) for pid in product_ids for t in _VECTOR_TYPES]
+        for start in range(0, len(keys), self._batch_size):
+            self._store.delete(keys[start : start + self._batch_size])
+
+    def get_product(self, product_id: str) -> ProductView | None:
+        """The product as stored, or ``None`` when none of its vectors exists."""
+        result = self._store.get([_key(t, product_id) for t in _VECTOR_TYPES])
+        if not result.records:
+            return None
+        types = [str(r.metadata.get("type")) for r in result.records]
+        md = dict(result.records[0].metadata)
+        return ProductView(
+            product_id=product_id,
+            text=str(md.get("text", "")),
+            image_path=_opt_str(md.get("image_path")),
+            metadata=_product_metadata(md),
+            vector_types=[t for t in _VECTOR_TYPES if t in types],
+            content_hash=_opt_str(md.get("content_hash")),
+            embedding_model=_opt_str(md.get("embedding_model")),
+        )
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        text: str | None = None,
+        image: ImageInput | None = None,
+        *,
+        search_mode: SearchMode = "combined",
+        top_k: int = 5,
+        filter: Filter | None = None,
+        text_weight: float = 0.5,
+        fusion: Fusion = "mean",
+    ) -> list[SearchResult]:
+        """Find the ``top_k`` products closest to a text, an image, or both.
+
+        Args:
+            text: What the shopper typed.
+            image: A photo: bytes, a local path, an ``s3://`` URI or a Pillow image.
+            search_mode: Which stored vectors to search: ``"text"``, ``"image"``,
+                ``"combined"`` or ``"all"`` (every type; each product appears once, with the
+                type that matched best).
+            top_k: Products to return, 1..100.
+            filter: Metadata filter (S3 Vectors filter language), AND-ed with the mode's
+                ``type`` filter.
+            text_weight: Weight of the text part when both are given (image: ``1 - w``).
+            fusion: ``"mean"`` queries once with the normalised weighted mean of both query
+                vectors (as the AWS sample does); ``"rrf"`` queries with each and merges the two
+                rankings by weighted reciprocal rank (k = 60).
+
+        Query embeddings use a retrieval purpose named after what is searched:
+        ``TEXT_RETRIEVAL`` for text vectors, ``IMAGE_RETRIEVAL`` for image vectors,
+        ``GENERIC_RETRIEVAL`` for combined vectors or all types.
+
+        Raises:
+            InvalidInputError: Bad arguments (checked before any embedding or store call);
+                ``UnsupportedMediaError`` for an image file that does not exist.
+            InvalidFilterError: ``filter`` is outside the filter language.
+            ConfigurationError: The store holds vectors of another embedding model.
+
+        Example:
+            >>> searcher.search("red summer dress", top_k=3)  # doctest: +SKIP
+            >>> searcher.search(image="photo.jpg", search_mode="image")  # doctest: +SKIP
+            >>> searcher.search("in green", image="photo.jpg", fusion="rrf")  # doctest: +SKIP
+        """
+        self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
+        purpose = {
+            "text": EmbeddingPurpose.TEXT_RETRIEVAL,
+            "image": EmbeddingPurpose.IMAGE_RETRIEVAL,
+        }.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
+        query_filter = self._query_filter(search_mode, filter)
+        per_product = 3 if search_mode == "all" else 1
+
+        # A part with weight 0 cannot change the ranking: it is not embedded at all.
+        vectors: list[tuple[Vector, float]] = []
+        if text is not None and (image is None or text_weight > 0):
+            vec = self._embedder.embed_text(text, purpose=purpose)
+            vectors.append((_unit(vec), text_weight if image is not None else 1.0))
+        if image is not None and (text is None or text_weight < 1):
+            vec = self._embedder.embed_image(image, purpose=purpose)
+            vectors.append((_unit(vec), 1.0 - text_weight if text is not None else 1.0))
+
+        if fusion == "mean" or len(vectors) == 1:
+            query = vectors[0][0]
+            if len(vectors) == 2:
+                query = _weighted_mean(vectors[0][0], vectors[1][0], vectors[0][1])
+            best = self._grouped(query, query_filter, top_k, per_product)
+            results = [self._result(m, m.similarity) for m in best]
+            return results[:top_k]
+
+        # Reciprocal rank fusion over the per-part product rankings.
+        scores: dict[str, float] = {}
+        chosen: dict[str, tuple[float, _Match]] = {}
+        for vec, weight in vectors:
+            for rank, match in enumerate(self._grouped(vec, query_filter, top_k, per_product), 1):
+                term = weight / (_RRF_K + rank)
+                scores[match.product_id] = scores.get(match.product_id, 0.0) + term
+                if match.product_id not in chosen or term > chosen[match.product_id][0]:
+                    chosen[match.product_id] = (term, match)
+        order = sorted(scores, key=lambda pid: (-scores[pid], chosen[pid][1].distance, pid))
+        return [self._result(chosen[pid][1], scores[pid]) for pid in order[:top_k]]
+
+    def _validate_search(
+        self,
+        text: object,
+        image: object,
+        search_mode: object,
+        top_k: object,
+        filter: object,
+        text_weight: object,
+        fusion: object,
+    ) -> None:
+        if text is None and image is None:
+            raise InvalidInputError("give a query text, an image, or both")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise InvalidInputError("the query text must be a non-empty string")
+        if isinstance(image, str | os.PathLike) and not _is_s3(image):
+            path = Path(os.fspath(image))
+            if not path.is_file():
+                raise UnsupportedMediaError(f"image file not found: {path}")
+        elif isinstance(image, bytes | bytearray) and not image:
+            raise UnsupportedMediaError("the query image is empty")
+        if search_mode not in _SEARCH_MODES:
+            raise InvalidInputError(
+                f"search_mode must be one of {', '.join(_SEARCH_MODES)}; got {search_mode!r}"
+            )
+        if fusion not in _FUSIONS:
+            raise InvalidInputError(f"fusion must be one of {', '.join(_FUSIONS)}; got {fusion!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= _MAX_TOP_K:
+            raise InvalidInputError(f"top_k must be an int in 1..{_MAX_TOP_K}, got {top_k!r}")
+        if not _is_weight(text_weight):
+            raise InvalidInputError(f"text_weight must be a number in [0, 1], got {text_weight!r}")
+        if filter is not None:
+            if not isinstance(filter, Mapping):
+                raise InvalidInputError(
+                    f"filter must be a mapping (JSON object), got {type(filter).__name__}"
+                )
+            validate_filter(filter, non_filterable=self._store.non_filterable_metadata_keys)
+
+    @staticmethod
+    def _query_filter(search_mode: str, user_filter: Filter | None) -> Filter:
+        type_filter: dict[str, object]
+        if search_mode == "all":
+            type_filter = {"type": {"$in": list(_VECTOR_TYPES)}}
+        else:
+            type_filter = {"type": {"$eq": search_mode}}
+        if not user_filter:
+            return type_filter
+        return {"$and": [type_filter, dict(user_filter)]}
+
+    def _similarity(self, distance: float) -> float:
+        if self._store.distance_metric == "euclidean":
+            return 1.0 - distance * distance / 2.0
+        return 1.0 - distance
+
+    def _grouped(
+        self, query: Vector, query_filter: Filter, top_k: int, per_product: int
+    ) -> list[_Match]:
+        """Best match per product, best first; over-fetches so grouping still yields top_k."""
+        fetch = min(_MAX_TOP_K, max(top_k, top_k * per_product * 2))
+        while True:
+            matches = self._store.query(query, top_k=fetch, filter=query_filter)
+            best: dict[str, _Match] = {}
+            for m in matches:
+                md = dict(m.metadata)
+                model = md.get("embedding_model")
+                if model is not None and model != self._embedder.model_id:
+                    raise ConfigurationError(
+                        f"the store holds vectors embedded with {model!r} but queries are "
+                        f"embedded with {self._embedder.model_id!r}; their similarities are "
+                        "meaningless. Search with the embedder that built the index, or re-index."
+                    )
+                pid = str(md.get("product_id", m.key))
+                if pid not in best or m.distance < best[pid].distance:
+                    best[pid] = _Match(pid, m.key, m.distance, self._similarity(m.distance), md)
+            if len(best) >= top_k or len(matches) < fetch or fetch >= _MAX_TOP_K:
+                return sorted(best.values(), key=lambda x: (x.distance, x.product_id))
+            fetch = min(_MAX_TOP_K, fetch * 2)
+
+    @staticmethod
+    def _result(match: _Match, score: float) -> SearchResult:
+        md = match.metadata
+        vtype = md.get("type")
+        return SearchResult(
+            product_id=match.product_id,
+            text=str(md.get("text", "")),
+            image_path=_opt_str(md.get("image_path")),
+            similarity=match.similarity,
+            distance=match.distance,
+            matched_type=vtype if vtype in _VECTOR_TYPES else "combined",
+            score=score,
+            key=match.key,
+            metadata=_product_metadata(md),
+        )
+
+
+@dataclass(frozen=True)
+class _Match:
+    product_id: str
+    key: str
+    distance: float
+    similarity: float
+    metadata: dict[str, MetadataValue]
+
+
+class _Run:
+    """The mutable state of one ``index`` call: buffer, counters and failures."""
+
+    def __init__(
+        self, searcher: CrossmodalSearcher, total: int, progress: ProgressCallback | None
+    ) -> None:
+        self._s = searcher
+        self._total = total
+        self._progress = progress
+        self._done = 0
+        self._buffer: list[VectorRecord] = []
+        self._stale: list[str] = []
+        self._store_failed = False
+        self._lock = threading.Lock()
+        self._embed_calls = 0
+        self.indexed = 0
+        self.skipped = 0
+        self.written = 0
+        self.deleted = 0
+        self.failed: list[ItemFailure] = []
+        self._pending: list[Future[Vector]] = []
+
+    def _tick(self) -> None:
+        self._done += 1
+        if self._progress is not None:
+            self._progress(self._done, self._total)
+
+    def _counted(self, fn: Callable[[Any], Vector], arg: Any) -> Vector:
+        with self._lock:
+            self._embed_calls += 1
+        return fn(arg)
+
+    def window(self, plans: Sequence[_Plan], pool: ThreadPoolExecutor) -> None:
+        s = self._s
+        futures: list[dict[VectorType, Future[Vector]]] = []
+        for plan in plans:
+            jobs: dict[VectorType, Future[Vector]] = {}
+            if plan.action == "embed":
+                if "text" in plan.expected:
+                    jobs["text"] = pool.submit(self._counted, s._embed_text, plan.product.text)
+                if plan.image_input is not None:
+                    jobs["image"] = pool.submit(self._counted, s._embed_image, plan.image_input)
+            futures.append(jobs)
+            self._pending.extend(jobs.values())
+
+        for plan, jobs in zip(plans, futures, strict=True):
+            pid = plan.product.product_id
+            if plan.action == "fail":
+                assert plan.failure is not None
+                self.failed.append(plan.failure)
+                logger.warning("%s: %s", pid, plan.failure.reason)
+            elif plan.action == "skip":
+                self.skipped += 1
+                self._stale.extend(plan.stale)
+            elif plan.action == "rewrite":
+                pairs = ((t, plan.stored[_key(t, pid)]) for t in plan.expected)
+                self._buffer.extend(
+                    VectorRecord(r.key, r.vector, plan.metadata[t]) for t, r in pairs
+                )
+                self._stale.extend(plan.stale)
+                self.indexed += 1
+            else:
+                vectors: dict[VectorType, Vector] = {}
+                failure: ItemFailure | None = None
+                for kind, fut in jobs.items():
+                    try:
+                        vectors[kind] = fut.result()
+                    except _ITEM_ERRORS as exc:
+                        if failure is None:
+                            failure = ItemFailure(
+                                product_id=pid,
+                                kind="image" if kind == "image" else "text",
+                                reason=f"{type(exc).__name__}: {exc}",
+                            )
+                if failure is not None:
+                    logger.warning("%s: %s", pid, failure.reason)
+                    self.failed.append(failure)
+                else:
+                    self._buffer.extend(s._records(plan, vectors))
+                    self._stale.extend(plan.stale)
+                    self.indexed += 1
+            self._tick()
+            self.flush(final=False)
+        self._pending.clear()
+
+    def _put(self, records: list[VectorRecord]) -> None:
+        try:
+            self._s.store.put(records)
+        except BaseException:
+            self._store_failed = True
+            raise
+        self.written += len(records)
+
+    def flush(self, *, final: bool) -> None:
+        size = self._s._batch_size
+        while len(self._buffer) >= size or (final and self._buffer):
+            batch, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._put(batch)
+        if final or len(self._stale) >= size:
+            while self._stale:
+                batch_keys, self._stale = self._stale[:size], self._stale[size:]
+                self._s.store.delete(batch_keys)
+                self.deleted += len(batch_keys)
+
+    def abort(self, pool: ThreadPoolExecutor) -> None:
+        """Stop embedding; keep what was already embedded unless the store itself failed."""
+        for fut in self._pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if self._store_failed or not self._buffer:
+            return
+        try:
+            self.flush(final=True)
+        except Exception:  # the original error is what the caller needs to see
+            logger.warning("could not write embedded vectors while aborting", exc_info=True)
+
+    def report(self, seconds: float) -> IngestReport:
+        return IngestReport(
+            indexed=self.indexed,
+            skipped_unchanged=self.skipped,
+            failed=self.failed,
+            vectors_written=self.written,
+            vectors_deleted=self.deleted,
+            embed_calls=self._embed_calls,
+            seconds=seconds,
+        )
+
+
+def _is_weight(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0.0 <= value <= 1.0
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _product_metadata(md: Mapping[str, MetadataValue]) -> dict[str, MetadataValue]:
+    return {k: v for k, v in md.items() if k not in RESERVED_METADATA_KEYS}
