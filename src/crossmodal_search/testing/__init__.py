@@ -5,6 +5,13 @@ serialisation and parsing run as against AWS, with no network and no credentials
 """
 
 from crossmodal_search.testing._bedrock import FakeBedrock
+from crossmodal_search.testing._bedrock_async import AsyncJobScript, BatchJobScript, FakeBedrockJobs
 from crossmodal_search.testing._s3vectors import FakeS3Vectors
 
-__all__ = ["FakeBedrock", "FakeS3Vectors"]
+__all__ = [
+    "AsyncJobScript",
+    "BatchJobScript",
+    "FakeBedrock",
+    "FakeBedrockJobs",
+    "FakeS3Vectors",
+]

@@ -1,0 +1,740 @@
+"""Nova asynchronous segmented embeddings for long video, audio and text stored in S3.
+
+``start_async_invoke`` with ``taskType="SEGMENTED_EMBEDDING"`` splits a long input into
+segments (seconds of media, characters of text) and writes one embedding per segment to S3::
+
+    <output s3Uri>/<job id>/segmented-embedding-result.json   -> embeddingResults[].outputFileUri
+    <output s3Uri>/<job id>/embedding-<modality>.jsonl         -> one segment per line
+
+:class:`AsyncEmbeddingJobs` submits jobs, polls them with capped, jittered backoff and a timeout,
+and reads the results back by following each ``outputFileUri`` (file names differ between
+modalities and embedding modes, so none is hard-coded). Every AWS call goes through
+:func:`crossmodal_search._aws.call_aws`.
+
+Example::
+
+    jobs = AsyncEmbeddingJobs(bedrock_runtime, s3, dimension=1024)
+    job = jobs.start_video("s3://media/p1/demo.mp4", output_s3_uri="s3://media/embeddings/")
+    jobs.wait(job)
+    result = jobs.fetch_results(job)          # SegmentedResult, 5 s segments by default
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+
+import numpy as np
+
+from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
+from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, PurposeLike
+from crossmodal_search.embeddings._media import AUDIO_FORMATS, VIDEO_FORMATS, S3Source
+from crossmodal_search.embeddings._segments import (
+    SYNC_TEXT_LIMIT_CHARS,
+    OutputFailure,
+    Segment,
+    SegmentationConfig,
+    SegmentedResult,
+    SegmentUnit,
+    check_s3_uri,
+)
+from crossmodal_search.errors import (
+    ConfigurationError,
+    EmbeddingJobError,
+    InvalidInputError,
+    JobTimeoutError,
+    UnsupportedMediaError,
+)
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AsyncEmbeddingJobs",
+    "AsyncJob",
+    "AsyncJobStatus",
+    "EmbeddingMode",
+    "OnSegmentError",
+    "poll_until_done",
+]
+
+EmbeddingMode: TypeAlias = Literal["AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"]
+TruncationMode: TypeAlias = Literal["START", "END", "NONE"]
+#: What :meth:`AsyncEmbeddingJobs.fetch_results` does when segments failed: raise
+#: :class:`EmbeddingJobError` naming each, or return them in ``SegmentedResult.failed_segments``.
+OnSegmentError: TypeAlias = Literal["raise", "report"]
+Modality: TypeAlias = Literal["video", "audio", "text"]
+
+RESULT_FILE_NAME = "segmented-embedding-result.json"
+_SCHEMA_VERSION = "nova-multimodal-embed-v1"
+_SUCCESS = "SUCCESS"
+_PARTIAL = "PARTIAL_SUCCESS"
+#: The docs say FAILURE; some clients have seen FAILED. Both mean the same.
+_FAILED = frozenset({"FAILURE", "FAILED"})
+
+S = TypeVar("S")
+
+
+# --- S3 helpers (shared with the batch module) ----------------------------------------------
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into ``(bucket, key)``; the key may be empty."""
+    if not uri.startswith("s3://"):
+        raise InvalidInputError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise InvalidInputError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, key
+
+
+def join_s3(base: str, *parts: str) -> str:
+    """``join_s3("s3://b/out/", "job", "f.json") == "s3://b/out/job/f.json"``."""
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+def s3_read_bytes(s3_client: Any, uri: str, *, policy: RetryPolicy) -> bytes:
+    """Read one S3 object (through :func:`call_aws`)."""
+    bucket, key = parse_s3_uri(uri)
+
+    def get() -> bytes:
+        body: bytes = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    return call_aws("s3:GetObject", get, policy=policy)
+
+
+def s3_write_bytes(
+    s3_client: Any, uri: str, data: bytes, *, content_type: str, policy: RetryPolicy
+) -> None:
+    """Write one S3 object (through :func:`call_aws`)."""
+    bucket, key = parse_s3_uri(uri)
+    call_aws(
+        "s3:PutObject",
+        lambda: s3_client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type),
+        policy=policy,
+    )
+
+
+def s3_list_keys(s3_client: Any, bucket: str, prefix: str, *, policy: RetryPolicy) -> Iterator[str]:
+    """Every key under ``prefix`` (paginated ``list_objects_v2``)."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page: dict[str, Any] = call_aws(
+            "s3:ListObjectsV2", partial(s3_client.list_objects_v2, **kwargs), policy=policy
+        )
+        for obj in page.get("Contents", []):
+            yield str(obj["Key"])
+        if not page.get("IsTruncated"):
+            return
+        token = page.get("NextContinuationToken")
+
+
+# --- polling --------------------------------------------------------------------------------
+
+
+def poll_until_done(
+    fetch: Callable[[], S],
+    done: Callable[[S], bool],
+    *,
+    what: str,
+    job_id: str,
+    describe: Callable[[S], str],
+    poll_interval: float,
+    max_poll_interval: float,
+    timeout: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> S:
+    """Call ``fetch`` until ``done(state)``; waits grow x2 up to ``max_poll_interval``, jittered.
+
+    Raises:
+        JobTimeoutError: not done after ``timeout`` seconds of ``clock``.
+    """
+    start = clock()
+    delay = poll_interval
+    polls = 0
+    while True:
+        state = fetch()
+        polls += 1
+        if done(state):
+            return state
+        elapsed = clock() - start
+        remaining = timeout - elapsed
+        if remaining <= 0:
+            raise JobTimeoutError(
+                f"{what} {job_id} not finished after {elapsed:.0f}s ({polls} polls, last status "
+                f"{describe(state)}); it keeps running in AWS: wait again or fetch later",
+                job_id=job_id,
+                status=describe(state),
+            )
+        # "Equal jitter": at least half the window, so polls never bunch up at zero.
+        window = min(delay, max_poll_interval)
+        pause = min(random.uniform(window / 2, window), remaining)
+        logger.debug("%s %s is %s; next poll in %.1fs", what, job_id, describe(state), pause)
+        sleep(pause)
+        delay = min(delay * 2, max_poll_interval)
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncJob:
+    """A submitted segmented-embedding job: enough to poll it and read its results later."""
+
+    invocation_arn: str
+    modality: Modality
+    source_uri: str
+    output_s3_uri: str
+    dimension: int
+    purpose: str
+    segmentation: SegmentationConfig
+    embedding_mode: EmbeddingMode | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the invocation ARN; Nova names the output folder after it."""
+        return self.invocation_arn.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class AsyncJobStatus:
+    """What ``get_async_invoke`` says about a job."""
+
+    invocation_arn: str
+    status: str
+    failure_message: str | None = None
+    output_s3_uri: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is ``Completed`` or ``Failed``."""
+        return self.status in ("Completed", "Failed")
+
+
+def _purpose(purpose: PurposeLike) -> str:
+    try:
+        return EmbeddingPurpose(purpose).value
+    except ValueError:
+        raise InvalidInputError(
+            f"unknown embedding purpose {purpose!r}; one of "
+            f"{', '.join(p.value for p in EmbeddingPurpose)}"
+        ) from None
+
+
+def _format(uri: str, given: str | None, allowed: tuple[str, ...], kind: str) -> str:
+    fmt = (given or PurePosixPath(uri.split("?", 1)[0]).suffix.lstrip(".")).lower()
+    if fmt == "jpg":
+        fmt = "jpeg"
+    if fmt not in allowed:
+        raise UnsupportedMediaError(
+            f"{kind} format {fmt or '(none)'!r} of {uri!r} is not supported; pass format= one of "
+            f"{', '.join(sorted(allowed))}"
+        )
+    return fmt
+
+
+class AsyncEmbeddingJobs:
+    """Submit, wait for and read Nova segmented-embedding jobs (video, audio, long text).
+
+    Args:
+        client: a ``bedrock-runtime`` client; built with the SDK's config when ``None``.
+        s3_client: an ``s3`` client for the result files (and text uploads); built when ``None``.
+        model_id: the Nova model id.
+        dimension: 256, 384, 1024 or 3072 (default 1024).
+        retry_policy: retries of each AWS call (the only retry layer).
+        poll_interval: first wait between status polls, seconds (default 5); doubles each poll.
+        max_poll_interval: cap of one wait, seconds (default 60).
+        timeout: default :meth:`wait` limit in seconds (default 3600).
+        on_segment_error: default of :meth:`fetch_results` (``"raise"``).
+        sleep, clock: injectable for tests (an instant fake clock).
+    """
+
+    def __init__(
+        self,
+        client: Any | None = None,
+        s3_client: Any | None = None,
+        *,
+        session: boto3.Session | None = None,
+        region_name: str | None = None,
+        config: Config | None = None,
+        model_id: str = NOVA_MODEL_ID,
+        dimension: int = 1024,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        timeout: float = 3600.0,
+        on_segment_error: OnSegmentError = "raise",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if dimension not in NOVA_DIMENSIONS:
+            raise ConfigurationError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension}")
+        if poll_interval <= 0 or max_poll_interval < poll_interval or timeout <= 0:
+            raise ConfigurationError(
+                "need 0 < poll_interval <= max_poll_interval and timeout > 0, got "
+                f"{poll_interval}, {max_poll_interval}, {timeout}"
+            )
+        if on_segment_error not in ("raise", "report"):
+            raise ConfigurationError(
+                f"on_segment_error must be 'raise' or 'report', got {on_segment_error!r}"
+            )
+        self._client = client or build_client(
+            "bedrock-runtime", session=session, region_name=region_name, config=config
+        )
+        self._s3 = s3_client or build_client(
+            "s3", session=session, region_name=region_name, config=config
+        )
+        self.model_id = model_id
+        self.dimension = dimension
+        self.retry_policy = retry_policy
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.timeout = timeout
+        self.on_segment_error: OnSegmentError = on_segment_error
+        self._sleep = sleep
+        self._clock = clock
+
+    # -- submit --------------------------------------------------------------------------
+
+    def start_video(
+        self,
+        s3_uri: str,
+        *,
+        output_s3_uri: str,
+        segment_seconds: int = 5,
+        embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        format: str | None = None,
+        dimension: int | None = None,
+        bucket_owner: str | None = None,
+    ) -> AsyncJob:
+        """Start segmenting a video in S3 into ``segment_seconds`` (1-30) pieces.
+
+        ``embedding_mode="AUDIO_VIDEO_SEPARATE"`` yields a VIDEO and an AUDIO vector per segment.
+        The format is taken from the file extension unless ``format`` is given.
+        """
+        seg = SegmentationConfig(duration_seconds=segment_seconds)
+        if embedding_mode not in ("AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"):
+            raise InvalidInputError(f"unknown embedding_mode {embedding_mode!r}")
+        params: dict[str, Any] = {
+            "format": _format(s3_uri, format, VIDEO_FORMATS, "video"),
+            "source": self._source(s3_uri, bucket_owner),
+            "embeddingMode": embedding_mode,
+            "segmentationConfig": seg.media_payload(),
+        }
+        return self._start(
+            "video", s3_uri, output_s3_uri, params, seg, purpose, dimension, embedding_mode
+        )
+
+    def start_audio(
+        self,
+        s3_uri: str,
+        *,
+        output_s3_uri: str,
+        segment_seconds: int = 5,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        format: str | None = None,
+        dimension: int | None = None,
+        bucket_owner: str | None = None,
+    ) -> AsyncJob:
+        """Start segmenting audio (mp3, wav, ogg) in S3 into ``segment_seconds`` (1-30) pieces."""
+        seg = SegmentationConfig(duration_seconds=segment_seconds)
+        params: dict[str, Any] = {
+            "format": _format(s3_uri, format, AUDIO_FORMATS, "audio"),
+            "source": self._source(s3_uri, bucket_owner),
+            "segmentationConfig": seg.media_payload(),
+        }
+        return self._start("audio", s3_uri, output_s3_uri, params, seg, purpose, dimension, None)
+
+    def start_text(
+        self,
+        s3_uri: str,
+        *,
+        output_s3_uri: str,
+        max_length_chars: int = 32_000,
+        truncation_mode: TruncationMode = "END",
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+        bucket_owner: str | None = None,
+    ) -> AsyncJob:
+        """Start segmenting a UTF-8 text object in S3 into ``max_length_chars`` (800-50,000)
+        pieces, split at word boundaries."""
+        seg = SegmentationConfig(max_length_chars=max_length_chars)
+        if truncation_mode not in ("START", "END", "NONE"):
+            raise InvalidInputError(f"unknown truncation_mode {truncation_mode!r}")
+        params: dict[str, Any] = {
+            "truncationMode": truncation_mode,
+            "source": self._source(s3_uri, bucket_owner),
+            "segmentationConfig": seg.text_payload(),
+        }
+        return self._start("text", s3_uri, output_s3_uri, params, seg, purpose, dimension, None)
+
+    @staticmethod
+    def _source(s3_uri: str, bucket_owner: str | None) -> dict[str, Any]:
+        check_s3_uri(s3_uri, what="source")
+        return dict(S3Source(s3_uri, bucket_owner=bucket_owner).to_source())
+
+    def _start(
+        self,
+        modality: Modality,
+        s3_uri: str,
+        output_s3_uri: str,
+        media_params: dict[str, Any],
+        seg: SegmentationConfig,
+        purpose: PurposeLike,
+        dimension: int | None,
+        embedding_mode: EmbeddingMode | None,
+    ) -> AsyncJob:
+        check_s3_uri(output_s3_uri, what="output_s3_uri")
+        dim = self.dimension if dimension is None else dimension
+        if dim not in NOVA_DIMENSIONS:
+            raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dim}")
+        purpose_value = _purpose(purpose)
+        model_input = {
+            "schemaVersion": _SCHEMA_VERSION,
+            "taskType": "SEGMENTED_EMBEDDING",
+            "segmentedEmbeddingParams": {
+                "embeddingPurpose": purpose_value,
+                "embeddingDimension": dim,
+                modality: media_params,
+            },
+        }
+        response = call_aws(
+            "bedrock-runtime:StartAsyncInvoke",
+            lambda: self._client.start_async_invoke(
+                modelId=self.model_id,
+                modelInput=model_input,
+                outputDataConfig={"s3OutputDataConfig": {"s3Uri": output_s3_uri}},
+            ),
+            policy=self.retry_policy,
+        )
+        arn = str(response["invocationArn"])
+        logger.info("started %s segmentation of %s: %s", modality, s3_uri, arn)
+        return AsyncJob(
+            invocation_arn=arn,
+            modality=modality,
+            source_uri=s3_uri,
+            output_s3_uri=output_s3_uri,
+            dimension=dim,
+            purpose=purpose_value,
+            segmentation=seg,
+            embedding_mode=embedding_mode,
+        )
+
+    # -- poll ----------------------------------------------------------------------------
+
+    def status(self, job: AsyncJob | str) -> AsyncJobStatus:
+        """One ``get_async_invoke`` call."""
+        arn = job.invocation_arn if isinstance(job, AsyncJob) else job
+        resp = call_aws(
+            "bedrock-runtime:GetAsyncInvoke",
+            lambda: self._client.get_async_invoke(invocationArn=arn),
+            policy=self.retry_policy,
+        )
+        out = resp.get("outputDataConfig", {}).get("s3OutputDataConfig", {}).get("s3Uri")
+        return AsyncJobStatus(
+            invocation_arn=arn,
+            status=str(resp.get("status", "")),
+            failure_message=resp.get("failureMessage"),
+            output_s3_uri=str(out) if out else None,
+        )
+
+    def wait(self, job: AsyncJob, *, timeout: float | None = None) -> AsyncJobStatus:
+        """Poll until the job completes (backoff: x2 per poll, capped, jittered).
+
+        Raises:
+            EmbeddingJobError: the job ``Failed`` (the message carries ``failureMessage``).
+            JobTimeoutError: still running after ``timeout`` (default: the instance's) seconds.
+        """
+        limit = self.timeout if timeout is None else timeout
+        if limit <= 0:
+            raise InvalidInputError(f"timeout must be > 0, got {limit}")
+        final = poll_until_done(
+            lambda: self.status(job),
+            lambda s: s.finished,
+            what="async embedding job",
+            job_id=job.invocation_arn,
+            describe=lambda s: s.status,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            timeout=limit,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        if final.status == "Failed":
+            raise EmbeddingJobError(
+                f"async embedding job {job.invocation_arn} for {job.source_uri} failed: "
+                f"{final.failure_message or 'no failureMessage'}",
+                job_id=job.invocation_arn,
+                status=final.status,
+            )
+        return final
+
+    # -- results -------------------------------------------------------------------------
+
+    def fetch_results(
+        self,
+        job: AsyncJob,
+        *,
+        on_segment_error: OnSegmentError | None = None,
+        status: AsyncJobStatus | None = None,
+    ) -> SegmentedResult:
+        """Read a completed job's segments from S3.
+
+        Finds ``segmented-embedding-result.json`` under ``<output s3Uri>/<job id>/`` (the
+        ``s3Uri`` the service reports may already end in the job id), follows each
+        ``embeddingResults[].outputFileUri`` and parses every JSONL line into a :class:`Segment`.
+
+        Raises:
+            EmbeddingJobError: the job has not completed, the result file is missing or
+                malformed, or (with ``on_segment_error="raise"``) any segment or output failed;
+                ``failures`` names each one.
+        """
+        mode = on_segment_error or self.on_segment_error
+        if mode not in ("raise", "report"):
+            raise InvalidInputError(f"on_segment_error must be 'raise' or 'report', got {mode!r}")
+        st = status or self.status(job)
+        if st.status != "Completed":
+            raise EmbeddingJobError(
+                f"job {job.invocation_arn} is {st.status}, not Completed"
+                + (f": {st.failure_message}" if st.failure_message else ""),
+                job_id=job.invocation_arn,
+                status=st.status,
+            )
+        result_uri = self._find_result_file(job, st.output_s3_uri or job.output_s3_uri)
+        result = self._parse_result(job, result_uri)
+        if result.ok:
+            logger.info("job %s: %d segments", job.job_id, len(result.segments))
+            return result
+        lines = result.failure_lines()
+        logger.warning(
+            "job %s: %d segments ok, %d failed: %s",
+            job.job_id,
+            len(result.segments),
+            len(lines),
+            "; ".join(lines[:5]),
+        )
+        if mode == "raise":
+            raise EmbeddingJobError(
+                f"job {job.invocation_arn} ({job.source_uri}) is {result.status}: "
+                f"{len(result.segments)} segments ok, {len(lines)} failed: "
+                + "; ".join(lines[:5])
+                + (" ..." if len(lines) > 5 else "")
+                + " (pass on_segment_error='report' to keep the successful segments)",
+                job_id=job.invocation_arn,
+                status=result.status,
+                failures=lines,
+            )
+        return result
+
+    def _find_result_file(self, job: AsyncJob, output_uri: str) -> str:
+        bucket, key = parse_s3_uri(output_uri)
+        key = key.strip("/")
+        # The blog says the reported s3Uri already includes the job folder; the docs say the
+        # files go under <s3Uri>/<job-id>/. Look in the job folder either way.
+        if PurePosixPath(key).name == job.job_id:
+            prefixes = [key + "/"]
+        else:
+            prefixes = [f"{key}/{job.job_id}/" if key else f"{job.job_id}/"]
+        for prefix in prefixes:
+            hits = sorted(
+                (
+                    k
+                    for k in s3_list_keys(self._s3, bucket, prefix, policy=self.retry_policy)
+                    if PurePosixPath(k).name == RESULT_FILE_NAME
+                ),
+                key=len,
+            )
+            if hits:
+                return f"s3://{bucket}/{hits[0]}"
+        raise EmbeddingJobError(
+            f"job {job.invocation_arn} completed but no {RESULT_FILE_NAME} was found under "
+            f"s3://{bucket}/{prefixes[0]}",
+            job_id=job.invocation_arn,
+            status="Completed",
+        )
+
+    def _read_json(self, job: AsyncJob, uri: str) -> Any:
+        raw = s3_read_bytes(self._s3, uri, policy=self.retry_policy)
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EmbeddingJobError(
+                f"{uri} is not valid JSON: {exc}", job_id=job.invocation_arn, status="Completed"
+            ) from exc
+
+    def _parse_result(self, job: AsyncJob, result_uri: str) -> SegmentedResult:
+        doc = self._read_json(job, result_uri)
+        if not isinstance(doc, dict) or not isinstance(doc.get("embeddingResults"), list):
+            raise EmbeddingJobError(
+                f"{result_uri} has no embeddingResults list",
+                job_id=job.invocation_arn,
+                status="Completed",
+            )
+        dimension = int(doc.get("embeddingDimension") or job.dimension)
+        ok: list[Segment] = []
+        failed: list[Segment] = []
+        failed_outputs: list[OutputFailure] = []
+        for entry in doc["embeddingResults"]:
+            etype = str(entry.get("embeddingType", "UNKNOWN"))
+            status = str(entry.get("status", ""))
+            reason = entry.get("failureReason")
+            message = entry.get("message")
+            file_uri = entry.get("outputFileUri")
+            if status not in (_SUCCESS, _PARTIAL) and status not in _FAILED:
+                logger.warning("job %s: unknown result status %r for %s", job.job_id, status, etype)
+            if not file_uri:
+                # No segments to read: the whole output failed (or the service left no file).
+                failed_outputs.append(
+                    OutputFailure(etype, status or "FAILURE", reason, message or "no outputFileUri")
+                )
+                continue
+            uri = (
+                file_uri
+                if file_uri.startswith("s3://")
+                else join_s3(result_uri.rsplit("/", 1)[0], file_uri)
+            )
+            good, bad = self._parse_segments(job, uri, etype, dimension)
+            ok.extend(good)
+            failed.extend(bad)
+            if status in _FAILED and not bad:
+                failed_outputs.append(OutputFailure(etype, status, reason, message))
+            elif status == _PARTIAL and not bad:
+                logger.warning(
+                    "job %s: %s output is PARTIAL_SUCCESS but no segment failed", job.job_id, etype
+                )
+        return SegmentedResult(
+            segments=tuple(ok),
+            failed_segments=tuple(failed),
+            source_uri=str(doc.get("sourceFileUri") or job.source_uri),
+            failed_outputs=tuple(failed_outputs),
+            embedding_dimension=dimension,
+            job_id=job.invocation_arn,
+        )
+
+    def _parse_segments(
+        self, job: AsyncJob, uri: str, embedding_type: str, dimension: int
+    ) -> tuple[list[Segment], list[Segment]]:
+        raw = s3_read_bytes(self._s3, uri, policy=self.retry_policy).decode("utf-8")
+        unit: SegmentUnit = "chars" if job.modality == "text" else "seconds"
+        ok: list[Segment] = []
+        failed: list[Segment] = []
+        for lineno, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise EmbeddingJobError(
+                    f"{uri} line {lineno} is not JSON: {exc}",
+                    job_id=job.invocation_arn,
+                    status="Completed",
+                ) from exc
+            meta = item.get("segmentMetadata") or {}
+            index = int(meta.get("segmentIndex", lineno - 1))
+            if unit == "chars":
+                start, end = (
+                    meta.get("segmentStartCharPosition"),
+                    meta.get("segmentEndCharPosition"),
+                )
+            else:
+                start, end = meta.get("segmentStartSeconds"), meta.get("segmentEndSeconds")
+            start_f = None if start is None else float(start)
+            end_f = None if end is None else float(end)
+            etype = str(item.get("embeddingType") or embedding_type)
+            status = str(item.get("status") or (_SUCCESS if item.get("embedding") else "FAILURE"))
+            embedding = item.get("embedding")
+            if status == _SUCCESS and embedding:
+                vector = np.asarray(embedding, dtype=np.float32)
+                if vector.shape != (dimension,) or not np.all(np.isfinite(vector)):
+                    raise EmbeddingJobError(
+                        f"{uri} line {lineno}: embedding has shape {vector.shape}, expected "
+                        f"({dimension},) finite values",
+                        job_id=job.invocation_arn,
+                        status="Completed",
+                    )
+                ok.append(Segment(vector, index, start_f, end_f, unit, etype, "SUCCESS"))
+            else:
+                if status == _SUCCESS:  # SUCCESS without an embedding is still a failure
+                    reason, message = "MISSING_EMBEDDING", "status SUCCESS but no embedding"
+                else:
+                    reason, message = item.get("failureReason"), item.get("message")
+                    if status not in _FAILED:
+                        message = f"unknown status {status!r}" + (f": {message}" if message else "")
+                failed.append(
+                    Segment(None, index, start_f, end_f, unit, etype, "FAILURE", reason, message)
+                )
+        ok.sort(key=lambda s: s.index)
+        failed.sort(key=lambda s: s.index)
+        return ok, failed
+
+    # -- one-call helpers ----------------------------------------------------------------
+
+    def embed_video(
+        self, s3_uri: str, *, output_s3_uri: str, timeout: float | None = None, **kwargs: Any
+    ) -> SegmentedResult:
+        """:meth:`start_video`, :meth:`wait` and :meth:`fetch_results` in one call."""
+        job = self.start_video(s3_uri, output_s3_uri=output_s3_uri, **kwargs)
+        return self.fetch_results(job, status=self.wait(job, timeout=timeout))
+
+    def embed_audio(
+        self, s3_uri: str, *, output_s3_uri: str, timeout: float | None = None, **kwargs: Any
+    ) -> SegmentedResult:
+        """:meth:`start_audio`, :meth:`wait` and :meth:`fetch_results` in one call."""
+        job = self.start_audio(s3_uri, output_s3_uri=output_s3_uri, **kwargs)
+        return self.fetch_results(job, status=self.wait(job, timeout=timeout))
+
+    def embed_long_text(
+        self,
+        text: str,
+        *,
+        staging_s3_uri: str,
+        output_s3_uri: str,
+        max_length_chars: int = 32_000,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        timeout: float | None = None,
+    ) -> SegmentedResult:
+        """Embed plain text longer than the synchronous limit through segmentation.
+
+        The text is uploaded to ``staging_s3_uri`` (an object URI) and segmented by Nova;
+        text within :data:`SYNC_TEXT_LIMIT_CHARS` should go through the synchronous embedder.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError("text must be a non-empty string")
+        SegmentationConfig(max_length_chars=max_length_chars)
+        check_s3_uri(staging_s3_uri, what="staging_s3_uri")
+        check_s3_uri(output_s3_uri, what="output_s3_uri")
+        if len(text) <= SYNC_TEXT_LIMIT_CHARS:
+            logger.info("text of %d chars fits a synchronous call; segmenting it anyway", len(text))
+        s3_write_bytes(
+            self._s3,
+            staging_s3_uri,
+            text.encode("utf-8"),
+            content_type="text/plain; charset=utf-8",
+            policy=self.retry_policy,
+        )
+        job = self.start_text(
+            staging_s3_uri,
+            output_s3_uri=output_s3_uri,
+            max_length_chars=max_length_chars,
+            purpose=purpose,
+        )
+        return self.fetch_results(job, status=self.wait(job, timeout=timeout))
