@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +31,7 @@ from crossmodal_search.errors import (
     ServiceError,
     StoreLockedError,
 )
+from crossmodal_search.search import Fusion
 from crossmodal_search.stores import validate_filter
 from crossmodal_search.web._files import ImageRoot
 from crossmodal_search.web._limits import (
@@ -60,10 +61,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 #: Largest accepted image area: 40 megapixels (8000 x 5000), about 120 MB once decoded as RGB.
 DEFAULT_MAX_PIXELS = 40_000_000
 
-#: Fusion methods the page offers and the API accepts.
-FUSIONS: tuple[str, ...] = ("mean", "rrf")
+#: Fusion methods the page offers (the API accepts the same, from ``SearchRequest``).
+FUSIONS: tuple[str, ...] = get_args(Fusion)
 
-_DEFAULT_TOP_K = 12
+_DEFAULT_TOP_K = SearchRequest.model_fields["top_k"].default
 _FORM_FIELDS = frozenset(SearchRequest.model_fields)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 _WHERE_SPLIT = re.compile(r"[,\n]")
@@ -143,10 +144,6 @@ def create_app(
         filter_ = _merge_filters(query.filter, _parse_where(query.where))
         if filter_ is not None:
             validate_filter(filter_)
-        if query.fusion not in FUSIONS:
-            raise InvalidInputError(
-                f"unknown fusion {query.fusion!r}; expected one of {', '.join(FUSIONS)}"
-            )
         image = None
         if image_bytes is not None:
             image = await run_in_threadpool(
@@ -170,7 +167,8 @@ def create_app(
                 title=_title(r.text, r.product_id),
                 similarity=r.similarity,
                 distance=r.distance,
-                matched_type=str(r.matched_type),
+                score=r.score,
+                matched_type=r.matched_type,
                 image_url=images.url_for(r.image_path) if images is not None else None,
                 text=r.text,
                 metadata=_public_metadata(r.metadata),
@@ -205,6 +203,7 @@ def create_app(
             text=view.text,
             image_url=images.url_for(view.image_path) if images is not None else None,
             metadata=_public_metadata(view.metadata),
+            vector_types=view.vector_types,
         )
 
     @app.get(

@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Which stored vectors a query searches (passed to ``CrossmodalSearcher.search``).
-SearchMode = Literal["text", "image", "combined", "all"]
+from crossmodal_search.search import Fusion, SearchMode, VectorType
 
 #: Longest query text accepted; longer input is refused with 422 before any embedding call.
 MAX_QUERY_CHARS = 8192
@@ -28,8 +27,16 @@ class SearchRequest(BaseModel):
         description="The query photo, base64 encoded (a `data:image/...;base64,` prefix is "
         "allowed).",
     )
-    mode: SearchMode = Field(default="combined", description="Which stored vectors to search.")
-    fusion: str = Field(default="mean", description="How text and image scores are combined.")
+    mode: SearchMode = Field(
+        default="combined",
+        description="Which stored vectors to search; `all` searches every type and keeps each "
+        "product's best match.",
+    )
+    fusion: Fusion = Field(
+        default="mean",
+        description="`mean`: one query with the weighted mean of the text and image vectors; "
+        "`rrf`: one query each, rankings merged by weighted reciprocal rank.",
+    )
     text_weight: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Weight of the text part; the image gets 1 - it."
     )
@@ -51,7 +58,11 @@ class SearchHit(BaseModel):
     title: str
     similarity: float = Field(description="Higher is closer (cosine similarity for cosine stores).")
     distance: float = Field(description="The store metric's distance: lower is closer.")
-    matched_type: str = Field(description="Which stored vector matched: text, image or combined.")
+    score: float = Field(
+        description="What the ranking used: the similarity for `mean` fusion, the weighted "
+        "reciprocal-rank score for `rrf`."
+    )
+    matched_type: VectorType = Field(description="Which stored vector matched best.")
     image_url: str | None = Field(description="URL of the product photo, when the server has it.")
     text: str
     metadata: dict[str, Any]
@@ -63,7 +74,7 @@ class QueryEcho(BaseModel):
     text: str | None
     has_image: bool
     mode: SearchMode
-    fusion: str
+    fusion: Fusion
     text_weight: float
     top_k: int
     filter: dict[str, Any] | None
@@ -85,6 +96,7 @@ class ProductResponse(BaseModel):
     text: str
     image_url: str | None
     metadata: dict[str, Any]
+    vector_types: list[VectorType] = Field(description="Which vectors of the product are stored.")
 
 
 class HealthResponse(BaseModel):
