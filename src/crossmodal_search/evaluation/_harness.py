@@ -1,0 +1,633 @@
+"""Run a labelled query set through a searcher, and compare search settings in one run.
+
+:func:`evaluate` scores one :class:`EvalSettings`; :func:`compare` sweeps, one factor at a
+time around a base setting: the stored vectors searched (text / image / combined), the fusion
+of text+image queries (``mean`` vs ``rrf``), the text weight (0 to 1 by 0.25) and the vector
+dimension (256 / 384 / 1024 / 3072). The dimension sweep **truncates** the stored vectors
+(Matryoshka: keep the first ``d`` values and re-normalise) into temporary in-memory
+``LocalVectorStore``\\ s and truncates the query vectors the same way; it does not re-embed,
+so it costs no embedding call and cannot go above the stored dimension (those settings are
+reported as skipped). Every setting reports its quality, the embedding calls it needs (one
+Bedrock ``InvokeModel`` per query text or image with Nova) and its stored vector bytes, and
+the best setting is named.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from crossmodal_search.errors import InvalidInputError, UnsupportedMediaError
+from crossmodal_search.evaluation._adapters import CountingEmbedder, TruncatingEmbedder
+from crossmodal_search.evaluation._metrics import (
+    has_relevant,
+    hit_rate_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    reciprocal_rank,
+)
+from crossmodal_search.evaluation._queries import LabelledQuery
+
+if TYPE_CHECKING:
+    from crossmodal_search.search import CrossmodalSearcher
+    from crossmodal_search.stores import VectorRecord, VectorStore
+
+__all__ = [
+    "Comparison",
+    "EvalReport",
+    "EvalSettings",
+    "MetricSummary",
+    "QueryDetail",
+    "SettingResult",
+    "SkippedSetting",
+    "Sweep",
+    "compare",
+    "evaluate",
+]
+
+logger = logging.getLogger(__name__)
+
+SearchModeName: TypeAlias = Literal["text", "image", "combined", "all"]
+FusionName: TypeAlias = Literal["mean", "rrf"]
+Sweep: TypeAlias = Literal["search_mode", "fusion", "text_weight", "dimension"]
+
+DEFAULT_K_VALUES = (1, 5, 10)
+DEFAULT_SEARCH_MODES: tuple[SearchModeName, ...] = ("text", "image", "combined")
+DEFAULT_FUSIONS: tuple[FusionName, ...] = ("mean", "rrf")
+DEFAULT_TEXT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+DEFAULT_DIMENSIONS = (256, 384, 1024, 3072)
+_MAX_TOP_K = 100
+_VECTOR_KEY_PREFIXES: dict[str, tuple[str, ...]] = {
+    "text": ("text-",),
+    "image": ("image-",),
+    "combined": ("combined-",),
+    "all": ("text-", "image-", "combined-"),
+}
+_FLOAT32_BYTES = 4
+
+
+class EvalSettings(BaseModel):
+    """One search configuration to evaluate.
+
+    Attributes:
+        search_mode: Which stored vectors are searched (``text``, ``image``, ``combined``,
+            ``all``).
+        fusion: How text+image queries are combined (``mean`` vector or ``rrf`` rankings).
+        text_weight: Weight of the text part of a text+image query (image: ``1 - w``).
+        dimension: Vector dimension; ``None`` keeps the stored one, a smaller value
+            truncates stored and query vectors (Matryoshka).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_mode: SearchModeName = "combined"
+    fusion: FusionName = "mean"
+    text_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    dimension: int | None = Field(default=None, ge=1)
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``combined mean w=0.50 d=1024``."""
+        dim = "stored" if self.dimension is None else str(self.dimension)
+        return f"{self.search_mode} {self.fusion} w={self.text_weight:.2f} d={dim}"
+
+
+class MetricSummary(BaseModel):
+    """Mean of each metric over the queries of one group.
+
+    Attributes:
+        queries: Queries averaged (queries without any relevant item are excluded).
+        metrics: ``recall@k``, ``precision@k``, ``ndcg@k``, ``hit_rate@k`` for each ``k``,
+            and ``mrr`` (reciprocal rank within the ``max(k)`` results).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    queries: int
+    metrics: dict[str, float]
+
+
+class QueryDetail(BaseModel):
+    """One query's results and scores."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    query_type: str
+    kind: str | None
+    ranked: list[str]
+    metrics: dict[str, float]
+    excluded: bool = False
+
+
+class EvalReport(BaseModel):
+    """Quality and cost of one setting over a query set.
+
+    Attributes:
+        settings: What was evaluated.
+        dimension: The vector dimension actually searched.
+        k_values: The cut-offs.
+        overall: Means over every query that has a relevant item.
+        by_query_type: The same per ``text`` / ``image`` / ``text+image`` query.
+        by_kind: The same per query ``kind`` label, when the queries carry one.
+        per_query: Each query's ranking and scores.
+        excluded_queries: Ids of queries without any relevant item (not averaged).
+        embed_calls: Texts and images the searcher asked to embed: with Nova's synchronous
+            API, one Bedrock ``InvokeModel`` each, which is what this setting costs per run of
+            the query set without caching.
+        bedrock_calls: Calls the embedder actually made during this evaluation when it counts
+            them (``NovaEmbeddings.calls``), else ``None``. Lower than ``embed_calls`` when a
+            :func:`compare` run reused a query vector or a cache answered.
+        stored_vectors: Vectors of the searched type(s) in the store.
+        stored_bytes: Their float32 payload (``stored_vectors * dimension * 4``); metadata is
+            the same across settings and not counted.
+        seconds: Wall-clock time of the run.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    settings: EvalSettings
+    dimension: int
+    k_values: list[int]
+    overall: MetricSummary
+    by_query_type: dict[str, MetricSummary]
+    by_kind: dict[str, MetricSummary]
+    per_query: list[QueryDetail]
+    excluded_queries: list[str]
+    embed_calls: int
+    bedrock_calls: int | None
+    stored_vectors: int
+    stored_bytes: int
+    seconds: float
+
+    def metric(self, name: str) -> float:
+        """An overall metric by name, e.g. ``"ndcg@10"``."""
+        try:
+            return self.overall.metrics[name]
+        except KeyError:
+            known = ", ".join(self.overall.metrics)
+            raise InvalidInputError(f"unknown metric {name!r}; known: {known}") from None
+
+
+class SettingResult(BaseModel):
+    """One row of a comparison: which sweep it belongs to and its report."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sweep: Sweep
+    report: EvalReport
+
+
+class SkippedSetting(BaseModel):
+    """A setting a comparison could not run, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sweep: Sweep
+    settings: EvalSettings
+    reason: str
+
+
+class Comparison(BaseModel):
+    """Every setting compared in one run and the best one.
+
+    Attributes:
+        primary_metric: The metric the best setting maximises.
+        base: The setting each sweep varies one factor of.
+        results: One row per (sweep, setting); a setting shared by several sweeps is run once.
+        skipped: Settings that could not run (e.g. a dimension above the stored one).
+        best: The setting with the highest ``primary_metric``; ties go to fewer embedding
+            calls, then fewer stored bytes.
+        best_reason: Why it won, in words.
+        dimension_method: How other dimensions were obtained (``truncation``).
+        embed_calls_made: Texts and images actually embedded in the whole run (query vectors
+            are reused across settings).
+        bedrock_calls: Bedrock calls made in the whole run, when the embedder counts them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    primary_metric: str
+    base: EvalSettings
+    results: list[SettingResult]
+    skipped: list[SkippedSetting]
+    best: EvalSettings
+    best_reason: str
+    dimension_method: Literal["truncation"] = "truncation"
+    embed_calls_made: int
+    bedrock_calls: int | None
+
+    @field_validator("results")
+    @classmethod
+    def _not_empty(cls, value: list[SettingResult]) -> list[SettingResult]:
+        if not value:
+            raise ValueError("a comparison needs at least one result")
+        return value
+
+    def report(self, settings: EvalSettings) -> EvalReport:
+        """The report of one compared setting."""
+        for row in self.results:
+            if row.report.settings == settings:
+                return row.report
+        raise KeyError(settings.label)
+
+    @property
+    def best_report(self) -> EvalReport:
+        """The report of :attr:`best`."""
+        return self.report(self.best)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _check_k_values(k_values: Iterable[int]) -> list[int]:
+    ks = sorted(set(k_values))
+    if not ks:
+        raise InvalidInputError("k_values must not be empty")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_TOP_K:
+            raise InvalidInputError(f"every k must be an int in 1..{_MAX_TOP_K}, got {k!r}")
+    return ks
+
+
+def _check_queries(queries: Sequence[LabelledQuery]) -> None:
+    if not queries:
+        raise InvalidInputError("the query set is empty")
+    seen: set[str] = set()
+    for q in queries:
+        if q.id in seen:
+            raise InvalidInputError(f"duplicate query id {q.id!r}")
+        seen.add(q.id)
+        if q.image is not None and not q.image.startswith("s3://") and not os.path.isfile(q.image):
+            raise UnsupportedMediaError(f"query {q.id!r}: image file not found: {q.image}")
+
+
+def _metric_names(k_values: Sequence[int]) -> list[str]:
+    names: list[str] = []
+    for prefix in ("recall", "precision", "ndcg", "hit_rate"):
+        names.extend(f"{prefix}@{k}" for k in k_values)
+    names.append("mrr")
+    return names
+
+
+def _score(
+    ranked: Sequence[str], relevant: dict[str, float], k_values: Sequence[int]
+) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for k in k_values:
+        scores[f"recall@{k}"] = recall_at_k(ranked, relevant, k)
+    for k in k_values:
+        scores[f"precision@{k}"] = precision_at_k(ranked, relevant, k)
+    for k in k_values:
+        scores[f"ndcg@{k}"] = ndcg_at_k(ranked, relevant, k)
+    for k in k_values:
+        scores[f"hit_rate@{k}"] = hit_rate_at_k(ranked, relevant, k)
+    scores["mrr"] = reciprocal_rank(ranked, relevant, max(k_values))
+    return scores
+
+
+def _summarise(details: Sequence[QueryDetail], names: Sequence[str]) -> MetricSummary:
+    used = [d for d in details if not d.excluded]
+    if not used:
+        return MetricSummary(queries=0, metrics=dict.fromkeys(names, 0.0))
+    return MetricSummary(
+        queries=len(used),
+        metrics={n: math.fsum(d.metrics[n] for d in used) / len(used) for n in names},
+    )
+
+
+def _count_vectors(store: VectorStore, search_mode: str) -> int:
+    prefixes = _VECTOR_KEY_PREFIXES[search_mode]
+    keys = store.keys()  # a store method, not dict.keys()
+    return sum(1 for key in keys if key.startswith(prefixes))
+
+
+def _searcher_for(embedder: object, store: VectorStore) -> CrossmodalSearcher:
+    from crossmodal_search.search import CrossmodalSearcher
+
+    return CrossmodalSearcher(embedder, store)  # type: ignore[arg-type]
+
+
+def _run(
+    searcher: CrossmodalSearcher,
+    counting: CountingEmbedder,
+    queries: Sequence[LabelledQuery],
+    ks: list[int],
+    settings: EvalSettings,
+    stored_vectors: int,
+) -> EvalReport:
+    names = _metric_names(ks)
+    top_k = max(ks)
+    start = time.perf_counter()
+    requested0, _, calls0 = counting.snapshot()
+    details: list[QueryDetail] = []
+    for q in queries:
+        results = searcher.search(
+            q.text,
+            q.image,
+            search_mode=settings.search_mode,
+            top_k=top_k,
+            text_weight=settings.text_weight,
+            fusion=settings.fusion,
+        )
+        ranked = [r.product_id for r in results]
+        excluded = not has_relevant(q.relevant)
+        details.append(
+            QueryDetail(
+                id=q.id,
+                query_type=q.query_type,
+                kind=q.kind,
+                ranked=ranked,
+                metrics=_score(ranked, q.relevant, ks),
+                excluded=excluded,
+            )
+        )
+    requested1, _, calls1 = counting.snapshot()
+    by_type: dict[str, list[QueryDetail]] = defaultdict(list)
+    by_kind: dict[str, list[QueryDetail]] = defaultdict(list)
+    for d in details:
+        by_type[d.query_type].append(d)
+        if d.kind is not None:
+            by_kind[d.kind].append(d)
+    dimension = searcher.store.dimension
+    return EvalReport(
+        settings=settings,
+        dimension=dimension,
+        k_values=ks,
+        overall=_summarise(details, names),
+        by_query_type={
+            t: _summarise(by_type[t], names)
+            for t in ("text", "image", "text+image")
+            if t in by_type
+        },
+        by_kind={k: _summarise(v, names) for k, v in sorted(by_kind.items())},
+        per_query=details,
+        excluded_queries=[d.id for d in details if d.excluded],
+        embed_calls=requested1 - requested0,
+        bedrock_calls=None if calls0 is None or calls1 is None else calls1 - calls0,
+        stored_vectors=stored_vectors,
+        stored_bytes=stored_vectors * dimension * _FLOAT32_BYTES,
+        seconds=time.perf_counter() - start,
+    )
+
+
+class _Context:
+    """What a run shares between settings: the counting embedder and truncated stores."""
+
+    def __init__(self, searcher: CrossmodalSearcher, *, memoize: bool) -> None:
+        inner = searcher.embedder
+        self.store = searcher.store
+        self.counting = (
+            inner
+            if isinstance(inner, CountingEmbedder)
+            else CountingEmbedder(inner, memoize=memoize)
+        )
+        self._records: list[VectorRecord] | None = None
+        self._stores: dict[int, VectorStore] = {}
+        self._counts: dict[tuple[int, str], int] = {}
+
+    def _all_records(self) -> list[VectorRecord]:
+        if self._records is None:
+            self._records = list(self.store.records())
+        return self._records
+
+    def store_for(self, dimension: int | None) -> VectorStore:
+        if dimension is None or dimension == self.store.dimension:
+            return self.store
+        if dimension > self.store.dimension:
+            raise InvalidInputError(
+                f"dimension {dimension} is above the stored {self.store.dimension}: truncation "
+                "cannot add dimensions; re-index at that dimension instead"
+            )
+        if dimension not in self._stores:
+            self._stores[dimension] = _truncated_store(self.store, self._all_records(), dimension)
+        return self._stores[dimension]
+
+    def stored_vectors(self, dimension: int | None, search_mode: str) -> int:
+        key = (dimension or self.store.dimension, search_mode)
+        if key not in self._counts:
+            self._counts[key] = _count_vectors(self.store_for(dimension), search_mode)
+        return self._counts[key]
+
+    def searcher(self, dimension: int | None) -> CrossmodalSearcher:
+        store = self.store_for(dimension)
+        if store is self.store:
+            return _searcher_for(self.counting, store)
+        return _searcher_for(TruncatingEmbedder(self.counting, store.dimension), store)
+
+    def evaluate(
+        self, queries: Sequence[LabelledQuery], ks: list[int], settings: EvalSettings
+    ) -> EvalReport:
+        searcher = self.searcher(settings.dimension)
+        stored = self.stored_vectors(settings.dimension, settings.search_mode)
+        report = _run(searcher, self.counting, queries, ks, settings, stored)
+        logger.info(
+            "%s: %s",
+            settings.label,
+            ", ".join(f"{n}={v:.3f}" for n, v in report.overall.metrics.items()),
+        )
+        return report
+
+
+def _truncated_store(
+    source: VectorStore, records: Sequence[VectorRecord], dimension: int
+) -> VectorStore:
+    import numpy as np
+
+    from crossmodal_search.stores import (
+        LocalVectorStore,
+        StoreLimits,
+        VectorRecord,
+        truncate_dimension,
+    )
+
+    store = LocalVectorStore(
+        dimension=dimension,
+        distance_metric=source.distance_metric,
+        non_filterable_metadata_keys=source.non_filterable_metadata_keys,
+        limits=StoreLimits.relaxed(),
+    )
+    batch = 1000
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        matrix = np.stack([np.asarray(r.vector, dtype=np.float32) for r in chunk])
+        cut = truncate_dimension(matrix, dimension)
+        store.put(
+            VectorRecord(r.key, np.asarray(v, dtype=np.float32), r.metadata)
+            for r, v in zip(chunk, cut, strict=True)
+        )
+    logger.info("truncated %d vectors to %d dimensions", len(records), dimension)
+    return store
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def evaluate(
+    searcher: CrossmodalSearcher,
+    queries: Sequence[LabelledQuery],
+    *,
+    k_values: Iterable[int] = DEFAULT_K_VALUES,
+    settings: EvalSettings | None = None,
+) -> EvalReport:
+    """Run every query through ``searcher`` and score the rankings.
+
+    Each query is searched with ``top_k = max(k_values)``. Metrics are averaged over the
+    queries that have at least one relevant item, overall, per query type and per ``kind``;
+    queries without any are listed in ``excluded_queries``.
+
+    Args:
+        searcher: A searcher over an indexed store.
+        queries: The labelled queries (see :func:`read_queries`).
+        k_values: Cut-offs for recall, precision, nDCG and hit rate (each in 1..100).
+        settings: Search mode, fusion, text weight and dimension (default
+            :class:`EvalSettings`).
+
+    Raises:
+        InvalidInputError: empty query set, duplicate ids, bad ``k_values``, a dimension above
+            the stored one; ``UnsupportedMediaError`` for a missing query image. All checked
+            before any embedding call.
+
+    Example:
+        >>> report = evaluate(searcher, read_queries("queries.jsonl"))  # doctest: +SKIP
+        >>> report.metric("ndcg@10")  # doctest: +SKIP
+    """
+    ks = _check_k_values(k_values)
+    queries = list(queries)
+    _check_queries(queries)
+    settings = settings or EvalSettings()
+    context = _Context(searcher, memoize=False)
+    return context.evaluate(queries, ks, settings)
+
+
+def _better(a: EvalReport, b: EvalReport, metric: str) -> bool:
+    """Whether ``a`` beats ``b``: higher metric, then fewer embed calls, then fewer bytes."""
+    ma, mb = a.metric(metric), b.metric(metric)
+    if not math.isclose(ma, mb, rel_tol=1e-9, abs_tol=1e-12):
+        return ma > mb
+    return (a.embed_calls, a.stored_bytes) < (b.embed_calls, b.stored_bytes)
+
+
+def compare(
+    searcher: CrossmodalSearcher,
+    queries: Sequence[LabelledQuery],
+    *,
+    k_values: Iterable[int] = DEFAULT_K_VALUES,
+    base: EvalSettings | None = None,
+    search_modes: Iterable[SearchModeName] = DEFAULT_SEARCH_MODES,
+    fusions: Iterable[FusionName] = DEFAULT_FUSIONS,
+    text_weights: Iterable[float] = DEFAULT_TEXT_WEIGHTS,
+    dimensions: Iterable[int] = DEFAULT_DIMENSIONS,
+    primary_metric: str | None = None,
+) -> Comparison:
+    """Compare search settings on one query set in one run and name the best.
+
+    Each sweep varies one factor of ``base``: ``search_modes``, ``fusions``, ``text_weights``
+    and ``dimensions`` (by truncation of stored and query vectors; dimensions above the
+    stored one are skipped with the reason). Query vectors are embedded once and reused
+    across settings (``Comparison.embed_calls_made``); each report's ``embed_calls`` is what
+    its setting costs on its own. Pass an empty iterable to leave a sweep out.
+
+    Args:
+        searcher: A searcher over an indexed store.
+        queries: The labelled queries.
+        k_values: Cut-offs (each in 1..100).
+        base: The setting sweeps start from (default :class:`EvalSettings`).
+        search_modes: Stored vector types to compare.
+        fusions: Fusion methods to compare.
+        text_weights: Text weights to compare (each in [0, 1]).
+        dimensions: Dimensions to compare.
+        primary_metric: Picks the best setting (default ``ndcg@{max(k_values)}``).
+
+    Raises:
+        InvalidInputError: as :func:`evaluate`, or an unknown ``primary_metric``.
+    """
+    ks = _check_k_values(k_values)
+    queries = list(queries)
+    _check_queries(queries)
+    metric = primary_metric or f"ndcg@{max(ks)}"
+    if metric not in _metric_names(ks):
+        known = ", ".join(_metric_names(ks))
+        raise InvalidInputError(f"primary_metric {metric!r} is not computed; choose one of {known}")
+    base = base or EvalSettings()
+    plan: list[tuple[Sweep, EvalSettings]] = []
+    try:
+        plan += [("search_mode", base.model_copy(update={"search_mode": m})) for m in search_modes]
+        plan += [("fusion", base.model_copy(update={"fusion": f})) for f in fusions]
+        for w in text_weights:
+            plan.append(
+                (
+                    "text_weight",
+                    EvalSettings.model_validate({**base.model_dump(), "text_weight": w}),
+                )
+            )
+        for d in dimensions:
+            plan.append(
+                ("dimension", EvalSettings.model_validate({**base.model_dump(), "dimension": d}))
+            )
+        for _, s in plan:
+            EvalSettings.model_validate(s.model_dump())
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid comparison setting: {exc}") from None
+    if not plan:
+        raise InvalidInputError("nothing to compare: every sweep is empty")
+
+    context = _Context(searcher, memoize=True)
+    stored_dim = context.store.dimension
+    start = context.counting.snapshot()
+    reports: dict[EvalSettings, EvalReport] = {}
+    results: list[SettingResult] = []
+    skipped: list[SkippedSetting] = []
+    for sweep, settings in plan:
+        normal = settings
+        if settings.dimension == stored_dim:
+            normal = settings.model_copy(update={"dimension": None})
+        if normal.dimension is not None and normal.dimension > stored_dim:
+            skipped.append(
+                SkippedSetting(
+                    sweep=sweep,
+                    settings=settings,
+                    reason=(
+                        f"the store holds {stored_dim}-d vectors; {normal.dimension} needs "
+                        "re-indexing at that dimension (truncation only goes down)"
+                    ),
+                )
+            )
+            continue
+        if normal not in reports:
+            reports[normal] = context.evaluate(queries, ks, normal)
+        if not any(r.sweep == sweep and r.report.settings == normal for r in results):
+            results.append(SettingResult(sweep=sweep, report=reports[normal]))
+
+    best = next(iter(reports.values()))
+    for report in reports.values():
+        if _better(report, best, metric):
+            best = report
+    runner_up = [r for r in reports.values() if r is not best]
+    reason = f"highest {metric} ({best.metric(metric):.4f})"
+    ties = [
+        r
+        for r in runner_up
+        if math.isclose(r.metric(metric), best.metric(metric), rel_tol=1e-9, abs_tol=1e-12)
+    ]
+    if ties:
+        reason += f"; tied with {len(ties)} other setting(s), cheaper in embed calls/stored bytes"
+    end = context.counting.snapshot()
+    return Comparison(
+        primary_metric=metric,
+        base=base,
+        results=results,
+        skipped=skipped,
+        best=best.settings,
+        best_reason=reason,
+        embed_calls_made=end[1] - start[1],
+        bedrock_calls=None if start[2] is None or end[2] is None else end[2] - start[2],
+    )
