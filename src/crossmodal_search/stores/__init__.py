@@ -9,6 +9,8 @@ from crossmodal_search.stores._filter import (
     validate_filter,
 )
 from crossmodal_search.stores._limits import DEFAULT_NON_FILTERABLE_KEYS, StoreLimits
+from crossmodal_search.stores._local import LocalVectorStore
+from crossmodal_search.stores._matryoshka import copy_truncated, truncate_dimension
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 from crossmodal_search.stores._protocol import VectorStore
 
@@ -16,13 +18,16 @@ __all__ = [
     "DEFAULT_NON_FILTERABLE_KEYS",
     "CompiledFilter",
     "GetResult",
+    "LocalVectorStore",
     "MetadataColumns",
     "QueryMatch",
     "StoreLimits",
     "VectorRecord",
     "VectorStore",
     "compile_filter",
+    "copy_truncated",
     "filter_mask",
     "matches",
+    "truncate_dimension",
     "validate_filter",
 ]

@@ -569,7 +569,9 @@ class MetadataColumns:
                 col = self._columns[key] = _Column(self._capacity)
             col.set(row, value, self.vocab)
 
-    def move_rows(self, src: Sequence[int], dst: Sequence[int]) -> None:
+    def move_rows(
+        self, src: Sequence[int] | npt.NDArray[np.intp], dst: Sequence[int] | npt.NDArray[np.intp]
+    ) -> None:
         """Copy rows ``src[i]`` onto ``dst[i]`` (used to compact after deletes)."""
         s = np.asarray(src, dtype=np.intp)
         d = np.asarray(dst, dtype=np.intp)

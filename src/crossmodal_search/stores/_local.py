@@ -1,0 +1,1022 @@
+"""``LocalVectorStore``: the embedded store, in memory or persisted in a directory.
+
+Search is exact: one matrix product over every stored vector (or only the rows a filter
+selects), a partial sort, then the few candidates are re-scored in float64, so reported
+distances do not depend on BLAS rounding. Ties are broken by key, so results are deterministic.
+
+On-disk layout (``path`` given)::
+
+    DIR/manifest.json          format version, dimension, metric, dtype, non-filterable keys,
+                               generation and the ordered list of segments with their byte sizes
+    DIR/seg-00000007.npy       the vectors written by one operation (storage dtype, no pickle)
+    DIR/seg-00000007.jsonl     one line per record of that operation: {"k", "n", "m"} for a
+                               put (key, vector norm, metadata), {"k", "d": true} for a delete
+    DIR/.lock                  flock()-ed by the one writer
+
+Every mutating call is durable when it returns. It appends one segment (new files, fsync),
+then commits by atomically replacing ``manifest.json`` (write a temporary file, fsync, rename,
+fsync the directory). Segments are replayed in order on open. A crash at any point leaves
+either the previous or the new manifest, and each references only complete files, so the
+store reopens in the previous or the new state, never in between. Files no manifest
+references (left by a crash) are removed when a writer next opens the directory.
+
+To keep reopening fast, segments are merged like a binary counter: the newest segments are
+rewritten as one whenever the older neighbour is at most twice their size, so a store holds
+O(log n) segments and each record is rewritten O(log n) times over its life (amortised
+appends). A merge that reaches the first segment writes a fresh snapshot without tombstones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from crossmodal_search._types import DistanceMetric, Filter, MetadataValue
+from crossmodal_search.errors import (
+    ConfigurationError,
+    IndexMismatchError,
+    InvalidInputError,
+    StoreLockedError,
+)
+from crossmodal_search.stores._filter import CompiledFilter, MetadataColumns, compile_filter
+from crossmodal_search.stores._limits import (
+    DEFAULT_NON_FILTERABLE_KEYS,
+    StoreLimits,
+    validate_batch,
+    validate_dimension,
+    validate_distance_metric,
+    validate_non_filterable_keys,
+    validate_query,
+    validate_query_matrix,
+)
+from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["LocalVectorStore", "StorageDType"]
+
+logger = logging.getLogger(__name__)
+
+StorageDType = Literal["float32", "float16"]
+
+_FORMAT = "crossmodal-search/local-vector-store"
+_VERSION = 1
+_MANIFEST = "manifest.json"
+_LOCK = ".lock"
+_SEGMENT_RE = re.compile(r"^seg-(\d{8})\.(npy|jsonl)$")
+# float16 rows are converted to float32 in blocks this size: a float16 matmul in numpy is ~15x
+# slower than float32, and converting the whole matrix at once would double memory.
+_BLOCK_ROWS = 16384
+# Score-matrix budget for query_many (elements): bounds memory to ~256 MiB of float32 scores.
+_SCORE_BUDGET = 64 * 1024 * 1024
+# A filter selecting less than this fraction of rows is answered by gathering those rows only.
+_GATHER_FRACTION = 0.5
+# Relative slack when picking candidates for exact re-scoring, far above float32 matmul error.
+_RELATIVE_TOLERANCE = 1e-5
+
+
+@dataclass
+class _Segment:
+    seg_id: int
+    puts: int
+    deletes: int
+    vectors_bytes: int
+    records_bytes: int
+    touched: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return self.puts + self.deletes
+
+    @property
+    def vectors_name(self) -> str:
+        return f"seg-{self.seg_id:08d}.npy"
+
+    @property
+    def records_name(self) -> str:
+        return f"seg-{self.seg_id:08d}.jsonl"
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "id": self.seg_id,
+            "puts": self.puts,
+            "deletes": self.deletes,
+            "vectors_bytes": self.vectors_bytes,
+            "records_bytes": self.records_bytes,
+        }
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _corrupt(path: Path, why: str) -> ConfigurationError:
+    return ConfigurationError(f"local vector store at {path} is unreadable: {why}")
+
+
+class LocalVectorStore:
+    """An embedded vector store with S3 Vectors semantics: exact search, same filters and limits.
+
+    Args:
+        path: Directory to persist to (created if missing), or None for a purely in-memory store.
+        dimension: Vector length. May be omitted when reopening an existing directory.
+        distance_metric: ``"cosine"`` (distance = 1 - cosine similarity) or ``"euclidean"``
+            (L2 distance). Must match an existing directory.
+        non_filterable_metadata_keys: Metadata keys stored but not usable in filters (and not
+            counted against the 2 KB filterable limit). When reopening, the stored set is used
+            unless a different one is passed explicitly.
+        limits: Limits checked before every write and query. The default is the S3 Vectors
+            limits, so what works locally also works on S3 Vectors; ``StoreLimits.relaxed()``
+            lifts every size and count limit for purely local use.
+        storage_dtype: ``"float32"`` (default; vectors round-trip exactly) or ``"float16"``
+            (half the memory; stores unit vectors plus their norms, so ``get`` returns vectors
+            within ~1e-3 relative error and search is computed in float32 blocks). None means
+            float32 for a new store and the stored dtype for an existing one.
+        read_only: Open an existing directory without taking the write lock; every mutating
+            call raises. Reads a snapshot taken when opened.
+
+    Raises:
+        StoreLockedError: Another open store (in any process) holds the directory for writing.
+        IndexMismatchError: The directory holds a store of another dimension, metric, dtype or
+            non-filterable key set.
+        ConfigurationError: The directory is not a store, or is unreadable.
+
+    Example:
+        >>> store = LocalVectorStore(dimension=2)
+        >>> store.put([VectorRecord.create("a", [1, 0], {"colour": "red"}),
+        ...            VectorRecord.create("b", [0, 1], {"colour": "blue"})])
+        >>> [m.key for m in store.query([1, 0.1], top_k=1)]
+        ['a']
+        >>> [m.key for m in store.query([1, 0.1], filter={"colour": "blue"})]
+        ['b']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dimension: int | None = None,
+        distance_metric: DistanceMetric = "cosine",
+        non_filterable_metadata_keys: Iterable[str] = DEFAULT_NON_FILTERABLE_KEYS,
+        limits: StoreLimits | None = None,
+        storage_dtype: StorageDType | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self._limits = limits or StoreLimits()
+        self._metric = validate_distance_metric(distance_metric)
+        explicit_keys = non_filterable_metadata_keys is not DEFAULT_NON_FILTERABLE_KEYS
+        self._non_filterable = validate_non_filterable_keys(
+            non_filterable_metadata_keys, self._limits
+        )
+        if storage_dtype not in (None, "float32", "float16"):
+            raise InvalidInputError(
+                f"storage_dtype must be 'float32' or 'float16', got {storage_dtype!r}"
+            )
+        self._path = Path(path) if path is not None else None
+        self._read_only = read_only
+        self._closed = False
+        self._mutex = threading.RLock()
+        self._lock_finalizer: weakref.finalize[Any, Any] | None = None
+        self._segments: list[_Segment] = []
+        self._generation = 0
+
+        manifest: dict[str, Any] | None = None
+        if self._path is not None:
+            manifest = self._open_directory(self._path)
+        if manifest is not None:
+            dimension = self._check_compatible(manifest, dimension, storage_dtype, explicit_keys)
+            storage_dtype = manifest["storage_dtype"]
+        elif dimension is None:
+            raise ConfigurationError(
+                "dimension is required to create a new store"
+                + (f" (no store found at {self._path})" if self._path else "")
+            )
+        self._dimension = validate_dimension(dimension, self._limits)
+        self._dtype: np.dtype[Any] = np.dtype(storage_dtype or "float32")
+        self._scaled = self._dtype == np.float16
+
+        # Row-aligned state: row i holds key _keys[i]; _matrix[i] * _scale(i) is its vector.
+        self._keys: list[str] = []
+        self._index: dict[str, int] = {}
+        self._metadata: list[dict[str, MetadataValue]] = []
+        self._matrix: npt.NDArray[Any] = np.empty((0, self._dimension), dtype=self._dtype)
+        self._norms: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
+        self._columns = MetadataColumns(self._non_filterable)
+        self._n = 0
+
+        if self._path is not None:
+            try:
+                if manifest is None:
+                    if read_only:
+                        raise ConfigurationError(f"no local vector store at {self._path}")
+                    self._commit_manifest()
+                else:
+                    self._load(manifest)
+            except BaseException:
+                self._release_lock()
+                raise
+            if not read_only:
+                self._remove_orphans()
+        logger.debug("opened %r with %d vectors", self, self._n)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def dimension(self) -> int:
+        """Length of every vector in the store."""
+        return self._dimension
+
+    @property
+    def distance_metric(self) -> DistanceMetric:
+        """``"cosine"`` (distance = 1 - cosine similarity) or ``"euclidean"`` (L2 distance)."""
+        return self._metric
+
+    @property
+    def non_filterable_metadata_keys(self) -> frozenset[str]:
+        """Metadata keys stored but not usable in filters."""
+        return self._non_filterable
+
+    @property
+    def limits(self) -> StoreLimits:
+        """The limits enforced before writes and queries."""
+        return self._limits
+
+    @property
+    def storage_dtype(self) -> StorageDType:
+        """``"float32"`` or ``"float16"``."""
+        return "float16" if self._scaled else "float32"
+
+    @property
+    def path(self) -> Path | None:
+        """The store directory, or None for an in-memory store."""
+        return self._path
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        where = str(self._path) if self._path is not None else ":memory:"
+        return (
+            f"LocalVectorStore({where!r}, dimension={self._dimension}, "
+            f"distance_metric={self._metric!r}, storage_dtype={self.storage_dtype!r}, "
+            f"vectors={self._n})"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Release the directory's write lock. Further calls on the store raise."""
+        with self._mutex:
+            self._closed = True
+            self._release_lock()
+
+    def __enter__(self) -> LocalVectorStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _release_lock(self) -> None:
+        if self._lock_finalizer is not None:
+            self._lock_finalizer()
+            self._lock_finalizer = None
+
+    def _check_open(self, *, write: bool = False) -> None:
+        if self._closed:
+            raise ConfigurationError(f"{self!r} is closed")
+        if write and self._read_only:
+            raise ConfigurationError(f"{self!r} was opened read_only=True")
+
+    # ------------------------------------------------------------------ public API
+
+    def put(self, records: Iterable[VectorRecord]) -> None:
+        """Insert or overwrite records (upsert), durably.
+
+        Everything is validated first; a bad record raises and nothing is written.
+
+        Raises:
+            InvalidInputError: Bad key, vector (NaN, infinity, zero on cosine) or duplicate key.
+            DimensionMismatchError: A vector's length differs from :attr:`dimension`.
+            MetadataLimitError: Metadata breaks a limit (the error names record and key).
+        """
+        with self._mutex:
+            self._check_open(write=True)
+            batch = validate_batch(
+                records,
+                dimension=self._dimension,
+                distance_metric=self._metric,
+                non_filterable=self._non_filterable,
+                limits=self._limits,
+            )
+            if not batch.keys:
+                return
+            stored, norms = self._prepare(batch.vectors)
+            if self._path is not None:
+                self._write_segment(batch.keys, stored, norms, batch.metadata, deleted=())
+            self._apply_put(batch.keys, stored, norms, batch.metadata)
+            self._after_write()
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete records, durably. Keys not stored are ignored."""
+        with self._mutex:
+            self._check_open(write=True)
+            wanted = self._check_keys(keys)
+            present = list(dict.fromkeys(k for k in wanted if k in self._index))
+            if not present:
+                return
+            if self._path is not None:
+                empty = np.empty((0, self._dimension), dtype=self._dtype)
+                self._write_segment([], empty, np.empty(0), [], deleted=present)
+            self._apply_delete(present)
+            self._after_write()
+
+    def get(self, keys: Sequence[str]) -> GetResult:
+        """Fetch records in the order asked; keys not stored are listed in ``missing``."""
+        with self._mutex:
+            self._check_open()
+            wanted = self._check_keys(keys)
+            found: list[VectorRecord] = []
+            missing: list[str] = []
+            for key in wanted:
+                row = self._index.get(key)
+                if row is None:
+                    missing.append(key)
+                else:
+                    found.append(self._record(row))
+            return GetResult(tuple(found), tuple(missing))
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key, in row order (a snapshot taken when called)."""
+        with self._mutex:
+            self._check_open()
+            return iter(list(self._keys))
+
+    def records(self) -> Iterator[VectorRecord]:
+        """Every stored record with its vector and metadata (records deleted meanwhile skipped)."""
+        with self._mutex:
+            self._check_open()
+            snapshot = list(self._keys)
+        for start in range(0, len(snapshot), 1024):
+            with self._mutex:
+                chunk = [
+                    self._record(row)
+                    for key in snapshot[start : start + 1024]
+                    if (row := self._index.get(key)) is not None
+                ]
+            yield from chunk
+
+    def query(
+        self,
+        vector: npt.ArrayLike,
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+    ) -> list[QueryMatch]:
+        """The ``top_k`` nearest records matching ``filter``, best first (ties by key).
+
+        Raises:
+            InvalidInputError: Bad ``top_k`` (1..100 by default), NaN/infinite or (cosine)
+                all-zero query vector.
+            DimensionMismatchError: The vector's length differs from :attr:`dimension`.
+            InvalidFilterError: ``filter`` is outside the S3 Vectors filter language.
+        """
+        with self._mutex:
+            self._check_open()
+            q = validate_query(
+                vector, top_k, self._dimension, self._limits, distance_metric=self._metric
+            )
+            compiled = self._compile(filter)
+            return self._search(q[None, :], int(top_k), compiled)[0]
+
+    def query_many(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+    ) -> list[list[QueryMatch]]:
+        """:meth:`query` for each row of an ``(n, dimension)`` matrix, with one matrix product.
+
+        Returns exactly what calling :meth:`query` per row returns.
+        """
+        with self._mutex:
+            self._check_open()
+            q = validate_query_matrix(
+                vectors, top_k, self._dimension, self._limits, distance_metric=self._metric
+            )
+            compiled = self._compile(filter)
+            return self._search(q, int(top_k), compiled)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_keys(self, keys: Sequence[str]) -> list[str]:
+        if isinstance(keys, str | bytes):
+            raise InvalidInputError("keys must be a sequence of strings, not a single string")
+        out = list(keys)
+        for key in out:
+            if not isinstance(key, str):
+                raise InvalidInputError(f"keys must be strings, got {type(key).__name__}")
+        return out
+
+    def _compile(self, filter: Filter | None) -> CompiledFilter | None:
+        if filter is None:
+            return None
+        return compile_filter(filter, non_filterable=self._non_filterable)
+
+    def _record(self, row: int) -> VectorRecord:
+        vec = self._matrix[row].astype(np.float32)
+        if self._scaled:
+            vec = (vec.astype(np.float64) * self._norms[row]).astype(np.float32)
+        return VectorRecord(self._keys[row], vec, _copy_metadata(self._metadata[row]))
+
+    def _prepare(
+        self, vectors: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
+        """Vectors as stored (float32 as given, or float16 unit vectors) and their float64 norms."""
+        norms = np.empty(vectors.shape[0], dtype=np.float64)
+        for s in range(0, vectors.shape[0], _BLOCK_ROWS):
+            block = vectors[s : s + _BLOCK_ROWS].astype(np.float64)
+            norms[s : s + _BLOCK_ROWS] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        if not self._scaled:
+            return vectors, norms
+        stored = np.empty(vectors.shape, dtype=self._dtype)
+        for s in range(0, vectors.shape[0], _BLOCK_ROWS):
+            n = norms[s : s + _BLOCK_ROWS]
+            inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
+            stored[s : s + _BLOCK_ROWS] = vectors[s : s + _BLOCK_ROWS] * inv[:, None]
+        return stored, norms
+
+    def _reserve(self, rows: int) -> None:
+        capacity = self._matrix.shape[0]
+        if rows <= capacity:
+            return
+        # Geometric growth keeps many small puts amortised O(1) per row; a first bulk put
+        # allocates exactly what it needs.
+        new_capacity = max(rows, int(capacity * 1.5), 1024 if capacity else 0)
+        matrix = np.empty((new_capacity, self._dimension), dtype=self._dtype)
+        matrix[: self._n] = self._matrix[: self._n]
+        norms = np.zeros(new_capacity, dtype=np.float64)
+        norms[: self._n] = self._norms[: self._n]
+        self._matrix, self._norms = matrix, norms
+
+    def _apply_put(
+        self,
+        keys: Sequence[str],
+        stored: npt.NDArray[Any],
+        norms: npt.NDArray[np.float64],
+        metadata: Sequence[dict[str, MetadataValue]],
+    ) -> None:
+        rows = np.empty(len(keys), dtype=np.intp)
+        n = self._n
+        for i, key in enumerate(keys):
+            row = self._index.get(key)
+            if row is None:
+                row = self._index[key] = n
+                self._keys.append(key)
+                self._metadata.append(metadata[i])
+                n += 1
+            rows[i] = row
+        self._reserve(n)
+        self._n = n
+        self._columns.resize(n)
+        if rows.size and rows[-1] - rows[0] == rows.size - 1 and np.all(np.diff(rows) == 1):
+            self._matrix[rows[0] : rows[-1] + 1] = stored
+        else:
+            self._matrix[rows] = stored
+        self._norms[rows] = norms
+        for i, row in enumerate(rows.tolist()):
+            self._metadata[row] = metadata[i]
+            self._columns.set_row(row, metadata[i])
+
+    def _apply_delete(self, keys: Sequence[str]) -> None:
+        rows = sorted({self._index[k] for k in keys if k in self._index})
+        if not rows:
+            return
+        n = self._n
+        new_n = n - len(rows)
+        gone = set(rows)
+        for row in rows:
+            del self._index[self._keys[row]]
+        # Swap-remove: live rows from the tail fill the holes, so the matrix stays compact and
+        # a delete costs O(deleted rows), not O(store size).
+        holes = [r for r in rows if r < new_n]
+        movers = [r for r in range(new_n, n) if r not in gone]
+        if holes:
+            h = np.asarray(holes, dtype=np.intp)
+            m = np.asarray(movers, dtype=np.intp)
+            self._matrix[h] = self._matrix[m]
+            self._norms[h] = self._norms[m]
+            self._columns.move_rows(m, h)
+            for dst, src in zip(holes, movers, strict=True):
+                key = self._keys[src]
+                self._keys[dst] = key
+                self._metadata[dst] = self._metadata[src]
+                self._index[key] = dst
+        del self._keys[new_n:]
+        del self._metadata[new_n:]
+        self._columns.resize(new_n)
+        self._n = new_n
+
+    # ------------------------------------------------------------------ search
+
+    def _search(
+        self, queries: npt.NDArray[np.float32], top_k: int, compiled: CompiledFilter | None
+    ) -> list[list[QueryMatch]]:
+        n = self._n
+        nq = queries.shape[0]
+        if n == 0 or nq == 0:
+            return [[] for _ in range(nq)]
+        rows: npt.NDArray[np.intp] | None = None
+        if compiled is not None:
+            mask = compiled.mask(self._columns)
+            selected = int(np.count_nonzero(mask))
+            if selected == 0:
+                return [[] for _ in range(nq)]
+            if selected < n:
+                rows = np.flatnonzero(mask)
+        norms = self._norms[:n] if rows is None else self._norms[rows]
+        scale = norms if self._scaled else None
+        results: list[list[QueryMatch]] = []
+        count = n if rows is None else rows.shape[0]
+        group = max(1, _SCORE_BUDGET // count)
+        for start in range(0, nq, group):
+            q = queries[start : start + group]
+            dots = self._dots(q, rows)  # (count, len(q))
+            for j in range(q.shape[0]):
+                order = self._order_keys(dots[:, j], q[j], norms, scale)
+                candidates = self._candidates(order, top_k, q[j], norms)
+                source = candidates if rows is None else rows[candidates]
+                results.append(self._exact(source, q[j], top_k))
+        return results
+
+    def _dots(
+        self, q: npt.NDArray[np.float32], rows: npt.NDArray[np.intp] | None
+    ) -> npt.NDArray[np.float32]:
+        """Raw stored-row . query products, shape (rows, queries), in float32."""
+        if rows is None:
+            matrix = self._matrix[: self._n]
+        elif rows.shape[0] < self._n * _GATHER_FRACTION:
+            matrix = self._matrix[rows]
+        else:
+            # A filter keeping most rows: multiply everything, keep the selected products.
+            return self._dots(q, None)[rows]
+        qt = np.ascontiguousarray(q.T)
+        if matrix.dtype == np.float32:
+            out: npt.NDArray[np.float32] = matrix @ qt
+            return out
+        out = np.empty((matrix.shape[0], q.shape[0]), dtype=np.float32)
+        for s in range(0, matrix.shape[0], _BLOCK_ROWS):
+            out[s : s + _BLOCK_ROWS] = matrix[s : s + _BLOCK_ROWS].astype(np.float32) @ qt
+        return out
+
+    def _order_keys(
+        self,
+        dots: npt.NDArray[np.float32],
+        q: npt.NDArray[np.float32],
+        norms: npt.NDArray[np.float64],
+        scale: npt.NDArray[np.float64] | None,
+    ) -> npt.NDArray[np.float32]:
+        """Per-row values ordered like the distance (smaller is closer), cheap to compute."""
+        out: npt.NDArray[np.float32]
+        if self._metric == "cosine":
+            # Raw vectors are divided by their norms; float16 rows are unit vectors already.
+            out = dots * (-1.0 / norms).astype(np.float32) if scale is None else -dots
+            return out
+        scaled = dots if scale is None else dots * scale.astype(np.float32)
+        out = (norms * norms).astype(np.float32) - np.float32(2.0) * scaled
+        return out
+
+    def _candidates(
+        self,
+        order: npt.NDArray[np.float32],
+        top_k: int,
+        q: npt.NDArray[np.float32],
+        norms: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.intp]:
+        """Rows whose approximate distance is within rounding of the k-th best."""
+        if order.shape[0] <= top_k:
+            return np.arange(order.shape[0])
+        kth = float(np.partition(order, top_k - 1)[top_k - 1])
+        qn = float(np.linalg.norm(q))
+        top_norm = float(norms.max()) if norms.size else 0.0
+        # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q.
+        magnitude = qn if self._metric == "cosine" else 2.0 * qn * top_norm + top_norm**2
+        slack = _RELATIVE_TOLERANCE * magnitude + abs(kth) * 1e-6
+        return np.flatnonzero(order <= kth + slack)
+
+    def _exact(
+        self, rows: npt.NDArray[np.intp], q: npt.NDArray[np.float32], top_k: int
+    ) -> list[QueryMatch]:
+        """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``."""
+        q64 = q.astype(np.float64)
+        qn = float(np.linalg.norm(q64))
+        dist = np.empty(rows.shape[0], dtype=np.float64)
+        for s in range(0, rows.shape[0], 4096):
+            block_rows = rows[s : s + 4096]
+            x = self._matrix[block_rows].astype(np.float64)
+            if self._scaled:
+                x *= self._norms[block_rows][:, None]
+            if self._metric == "cosine":
+                xn = np.sqrt(np.einsum("ij,ij->i", x, x))
+                dist[s : s + 4096] = 1.0 - (x @ q64) / (xn * qn)
+            else:
+                diff = x - q64
+                dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        if self._metric == "cosine":
+            np.clip(dist, 0.0, 2.0, out=dist)
+        ranked = sorted(
+            zip(dist.tolist(), (self._keys[r] for r in rows.tolist()), rows.tolist(), strict=True)
+        )
+        return [
+            QueryMatch(key, d, _copy_metadata(self._metadata[row]))
+            for d, key, row in ranked[:top_k]
+        ]
+
+    # ------------------------------------------------------------------ persistence
+
+    def _open_directory(self, path: Path) -> dict[str, Any] | None:
+        """Create/lock the directory; return its manifest, or None for a new store."""
+        if path.exists() and not path.is_dir():
+            raise ConfigurationError(f"{path} exists and is not a directory")
+        if not path.exists():
+            if self._read_only:
+                raise ConfigurationError(f"no local vector store at {path}")
+            path.mkdir(parents=True)
+        if not self._read_only:
+            self._acquire_lock(path)
+        try:
+            manifest_path = path / _MANIFEST
+            if manifest_path.exists():
+                return self._read_manifest(manifest_path)
+            foreign = [
+                p.name
+                for p in path.iterdir()
+                if p.name != _LOCK
+                and not _SEGMENT_RE.match(p.name)
+                and not p.name.startswith(_MANIFEST + ".")
+            ]
+            if foreign:
+                raise ConfigurationError(
+                    f"{path} is not empty and holds no {_MANIFEST}; refusing to use it as a "
+                    f"local vector store (found {sorted(foreign)[:3]})"
+                )
+            return None
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _acquire_lock(self, path: Path) -> None:
+        if sys.platform == "win32":  # pragma: no cover - POSIX only
+            return
+        fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreLockedError(
+                f"another process (or another open LocalVectorStore) is writing {path}; "
+                "close it first, or open this one with read_only=True"
+            ) from exc
+        self._lock_finalizer = weakref.finalize(self, os.close, fd)
+
+    def _read_manifest(self, manifest_path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _corrupt(manifest_path.parent, f"cannot read {_MANIFEST}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise _corrupt(manifest_path.parent, f"{_MANIFEST} is not a {_FORMAT} manifest")
+        if data.get("version") != _VERSION:
+            raise _corrupt(
+                manifest_path.parent,
+                f"format version {data.get('version')!r} is not supported (expected {_VERSION})",
+            )
+        try:
+            int(data["dimension"])
+            validate_distance_metric(data["distance_metric"])
+            if data["storage_dtype"] not in ("float32", "float16"):
+                raise ValueError(f"storage_dtype {data['storage_dtype']!r}")
+            frozenset(data["non_filterable_metadata_keys"])
+            int(data["generation"])
+            for seg in data["segments"]:
+                _Segment(
+                    int(seg["id"]),
+                    int(seg["puts"]),
+                    int(seg["deletes"]),
+                    int(seg["vectors_bytes"]),
+                    int(seg["records_bytes"]),
+                )
+        except (KeyError, TypeError, ValueError, InvalidInputError) as exc:
+            raise _corrupt(manifest_path.parent, f"malformed {_MANIFEST}: {exc}") from exc
+        return data
+
+    def _check_compatible(
+        self,
+        manifest: Mapping[str, Any],
+        dimension: int | None,
+        storage_dtype: str | None,
+        explicit_keys: bool,
+    ) -> int:
+        stored_dim = int(manifest["dimension"])
+        where = self._path
+        if dimension is not None and dimension != stored_dim:
+            raise IndexMismatchError(
+                f"store at {where} has dimension {stored_dim}, not {dimension}"
+            )
+        if self._metric != manifest["distance_metric"]:
+            raise IndexMismatchError(
+                f"store at {where} uses distance metric {manifest['distance_metric']!r}, "
+                f"not {self._metric!r}"
+            )
+        if storage_dtype is not None and storage_dtype != manifest["storage_dtype"]:
+            raise IndexMismatchError(
+                f"store at {where} stores {manifest['storage_dtype']}, not {storage_dtype}"
+            )
+        stored_keys = frozenset(manifest["non_filterable_metadata_keys"])
+        if explicit_keys and stored_keys != self._non_filterable:
+            raise IndexMismatchError(
+                f"store at {where} has non-filterable keys {sorted(stored_keys)}, "
+                f"not {sorted(self._non_filterable)}"
+            )
+        self._non_filterable = stored_keys
+        return stored_dim
+
+    def _manifest(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "dimension": self._dimension,
+            "distance_metric": self._metric,
+            "storage_dtype": self.storage_dtype,
+            "non_filterable_metadata_keys": sorted(self._non_filterable),
+            "generation": self._generation,
+            "segments": [s.to_json() for s in self._segments],
+        }
+
+    def _commit_manifest(self, segments: list[_Segment] | None = None) -> None:
+        """Atomically make ``segments`` (default: the current list) the store's contents."""
+        assert self._path is not None
+        if segments is not None:
+            previous = self._segments
+            self._segments = segments
+        body = json.dumps(self._manifest(), indent=1).encode("utf-8")
+        tmp = self._path / f"{_MANIFEST}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._path / _MANIFEST)
+            _fsync_dir(self._path)
+        except BaseException:
+            if segments is not None:
+                self._segments = previous
+            raise
+
+    def _next_id(self) -> int:
+        self._generation += 1
+        return self._generation
+
+    def _write_segment(
+        self,
+        keys: Sequence[str],
+        stored: npt.NDArray[Any],
+        norms: npt.NDArray[np.float64],
+        metadata: Sequence[Mapping[str, MetadataValue]],
+        *,
+        deleted: Sequence[str],
+        rows: npt.NDArray[np.intp] | None = None,
+        replace_from: int | None = None,
+    ) -> None:
+        """Write one segment and commit it.
+
+        With ``replace_from`` the segment replaces ``self._segments[replace_from:]`` (a merge);
+        ``rows`` then says which rows of ``stored`` to write (None: ``stored`` as it is).
+        """
+        assert self._path is not None
+        seg = _Segment(self._next_id(), len(keys), len(deleted), 0, 0)
+        vectors_path = self._path / seg.vectors_name
+        records_path = self._path / seg.records_name
+        committed = False
+        try:
+            seg.vectors_bytes = _write_npy(vectors_path, stored, rows, self._dimension)
+            with open(records_path, "wb") as fh:
+                buf: list[str] = []
+                for i, key in enumerate(keys):
+                    buf.append(_dumps({"k": key, "n": float(norms[i]), "m": metadata[i]}))
+                    if len(buf) >= 4096:
+                        fh.write("".join(buf).encode("utf-8"))
+                        buf.clear()
+                buf.extend(_dumps({"k": key, "d": True}) for key in deleted)
+                fh.write("".join(buf).encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+                seg.records_bytes = fh.tell()
+            if replace_from is None:
+                seg.touched = frozenset(keys) | frozenset(deleted)
+                self._commit_manifest([*self._segments, seg])
+                committed = True
+                logger.debug(
+                    "committed segment %d (%d puts, %d deletes)",
+                    seg.seg_id,
+                    len(keys),
+                    len(deleted),
+                )
+            else:
+                seg.touched = None if replace_from == 0 else frozenset(keys) | frozenset(deleted)
+                old = self._segments[replace_from:]
+                self._commit_manifest([*self._segments[:replace_from], seg])
+                committed = True
+                for s in old:
+                    for name in (s.vectors_name, s.records_name):
+                        (self._path / name).unlink(missing_ok=True)
+                logger.debug("merged %d segments into segment %d", len(old), seg.seg_id)
+        except BaseException:
+            # Not referenced by any committed manifest: safe to drop (or left for cleanup).
+            if not committed:
+                vectors_path.unlink(missing_ok=True)
+                records_path.unlink(missing_ok=True)
+            raise
+
+    def _after_write(self) -> None:
+        """Merge the newest segments when they have grown to half their older neighbour."""
+        if self._path is None:
+            return
+        segs = self._segments
+        start = len(segs) - 1
+        acc = segs[start].size
+        while start > 0 and segs[start - 1].size <= 2 * acc:
+            start -= 1
+            acc += segs[start].size
+        if start == len(segs) - 1:
+            return
+        try:
+            if start == 0:
+                self._write_segment(
+                    self._keys,
+                    self._matrix[: self._n],
+                    self._norms[: self._n],
+                    self._metadata,
+                    deleted=(),
+                    replace_from=0,
+                )
+            else:
+                touched: set[str] = set()
+                for s in segs[start:]:
+                    assert s.touched is not None
+                    touched |= s.touched
+                live = [k for k in touched if k in self._index]
+                dead = [k for k in touched if k not in self._index]
+                rows = np.asarray([self._index[k] for k in live], dtype=np.intp)
+                self._write_segment(
+                    live,
+                    self._matrix,
+                    self._norms[rows],
+                    [self._metadata[r] for r in rows.tolist()],
+                    deleted=dead,
+                    rows=rows,
+                    replace_from=start,
+                )
+        except OSError:
+            # The write itself is committed; a failed merge only leaves more segments.
+            logger.warning("merging segments of %s failed", self._path, exc_info=True)
+
+    def _load(self, manifest: Mapping[str, Any]) -> None:
+        assert self._path is not None
+        self._generation = int(manifest["generation"])
+        segments = [
+            _Segment(
+                int(s["id"]),
+                int(s["puts"]),
+                int(s["deletes"]),
+                int(s["vectors_bytes"]),
+                int(s["records_bytes"]),
+            )
+            for s in manifest["segments"]
+        ]
+        for i, seg in enumerate(segments):
+            keys, norms, metadata, deleted = self._read_segment(seg)
+            if i > 0:
+                seg.touched = frozenset(keys) | frozenset(deleted)
+            self._apply_delete(deleted)
+            vectors = self._read_vectors(seg)
+            if keys:
+                self._apply_put(keys, vectors, np.asarray(norms, dtype=np.float64), metadata)
+            del vectors
+        self._segments = segments
+
+    def _read_vectors(self, seg: _Segment) -> npt.NDArray[Any]:
+        assert self._path is not None
+        path = self._path / seg.vectors_name
+        try:
+            size = path.stat().st_size
+            if size != seg.vectors_bytes:
+                raise ValueError(
+                    f"{seg.vectors_name} is {size} bytes, expected {seg.vectors_bytes}"
+                )
+            if seg.puts == 0:
+                return np.empty((0, self._dimension), dtype=self._dtype)
+            arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise _corrupt(self._path, str(exc)) from exc
+        if arr.shape != (seg.puts, self._dimension) or arr.dtype != self._dtype:
+            raise _corrupt(
+                self._path,
+                f"{seg.vectors_name} holds {arr.dtype}{arr.shape}, expected "
+                f"{self._dtype}{(seg.puts, self._dimension)}",
+            )
+        return arr
+
+    def _read_segment(
+        self, seg: _Segment
+    ) -> tuple[list[str], list[float], list[dict[str, MetadataValue]], list[str]]:
+        assert self._path is not None
+        path = self._path / seg.records_name
+        keys: list[str] = []
+        norms: list[float] = []
+        metadata: list[dict[str, MetadataValue]] = []
+        deleted: list[str] = []
+        try:
+            raw = path.read_bytes()
+            if len(raw) != seg.records_bytes:
+                raise ValueError(
+                    f"{seg.records_name} is {len(raw)} bytes, expected {seg.records_bytes}"
+                )
+            for line in raw.decode("utf-8").splitlines():
+                item = json.loads(line)
+                if item.get("d"):
+                    deleted.append(item["k"])
+                else:
+                    keys.append(item["k"])
+                    norms.append(float(item["n"]))
+                    metadata.append(item["m"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _corrupt(self._path, f"{seg.records_name}: {exc}") from exc
+        if len(keys) != seg.puts or len(deleted) != seg.deletes:
+            raise _corrupt(self._path, f"{seg.records_name} does not match the manifest")
+        return keys, norms, metadata, deleted
+
+    def _remove_orphans(self) -> None:
+        assert self._path is not None
+        referenced = {n for s in self._segments for n in (s.vectors_name, s.records_name)}
+        for p in self._path.iterdir():
+            orphan_segment = _SEGMENT_RE.match(p.name) and p.name not in referenced
+            if orphan_segment or p.name == f"{_MANIFEST}.tmp":
+                logger.info("removing %s left by an interrupted write", p)
+                p.unlink(missing_ok=True)
+
+
+def _dumps(item: Mapping[str, object]) -> str:
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _copy_metadata(metadata: Mapping[str, MetadataValue]) -> dict[str, MetadataValue]:
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in metadata.items()}
+
+
+def _write_npy(
+    path: Path,
+    matrix: npt.NDArray[Any],
+    rows: npt.NDArray[np.intp] | None,
+    dimension: int,
+) -> int:
+    """Write ``matrix`` (or ``matrix[rows]``) as .npy in blocks, fsync it, return its size."""
+    count = matrix.shape[0] if rows is None else rows.shape[0]
+    header = {
+        "descr": np.lib.format.dtype_to_descr(matrix.dtype),
+        "fortran_order": False,
+        "shape": (count, dimension),
+    }
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for s in range(0, count, _BLOCK_ROWS):
+            block = (
+                matrix[s : s + _BLOCK_ROWS] if rows is None else matrix[rows[s : s + _BLOCK_ROWS]]
+            )
+            fh.write(np.ascontiguousarray(block).tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+        return fh.tell()
