@@ -330,6 +330,19 @@ class CrossmodalSearcher:
             f"combined_text_weight={self._weight})"
         )
 
+    def close(self) -> None:
+        """Close the store and the embedder when they hold resources (files, clients)."""
+        for part in (self._store, self._embedder):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> CrossmodalSearcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def embedder(self) -> Embedder:
         """The embedder used for indexing and queries."""
@@ -864,7 +877,7 @@ class _Run:
             if plan.action == "fail":
                 assert plan.failure is not None
                 self.failed.append(plan.failure)
-                logger.warning("%s: %s", pid, plan.failure.reason)
+                logger.info("not indexed: %s: %s", pid, plan.failure.reason)
             elif plan.action == "skip":
                 self.skipped += 1
                 self._stale.extend(plan.stale)
@@ -889,7 +902,7 @@ class _Run:
                                 reason=f"{type(exc).__name__}: {exc}",
                             )
                 if failure is not None:
-                    logger.warning("%s: %s", pid, failure.reason)
+                    logger.info("not indexed: %s: %s", pid, failure.reason)
                     self.failed.append(failure)
                 else:
                     self._buffer.extend(s._records(plan, vectors))

@@ -1,0 +1,274 @@
+"""Options and helpers shared by every ``crossmodal`` sub-command.
+
+Sub-commands (``index``, ``search``, ``demo``, ``serve``, ``eval``, ``tag``) all choose a store and
+an embedder the same way::
+
+    parser = sub.add_parser("mycommand")
+    add_store_args(parser)
+    add_embedder_args(parser)
+    ...
+    searcher, description = open_searcher(args)  # description says which embedder/store ran
+    with searcher:
+        ...
+
+:func:`open_searcher` only reads ``args.store``, ``args.embedder``, ``args.dimension``,
+``args.region`` and ``args.cache``; :func:`make_searcher` is the same without argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from crossmodal_search._types import NOVA_DIMENSIONS
+from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.search import CrossmodalSearcher, SearchResult
+
+__all__ = [
+    "DEFAULT_STORE",
+    "ProgressBar",
+    "add_embedder_args",
+    "add_store_args",
+    "make_searcher",
+    "open_searcher",
+    "parse_filter",
+    "positive_int",
+    "render_results",
+    "top_k",
+    "weight",
+]
+
+#: Where ``crossmodal index`` and ``crossmodal search`` keep vectors unless ``--store`` says
+#: otherwise (overridable with the ``CROSSMODAL_STORE`` environment variable).
+DEFAULT_STORE = "local:.crossmodal/store"
+
+
+def add_store_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--store SPEC`` and ``--region``."""
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("CROSSMODAL_STORE", DEFAULT_STORE),
+        metavar="SPEC",
+        help="local:DIR (embedded store in DIR), s3vectors://BUCKET/INDEX (Amazon S3 Vectors) "
+        "or memory: (default: $CROSSMODAL_STORE or %(default)s)",
+    )
+    parser.add_argument(
+        "--region", default=None, help="AWS region for Bedrock and S3 Vectors (default: boto3's)"
+    )
+
+
+def add_embedder_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--embedder``, ``--dimension`` and ``--cache``."""
+    parser.add_argument(
+        "--embedder",
+        choices=("auto", "nova", "offline"),
+        default="auto",
+        help="nova: Amazon Nova Multimodal Embeddings on Bedrock; offline: deterministic "
+        "colour/lexical features, no network; auto (default): nova when AWS credentials "
+        "are found, offline otherwise",
+    )
+    parser.add_argument(
+        "--dimension",
+        type=int,
+        choices=NOVA_DIMENSIONS,
+        default=1024,
+        help="vector dimension (default: %(default)s); must match an existing index",
+    )
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="PATH",
+        help="SQLite cache of Nova embeddings, so re-indexing never pays twice (Nova only)",
+    )
+
+
+def make_searcher(
+    *,
+    store: str = DEFAULT_STORE,
+    embedder: str = "auto",
+    dimension: int = 1024,
+    region: str | None = None,
+    cache: str | None = None,
+    must_exist: bool = False,
+    max_concurrency: int = 8,
+) -> tuple[CrossmodalSearcher, str]:
+    """Build a searcher from CLI-style options.
+
+    Args:
+        store: A store spec (see :func:`crossmodal_search.stores.open_store`).
+        embedder: ``auto``, ``nova`` or ``offline``.
+        dimension: Vector dimension of embedder and store.
+        region: AWS region for Bedrock and S3 Vectors.
+        cache: Path of a Nova embedding cache.
+        must_exist: Fail when a local store directory does not exist yet (searching an index
+            that was never built) instead of creating it.
+        max_concurrency: Embedding calls in flight while indexing.
+
+    Returns:
+        The searcher and a one-line description of which embedder and store run.
+
+    Raises:
+        ConfigurationError: Bad spec, Nova requested without credentials, missing store.
+    """
+    from crossmodal_search.embeddings import make_embedder
+    from crossmodal_search.stores._open import open_store, parse_store_spec
+
+    kind, location, _ = parse_store_spec(store)
+    if must_exist and kind == "local" and location is not None and not Path(location).is_dir():
+        raise ConfigurationError(
+            f"no index at {location}: run `crossmodal index` first, or pass --store"
+        )
+    emb, why = make_embedder(
+        embedder,  # type: ignore[arg-type]
+        dimension=dimension,
+        region_name=region,
+        cache=cache,
+    )
+    store_kwargs: dict[str, object] = {}
+    if kind == "s3vectors" and region is not None:
+        store_kwargs["region_name"] = region
+    vector_store = open_store(store, dimension=dimension, **store_kwargs)
+    searcher = CrossmodalSearcher(emb, vector_store, max_concurrency=max_concurrency)
+    return searcher, f"embedder: {why}\nstore: {store} ({dimension} dimensions)"
+
+
+def open_searcher(
+    args: argparse.Namespace, *, must_exist: bool = False
+) -> tuple[CrossmodalSearcher, str]:
+    """:func:`make_searcher` from parsed ``add_store_args``/``add_embedder_args`` options.
+
+    Reads ``store``, ``embedder``, ``dimension`` and, when present, ``region``, ``cache`` and
+    ``concurrency``. The caller closes the searcher (``with searcher: ...``).
+    """
+    return make_searcher(
+        store=args.store,
+        embedder=args.embedder,
+        dimension=args.dimension,
+        region=getattr(args, "region", None),
+        cache=getattr(args, "cache", None),
+        must_exist=must_exist,
+        max_concurrency=getattr(args, "concurrency", 8),
+    )
+
+
+# ----------------------------------------------------------------------- argparse types
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def top_k(value: str) -> int:
+    """argparse type: an int in 1..100 (the S3 Vectors query limit)."""
+    n = positive_int(value)
+    if n > 100:
+        raise argparse.ArgumentTypeError(f"must be in 1..100, got {n}")
+    return n
+
+
+def weight(value: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    try:
+        w = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return w
+
+
+def parse_filter(value: str) -> dict[str, object]:
+    """argparse type: a JSON object in the S3 Vectors filter language."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid JSON ({exc.msg} at character {exc.pos}): {value!r}"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(
+            f'must be a JSON object such as \'{{"color": "red"}}\', got {value!r}'
+        )
+    return parsed
+
+
+# ----------------------------------------------------------------------- output
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _describe(metadata: dict[str, object]) -> str:
+    parts: list[str] = []
+    for key in ("brand", "color", "product_type"):
+        value = metadata.get(key)
+        if isinstance(value, list):
+            value = "/".join(str(v) for v in value)
+        if value not in (None, ""):
+            parts.append(str(value))
+    return ", ".join(parts)
+
+
+def render_results(results: Sequence[SearchResult], *, width: int | None = None) -> str:
+    """A readable table: rank, product, similarity, matched vector, title, brand/colour/type."""
+    if not results:
+        return "  (no results)"
+    width = width or shutil.get_terminal_size((110, 24)).columns
+    id_w = max(7, *(len(r.product_id) for r in results))
+    fixed = 4 + id_w + 2 + 6 + 2 + 8 + 2
+    details = [_describe(dict(r.metadata)) for r in results]
+    detail_w = min(34, max((len(d) for d in details), default=0))
+    title_w = max(20, width - fixed - detail_w - 2)
+    lines = [
+        f"{'#':>2}  {'product':<{id_w}}  {'sim':>6}  {'matched':<8}  "
+        f"{'title':<{title_w}}  {'brand, colour, type' if detail_w else ''}".rstrip()
+    ]
+    for rank, (r, detail) in enumerate(zip(results, details, strict=True), 1):
+        lines.append(
+            f"{rank:>2}  {r.product_id:<{id_w}}  {r.similarity:>6.3f}  {r.matched_type:<8}  "
+            f"{_clip(r.title, title_w):<{title_w}}  {_clip(detail, detail_w)}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent when the stream is not a TTY."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self._label = label
+        self._stream = stream if stream is not None else sys.stderr
+        self._enabled = self._stream.isatty()
+        self._shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        """Redraw for ``done`` of ``total``."""
+        if not self._enabled or total <= 0:
+            return
+        cells = 30
+        filled = cells * done // total
+        bar = "#" * filled + "." * (cells - filled)
+        self._stream.write(f"\r{self._label} [{bar}] {done}/{total}")
+        self._stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """End the line so that later output starts on a fresh one."""
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._shown = False

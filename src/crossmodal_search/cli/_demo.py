@@ -1,0 +1,119 @@
+"""``crossmodal demo``: sample catalog -> local index -> a text, an image and a text+image query."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from crossmodal_search.cli._common import (
+    ProgressBar,
+    add_embedder_args,
+    make_searcher,
+    render_results,
+    top_k,
+)
+from crossmodal_search.search import (
+    SAMPLE_QUERIES,
+    SampleQuery,
+    SearchResult,
+    load_abo,
+    write_sample_catalog,
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` sub-command."""
+    parser = sub.add_parser(
+        "demo",
+        help="index a generated sample catalog locally and run three example searches",
+        description="Write a small sample catalog in Amazon Berkeley Objects format (generated "
+        "product photos and descriptions), index it into a local store and run a text query, "
+        "an image query and a text+image query. Works without AWS credentials or network "
+        "(offline embedder); with credentials, --embedder auto uses Amazon Nova.",
+    )
+    parser.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="keep the catalog and the store in DIR (default: a temporary directory, removed)",
+    )
+    parser.add_argument("--top-k", type=top_k, default=5, help="results per query (default: 5)")
+    add_embedder_args(parser)
+    parser.set_defaults(func=run)
+
+
+def _query_title(number: int, query: SampleQuery) -> str:
+    parts = []
+    if query.text is not None:
+        parts.append(f"text {query.text!r}")
+    if query.image is not None:
+        parts.append(f"photo {query.image}")
+    options = f"search_mode={query.search_mode}"
+    if query.text is not None and query.image is not None:
+        options += f", text_weight={query.text_weight}"
+    return f"{number}. {query.name} query: {' + '.join(parts)}  ({options})\n   {query.description}"
+
+
+def _verdict(query: SampleQuery, results: list[SearchResult]) -> str:
+    ranks = [r.product_id for r in results]
+    if query.expected in ranks:
+        return f"   expected {query.expected}: rank {ranks.index(query.expected) + 1}"
+    return f"   expected {query.expected}: not in the top {len(results)}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build, index and query the sample catalog; print three result tables."""
+    started = time.perf_counter()
+    keep = args.dir is not None
+    workdir = Path(args.dir).expanduser() if keep else Path(tempfile.mkdtemp(prefix="crossmodal-"))
+    try:
+        root = write_sample_catalog(workdir / "catalog")
+        catalog = load_abo(root)
+        store_spec = f"local:{workdir / 'store'}"
+        searcher, description = make_searcher(
+            store=store_spec, embedder=args.embedder, dimension=args.dimension, cache=args.cache
+        )
+        with searcher:
+            print(description)
+            print(
+                f"sample catalog: {len(catalog.products)} products in ABO format at {root} "
+                f"({catalog.skipped_no_content} listing without content skipped)"
+            )
+            bar = ProgressBar("indexing")
+            try:
+                report = searcher.index(catalog.products, progress=bar)
+            finally:
+                bar.close()
+            print(
+                f"indexed {report.indexed} products ({report.skipped_unchanged} already indexed), "
+                f"{report.vectors_written} vectors, {report.embed_calls} embedding calls "
+                f"in {report.seconds:.1f} s"
+            )
+            for failure in report.failed:
+                print(f"  not indexed: {failure.product_id} ({failure.kind}): {failure.reason}")
+            for number, query in enumerate(SAMPLE_QUERIES, 1):
+                image = query.image_path(root)
+                results = searcher.search(
+                    query.text,
+                    str(image) if image is not None else None,
+                    search_mode=query.search_mode,
+                    text_weight=query.text_weight,
+                    top_k=args.top_k,
+                )
+                print()
+                print(_query_title(number, query))
+                print(render_results(results))
+                print(_verdict(query, results))
+        print()
+        if keep:
+            store_arg = shlex.quote(store_spec)
+            print(f"kept in {workdir}; try:")
+            print(f"  crossmodal search --store {store_arg} --embedder {args.embedder} 'blue mug'")
+        print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0

@@ -1,0 +1,100 @@
+"""``crossmodal search``: query a store by text, image or both; a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from crossmodal_search.cli._common import (
+    add_embedder_args,
+    add_store_args,
+    open_searcher,
+    parse_filter,
+    render_results,
+    top_k,
+    weight,
+)
+from crossmodal_search.errors import UnsupportedMediaError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``search`` sub-command."""
+    parser = sub.add_parser(
+        "search",
+        help="search by text, by image, or both",
+        description="Search an indexed catalog. Give a TEXT, an --image, or both.",
+    )
+    parser.add_argument("text", nargs="?", metavar="TEXT", help="what to look for")
+    parser.add_argument("--image", metavar="PATH", help="a photo (local file or s3:// URI)")
+    parser.add_argument(
+        "--mode",
+        choices=("text", "image", "combined", "all"),
+        default="combined",
+        help="which stored vectors to search (default: %(default)s)",
+    )
+    parser.add_argument("--top-k", type=top_k, default=5, help="products to return (1..100)")
+    parser.add_argument(
+        "--filter",
+        type=parse_filter,
+        metavar="JSON",
+        help='metadata filter, e.g. \'{"color": "red"}\' or \'{"product_type": {"$in": [...]}}\'',
+    )
+    parser.add_argument(
+        "--fusion",
+        choices=("mean", "rrf"),
+        default="mean",
+        help="text+image: one query with the weighted mean vector (mean, default) or "
+        "reciprocal rank fusion of two queries (rrf)",
+    )
+    parser.add_argument(
+        "--text-weight",
+        type=weight,
+        default=0.5,
+        help="weight of the text when both are given, 0..1 (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_store_args(parser)
+    add_embedder_args(parser)
+    parser.set_defaults(func=run, _parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one query and print the results."""
+    if args.text is None and args.image is None:
+        args._parser.error("give a TEXT, an --image PATH, or both")
+    if args.image is not None and not args.image.startswith("s3://"):
+        if not Path(args.image).expanduser().is_file():
+            raise UnsupportedMediaError(f"image file not found: {args.image}")
+        args.image = str(Path(args.image).expanduser())
+    searcher, description = open_searcher(args, must_exist=True)
+    with searcher:
+        results = searcher.search(
+            args.text,
+            args.image,
+            search_mode=args.mode,
+            top_k=args.top_k,
+            filter=args.filter,
+            text_weight=args.text_weight,
+            fusion=args.fusion,
+        )
+    if args.json:
+        payload = {
+            "embedder": description.splitlines()[0].removeprefix("embedder: "),
+            "store": args.store,
+            "query": {
+                "text": args.text,
+                "image": args.image,
+                "mode": args.mode,
+                "top_k": args.top_k,
+                "filter": args.filter,
+                "fusion": args.fusion,
+                "text_weight": args.text_weight,
+            },
+            "results": [r.model_dump(mode="json") for r in results],
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    print(description)
+    print(render_results(results))
+    return 0
