@@ -12,7 +12,9 @@ from crossmodal_search.stores._limits import DEFAULT_NON_FILTERABLE_KEYS, StoreL
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.stores._matryoshka import copy_truncated, truncate_dimension
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
+from crossmodal_search.stores._open import open_store
 from crossmodal_search.stores._protocol import VectorStore
+from crossmodal_search.stores._s3vectors import S3VectorsStore
 
 __all__ = [
     "DEFAULT_NON_FILTERABLE_KEYS",
@@ -21,6 +23,7 @@ __all__ = [
     "LocalVectorStore",
     "MetadataColumns",
     "QueryMatch",
+    "S3VectorsStore",
     "StoreLimits",
     "VectorRecord",
     "VectorStore",
@@ -28,6 +31,7 @@ __all__ = [
     "copy_truncated",
     "filter_mask",
     "matches",
+    "open_store",
     "truncate_dimension",
     "validate_filter",
 ]

@@ -404,7 +404,7 @@ class S3VectorsStore:
         """Delete records; unknown keys are ignored.
 
         Raises:
-            InvalidInputError: a key that is not a 1..1024 character string (nothing deleted).
+            InvalidInputError: a key that is not a string (nothing deleted).
             PartialWriteError: some batches were deleted and others failed after retries.
             ServiceError: the delete failed and no batch was applied.
         """
@@ -468,14 +468,14 @@ class S3VectorsStore:
         """Fetch records in the order asked; keys not stored are listed in ``missing``.
 
         Raises:
-            InvalidInputError: a key that is not a 1..1024 character string.
+            InvalidInputError: a key that is not a string.
         """
-        if isinstance(keys, str):
+        if isinstance(keys, str | bytes):
             raise InvalidInputError("keys must be a sequence of strings, not a single string")
         asked = list(keys)
         unique = self._check_keys(asked)
         if not unique:
-            return GetResult(records=(), missing=())
+            return GetResult(records=(), missing=tuple(asked))
         chunks = [unique[i : i + MAX_GET_BATCH] for i in range(0, len(unique), MAX_GET_BATCH)]
         found: dict[str, VectorRecord] = {}
 
@@ -624,21 +624,20 @@ class S3VectorsStore:
     # -- helpers --------------------------------------------------------------------------------
 
     def _check_keys(self, keys: Iterable[str]) -> list[str]:
-        """Validate keys; return them without duplicates, first occurrence order."""
-        if isinstance(keys, str):
+        """Keys worth sending, without duplicates, in first-occurrence order.
+
+        A key that cannot be stored (empty, or longer than the key limit) cannot exist in the
+        index: it is not sent (the service would reject the whole request), so ``get`` reports
+        it missing and ``delete`` ignores it, as ``LocalVectorStore`` does.
+        """
+        if isinstance(keys, str | bytes):
             raise InvalidInputError("keys must be a sequence of strings, not a single string")
         unique: dict[str, None] = {}
         for key in keys:
             if not isinstance(key, str):
-                raise InvalidInputError(f"vector key must be a string, got {type(key).__name__}")
-            if not key:
-                raise InvalidInputError("vector key must not be empty")
-            if len(key) > self._limits.max_key_chars:
-                raise InvalidInputError(
-                    f"vector key {key[:40]!r}... has {len(key)} characters, over the limit of "
-                    f"{self._limits.max_key_chars}"
-                )
-            unique[key] = None
+                raise InvalidInputError(f"keys must be strings, got {type(key).__name__}")
+            if key and len(key) <= self._limits.max_key_chars:
+                unique[key] = None
         return list(unique)
 
     @staticmethod

@@ -733,14 +733,21 @@ class FakeS3Vectors:
             if index.distance_metric == "cosine":
                 norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(q)
                 distances = 1.0 - (matrix @ q) / norms
+                # Identical vectors can come out a hair below 0 in floating point.
+                np.clip(distances, 0.0, 2.0, out=distances)
             else:
                 distances = np.linalg.norm(matrix - q, axis=1)
-            order = np.argsort(distances, kind="stable")[:top_k]
-            for i in order:
-                key, stored = candidates[int(i)]
+            # Ties are broken by key so results are deterministic.
+            ranked = sorted(
+                zip(distances.tolist(), range(len(candidates)), strict=True),
+                key=lambda pair: (pair[0], candidates[pair[1]][0]),
+            )
+            for distance, i in ranked[:top_k]:
+                key, stored = candidates[i]
                 item: dict[str, Any] = {"key": key}
                 if params.get("returnDistance"):
-                    item["distance"] = float(np.float32(distances[int(i)]))
+                    # The service computes and returns float32 distances.
+                    item["distance"] = float(np.float32(distance))
                 if params.get("returnMetadata"):
                     item["metadata"] = stored.metadata
                 results.append(item)
