@@ -1,5 +1,17 @@
 """Search quality evaluation, setting comparison and zero-shot tagging."""
 
+from crossmodal_search.evaluation._adapters import CountingEmbedder, TruncatingEmbedder
+from crossmodal_search.evaluation._harness import (
+    Comparison,
+    EvalReport,
+    EvalSettings,
+    MetricSummary,
+    QueryDetail,
+    SettingResult,
+    SkippedSetting,
+    compare,
+    evaluate,
+)
 from crossmodal_search.evaluation._metrics import (
     Relevance,
     dcg_at_k,
@@ -15,23 +27,57 @@ from crossmodal_search.evaluation._queries import (
     LabelledQuery,
     QueryType,
     build_queries_from_catalog,
+    read_abo_other_images,
     read_queries,
     write_queries,
 )
+from crossmodal_search.evaluation._sample import SampleEvaluation, write_sample_evaluation
+from crossmodal_search.evaluation._tagging import (
+    ProductTags,
+    TaggingReport,
+    TagQuality,
+    TagScore,
+    TagVocabulary,
+    evaluate_tags,
+    load_vocabulary,
+    tag_products,
+)
 
 __all__ = [
+    "Comparison",
+    "CountingEmbedder",
+    "EvalReport",
+    "EvalSettings",
     "LabelledQuery",
+    "MetricSummary",
+    "ProductTags",
+    "QueryDetail",
     "QueryType",
     "Relevance",
+    "SampleEvaluation",
+    "SettingResult",
+    "SkippedSetting",
+    "TagQuality",
+    "TagScore",
+    "TagVocabulary",
+    "TaggingReport",
+    "TruncatingEmbedder",
     "build_queries_from_catalog",
+    "compare",
     "dcg_at_k",
+    "evaluate",
+    "evaluate_tags",
     "has_relevant",
     "hit_rate_at_k",
+    "load_vocabulary",
     "ndcg_at_k",
     "normalize_relevance",
     "precision_at_k",
+    "read_abo_other_images",
     "read_queries",
     "recall_at_k",
     "reciprocal_rank",
+    "tag_products",
     "write_queries",
+    "write_sample_evaluation",
 ]

@@ -37,8 +37,9 @@ from crossmodal_search.evaluation._metrics import (
 from crossmodal_search.evaluation._queries import LabelledQuery
 
 if TYPE_CHECKING:
+    from crossmodal_search.embeddings import Embedder
     from crossmodal_search.search import CrossmodalSearcher
-    from crossmodal_search.stores import VectorRecord, VectorStore
+    from crossmodal_search.stores import VectorStore
 
 __all__ = [
     "Comparison",
@@ -310,10 +311,10 @@ def _count_vectors(store: VectorStore, search_mode: str) -> int:
     return sum(1 for key in keys if key.startswith(prefixes))
 
 
-def _searcher_for(embedder: object, store: VectorStore) -> CrossmodalSearcher:
+def _searcher_for(embedder: Embedder, store: VectorStore) -> CrossmodalSearcher:
     from crossmodal_search.search import CrossmodalSearcher
 
-    return CrossmodalSearcher(embedder, store)  # type: ignore[arg-type]
+    return CrossmodalSearcher(embedder, store)
 
 
 def _run(
@@ -390,14 +391,8 @@ class _Context:
             if isinstance(inner, CountingEmbedder)
             else CountingEmbedder(inner, memoize=memoize)
         )
-        self._records: list[VectorRecord] | None = None
         self._stores: dict[int, VectorStore] = {}
         self._counts: dict[tuple[int, str], int] = {}
-
-    def _all_records(self) -> list[VectorRecord]:
-        if self._records is None:
-            self._records = list(self.store.records())
-        return self._records
 
     def store_for(self, dimension: int | None) -> VectorStore:
         if dimension is None or dimension == self.store.dimension:
@@ -408,7 +403,7 @@ class _Context:
                 "cannot add dimensions; re-index at that dimension instead"
             )
         if dimension not in self._stores:
-            self._stores[dimension] = _truncated_store(self.store, self._all_records(), dimension)
+            self._stores[dimension] = _truncated_store(self.store, dimension)
         return self._stores[dimension]
 
     def stored_vectors(self, dimension: int | None, search_mode: str) -> int:
@@ -416,6 +411,14 @@ class _Context:
         if key not in self._counts:
             self._counts[key] = _count_vectors(self.store_for(dimension), search_mode)
         return self._counts[key]
+
+    def close(self) -> None:
+        """Close the temporary truncated stores (the caller's store stays open)."""
+        for store in self._stores.values():
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
+        self._stores.clear()
 
     def searcher(self, dimension: int | None) -> CrossmodalSearcher:
         store = self.store_for(dimension)
@@ -437,35 +440,18 @@ class _Context:
         return report
 
 
-def _truncated_store(
-    source: VectorStore, records: Sequence[VectorRecord], dimension: int
-) -> VectorStore:
-    import numpy as np
+def _truncated_store(source: VectorStore, dimension: int) -> VectorStore:
+    from crossmodal_search.stores import LocalVectorStore, StoreLimits, copy_truncated
 
-    from crossmodal_search.stores import (
-        LocalVectorStore,
-        StoreLimits,
-        VectorRecord,
-        truncate_dimension,
-    )
-
-    store = LocalVectorStore(
+    target = LocalVectorStore(
         dimension=dimension,
         distance_metric=source.distance_metric,
         non_filterable_metadata_keys=source.non_filterable_metadata_keys,
         limits=StoreLimits.relaxed(),
     )
-    batch = 1000
-    for start in range(0, len(records), batch):
-        chunk = records[start : start + batch]
-        matrix = np.stack([np.asarray(r.vector, dtype=np.float32) for r in chunk])
-        cut = truncate_dimension(matrix, dimension)
-        store.put(
-            VectorRecord(r.key, np.asarray(v, dtype=np.float32), r.metadata)
-            for r, v in zip(chunk, cut, strict=True)
-        )
-    logger.info("truncated %d vectors to %d dimensions", len(records), dimension)
-    return store
+    copy_truncated(source, target, batch_size=1000)
+    logger.info("truncated %d vectors to %d dimensions", len(target), dimension)
+    return target
 
 
 # ---------------------------------------------------------------------------- public API
@@ -505,7 +491,10 @@ def evaluate(
     _check_queries(queries)
     settings = settings or EvalSettings()
     context = _Context(searcher, memoize=False)
-    return context.evaluate(queries, ks, settings)
+    try:
+        return context.evaluate(queries, ks, settings)
+    finally:
+        context.close()
 
 
 def _better(a: EvalReport, b: EvalReport, metric: str) -> bool:
@@ -581,31 +570,39 @@ def compare(
         raise InvalidInputError("nothing to compare: every sweep is empty")
 
     context = _Context(searcher, memoize=True)
-    stored_dim = context.store.dimension
-    start = context.counting.snapshot()
-    reports: dict[EvalSettings, EvalReport] = {}
-    results: list[SettingResult] = []
-    skipped: list[SkippedSetting] = []
-    for sweep, settings in plan:
-        normal = settings
-        if settings.dimension == stored_dim:
-            normal = settings.model_copy(update={"dimension": None})
-        if normal.dimension is not None and normal.dimension > stored_dim:
-            skipped.append(
-                SkippedSetting(
-                    sweep=sweep,
-                    settings=settings,
-                    reason=(
-                        f"the store holds {stored_dim}-d vectors; {normal.dimension} needs "
-                        "re-indexing at that dimension (truncation only goes down)"
-                    ),
+    try:
+        stored_dim = context.store.dimension
+        start = context.counting.snapshot()
+        reports: dict[EvalSettings, EvalReport] = {}
+        results: list[SettingResult] = []
+        skipped: list[SkippedSetting] = []
+        for sweep, settings in plan:
+            normal = settings
+            if settings.dimension == stored_dim:
+                normal = settings.model_copy(update={"dimension": None})
+            if normal.dimension is not None and normal.dimension > stored_dim:
+                skipped.append(
+                    SkippedSetting(
+                        sweep=sweep,
+                        settings=settings,
+                        reason=(
+                            f"the store holds {stored_dim}-d vectors; {normal.dimension} needs "
+                            "re-indexing at that dimension (truncation only goes down)"
+                        ),
+                    )
                 )
-            )
-            continue
-        if normal not in reports:
-            reports[normal] = context.evaluate(queries, ks, normal)
-        if not any(r.sweep == sweep and r.report.settings == normal for r in results):
-            results.append(SettingResult(sweep=sweep, report=reports[normal]))
+                continue
+            if normal not in reports:
+                reports[normal] = context.evaluate(queries, ks, normal)
+            if not any(r.sweep == sweep and r.report.settings == normal for r in results):
+                results.append(SettingResult(sweep=sweep, report=reports[normal]))
+        end = context.counting.snapshot()
+    finally:
+        context.close()
+    if not reports:
+        raise InvalidInputError(
+            "every compared setting was skipped: " + "; ".join(s.reason for s in skipped)
+        )
 
     best = next(iter(reports.values()))
     for report in reports.values():
@@ -620,7 +617,6 @@ def compare(
     ]
     if ties:
         reason += f"; tied with {len(ties)} other setting(s), cheaper in embed calls/stored bytes"
-    end = context.counting.snapshot()
     return Comparison(
         primary_metric=metric,
         base=base,

@@ -268,7 +268,8 @@ def _unit(matrix: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.d
 def _choose(
     scores: Mapping[str, float], threshold: float | None, top1: bool
 ) -> list[tuple[str, float]]:
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    # A label no more similar than an orthogonal vector is no evidence, even as a group's best.
+    ranked = sorted(((k, v) for k, v in scores.items() if v > 0), key=lambda kv: (-kv[1], kv[0]))
     if threshold is not None:
         ranked = [(label, s) for label, s in ranked if s >= threshold]
     return ranked[:1] if top1 else ranked
@@ -295,7 +296,8 @@ def tag_products(
         vocabulary: The labels.
         threshold: Keep labels whose cosine similarity is at least this.
         top1_per_group: Keep only the best label of each group (still subject to
-            ``threshold`` when both are given).
+            ``threshold`` when both are given). A label needs a positive similarity to be
+            chosen either way.
         source: Which stored vector to score: ``combined``, ``image``, ``text``, or ``auto``
             (combined, else image, else text, per product).
         product_ids: Tag only these products (default: all in the store).
