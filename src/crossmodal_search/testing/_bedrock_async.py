@@ -236,7 +236,8 @@ class FakeBedrockJobs:
 
         if service not in ("bedrock-runtime", "bedrock"):
             raise ValueError(f"service must be 'bedrock-runtime' or 'bedrock', got {service!r}")
-        ours = Config(retries={"max_attempts": 1, "mode": "standard"})
+        # botocore's ``max_attempts`` counts retries; ``total_max_attempts`` counts requests.
+        ours = Config(retries={"total_max_attempts": 1, "mode": "standard"})
         session = boto3.session.Session(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
