@@ -207,7 +207,20 @@ def _check_metadata_key_name(key: object, limits: StoreLimits, *, record_key: st
             record_key=record_key,
             metadata_key=key,
         )
+    _check_utf8(key, f"{where}metadata key {key[:80]!r}", record_key=record_key, metadata_key=key)
     return key
+
+
+def _check_utf8(
+    text: str, what: str, *, record_key: str | None = None, metadata_key: str | None = None
+) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = f"{what}: not valid UTF-8 text ({exc.reason})"
+        if metadata_key is None:
+            raise InvalidInputError(message) from exc
+        raise MetadataLimitError(message, record_key=record_key, metadata_key=metadata_key) from exc
 
 
 def _scalar(value: object, *, record_key: str | None, metadata_key: str) -> Scalar:
@@ -215,7 +228,13 @@ def _scalar(value: object, *, record_key: str | None, metadata_key: str) -> Scal
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, str):
-        return value
+        _check_utf8(
+            value,
+            f"record {record_key!r}: metadata key {metadata_key!r}",
+            record_key=record_key,
+            metadata_key=metadata_key,
+        )
+        return str(value)  # np.str_ -> str
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, float | np.floating):
@@ -320,6 +339,7 @@ def _check_key(key: object, limits: StoreLimits) -> str:
         raise InvalidInputError(f"vector key must be a string, got {type(key).__name__}")
     if not key:
         raise InvalidInputError("vector key must not be empty")
+    _check_utf8(key, f"vector key {key[:40]!r}")
     if len(key) > limits.max_key_chars:
         raise InvalidInputError(
             f"vector key {key[:40]!r}... has {len(key)} characters, over the limit of "
