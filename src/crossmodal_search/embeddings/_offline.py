@@ -47,7 +47,11 @@ _FULL = 3072
 _COLOUR = slice(0, 32)
 _LEX_A = slice(32, 160)
 _LAYOUT_A = slice(160, 256)  # 12x8 thumbnail
-_LEX_B = slice(256, 2048)
+_LEX_B = slice(256, 2048)  # 7 sub-blocks of 256
+_LEX_PARTS = 8  # A + the 7 sub-blocks of B; every feature is hashed into each of them
+# Share of the lexical norm^2 in A (the rest is split evenly over B's sub-blocks), so that a
+# truncated vector keeps the same balance between colour and words for every text.
+_LEX_A_SHARE = 0.5
 _LAYOUT_B = slice(2048, 3072)  # 32x32 thumbnail
 _MIN_DIMENSION = 64
 
@@ -165,10 +169,14 @@ def _srgb_to_lab(rgb: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 _PALETTE_LAB = _srgb_to_lab(np.array([rgb for _, rgb in _PALETTE], dtype=np.float64))
 
 
-def _hash(feature: str) -> tuple[int, int, float]:
-    digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
-    h = int.from_bytes(digest, "little")
-    return h & 0xFFFFFFFF, (h >> 32) & 0x7FFFFFFF, 1.0 if (h >> 63) else -1.0
+def _hash(feature: str) -> list[tuple[int, float]]:
+    """One (bucket, sign) per lexical sub-block, from one digest (stable across runs)."""
+    digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=4 * _LEX_PARTS).digest()
+    out = []
+    for i in range(_LEX_PARTS):
+        v = int.from_bytes(digest[4 * i : 4 * i + 4], "little")
+        out.append((v & 0x7FFFFFFF, 1.0 if v >> 31 else -1.0))
+    return out
 
 
 def _normalise(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -258,27 +266,29 @@ class OfflineEmbedder:
             padded = f"#{w}#"
             for i in range(len(padded) - 2):
                 key = "c:" + padded[i : i + 3]
-                counts[key] = counts.get(key, 0.0) + 0.35
-        lex_a = np.zeros(_LEX_A.stop - _LEX_A.start)
-        lex_b = np.zeros(_LEX_B.stop - _LEX_B.start)
+                counts[key] = counts.get(key, 0.0) + 0.5
+        a_size, b_size = _LEX_A.stop - _LEX_A.start, (_LEX_B.stop - _LEX_B.start) // 7
+        parts = [np.zeros(a_size)] + [np.zeros(b_size) for _ in range(_LEX_PARTS - 1)]
         for feat, count in counts.items():
-            ha, hb, sign = _hash(feat)
-            weight = sign * math.log1p(count)
-            lex_a[ha % lex_a.size] += weight
-            lex_b[hb % lex_b.size] += weight
-        lex = np.concatenate([lex_a, lex_b])
-
+            weight = math.log1p(count)
+            for part, (h, sign) in zip(parts, _hash(feat), strict=True):
+                part[h % part.size] += sign * weight
         if colours.any():
             full[_COLOUR] = _normalise(colours) * _TEXT_COLOUR_W
             lex_w = math.sqrt(1 - _TEXT_COLOUR_W**2)
         else:
             lex_w = 1.0
-        lex = _normalise(lex) * lex_w
-        full[_LEX_A] = lex[: lex_a.size]
-        full[_LEX_B] = lex[lex_a.size :]
+        if counts:
+            shares = [_LEX_A_SHARE] + [(1 - _LEX_A_SHARE) / (_LEX_PARTS - 1)] * (_LEX_PARTS - 1)
+            scaled = [
+                _normalise(p) * math.sqrt(share) for p, share in zip(parts, shares, strict=True)
+            ]
+            lex = np.concatenate(scaled) * lex_w
+            full[_LEX_A] = lex[:a_size]
+            full[_LEX_B] = lex[a_size:]
         if not full.any():  # only stopwords / punctuation: still a valid, deterministic vector
-            _, hb, _ = _hash("raw:" + text)
-            full[_LEX_A.start + hb % lex_a.size] = 1.0
+            h, _ = _hash("raw:" + text)[0]
+            full[_LEX_A.start + h % a_size] = 1.0
         return full
 
     def embed_text(
@@ -340,7 +350,7 @@ class OfflineEmbedder:
         weights = np.ones(len(lab))
         if np.mean(np.linalg.norm(border - bg, axis=1) < 12.0) >= 0.6:
             foreground = np.linalg.norm(lab - bg, axis=1) >= 12.0
-            if foreground.mean() >= 0.03:
+            if foreground.mean() >= 0.005:
                 weights = foreground.astype(np.float64)
 
         dist = np.linalg.norm(lab[:, None, :] - _PALETTE_LAB[None, :, :], axis=2)

@@ -1,0 +1,183 @@
+"""OfflineEmbedder: deterministic, unit-norm, and colour words meet image colours."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from crossmodal_search._types import NOVA_DIMENSIONS
+from crossmodal_search.embeddings import Embedder, OfflineEmbedder
+from crossmodal_search.errors import InvalidInputError, UnsupportedMediaError
+
+
+def product(
+    colour: tuple[int, int, int],
+    box: tuple[int, int, int, int] = (60, 40, 140, 260),
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """A product shot: a coloured shape on a plain background."""
+    img = Image.new("RGB", (200, 300), background)
+    ImageDraw.Draw(img).rectangle(box, fill=colour)
+    return img
+
+
+COLOURS = {
+    "red": (205, 25, 30),
+    "blue": (25, 80, 205),
+    "green": (30, 150, 55),
+    "yellow": (245, 215, 40),
+    "black": (10, 10, 10),
+    "pink": (245, 150, 190),
+    "orange": (245, 130, 20),
+    "purple": (120, 45, 160),
+}
+
+
+@pytest.fixture(scope="module")
+def emb() -> OfflineEmbedder:
+    return OfflineEmbedder()
+
+
+def test_deterministic_across_instances(emb: OfflineEmbedder) -> None:
+    other = OfflineEmbedder()
+    np.testing.assert_array_equal(emb.embed_text("red dress"), other.embed_text("red dress"))
+    img = product(COLOURS["red"])
+    np.testing.assert_array_equal(emb.embed_image(img), other.embed_image(img))
+
+
+@pytest.mark.parametrize("dimension", NOVA_DIMENSIONS)
+def test_unit_norm_float32_at_every_nova_dimension(dimension: int) -> None:
+    emb = OfflineEmbedder(dimension=dimension)
+    for vec in (
+        emb.embed_text("red summer dress"),
+        emb.embed_text("!!!"),  # no words at all still gives a valid vector
+        emb.embed_image(product(COLOURS["blue"])),
+        emb.embed_image(Image.new("RGB", (10, 10), (128, 128, 128))),  # flat: no layout signal
+    ):
+        assert vec.dtype == np.float32 and vec.shape == (dimension,)
+        assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
+        assert np.all(np.isfinite(vec))
+
+
+@pytest.mark.parametrize("colour", sorted(COLOURS))
+def test_colour_image_is_nearest_its_colour_word(emb: OfflineEmbedder, colour: str) -> None:
+    image = emb.embed_image(product(COLOURS[colour]))
+    queries = emb.embed_texts([f"{name} dress" for name in sorted(COLOURS)])
+    scores = queries @ image
+    assert sorted(COLOURS)[int(np.argmax(scores))] == colour
+
+
+def test_red_image_closer_to_red_dress_than_blue_dress(emb: OfflineEmbedder) -> None:
+    red = emb.embed_image(product(COLOURS["red"]))
+    assert float(emb.embed_text("red dress") @ red) > float(emb.embed_text("blue dress") @ red)
+    assert float(emb.embed_text("Red Summer Dress!") @ red) > 0.3
+
+
+def test_colour_synonyms_share_a_dimension(emb: OfflineEmbedder) -> None:
+    grey = emb.embed_image(product((128, 128, 128)))
+    assert float(emb.embed_text("gray") @ grey) == pytest.approx(
+        float(emb.embed_text("grey") @ grey), abs=1e-6
+    )
+    assert float(emb.embed_text("crimson") @ emb.embed_image(product(COLOURS["red"]))) > 0.3
+
+
+def test_background_does_not_drown_the_product_colour(emb: OfflineEmbedder) -> None:
+    small = emb.embed_image(product(COLOURS["green"], box=(90, 130, 110, 170)))  # ~1% of pixels
+    assert float(emb.embed_text("green") @ small) > float(emb.embed_text("white") @ small)
+
+
+def test_transparent_background_counts_as_white(emb: OfflineEmbedder) -> None:
+    img = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse((30, 30, 70, 70), fill=(25, 80, 205, 255))
+    vec = emb.embed_image(img)
+    assert float(emb.embed_text("blue") @ vec) > float(emb.embed_text("black") @ vec)
+
+
+def test_text_to_text_is_lexical(emb: OfflineEmbedder) -> None:
+    q = emb.embed_text("summer dress")
+    close = emb.embed_text("light summer dresses for the beach")
+    far = emb.embed_text("stainless steel kitchen knife")
+    assert float(q @ close) > float(q @ far) + 0.2
+    assert float(emb.embed_text("sneakers") @ emb.embed_text("sneaker")) > 0.5  # trigrams
+
+
+def test_image_to_image_uses_layout(emb: OfflineEmbedder) -> None:
+    left = emb.embed_image(product(COLOURS["red"], box=(10, 40, 90, 260)))
+    left_shifted = emb.embed_image(product(COLOURS["red"], box=(16, 46, 96, 266)))
+    right = emb.embed_image(product(COLOURS["red"], box=(110, 40, 190, 260)))
+    assert float(left @ left_shifted) > float(left @ right) + 0.1
+
+
+def test_smaller_dimension_is_truncated_and_renormalised() -> None:
+    full = OfflineEmbedder(dimension=3072)
+    for vec_full, vec_small in [
+        (full.embed_text("red dress"), full.embed_text("red dress", dimension=256)),
+        (
+            full.embed_image(product(COLOURS["blue"])),
+            OfflineEmbedder(dimension=384).embed_image(product(COLOURS["blue"])),
+        ),
+    ]:
+        d = vec_small.shape[0]
+        expected = vec_full[:d] / np.linalg.norm(vec_full[:d])
+        np.testing.assert_allclose(vec_small, expected, atol=1e-6)
+
+
+def test_colour_search_survives_truncation_to_256() -> None:
+    emb = OfflineEmbedder(dimension=256)
+    red = emb.embed_image(product(COLOURS["red"]))
+    assert float(emb.embed_text("red dress") @ red) > float(emb.embed_text("blue dress") @ red)
+
+
+def test_same_image_from_bytes_path_and_pil(emb: OfflineEmbedder, tmp_path: Path) -> None:
+    img = product(COLOURS["orange"])
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    path = tmp_path / "p.png"
+    path.write_bytes(buf.getvalue())
+    a, b, c = emb.embed_image(img), emb.embed_image(buf.getvalue()), emb.embed_image(path)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(b, c)
+    np.testing.assert_array_equal(emb.embed_document(path), c)
+
+
+def test_batches_match_singles(emb: OfflineEmbedder) -> None:
+    texts = ["red dress", "blue shirt", "green hat"]
+    np.testing.assert_array_equal(
+        emb.embed_texts(texts), np.stack([emb.embed_text(t) for t in texts])
+    )
+    imgs = [product(c) for c in COLOURS.values()]
+    assert emb.embed_images(imgs, dimension=256).shape == (len(imgs), 256)
+    assert emb.embed_texts([]).shape == (0, 1024)
+    assert emb.embed_images([]).shape == (0, 1024)
+
+
+@pytest.mark.parametrize("dimension", [0, 32, 3073, True, 1024.0, "1024"])
+def test_bad_dimension(dimension: object) -> None:
+    with pytest.raises(InvalidInputError):
+        OfflineEmbedder(dimension=dimension)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        OfflineEmbedder().embed_text("a", dimension=dimension)  # type: ignore[arg-type]
+
+
+def test_bad_inputs(emb: OfflineEmbedder) -> None:
+    for bad in ["", "   ", None, 5]:
+        with pytest.raises(InvalidInputError):
+            emb.embed_text(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        emb.embed_texts("abc")
+    with pytest.raises(InvalidInputError):
+        emb.embed_text("a", purpose="SOMETHING")
+    with pytest.raises(UnsupportedMediaError):
+        emb.embed_image(b"not an image")
+    with pytest.raises(UnsupportedMediaError, match="S3"):
+        emb.embed_image("s3://bkt/a.png")
+
+
+def test_satisfies_protocol_and_identifies_itself(emb: OfflineEmbedder) -> None:
+    assert isinstance(emb, Embedder)
+    assert emb.model_id.startswith("offline-") and emb.dimension == 1024
+    assert "1024" in repr(emb)
