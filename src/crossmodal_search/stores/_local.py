@@ -180,6 +180,9 @@ class LocalVectorStore:
         storage_dtype: StorageDType | None = None,
         read_only: bool = False,
     ) -> None:
+        self._dimension = 0
+        self._scaled = False
+        self._n = 0
         self._limits = limits or StoreLimits()
         self._metric = validate_distance_metric(distance_metric)
         explicit_keys = non_filterable_metadata_keys is not DEFAULT_NON_FILTERABLE_KEYS
