@@ -27,6 +27,7 @@ import numpy as np
 from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, Vector
 
 if TYPE_CHECKING:
+    import boto3
     from botocore.awsrequest import AWSPreparedRequest, AWSResponse
     from botocore.config import Config
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -58,6 +59,12 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
 _PIL_FORMAT = {"PNG": "png", "JPEG": "jpeg", "GIF": "gif", "WEBP": "webp", "MPO": "jpeg"}
 _MAX_BODY = 25_000_000
 _MODEL_PATH = re.compile(r"/model/([^/]+)/invoke$")
+
+
+# Sessions are not thread-safe; clients built from them are. Clients get their own copy of the
+# session's event hooks, so handlers attached to one client never reach another.
+_SESSIONS: dict[str, boto3.session.Session] = {}
+_SESSIONS_LOCK = threading.Lock()
 
 
 class _Invalid(Exception):
@@ -162,14 +169,18 @@ class FakeBedrock:
 
         # botocore's ``max_attempts`` counts *retries*; ``total_max_attempts`` counts requests.
         ours = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name=region_name,
-        )
-        client = session.client(
-            "bedrock-runtime", config=ours.merge(config) if config is not None else ours
-        )
+        with _SESSIONS_LOCK:  # one session per region: its loader caches the service model
+            session = _SESSIONS.get(region_name)
+            if session is None:
+                session = boto3.session.Session(
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                    region_name=region_name,
+                )
+                _SESSIONS[region_name] = session
+            client = session.client(
+                "bedrock-runtime", config=ours.merge(config) if config is not None else ours
+            )
         return self.attach(client)
 
     def attach(self, client: BedrockRuntimeClient) -> BedrockRuntimeClient:
