@@ -71,14 +71,15 @@ def open_store(spec: str, *, dimension: int | None, **kwargs: Any) -> VectorStor
 
     Args:
         spec: the store spec.
-        dimension: vector length. ``None`` is allowed for ``s3vectors://`` and reads the
-            dimension of the existing index.
+        dimension: vector length. ``None`` reads it from an existing index or store directory
+            (an error when there is none).
         **kwargs: passed to the store's constructor (``distance_metric``,
             ``non_filterable_metadata_keys``, ``limits``; ``client``/``region_name`` for S3
             Vectors; ``storage_dtype`` for local stores).
 
     Raises:
-        ConfigurationError: an unknown or malformed spec, or no ``dimension`` for a local store.
+        ConfigurationError: an unknown or malformed spec, or ``dimension=None`` with nothing to
+            read it from.
     """
     kind, first, second = parse_store_spec(spec)
     if kind == "s3vectors":
@@ -89,6 +90,4 @@ def open_store(spec: str, *, dimension: int | None, **kwargs: Any) -> VectorStor
 
     from crossmodal_search.stores._local import LocalVectorStore
 
-    if dimension is None:
-        raise ConfigurationError(f"store spec {spec!r}: a local store needs dimension=")
     return LocalVectorStore(first, dimension=dimension, **kwargs)
