@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 __all__ = ["SAMPLE_QUERIES", "SampleQuery", "load_sample_queries", "write_sample_catalog"]
@@ -261,8 +262,10 @@ SAMPLE_QUERIES: tuple[SampleQuery, ...] = (
         text="in green",
         image="queries/photo-blue-sneakers.jpg",
         expected=_product_id("sneakers", "green"),
-        description='the photo of blue sneakers plus the words "in green": that shoe, in green',
-        text_weight=0.7,
+        description='the photo of blue sneakers plus the words "in green", against product '
+        "photos: that shoe, in green",
+        search_mode="image",
+        text_weight=0.6,
     ),
 )
 
@@ -281,8 +284,9 @@ def _render(kind: _Kind, rgb: _RGB, seed: str, *, photo: bool = False) -> Image.
     if photo:
         img = img.rotate(7, resample=Image.Resampling.BICUBIC, fillcolor=background)
         img = img.filter(ImageFilter.GaussianBlur(1.2))
-        noise = Image.effect_noise((_SIZE, _SIZE), 18).convert("RGB")
-        img = Image.blend(img, noise, 0.06)
+        noise = np.random.default_rng(7).normal(0.0, 9.0, (_SIZE, _SIZE, 3))
+        pixels = np.asarray(img, dtype=np.float64) + noise
+        img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
         img = img.resize((320, 320), Image.Resampling.BILINEAR).crop((16, 36, 304, 272))
     return img
 
