@@ -263,6 +263,12 @@ class NovaEmbeddings:
         if self._owns_cache and self._cache is not None:
             self._cache.close()
 
+    def __enter__(self) -> NovaEmbeddings:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"NovaEmbeddings(model_id={self._model_id!r}, dimension={self._dimension})"
 
