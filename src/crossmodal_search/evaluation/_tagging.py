@@ -11,7 +11,8 @@ in any search mode and on any store:
 * ``tag_<group>``: the labels chosen in that group, for grouped vocabularies (e.g.
   ``tag_color``). The ``tag_`` prefix keeps catalog metadata such as ABO's ``color`` intact.
 
-Re-tagging replaces the previous ``tags``/``tag_*`` keys; other metadata is kept as stored.
+A product (or group) with no chosen label gets no key. Re-tagging replaces the previous
+``tags``/``tag_*`` keys; other metadata is kept as stored.
 """
 
 from __future__ import annotations
@@ -384,12 +385,15 @@ def tag_products(
                 for k, v in record.metadata.items()
                 if k != TAGS_KEY and not k.startswith(GROUP_KEY_PREFIX)
             }
-            tag_values: list[Scalar] = list(tags)
-            metadata[TAGS_KEY] = tag_values
+            # No tag, no key: an empty list says nothing a missing key does not.
+            if tags:
+                tag_values: list[Scalar] = list(tags)
+                metadata[TAGS_KEY] = tag_values
             if vocabulary.grouped:
                 for group, picked_labels in by_group.items():
-                    group_values: list[Scalar] = list(picked_labels)
-                    metadata[GROUP_KEY_PREFIX + group] = group_values
+                    if picked_labels:
+                        group_values: list[Scalar] = list(picked_labels)
+                        metadata[GROUP_KEY_PREFIX + group] = group_values
             updates.append(VectorRecord(record.key, record.vector, metadata))
 
     if not dry_run and updates:
