@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from crossmodal_search._types import NOVA_DIMENSIONS
@@ -181,3 +183,31 @@ def test_satisfies_protocol_and_identifies_itself(emb: OfflineEmbedder) -> None:
     assert isinstance(emb, Embedder)
     assert emb.model_id.startswith("offline-") and emb.dimension == 1024
     assert "1024" in repr(emb)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(min_size=1, max_size=200).filter(lambda t: t.strip() != ""))
+def test_any_non_blank_text_gives_a_finite_unit_vector(text: str) -> None:
+    vec = _HYPOTHESIS_EMBEDDER.embed_text(text)
+    assert vec.shape == (256,) and np.all(np.isfinite(vec))
+    assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    w=st.integers(1, 80),
+    h=st.integers(1, 80),
+    mode=st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16"]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_image_mode_and_size_gives_a_finite_unit_vector(
+    w: int, h: int, mode: str, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB").convert(mode)
+    vec = _HYPOTHESIS_EMBEDDER.embed_image(img)
+    assert np.all(np.isfinite(vec))
+    assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
+
+
+_HYPOTHESIS_EMBEDDER = OfflineEmbedder(dimension=256)
