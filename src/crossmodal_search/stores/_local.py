@@ -139,7 +139,8 @@ class LocalVectorStore:
         path: Directory to persist to (created if missing), or None for a purely in-memory store.
         dimension: Vector length. May be omitted when reopening an existing directory.
         distance_metric: ``"cosine"`` (distance = 1 - cosine similarity) or ``"euclidean"``
-            (L2 distance). Must match an existing directory.
+            (L2 distance). None means cosine for a new store and the stored metric when
+            reopening; an explicit value must match the stored one.
         non_filterable_metadata_keys: Metadata keys stored but not usable in filters (and not
             counted against the 2 KB filterable limit). When reopening, the stored set is used
             unless a different one is passed explicitly.
@@ -174,7 +175,7 @@ class LocalVectorStore:
         path: str | os.PathLike[str] | None = None,
         *,
         dimension: int | None = None,
-        distance_metric: DistanceMetric = "cosine",
+        distance_metric: DistanceMetric | None = None,
         non_filterable_metadata_keys: Iterable[str] = DEFAULT_NON_FILTERABLE_KEYS,
         limits: StoreLimits | None = None,
         storage_dtype: StorageDType | None = None,
@@ -184,7 +185,7 @@ class LocalVectorStore:
         self._scaled = False
         self._n = 0
         self._limits = limits or StoreLimits()
-        self._metric = validate_distance_metric(distance_metric)
+        self._metric = validate_distance_metric(distance_metric or "cosine")
         explicit_keys = non_filterable_metadata_keys is not DEFAULT_NON_FILTERABLE_KEYS
         self._non_filterable = validate_non_filterable_keys(
             non_filterable_metadata_keys, self._limits
@@ -205,7 +206,9 @@ class LocalVectorStore:
         if self._path is not None:
             manifest = self._open_directory(self._path)
         if manifest is not None:
-            dimension = self._check_compatible(manifest, dimension, storage_dtype, explicit_keys)
+            dimension = self._check_compatible(
+                manifest, dimension, distance_metric, storage_dtype, explicit_keys
+            )
             storage_dtype = manifest["storage_dtype"]
         elif dimension is None:
             raise ConfigurationError(
@@ -740,6 +743,7 @@ class LocalVectorStore:
         self,
         manifest: Mapping[str, Any],
         dimension: int | None,
+        distance_metric: str | None,
         storage_dtype: str | None,
         explicit_keys: bool,
     ) -> int:
@@ -749,11 +753,12 @@ class LocalVectorStore:
             raise IndexMismatchError(
                 f"store at {where} has dimension {stored_dim}, not {dimension}"
             )
-        if self._metric != manifest["distance_metric"]:
+        if distance_metric is not None and distance_metric != manifest["distance_metric"]:
             raise IndexMismatchError(
                 f"store at {where} uses distance metric {manifest['distance_metric']!r}, "
-                f"not {self._metric!r}"
+                f"not {distance_metric!r}"
             )
+        self._metric = validate_distance_metric(manifest["distance_metric"])
         if storage_dtype is not None and storage_dtype != manifest["storage_dtype"]:
             raise IndexMismatchError(
                 f"store at {where} stores {manifest['storage_dtype']}, not {storage_dtype}"
