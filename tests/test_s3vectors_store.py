@@ -161,6 +161,21 @@ def test_partial_failure_names_written_and_failed_keys(fake: FakeS3Vectors) -> N
     assert store.get(["k0", "k999"]).missing == ("k999",)
 
 
+def test_batches_not_yet_sent_after_a_failure_are_not_sent_and_reported_failed(
+    fake: FakeS3Vectors,
+) -> None:
+    store = make_store(fake, dimension=4, max_concurrency=1)
+    fake.fail_next("put_vectors", "AccessDeniedException", after=1)
+
+    with pytest.raises(PartialWriteError) as info:
+        store.put(records(1400, 4))  # batches of 500, 500, 400
+
+    assert fake.calls["put_vectors"] == 2  # the third batch was never sent
+    assert len(info.value.written) == 500
+    assert list(info.value.failed) == [f"k{i}" for i in range(500, 1400)]
+    assert fake.vector_count(BUCKET, INDEX) == 500
+
+
 def test_partial_failure_after_retries_chains_the_exhausted_error(
     fake: FakeS3Vectors, sleeps: Sleeps
 ) -> None:

@@ -12,12 +12,13 @@ request limit), sent with bounded parallelism. Every call goes through
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -431,23 +432,29 @@ class S3VectorsStore:
             calls[0]()
             return
         done: list[bool] = [False] * len(calls)
-        errors: list[BaseException] = []
+        errors: list[Exception] = []
+        waiting = collections.deque(range(len(calls)))
+        in_flight: dict[Future[None], int] = {}
         workers = min(self._max_concurrency, len(calls))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3vectors") as pool:
-            futures: list[Future[None]] = [pool.submit(call) for call in calls]
-            for i, future in enumerate(futures):
-                try:
-                    future.result()
-                    done[i] = True
-                except Exception as exc:  # reported below with the keys; re-raised as cause
-                    errors.append(exc)
-                    # Stop sending batches that have not started: they would likely fail too.
-                    for pending in futures[i + 1 :]:
-                        pending.cancel()
-        # Futures after a failure may still have completed before cancel(); count them.
-        for i, future in enumerate(futures):
-            if not done[i] and future.done() and not future.cancelled():
-                done[i] = future.exception() is None
+            while waiting or in_flight:
+                # After a failure, send nothing new (it would likely fail too); let the
+                # requests already in flight finish so the report is exact.
+                while waiting and len(in_flight) < workers and not errors:
+                    i = waiting.popleft()
+                    in_flight[pool.submit(calls[i])] = i
+                if not in_flight:
+                    break
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = in_flight.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        done[i] = True
+                    elif isinstance(exc, Exception):
+                        errors.append(exc)
+                    else:  # KeyboardInterrupt and friends: stop now
+                        raise exc
         if not errors:
             return
         written = [k for i, batch in enumerate(key_batches) if done[i] for k in batch]
