@@ -30,7 +30,7 @@ def test_public_objects_come_from_public_namespaces() -> None:
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
-        _ = crossmodal_search.DoesNotExist  # type: ignore[attr-defined]
+        _ = crossmodal_search.DoesNotExist
     except AttributeError as exc:
         assert "DoesNotExist" in str(exc)
     else:
