@@ -96,6 +96,7 @@ def make_searcher(
     region: str | None = None,
     cache: str | None = None,
     must_exist: bool = False,
+    read_only: bool = False,
     max_concurrency: int = 8,
 ) -> tuple[CrossmodalSearcher, str]:
     """Build a searcher from CLI-style options.
@@ -108,6 +109,8 @@ def make_searcher(
         cache: Path of a Nova embedding cache.
         must_exist: Fail when a local store directory does not exist yet (searching an index
             that was never built) instead of creating it.
+        read_only: Open a local store without its write lock (searching while another
+            process indexes); implies ``must_exist`` for local stores.
         max_concurrency: Embedding calls in flight while indexing.
 
     Returns:
@@ -117,10 +120,12 @@ def make_searcher(
         ConfigurationError: Bad spec, Nova requested without credentials, missing store.
     """
     from crossmodal_search.embeddings import make_embedder
-    from crossmodal_search.stores._open import open_store, parse_store_spec
+    from crossmodal_search.stores import open_store
+    from crossmodal_search.stores._open import parse_store_spec
 
     kind, location, _ = parse_store_spec(store)
-    if must_exist and kind == "local" and location is not None and not Path(location).is_dir():
+    missing = kind == "local" and location is not None and not Path(location).is_dir()
+    if (must_exist or read_only) and missing:
         raise ConfigurationError(
             f"no index at {location}: run `crossmodal index` first, or pass --store"
         )
@@ -133,13 +138,15 @@ def make_searcher(
     store_kwargs: dict[str, object] = {}
     if kind == "s3vectors" and region is not None:
         store_kwargs["region_name"] = region
+    if kind == "local" and read_only:
+        store_kwargs["read_only"] = True
     vector_store = open_store(store, dimension=dimension, **store_kwargs)
     searcher = CrossmodalSearcher(emb, vector_store, max_concurrency=max_concurrency)
     return searcher, f"embedder: {why}\nstore: {store} ({dimension} dimensions)"
 
 
 def open_searcher(
-    args: argparse.Namespace, *, must_exist: bool = False
+    args: argparse.Namespace, *, must_exist: bool = False, read_only: bool = False
 ) -> tuple[CrossmodalSearcher, str]:
     """:func:`make_searcher` from parsed ``add_store_args``/``add_embedder_args`` options.
 
@@ -153,6 +160,7 @@ def open_searcher(
         region=getattr(args, "region", None),
         cache=getattr(args, "cache", None),
         must_exist=must_exist,
+        read_only=read_only,
         max_concurrency=getattr(args, "concurrency", 8),
     )
 

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.image).expanduser().is_file():
             raise UnsupportedMediaError(f"image file not found: {args.image}")
         args.image = str(Path(args.image).expanduser())
-    searcher, description = open_searcher(args, must_exist=True)
+    searcher, description = open_searcher(args, read_only=True)
     with searcher:
         results = searcher.search(
             args.text,
