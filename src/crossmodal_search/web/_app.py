@@ -249,8 +249,8 @@ async def _read_search_request(request: Request) -> tuple[SearchRequest, bytes |
             raise InvalidInputError(f"the body is not valid JSON: {exc}") from exc
         query = _validate(payload)
         return query, _decode_base64_image(query.image) if query.image else None
-    if content_type.startswith("multipart/form-data"):
-        return await _read_multipart(request)
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        return await _read_form(request)
     raise HTTPProblem(
         415,
         "UnsupportedMediaType",
@@ -258,7 +258,7 @@ async def _read_search_request(request: Request) -> tuple[SearchRequest, bytes |
     )
 
 
-async def _read_multipart(request: Request) -> tuple[SearchRequest, bytes | None]:
+async def _read_form(request: Request) -> tuple[SearchRequest, bytes | None]:
     fields: dict[str, Any] = {}
     image: bytes | None = None
     async with request.form(max_files=1, max_fields=len(_FORM_FIELDS) + 1) as form:

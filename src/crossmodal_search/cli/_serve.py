@@ -1,0 +1,141 @@
+"""``crossmodal serve``: the shopper's search page over the same store and embedder as the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crossmodal_search.cli._common import (
+    DEFAULT_STORE,
+    add_embedder_args,
+    add_store_args,
+    open_searcher,
+)
+from crossmodal_search.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_PORT = 8000
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` sub-command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the search page and JSON API (needs the 'web' extra)",
+        description=(
+            "Serve a search page (photo upload, text, weights, filters) and its JSON API over "
+            "an indexed store. --demo writes the sample catalog and indexes it first, so it "
+            "runs with no AWS account."
+        ),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=_DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--image-root",
+        type=Path,
+        metavar="DIR",
+        help="the only directory product images are served from (default with --demo: the "
+        "sample catalog's images; otherwise none)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="write the sample catalog and index it before serving, into a store of its own "
+        "(in memory, or DIR/store with --demo-dir) unless --store names one",
+    )
+    parser.add_argument(
+        "--demo-dir",
+        type=Path,
+        metavar="DIR",
+        help="where --demo writes the sample catalog (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=10.0,
+        metavar="MB",
+        help="largest query photo accepted, in MiB (default: %(default)s)",
+    )
+    add_store_args(parser)
+    add_embedder_args(parser)
+    parser.set_defaults(func=run)
+
+
+def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[FastAPI, str]:
+    """The application ``serve`` runs, and a line saying what it serves.
+
+    Resources that must outlive the app (the demo's temporary catalog) are registered on
+    ``stack``.
+    """
+    # Raises ConfigurationError naming the extra when FastAPI is missing.
+    from crossmodal_search.web import DEFAULT_MAX_PIXELS, create_app
+
+    if args.max_upload_mb <= 0:
+        raise ConfigurationError("--max-upload-mb must be positive")
+    image_root: Path | None = args.image_root
+    root: Path | None = None
+    if args.demo:
+        from crossmodal_search.search import write_sample_catalog
+
+        directory = args.demo_dir
+        if directory is None:
+            directory = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="crossmodal-demo-"))
+            )
+        root = write_sample_catalog(directory)
+        if args.store == os.environ.get("CROSSMODAL_STORE", DEFAULT_STORE):
+            # Keep the demo products out of the user's default store.
+            args.store = "memory:" if args.demo_dir is None else f"local:{root / 'store'}"
+    searcher, description = open_searcher(args, must_exist=not args.demo)
+    stack.enter_context(searcher)
+    if root is not None:
+        from crossmodal_search.search import load_abo
+
+        catalog = load_abo(root)
+        report = searcher.index(catalog.products)
+        if report.failed:
+            logger.warning("demo: %d products failed to index", len(report.failed))
+        if image_root is None:
+            image_root = root / "images" / "small"
+        description += (
+            f"\ndemo catalog: {root} ({report.indexed} indexed, "
+            f"{report.skipped_unchanged} unchanged)"
+        )
+    app = create_app(
+        searcher,
+        image_root=image_root,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=DEFAULT_MAX_PIXELS,
+    )
+    return app, description
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigurationError(
+            "crossmodal serve needs the optional 'web' extra: pip install 'crossmodal-search[web]'"
+        ) from exc
+    with contextlib.ExitStack() as stack:
+        app, description = build_app(args, stack)
+        print(description)
+        print(f"serving on http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
+        )
+    return 0

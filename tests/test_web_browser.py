@@ -1,0 +1,174 @@
+"""End to end in a real headless Chromium: upload a photo on the page, see the right product.
+
+Drives Debian's chromium (never a downloaded browser) with the ``playwright`` package against
+the app served by uvicorn on a loopback port. Skipped, with the reason, only when no chromium
+binary is installed (``make browser`` installs it where it can).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crossmodal_search.search import SAMPLE_QUERIES
+from crossmodal_search.web import create_app
+from tests.web_helpers import build_demo_searcher, live_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+TEXT_QUERY, IMAGE_QUERY, BOTH_QUERY = SAMPLE_QUERIES
+
+
+def chromium_path() -> str | None:
+    for candidate in (
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def catalog_and_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    searcher, root = build_demo_searcher(tmp_path_factory.mktemp("catalog"))
+    app = create_app(searcher, image_root=root / "images" / "small")
+    with live_server(app) as url:
+        yield root, url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no chromium binary (install Debian's chromium: `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Refused requests are logged as "Failed to load resource"; those are expected in some tests.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    yield page
+    context.close()
+    # A CSP violation or a script error shows up here.
+    assert errors == []
+
+
+def screenshot(page: Any, name: str) -> None:
+    directory = os.environ.get("CROSSMODAL_SCREENSHOTS")
+    if directory:
+        page.screenshot(path=str(Path(directory) / name), full_page=True)
+
+
+def result_ids(page: Any) -> list[str]:
+    page.wait_for_selector("#results li.card", timeout=15_000)
+    return list(
+        page.eval_on_selector_all("#results li.card", "els => els.map(e => e.dataset.productId)")
+    )
+
+
+def test_upload_a_photo_and_see_the_product(page: Any, catalog_and_url: tuple[Path, str]) -> None:
+    root, url = catalog_and_url
+    photo = IMAGE_QUERY.image_path(root)
+    assert photo is not None
+    page.goto(url + "/")
+    page.set_input_files("#photo-input", str(photo))
+    assert page.is_visible("#photo-preview")
+    page.select_option("#mode", IMAGE_QUERY.search_mode)
+    page.click("#search-button")
+    ids = result_ids(page)
+    assert ids[0] == IMAGE_QUERY.expected
+    first = page.locator("#results li.card").first
+    assert "matched:" in first.locator(".badge").inner_text()
+    assert "similarity" in first.inner_text()
+    # The card's photo really loaded from /images/ (naturalWidth is 0 for a broken image).
+    first.locator("img").wait_for()
+    assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    screenshot(page, "results-photo.png")
+
+
+def test_text_and_photo_together(page: Any, catalog_and_url: tuple[Path, str]) -> None:
+    root, url = catalog_and_url
+    photo = BOTH_QUERY.image_path(root)
+    assert photo is not None and BOTH_QUERY.text
+    page.goto(url + "/")
+    page.set_input_files("#photo-input", str(photo))
+    page.fill("#query-text", BOTH_QUERY.text)
+    page.select_option("#mode", BOTH_QUERY.search_mode)
+    page.fill("#text-weight", str(BOTH_QUERY.text_weight))
+    weight = round(BOTH_QUERY.text_weight * 100)
+    assert page.inner_text("#weight-value") == f"Text {weight}% · Image {100 - weight}%"
+    page.click("#search-button")
+    assert result_ids(page)[0] == BOTH_QUERY.expected
+
+
+def test_refusal_is_shown_and_the_page_recovers(
+    page: Any, catalog_and_url: tuple[Path, str], tmp_path: Path
+) -> None:
+    _, url = catalog_and_url
+    fake = tmp_path / "not-really.jpg"
+    fake.write_bytes(b"plain text pretending to be a photo")
+    page.goto(url + "/")
+    page.set_input_files("#photo-input", str(fake))
+    page.click("#search-button")
+    alert = page.locator("#error")
+    alert.wait_for(state="visible")
+    assert "not an image" in alert.inner_text()
+    page.click("#clear-photo")
+    page.fill("#query-text", TEXT_QUERY.text or "")
+    page.click("#search-button")
+    assert result_ids(page)[0] == TEXT_QUERY.expected
+
+
+def test_phone_width_layout(browser: Any, catalog_and_url: tuple[Path, str]) -> None:
+    _, url = catalog_and_url
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    try:
+        page.goto(url + "/")
+        page.fill("#query-text", TEXT_QUERY.text or "")
+        page.click("#search-button")
+        assert result_ids(page)[0] == TEXT_QUERY.expected
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "results-phone.png")
+    finally:
+        context.close()
