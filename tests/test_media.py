@@ -10,9 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from crossmodal_search.embeddings import (
+    AUDIO_FORMATS,
+    VIDEO_FORMATS,
     NovaEmbeddings,
     S3Source,
     prepare_audio,
@@ -344,3 +348,42 @@ def test_s3_sources() -> None:
         S3Source("https://media/a.png")
     with pytest.raises(InvalidInputError):
         S3Source("s3://" + "a" * 64 + "/x")
+
+
+_SEED_IMAGES = [
+    image_bytes(f, size=(16, 12)) for f in ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    index=st.integers(0, len(_SEED_IMAGES) - 1),
+    cut=st.integers(0, 400),
+    flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_images_give_a_typed_error_or_a_valid_image(
+    index: int, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(_SEED_IMAGES[index][: max(cut, 0) or None])
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] = value
+    try:
+        prepared = prepare_image(bytes(data))
+    except UnsupportedMediaError:
+        return
+    assert prepared.format in ("png", "jpeg", "gif", "webp")
+    assert prepared.data is not None
+    with Image.open(io.BytesIO(prepared.data)) as img:
+        img.load()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300), kind=st.sampled_from(["audio", "video"]))
+def test_random_bytes_as_media_give_a_typed_error_or_a_known_format(data: bytes, kind: str) -> None:
+    prepare = prepare_audio if kind == "audio" else prepare_video
+    try:
+        prepared = prepare(data)
+    except UnsupportedMediaError:
+        return
+    assert prepared.format in (AUDIO_FORMATS if kind == "audio" else VIDEO_FORMATS)

@@ -217,7 +217,10 @@ def _open_image(data: bytes, label: str) -> Image.Image:
             f"{label}: not an image format Pillow can read ({len(data)} bytes, "
             f"starts with {data[:8]!r})"
         ) from exc
-    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+    except Exception as exc:
+        # Pillow's decoders fail on damaged input with OSError, ValueError, SyntaxError,
+        # struct.error, IndexError, ... and, under a strict warnings filter, with the warnings
+        # they emit (corrupt EXIF, truncated tags). All mean the same thing to the caller.
         raise UnsupportedMediaError(f"{label}: corrupt or truncated image: {exc}") from exc
     return img
 
