@@ -9,6 +9,7 @@ worth checking with ``crossmodal eval`` on your own queries before relying on it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,8 @@ from crossmodal_search.stores._models import VectorRecord
 from crossmodal_search.stores._protocol import VectorStore
 
 __all__ = ["copy_truncated", "truncate_dimension", "truncated_records"]
+
+StoreT = TypeVar("StoreT", bound=VectorStore)
 
 
 def truncate_dimension(vectors: npt.ArrayLike, dim: int) -> npt.NDArray[np.float32]:
@@ -77,11 +80,11 @@ def truncated_records(
 
 def copy_truncated(
     source: VectorStore,
-    target: VectorStore | Callable[[int], VectorStore],
+    target: StoreT | Callable[[int], StoreT],
     dim: int | None = None,
     *,
     batch_size: int = 500,
-) -> VectorStore:
+) -> StoreT:
     """Fill a smaller store from a bigger one by Matryoshka truncation.
 
     Args:
