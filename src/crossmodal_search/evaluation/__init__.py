@@ -23,6 +23,7 @@ from crossmodal_search.evaluation._metrics import (
     recall_at_k,
     reciprocal_rank,
 )
+from crossmodal_search.evaluation._plot import plot_comparison
 from crossmodal_search.evaluation._queries import (
     LabelledQuery,
     QueryType,
@@ -72,6 +73,7 @@ __all__ = [
     "load_vocabulary",
     "ndcg_at_k",
     "normalize_relevance",
+    "plot_comparison",
     "precision_at_k",
     "read_abo_other_images",
     "read_queries",

@@ -204,10 +204,12 @@ class Comparison(BaseModel):
         primary_metric: The metric the best setting maximises.
         base: The setting each sweep varies one factor of.
         results: One row per (sweep, setting); a setting shared by several sweeps is run once.
+            Every setting names its dimension (``None`` in ``base`` becomes the stored one).
         skipped: Settings that could not run (e.g. a dimension above the stored one).
         best: The setting with the highest ``primary_metric``; ties go to fewer embedding
             calls, then fewer stored bytes.
         best_reason: Why it won, in words.
+        stored_dimension: The dimension of the vectors in the store.
         dimension_method: How other dimensions were obtained (``truncation``).
         embed_calls_made: Texts and images actually embedded in the whole run (query vectors
             are reused across settings).
@@ -222,6 +224,7 @@ class Comparison(BaseModel):
     skipped: list[SkippedSetting]
     best: EvalSettings
     best_reason: str
+    stored_dimension: int
     dimension_method: Literal["truncation"] = "truncation"
     embed_calls_made: int
     bedrock_calls: int | None
@@ -578,8 +581,8 @@ def compare(
         skipped: list[SkippedSetting] = []
         for sweep, settings in plan:
             normal = settings
-            if settings.dimension == stored_dim:
-                normal = settings.model_copy(update={"dimension": None})
+            if settings.dimension is None:
+                normal = settings.model_copy(update={"dimension": stored_dim})
             if normal.dimension is not None and normal.dimension > stored_dim:
                 skipped.append(
                     SkippedSetting(
@@ -624,6 +627,7 @@ def compare(
         skipped=skipped,
         best=best.settings,
         best_reason=reason,
+        stored_dimension=stored_dim,
         embed_calls_made=end[1] - start[1],
         bedrock_calls=None if start[2] is None or end[2] is None else end[2] - start[2],
     )

@@ -1,0 +1,391 @@
+"""``crossmodal eval``: measure search quality on labelled queries and compare settings.
+
+Three ways in::
+
+    crossmodal eval QUERIES.jsonl --store local:DIR        # compare settings on an index
+    crossmodal eval --sample demo/catalog                  # the demo catalog, end to end
+    crossmodal eval --build-from-catalog ABO_ROOT -o queries.jsonl   # make a query set
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from crossmodal_search.cli._common import (
+    ProgressBar,
+    add_embedder_args,
+    add_store_args,
+    make_searcher,
+    positive_int,
+    weight,
+)
+from crossmodal_search.errors import InvalidInputError
+from crossmodal_search.evaluation import (
+    Comparison,
+    EvalReport,
+    EvalSettings,
+    LabelledQuery,
+    build_queries_from_catalog,
+    compare,
+    evaluate,
+    plot_comparison,
+    read_abo_other_images,
+    read_queries,
+    write_queries,
+    write_sample_evaluation,
+)
+
+_QUERY_TYPES = ("text", "image", "text+image")
+
+
+def _int_list(value: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas: {value!r}"
+        ) from None
+    if not items or any(i < 1 for i in items):
+        raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 1,5,10: {value!r}")
+    return items
+
+
+def _k_list(value: str) -> tuple[int, ...]:
+    items = _int_list(value)
+    if any(k > 100 for k in items):
+        raise argparse.ArgumentTypeError(f"every k must be in 1..100: {value!r}")
+    return items
+
+
+def _weight_list(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(weight(v.strip()) for v in value.split(",") if v.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``eval`` sub-command."""
+    parser = sub.add_parser(
+        "eval",
+        help="measure search quality on labelled queries and compare settings",
+        description="Run a labelled query file (JSON lines: id, text and/or image, relevant "
+        "product ids with optional grades) against an index. By default it compares, in one "
+        "run, text vs image vs combined vectors, mean vs rrf fusion, text weights and "
+        "dimensions (by Matryoshka truncation of the stored vectors, not re-embedding), "
+        "prints recall/nDCG/MRR overall and per query type with each setting's embedding "
+        "calls and stored bytes, and names the best setting.",
+    )
+    parser.add_argument("queries", nargs="?", metavar="QUERIES.jsonl", help="labelled queries")
+    parser.add_argument(
+        "--k", type=_k_list, default=(1, 5, 10), metavar="K,K", help="cut-offs (default: 1,5,10)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--plot", metavar="OUT.png", help="draw recall vs text weight and vs dimension (matplotlib)"
+    )
+    parser.add_argument(
+        "--per-query", action="store_true", help="also list each query's result (best setting)"
+    )
+    setting = parser.add_argument_group("settings")
+    setting.add_argument(
+        "--no-compare", action="store_true", help="evaluate only the base setting below"
+    )
+    setting.add_argument(
+        "--mode",
+        choices=("text", "image", "combined", "all"),
+        default="combined",
+        help="base: stored vectors searched (default: %(default)s)",
+    )
+    setting.add_argument(
+        "--fusion", choices=("mean", "rrf"), default="mean", help="base: fusion (default: mean)"
+    )
+    setting.add_argument(
+        "--text-weight", type=weight, default=0.5, help="base: text weight (default: 0.5)"
+    )
+    setting.add_argument(
+        "--weights",
+        type=_weight_list,
+        default=(0.0, 0.25, 0.5, 0.75, 1.0),
+        metavar="W,W",
+        help="text weights to compare (default: 0,0.25,0.5,0.75,1)",
+    )
+    setting.add_argument(
+        "--dimensions",
+        type=_int_list,
+        default=(256, 384, 1024, 3072),
+        metavar="D,D",
+        help="dimensions to compare, by truncation (default: 256,384,1024,3072)",
+    )
+    setting.add_argument(
+        "--primary", metavar="METRIC", help="metric that names the best (default: ndcg@<max k>)"
+    )
+    build = parser.add_argument_group("building query sets")
+    build.add_argument(
+        "--build-from-catalog",
+        metavar="ABO_ROOT",
+        help="write queries for an ABO catalog (own image, title, held-out images) to -o",
+    )
+    build.add_argument("-o", "--output", metavar="QUERIES.jsonl", help="where --build-... writes")
+    build.add_argument("--seed", type=int, default=0, help="query building seed (default: 0)")
+    build.add_argument("--max-queries", type=positive_int, help="sample at most this many")
+    build.add_argument(
+        "--sample",
+        metavar="DIR",
+        help="the demo catalog in DIR (written if missing): write DIR/eval/queries.jsonl, "
+        "tags.json and gold_tags.json, index it into --store (default: in memory) and evaluate",
+    )
+    add_store_args(parser)
+    add_embedder_args(parser)
+    parser.set_defaults(func=run, _parser=parser)
+
+
+def _fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _query_summary(queries: Sequence[LabelledQuery]) -> str:
+    types: Counter[str] = Counter(q.query_type for q in queries)
+    parts = ", ".join(f"{t} {types[t]}" for t in _QUERY_TYPES if types[t])
+    return f"{len(queries)} queries ({parts})"
+
+
+def _metric_columns(ks: Sequence[int]) -> list[tuple[str, str]]:
+    top = max(ks)
+    cols = [(f"recall@{k}", f"R@{k}") for k in ks]
+    cols += [(f"ndcg@{top}", f"nDCG@{top}"), ("mrr", "MRR")]
+    return cols
+
+
+def _settings_table(comparison: Comparison) -> list[str]:
+    ks = comparison.results[0].report.k_values
+    cols = _metric_columns(ks)
+    primary = comparison.primary_metric
+    header = (
+        f"{'sweep':<12} {'mode':<8} {'fusion':<6} {'weight':>6} {'dim':>5}  "
+        + " ".join(f"{label:>8}" for _, label in cols)
+        + "  | "
+        + " ".join(f"{t:>10}" for t in _QUERY_TYPES)
+        + f" | {'calls':>6} {'stored':>10}"
+    )
+    indent = header.index("|") + 2
+    lines = [" " * indent + f"{primary} by query type", header]
+    for row in comparison.results:
+        rep = row.report
+        s = rep.settings
+        by_type = " ".join(
+            f"{rep.by_query_type[t].metrics[primary]:>10.3f}"
+            if t in rep.by_query_type
+            else f"{'-':>10}"
+            for t in _QUERY_TYPES
+        )
+        marker = " *" if s == comparison.best else ""
+        lines.append(
+            f"{row.sweep:<12} {s.search_mode:<8} {s.fusion:<6} {s.text_weight:>6.2f} "
+            f"{rep.dimension:>5}  "
+            + " ".join(f"{rep.overall.metrics[m]:>8.3f}" for m, _ in cols)
+            + f"  | {by_type} | {rep.embed_calls:>6} {_fmt_bytes(rep.stored_bytes):>10}{marker}"
+        )
+    return lines
+
+
+def _breakdown(report: EvalReport) -> list[str]:
+    ks = report.k_values
+    cols = [
+        *_metric_columns(ks),
+        (f"precision@{ks[0]}", f"P@{ks[0]}"),
+        (f"hit_rate@{max(ks)}", f"hit@{max(ks)}"),
+    ]
+    lines = [f"{'group':<22} {'queries':>7}  " + " ".join(f"{label:>8}" for _, label in cols)]
+
+    def row(name: str, summary_queries: int, metrics: dict[str, float]) -> str:
+        return f"{name:<22} {summary_queries:>7}  " + " ".join(
+            f"{metrics[m]:>8.3f}" for m, _ in cols
+        )
+
+    lines.append(row("all", report.overall.queries, report.overall.metrics))
+    for t, summary in report.by_query_type.items():
+        lines.append(row(f"type {t}", summary.queries, summary.metrics))
+    for kind, summary in report.by_kind.items():
+        lines.append(row(f"kind {kind}", summary.queries, summary.metrics))
+    return lines
+
+
+def _per_query(report: EvalReport, queries: Sequence[LabelledQuery]) -> list[str]:
+    relevant = {q.id: q.relevant for q in queries}
+    lines = [f"{'query':<32} {'type':<10} {'first hit':>9}  top results"]
+    for d in report.per_query:
+        grades = relevant.get(d.id, {})
+        rank = next((i for i, p in enumerate(d.ranked, 1) if grades.get(p, 0) > 0), None)
+        hit = "excluded" if d.excluded else (str(rank) if rank else "-")
+        lines.append(f"{d.id[:32]:<32} {d.query_type:<10} {hit:>9}  {' '.join(d.ranked[:3])}")
+    return lines
+
+
+def _cost_line(report: EvalReport) -> str:
+    calls = f"{report.embed_calls} embedding calls"
+    if report.bedrock_calls is not None:
+        calls += f" ({report.bedrock_calls} made to Bedrock)"
+    return (
+        f"{calls}; {report.stored_vectors} stored vectors, {_fmt_bytes(report.stored_bytes)}; "
+        f"{report.seconds:.1f} s"
+    )
+
+
+def _print_comparison(
+    comparison: Comparison, queries: Sequence[LabelledQuery], args: argparse.Namespace
+) -> None:
+    best = comparison.best_report
+    stored = comparison.stored_dimension
+    print(f"{_query_summary(queries)}; k = {', '.join(map(str, best.k_values))}")
+    if best.excluded_queries:
+        print(f"{len(best.excluded_queries)} queries without relevant items are not averaged")
+    print(
+        f"dimension sweep: Matryoshka truncation of the stored {stored}-d vectors "
+        "(not re-embedding); calls = embedding calls the setting needs per run"
+    )
+    print()
+    for line in _settings_table(comparison):
+        print(line)
+    for skip in comparison.skipped:
+        print(f"skipped {skip.sweep} {skip.settings.label}: {skip.reason}")
+    made = f"embedding calls made in this run: {comparison.embed_calls_made}"
+    if comparison.bedrock_calls is not None:
+        made += f" (Bedrock: {comparison.bedrock_calls})"
+    print(made + " - query vectors are reused across settings")
+    print()
+    print(f"best setting: {comparison.best.label} - {comparison.best_reason}")
+    print(f"  cost: {_cost_line(best)}")
+    for line in _breakdown(best):
+        print("  " + line)
+    if args.per_query:
+        print()
+        for line in _per_query(best, queries):
+            print(line)
+
+
+def _print_report(
+    report: EvalReport, queries: Sequence[LabelledQuery], args: argparse.Namespace
+) -> None:
+    setting = report.settings.label
+    print(f"{_query_summary(queries)}; setting: {setting} (dimension {report.dimension})")
+    if report.excluded_queries:
+        print(f"{len(report.excluded_queries)} queries without relevant items are not averaged")
+    print(f"cost: {_cost_line(report)}")
+    for line in _breakdown(report):
+        print(line)
+    if args.per_query:
+        print()
+        for line in _per_query(report, queries):
+            print(line)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from crossmodal_search.search import load_abo
+
+    if not args.output:
+        args._parser.error("--build-from-catalog needs -o/--output QUERIES.jsonl")
+    catalog = load_abo(args.build_from_catalog)
+    others = read_abo_other_images(args.build_from_catalog)
+    queries = build_queries_from_catalog(
+        catalog.products, seed=args.seed, other_images=others, max_queries=args.max_queries
+    )
+    if not queries:
+        raise InvalidInputError(f"{args.build_from_catalog}: no product gave a query")
+    out = write_queries(queries, args.output)
+    kinds = Counter(q.kind for q in queries)
+    detail = ", ".join(
+        f"{kind} {n}" for kind, n in sorted(kinds.items(), key=lambda kv: str(kv[0]))
+    )
+    print(f"wrote {len(queries)} queries ({detail}) for {len(catalog.products)} products to {out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build a query set, or evaluate one (a comparison unless ``--no-compare``)."""
+    parser: argparse.ArgumentParser = args._parser
+    modes = sum(bool(x) for x in (args.queries, args.build_from_catalog, args.sample))
+    if modes != 1:
+        parser.error("give QUERIES.jsonl, --sample DIR or --build-from-catalog ABO_ROOT (one)")
+    if args.build_from_catalog:
+        return _build(args)
+    if args.plot and args.no_compare:
+        parser.error("--plot draws the comparison sweeps; drop --no-compare")
+
+    store = args.store
+    products = None
+    if args.sample:
+        from crossmodal_search.search import load_abo, write_sample_catalog
+
+        root = Path(args.sample).expanduser()
+        if not (root / "listings").is_dir():
+            write_sample_catalog(root)
+        files = write_sample_evaluation(root, seed=args.seed)
+        queries_path = files.queries
+        products = load_abo(root).products
+        if store == parser.get_default("store"):
+            store = "memory:"
+        info = (
+            f"sample catalog at {root}: queries {files.queries}, tag vocabulary "
+            f"{files.vocabulary}, gold tags {files.gold_tags}"
+        )
+        print(info, file=sys.stderr if args.json else sys.stdout)
+    else:
+        queries_path = Path(args.queries)
+    queries = read_queries(queries_path)
+
+    searcher, description = make_searcher(
+        store=store,
+        embedder=args.embedder,
+        dimension=args.dimension,
+        region=args.region,
+        cache=args.cache,
+        must_exist=products is None,
+    )
+    out = sys.stderr if args.json else sys.stdout
+    with searcher:
+        print(description, file=out)
+        if products is not None:
+            bar = ProgressBar("indexing")
+            try:
+                ingest = searcher.index(products, progress=bar)
+            finally:
+                bar.close()
+            print(
+                f"indexed {ingest.indexed} products ({ingest.skipped_unchanged} unchanged)",
+                file=out,
+            )
+        base = EvalSettings(search_mode=args.mode, fusion=args.fusion, text_weight=args.text_weight)
+        if args.no_compare:
+            report = evaluate(searcher, queries, k_values=args.k, settings=base)
+            if args.json:
+                print(report.model_dump_json(indent=2))
+            else:
+                _print_report(report, queries, args)
+            return 0
+        comparison = compare(
+            searcher,
+            queries,
+            k_values=args.k,
+            base=base,
+            text_weights=args.weights,
+            dimensions=args.dimensions,
+            primary_metric=args.primary,
+        )
+    if args.json:
+        print(comparison.model_dump_json(indent=2))
+    else:
+        _print_comparison(comparison, queries, args)
+    if args.plot:
+        path = plot_comparison(comparison, args.plot)
+        print(f"plot written to {path}", file=out)
+    return 0
