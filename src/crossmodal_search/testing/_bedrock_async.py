@@ -408,16 +408,17 @@ class FakeBedrockJobs:
                     self._failures.remove(failure)
             if failure is not None:
                 return self._error(request, failure[1], failure[2])
-            path = unquote(request.url.split("?", 1)[0])
+            # The ARN is one percent-encoded path segment: split first, then decode.
+            path = request.url.split("?", 1)[0]
             try:
                 if operation == "StartAsyncInvoke":
                     return self._response(request, 200, self._start_async(body), None)
                 if operation == "GetAsyncInvoke":
-                    arn = path.split("/async-invoke/", 1)[1]
+                    arn = unquote(path.split("/async-invoke/", 1)[1].split("/", 1)[0])
                     return self._get_async(request, arn)
                 if operation == "CreateModelInvocationJob":
                     return self._response(request, 200, self._create_batch(body), None)
-                ident = path.split("/model-invocation-job/", 1)[1].split("/", 1)[0]
+                ident = unquote(path.split("/model-invocation-job/", 1)[1].split("/", 1)[0])
                 if operation == "GetModelInvocationJob":
                     return self._get_batch(request, ident)
                 return self._stop_batch(request, ident)

@@ -1,0 +1,868 @@
+"""Bedrock batch inference for large catalogs: many SINGLE_EMBEDDING requests as one job.
+
+A batch job reads JSONL records ``{"recordId": ..., "modelInput": <InvokeModel body>}`` from S3
+and writes ``{"recordId", "modelInput", "modelOutput" | "error"}`` lines to
+``<output s3Uri>/<job id>/<input file>.out`` (plus ``manifest.json.out``), at about half the
+on-demand price. :class:`BatchEmbeddingJobs` writes the input, submits
+``create_model_invocation_job`` (bedrock control plane), polls ``get_model_invocation_job`` and
+parses the output back into vectors keyed by *your* keys; every record that failed or is missing
+from the output is reported. Jobs are content-addressed under ``work_s3_uri``: running the same
+requests again resumes the job already submitted instead of paying twice.
+
+:func:`index_with_batch` drives a :class:`~crossmodal_search.search.CrossmodalSearcher` with
+batch-computed vectors, so keys, metadata, skipping of unchanged products and the failure
+report are exactly those of the synchronous path.
+
+Example::
+
+    jobs = BatchEmbeddingJobs(bedrock, s3, role_arn=ROLE, work_s3_uri="s3://my-bucket/batch/")
+    result = jobs.run([BatchRequest.text("t-1", "red dress"), ...])
+    result.vectors["t-1"], result.failures
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import numpy as np
+
+from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
+from crossmodal_search._types import (
+    NOVA_DIMENSIONS,
+    NOVA_MODEL_ID,
+    EmbeddingPurpose,
+    PurposeLike,
+    Vector,
+)
+from crossmodal_search.embeddings._async import (
+    join_s3,
+    parse_s3_uri,
+    poll_until_done,
+    s3_list_keys,
+    s3_read_bytes,
+    s3_write_bytes,
+)
+from crossmodal_search.embeddings._media import INLINE_LIMIT_BYTES, prepare_image
+from crossmodal_search.embeddings._nova import build_request
+from crossmodal_search.embeddings._segments import check_s3_uri
+from crossmodal_search.errors import (
+    ConfigurationError,
+    EmbeddingJobError,
+    InvalidInputError,
+    ResourceNotFoundError,
+)
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+
+    from crossmodal_search.embeddings._protocol import ImageInput
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BatchEmbeddingJobs",
+    "BatchJob",
+    "BatchJobStatus",
+    "BatchRequest",
+    "BatchResult",
+    "RecordFailure",
+    "index_with_batch",
+]
+
+#: Every status ``get_model_invocation_job`` can report (botocore 1.44.8 model).
+JOB_STATUSES = (
+    "Submitted",
+    "Validating",
+    "Scheduled",
+    "InProgress",
+    "Stopping",
+    "Completed",
+    "PartiallyCompleted",
+    "Failed",
+    "Stopped",
+    "Expired",
+)
+_RUNNING = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+_DONE = frozenset({"Completed", "PartiallyCompleted"})
+#: Ended without (all) output: records not in the output are reported as failed.
+_ENDED_EARLY = frozenset({"Stopped", "Expired"})
+_FAILED = frozenset({"Failed"})
+
+OnRecordError: TypeAlias = Literal["raise", "report"]
+
+#: Bedrock's default quotas: records per batch job (min and max).
+MIN_RECORDS_PER_JOB = 100
+MAX_RECORDS_PER_JOB = 50_000
+_MANIFEST_SUFFIX = ".keys.json"
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One input of a batch: your ``key`` and the InvokeModel body (``modelInput``)."""
+
+    key: str
+    model_input: Mapping[str, Any]
+
+    @classmethod
+    def text(
+        cls,
+        key: str,
+        text: str,
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int = 1024,
+        truncation_mode: Literal["START", "END", "NONE"] = "END",
+    ) -> BatchRequest:
+        """A text to embed (at most 50,000 characters inline; longer text: segment it)."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError(f"{key}: text must be a non-empty string")
+        if len(text) > 50_000:
+            raise InvalidInputError(f"{key}: text has {len(text)} characters, at most 50,000")
+        if truncation_mode not in ("START", "END", "NONE"):
+            raise InvalidInputError(f"{key}: unknown truncation_mode {truncation_mode!r}")
+        body = build_request(
+            "text",
+            {"truncationMode": truncation_mode, "value": text},
+            purpose=_purpose(purpose),
+            dimension=_dimension(dimension),
+        )
+        return cls(_check_key(key), body)
+
+    @classmethod
+    def image(
+        cls,
+        key: str,
+        image: ImageInput,
+        *,
+        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int = 1024,
+        detail_level: Literal["STANDARD_IMAGE", "DOCUMENT_IMAGE"] = "STANDARD_IMAGE",
+        format: str | None = None,
+        max_inline_bytes: int = INLINE_LIMIT_BYTES,
+    ) -> BatchRequest:
+        """An image to embed: bytes, a local path or PIL image (sent inline, base64) or an
+        ``s3://`` URI (read by Bedrock)."""
+        if detail_level not in ("STANDARD_IMAGE", "DOCUMENT_IMAGE"):
+            raise InvalidInputError(f"{key}: unknown detail_level {detail_level!r}")
+        media = prepare_image(image, format=format, max_inline_bytes=max_inline_bytes, label=key)
+        body = build_request(
+            "image",
+            {"format": media.format, "source": media.source(), "detailLevel": detail_level},
+            purpose=_purpose(purpose),
+            dimension=_dimension(dimension),
+        )
+        return cls(_check_key(key), body)
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"batch request keys must be non-empty strings, got {key!r}")
+    return key
+
+
+def _purpose(purpose: PurposeLike) -> EmbeddingPurpose:
+    try:
+        return EmbeddingPurpose(purpose)
+    except ValueError:
+        raise InvalidInputError(f"unknown embedding purpose {purpose!r}") from None
+
+
+def _dimension(dimension: int) -> int:
+    if isinstance(dimension, bool) or dimension not in NOVA_DIMENSIONS:
+        raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension!r}")
+    return int(dimension)
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """A batch record that produced no vector: the service's error, or missing from the output."""
+
+    key: str
+    record_id: str
+    code: str
+    message: str
+
+    def describe(self) -> str:
+        """One line for logs and error messages."""
+        return f"{self.key} (record {self.record_id}): {self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A submitted batch job and the keys of its records (record ``i`` has id ``R%010d``)."""
+
+    job_arn: str
+    job_name: str
+    input_s3_uri: str
+    output_s3_uri: str
+    keys: tuple[str, ...]
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the job ARN; the output folder is named after it."""
+        return self.job_arn.rsplit("/", 1)[-1]
+
+    def record_id(self, index: int) -> str:
+        """The ``recordId`` of record ``index`` (11 alphanumeric characters)."""
+        return f"R{index:010d}"
+
+
+@dataclass(frozen=True)
+class BatchJobStatus:
+    """What ``get_model_invocation_job`` says about a job."""
+
+    job_arn: str
+    status: str
+    message: str | None = None
+    total_records: int | None = None
+    processed_records: int | None = None
+    success_records: int | None = None
+    error_records: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the job can no longer change."""
+        return self.status not in _RUNNING
+
+
+@dataclass
+class BatchResult:
+    """Vectors by key, and every key that has none (``failures``): nothing is dropped."""
+
+    vectors: dict[str, Vector] = field(default_factory=dict)
+    failures: list[RecordFailure] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every record has a vector."""
+        return not self.failures
+
+    def merge(self, other: BatchResult) -> None:
+        """Add another job's result to this one."""
+        self.vectors.update(other.vectors)
+        self.failures.extend(other.failures)
+        self.jobs.extend(other.jobs)
+
+
+def _digest(lines: Sequence[str], model_id: str) -> str:
+    h = hashlib.sha256(model_id.encode())
+    for line in lines:
+        h.update(line.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:20]
+
+
+class BatchEmbeddingJobs:
+    """Embed many inputs with Bedrock batch inference (``create_model_invocation_job``).
+
+    Args:
+        client: a ``bedrock`` (control plane) client; built with the SDK's config when ``None``.
+        s3_client: an ``s3`` client for the input and output files; built when ``None``.
+        role_arn: the service role Bedrock assumes to read the input and write the output.
+        work_s3_uri: S3 prefix for inputs (``input/``), outputs (``output/``) and the key
+            manifests that make jobs resumable.
+        model_id: the Nova model id.
+        retry_policy: retries of each AWS call (the only retry layer).
+        max_records_per_job / min_records_per_job: Bedrock's per-job quotas (defaults 50,000
+            and 100); bigger inputs are split into balanced jobs, smaller ones are refused
+            before any call (use the synchronous embedder for them).
+        poll_interval, max_poll_interval, timeout: polling (defaults 30 s, 10 min, 24 h).
+        timeout_hours: ``timeoutDurationInHours`` of the job itself (service default if None).
+        sleep, clock: injectable for tests.
+    """
+
+    def __init__(
+        self,
+        client: Any | None = None,
+        s3_client: Any | None = None,
+        *,
+        role_arn: str,
+        work_s3_uri: str,
+        session: boto3.Session | None = None,
+        region_name: str | None = None,
+        config: Config | None = None,
+        model_id: str = NOVA_MODEL_ID,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        max_records_per_job: int = MAX_RECORDS_PER_JOB,
+        min_records_per_job: int = MIN_RECORDS_PER_JOB,
+        poll_interval: float = 30.0,
+        max_poll_interval: float = 600.0,
+        timeout: float = 24 * 3600.0,
+        timeout_hours: int | None = None,
+        job_name_prefix: str = "crossmodal",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (
+            not isinstance(role_arn, str)
+            or not role_arn.startswith("arn:aws")
+            or ":role/" not in role_arn
+        ):
+            raise ConfigurationError(f"role_arn must be an IAM role ARN, got {role_arn!r}")
+        try:
+            check_s3_uri(work_s3_uri, what="work_s3_uri")
+        except InvalidInputError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if not 1 <= min_records_per_job <= max_records_per_job:
+            raise ConfigurationError("need 1 <= min_records_per_job <= max_records_per_job")
+        if poll_interval <= 0 or max_poll_interval < poll_interval or timeout <= 0:
+            raise ConfigurationError("need 0 < poll_interval <= max_poll_interval, timeout > 0")
+        if timeout_hours is not None and not 24 <= timeout_hours <= 168:
+            raise ConfigurationError("timeout_hours must be within 24-168")
+        if not job_name_prefix.isalnum():
+            raise ConfigurationError("job_name_prefix must be alphanumeric")
+        self._client = client or build_client(
+            "bedrock", session=session, region_name=region_name, config=config
+        )
+        self._s3 = s3_client or build_client(
+            "s3", session=session, region_name=region_name, config=config
+        )
+        self.role_arn = role_arn
+        self.work_s3_uri = work_s3_uri.rstrip("/")
+        self.model_id = model_id
+        self.retry_policy = retry_policy
+        self.max_records_per_job = max_records_per_job
+        self.min_records_per_job = min_records_per_job
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.timeout = timeout
+        self.timeout_hours = timeout_hours
+        self.job_name_prefix = job_name_prefix
+        self._sleep = sleep
+        self._clock = clock
+
+    # -- submit --------------------------------------------------------------------------
+
+    def _chunks(self, requests: Sequence[BatchRequest]) -> list[Sequence[BatchRequest]]:
+        n = len(requests)
+        jobs = math.ceil(n / self.max_records_per_job)
+        size = math.ceil(n / jobs)
+        return [requests[i : i + size] for i in range(0, n, size)]
+
+    def _check(self, requests: Sequence[BatchRequest]) -> None:
+        if isinstance(requests, BatchRequest) or not all(
+            isinstance(r, BatchRequest) for r in requests
+        ):
+            raise InvalidInputError("requests must be a sequence of BatchRequest")
+        keys = [r.key for r in requests]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise InvalidInputError(f"batch request key {dup!r} appears twice")
+        if len(requests) < self.min_records_per_job:
+            raise InvalidInputError(
+                f"{len(requests)} records is below the {self.min_records_per_job}-record minimum "
+                "of a Bedrock batch job; embed them with the synchronous embedder"
+            )
+
+    def submit(self, requests: Sequence[BatchRequest], *, resume: bool = True) -> list[BatchJob]:
+        """Write the inputs to S3 and create one job per chunk of ``max_records_per_job``.
+
+        With ``resume`` (default), a chunk whose identical input already has a job that is
+        running or finished is not submitted again: that job is returned instead.
+
+        Raises:
+            InvalidInputError: duplicate keys, or fewer records than a job's minimum (before
+                any call).
+        """
+        self._check(requests)
+        jobs: list[BatchJob] = []
+        for chunk in self._chunks(requests):
+            lines = [
+                json.dumps(
+                    {"recordId": f"R{i:010d}", "modelInput": r.model_input},
+                    separators=(",", ":"),
+                    ensure_ascii=False,
+                )
+                for i, r in enumerate(chunk)
+            ]
+            digest = _digest(lines, self.model_id)
+            keys = tuple(r.key for r in chunk)
+            if resume:
+                found = self._existing(digest, keys)
+                if found is not None:
+                    logger.info("batch input %s already submitted as %s", digest, found.job_arn)
+                    jobs.append(found)
+                    continue
+            jobs.append(self._create(digest, lines, keys))
+        return jobs
+
+    def _manifest_uri(self, digest: str) -> str:
+        return join_s3(self.work_s3_uri, "input", digest + _MANIFEST_SUFFIX)
+
+    def _existing(self, digest: str, keys: tuple[str, ...]) -> BatchJob | None:
+        try:
+            raw = s3_read_bytes(self._s3, self._manifest_uri(digest), policy=self.retry_policy)
+        except ResourceNotFoundError:
+            return None
+        manifest = json.loads(raw)
+        job = BatchJob(
+            job_arn=manifest["jobArn"],
+            job_name=manifest["jobName"],
+            input_s3_uri=manifest["inputS3Uri"],
+            output_s3_uri=manifest["outputS3Uri"],
+            keys=tuple(manifest["keys"]),
+        )
+        if job.keys != keys:  # same records under other keys: a new job keeps keys honest
+            return None
+        status = self.status(job)
+        if status.status in _FAILED or status.status in _ENDED_EARLY:
+            logger.info("previous job %s is %s: submitting again", job.job_arn, status.status)
+            return None
+        return job
+
+    def _create(self, digest: str, lines: list[str], keys: tuple[str, ...]) -> BatchJob:
+        input_uri = join_s3(self.work_s3_uri, "input", digest + ".jsonl")
+        output_uri = join_s3(self.work_s3_uri, "output") + "/"
+        s3_write_bytes(
+            self._s3,
+            input_uri,
+            ("\n".join(lines) + "\n").encode("utf-8"),
+            content_type="application/jsonl",
+            policy=self.retry_policy,
+        )
+        # Job names are unique per account: a random suffix keeps resubmissions distinct.
+        name = f"{self.job_name_prefix}-{digest}-{secrets.token_hex(4)}"
+        kwargs: dict[str, Any] = {
+            "jobName": name,
+            "roleArn": self.role_arn,
+            "modelId": self.model_id,
+            "inputDataConfig": {
+                "s3InputDataConfig": {"s3Uri": input_uri, "s3InputFormat": "JSONL"}
+            },
+            "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": output_uri}},
+        }
+        if self.timeout_hours is not None:
+            kwargs["timeoutDurationInHours"] = self.timeout_hours
+        response = call_aws(
+            "bedrock:CreateModelInvocationJob",
+            lambda: self._client.create_model_invocation_job(**kwargs),
+            policy=self.retry_policy,
+        )
+        job = BatchJob(str(response["jobArn"]), name, input_uri, output_uri, keys)
+        s3_write_bytes(
+            self._s3,
+            self._manifest_uri(digest),
+            json.dumps(
+                {
+                    "jobArn": job.job_arn,
+                    "jobName": name,
+                    "inputS3Uri": input_uri,
+                    "outputS3Uri": output_uri,
+                    "keys": list(keys),
+                }
+            ).encode(),
+            content_type="application/json",
+            policy=self.retry_policy,
+        )
+        logger.info("submitted batch job %s with %d records", job.job_arn, len(keys))
+        return job
+
+    # -- poll ----------------------------------------------------------------------------
+
+    def status(self, job: BatchJob) -> BatchJobStatus:
+        """One ``get_model_invocation_job`` call."""
+        resp = call_aws(
+            "bedrock:GetModelInvocationJob",
+            lambda: self._client.get_model_invocation_job(jobIdentifier=job.job_arn),
+            policy=self.retry_policy,
+        )
+
+        def count(name: str) -> int | None:
+            value = resp.get(name)
+            return None if value is None else int(value)
+
+        return BatchJobStatus(
+            job_arn=job.job_arn,
+            status=str(resp.get("status", "")),
+            message=resp.get("message"),
+            total_records=count("totalRecordCount"),
+            processed_records=count("processedRecordCount"),
+            success_records=count("successRecordCount"),
+            error_records=count("errorRecordCount"),
+        )
+
+    def wait(self, job: BatchJob, *, timeout: float | None = None) -> BatchJobStatus:
+        """Poll until the job ends (backoff x2 per poll up to ``max_poll_interval``, jittered).
+
+        Raises:
+            EmbeddingJobError: the job ``Failed``.
+            JobTimeoutError: still running after ``timeout`` seconds.
+        """
+        final = poll_until_done(
+            lambda: self.status(job),
+            lambda s: s.finished,
+            what="batch job",
+            job_id=job.job_arn,
+            describe=lambda s: s.status,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            timeout=self.timeout if timeout is None else timeout,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        if final.status in _FAILED:
+            raise EmbeddingJobError(
+                f"batch job {job.job_arn} failed: {final.message or 'no message'}",
+                job_id=job.job_arn,
+                status=final.status,
+            )
+        return final
+
+    # -- results -------------------------------------------------------------------------
+
+    def fetch_results(
+        self,
+        job: BatchJob,
+        *,
+        status: BatchJobStatus | None = None,
+        on_record_error: OnRecordError = "report",
+    ) -> BatchResult:
+        """Parse the job's ``.jsonl.out`` files into vectors keyed by the requests' keys.
+
+        Records with an ``error`` line, an unusable ``modelOutput``, or no line at all (a job
+        ``Stopped`` or ``Expired`` part way) become :class:`RecordFailure` entries.
+
+        Raises:
+            EmbeddingJobError: the job is not finished, or has no output file; with
+                ``on_record_error="raise"`` also when any record failed (``failures`` lists each).
+        """
+        st = status or self.status(job)
+        if st.status not in _DONE and st.status not in _ENDED_EARLY:
+            raise EmbeddingJobError(
+                f"batch job {job.job_arn} is {st.status}: no results to read",
+                job_id=job.job_arn,
+                status=st.status,
+            )
+        index = {job.record_id(i): i for i in range(len(job.keys))}
+        result = BatchResult(jobs=[job.job_arn])
+        seen: set[int] = set()
+        files = self._output_files(job)
+        if not files and st.status in _DONE:
+            raise EmbeddingJobError(
+                f"batch job {job.job_arn} is {st.status} but has no .out file under "
+                f"{join_s3(job.output_s3_uri, job.job_id)}/",
+                job_id=job.job_arn,
+                status=st.status,
+            )
+        for uri in files:
+            text = s3_read_bytes(self._s3, uri, policy=self.retry_policy).decode("utf-8")
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                self._parse_line(job, uri, lineno, line, index, seen, result)
+        for i, key in enumerate(job.keys):
+            if i not in seen:
+                result.failures.append(
+                    RecordFailure(
+                        key,
+                        job.record_id(i),
+                        "MissingFromOutput",
+                        f"no output line (job {st.status})",
+                    )
+                )
+        if result.failures:
+            lines = [f.describe() for f in result.failures]
+            logger.warning(
+                "batch job %s: %d vectors, %d records failed: %s",
+                job.job_id,
+                len(result.vectors),
+                len(lines),
+                "; ".join(lines[:5]),
+            )
+            if on_record_error == "raise":
+                raise EmbeddingJobError(
+                    f"batch job {job.job_arn}: {len(lines)} of {len(job.keys)} records failed: "
+                    + "; ".join(lines[:5])
+                    + (" ..." if len(lines) > 5 else ""),
+                    job_id=job.job_arn,
+                    status=st.status,
+                    failures=lines,
+                )
+        return result
+
+    def _output_files(self, job: BatchJob) -> list[str]:
+        bucket, key = parse_s3_uri(job.output_s3_uri)
+        prefix = key.strip("/")
+        prefix = f"{prefix}/{job.job_id}/" if prefix else f"{job.job_id}/"
+        input_name = PurePosixPath(parse_s3_uri(job.input_s3_uri)[1]).name
+        keys = [
+            k
+            for k in s3_list_keys(self._s3, bucket, prefix, policy=self.retry_policy)
+            if k.endswith(".out") and PurePosixPath(k).name != "manifest.json.out"
+        ]
+        # One .out file per input file; ours is named after our input, but take any .out the
+        # job wrote rather than guess (unknown record ids are reported, not trusted).
+        keys.sort(key=lambda k: (PurePosixPath(k).name != input_name + ".out", k))
+        return [f"s3://{bucket}/{k}" for k in keys]
+
+    def _parse_line(
+        self,
+        job: BatchJob,
+        uri: str,
+        lineno: int,
+        line: str,
+        index: Mapping[str, int],
+        seen: set[int],
+        result: BatchResult,
+    ) -> None:
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise EmbeddingJobError(
+                f"{uri} line {lineno} is not JSON: {exc}", job_id=job.job_arn
+            ) from exc
+        record_id = str(item.get("recordId", ""))
+        i = index.get(record_id)
+        if i is None:
+            logger.warning("%s line %d: unknown recordId %r ignored", uri, lineno, record_id)
+            return
+        if i in seen:
+            logger.warning("%s line %d: duplicate recordId %s ignored", uri, lineno, record_id)
+            return
+        seen.add(i)
+        key = job.keys[i]
+        error = item.get("error")
+        if error is not None or "modelOutput" not in item:
+            error = error if isinstance(error, dict) else {"errorMessage": str(error)}
+            result.failures.append(
+                RecordFailure(
+                    key,
+                    record_id,
+                    str(error.get("errorCode", "Error")),
+                    str(error.get("errorMessage", "no modelOutput")),
+                )
+            )
+            return
+        try:
+            embeddings = item["modelOutput"]["embeddings"]
+            vector = np.asarray(embeddings[0]["embedding"], dtype=np.float32)
+            expected = item.get("modelInput", {}).get("singleEmbeddingParams", {})
+            dim = expected.get("embeddingDimension")
+            if vector.ndim != 1 or (dim is not None and vector.shape[0] != int(dim)):
+                raise ValueError(f"embedding of shape {vector.shape}, expected ({dim},)")
+            if not np.all(np.isfinite(vector)) or not vector.size:
+                raise ValueError("embedding has non-finite values or is empty")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            result.failures.append(
+                RecordFailure(key, record_id, "InvalidModelOutput", f"{type(exc).__name__}: {exc}")
+            )
+            return
+        result.vectors[key] = vector
+
+    # -- all in one ----------------------------------------------------------------------
+
+    def run(
+        self,
+        requests: Sequence[BatchRequest],
+        *,
+        resume: bool = True,
+        timeout: float | None = None,
+        on_record_error: OnRecordError = "report",
+    ) -> BatchResult:
+        """Submit (or resume), wait for every job, and merge their results.
+
+        Jobs ``Stopped`` or ``Expired`` part way contribute what they wrote; their other
+        records are reported in ``failures``.
+        """
+        jobs = self.submit(requests, resume=resume)
+        merged = BatchResult()
+        for job in jobs:
+            status = self.wait(job, timeout=timeout)
+            merged.merge(self.fetch_results(job, status=status, on_record_error="report"))
+        if on_record_error == "raise" and merged.failures:
+            lines = [f.describe() for f in merged.failures]
+            raise EmbeddingJobError(
+                f"{len(lines)} of {len(requests)} batch records failed: " + "; ".join(lines[:5]),
+                job_id=",".join(merged.jobs),
+                status="PartiallyCompleted",
+                failures=lines,
+            )
+        return merged
+
+
+# --- searcher integration -------------------------------------------------------------------
+
+
+def _content_key(kind: str, value: bytes | str) -> str:
+    data = value if isinstance(value, bytes) else value.encode("utf-8")
+    return f"{kind}:{hashlib.sha256(data).hexdigest()}"
+
+
+class _RecordingEmbedder:
+    """Records what the searcher wants embedded and answers with a placeholder vector."""
+
+    def __init__(self, model_id: str, dimension: int) -> None:
+        self._model_id = model_id
+        self._dimension = dimension
+        self.texts: dict[str, str] = {}
+        self.images: dict[str, bytes | str] = {}
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def _placeholder(self) -> Vector:
+        v = np.zeros(self._dimension, dtype=np.float32)
+        v[0] = 1.0
+        return v
+
+    def embed_text(self, text: str, **_: Any) -> Vector:
+        self.texts[_content_key("text", text)] = text
+        return self._placeholder()
+
+    def embed_image(self, image: Any, **_: Any) -> Vector:
+        if not isinstance(image, bytes | str):
+            raise InvalidInputError(f"unexpected image input {type(image).__name__}")
+        self.images[_content_key("image", image)] = image
+        return self._placeholder()
+
+    def embed_texts(self, texts: Sequence[str], **kw: Any) -> Vector:
+        return np.stack([self.embed_text(t, **kw) for t in texts])
+
+    def embed_images(self, images: Sequence[Any], **kw: Any) -> Vector:
+        return np.stack([self.embed_image(i, **kw) for i in images])
+
+
+class _PrecomputedEmbedder(_RecordingEmbedder):
+    """Answers from batch results; a failed record raises the batch error for that product."""
+
+    def __init__(self, model_id: str, dimension: int, result: BatchResult) -> None:
+        super().__init__(model_id, dimension)
+        self._vectors = result.vectors
+        self._failures = {f.key: f for f in result.failures}
+        self.lookups = 0
+
+    def _lookup(self, key: str) -> Vector:
+        self.lookups += 1
+        if key in self._vectors:
+            return self._vectors[key]
+        failure = self._failures.get(key)
+        reason = failure.describe() if failure else "not embedded by the batch job"
+        raise EmbeddingJobError(f"batch embedding failed: {reason}", status="record")
+
+    def embed_text(self, text: str, **_: Any) -> Vector:
+        return self._lookup(_content_key("text", text))
+
+    def embed_image(self, image: Any, **_: Any) -> Vector:
+        if not isinstance(image, bytes | str):
+            raise InvalidInputError(f"unexpected image input {type(image).__name__}")
+        return self._lookup(_content_key("image", image))
+
+
+class _DryRunStore:
+    """Reads from the real store, writes nowhere: lets the searcher plan without side effects."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._store.dimension)
+
+    @property
+    def distance_metric(self) -> Any:
+        return self._store.distance_metric
+
+    @property
+    def non_filterable_metadata_keys(self) -> frozenset[str]:
+        return frozenset(self._store.non_filterable_metadata_keys)
+
+    def put(self, records: Iterable[Any]) -> None:
+        for _ in records:
+            pass
+
+    def delete(self, keys: Sequence[str]) -> None:
+        return None
+
+
+def index_with_batch(
+    searcher: Any,
+    products: Iterable[Any],
+    *,
+    jobs: BatchEmbeddingJobs,
+    dimension: int | None = None,
+    timeout: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Index a catalog like ``searcher.index(products)`` but embed through batch inference.
+
+    Three steps, so that keys, metadata, the skipping of unchanged products and the failure
+    report are exactly the searcher's:
+
+    1. plan: a dry run of the searcher (store reads only) records which texts and images need
+       embedding; unchanged products need none;
+    2. embed: one batch job per ``max_records_per_job`` records (resumed if already submitted);
+    3. write: the searcher indexes the products again, taking each vector from the batch
+       results; a product whose record failed is reported in ``IngestReport.failed``.
+
+    Args:
+        searcher: a :class:`~crossmodal_search.search.CrossmodalSearcher` (its store, weight and
+            batch size are reused; its embedder's ``model_id`` and ``dimension`` identify the
+            vectors, so later synchronous runs see them as unchanged).
+        products: the catalog.
+        jobs: a configured :class:`BatchEmbeddingJobs`.
+        dimension: embedding dimension (default: the searcher's store dimension).
+
+    Returns:
+        The searcher's ``IngestReport``, with ``embed_calls`` = batch records submitted.
+
+    Fewer records to embed than a batch job's minimum (100 by default) are embedded with the
+    searcher's own embedder instead.
+
+    Raises:
+        EmbeddingJobError / JobTimeoutError: a batch job failed or did not finish.
+    """
+    items = list(products)
+    store = searcher.store
+    embedder = searcher.embedder
+    dim = int(dimension or store.dimension)
+    searcher_cls = type(searcher)
+    settings = {
+        "combined_text_weight": getattr(searcher, "combined_text_weight", None)
+        or getattr(searcher, "_weight", 0.5),
+        "batch_size": getattr(searcher, "batch_size", None)
+        or getattr(searcher, "_batch_size", 500),
+    }
+
+    recorder = _RecordingEmbedder(embedder.model_id, dim)
+    searcher_cls(recorder, _DryRunStore(store), **settings).index(items)
+    requests = [BatchRequest.text(k, t, dimension=dim) for k, t in sorted(recorder.texts.items())]
+    requests += [
+        BatchRequest.image(k, img, dimension=dim) for k, img in sorted(recorder.images.items())
+    ]
+    logger.info(
+        "batch indexing: %d products, %d texts and %d images to embed",
+        len(items),
+        len(recorder.texts),
+        len(recorder.images),
+    )
+    if len(requests) < jobs.min_records_per_job:
+        # Below a batch job's minimum: the synchronous path is the only one that can run.
+        logger.info(
+            "%d records is below the batch minimum of %d: indexing synchronously",
+            len(requests),
+            jobs.min_records_per_job,
+        )
+        return searcher.index(items, progress=progress)
+    result = jobs.run(requests, timeout=timeout)
+    precomputed = _PrecomputedEmbedder(embedder.model_id, dim, result)
+    report = searcher_cls(precomputed, store, **settings).index(items, progress=progress)
+    return report.model_copy(update={"embed_calls": len(requests)})
