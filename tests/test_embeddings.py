@@ -174,6 +174,18 @@ def test_embed_texts_empty_gives_empty_matrix() -> None:
     assert fake.calls == 0
 
 
+def test_duplicates_in_a_batch_are_sent_once() -> None:
+    emb, fake = nova()
+    out = emb.embed_texts(["red", "blue", "red", "red", "blue"])
+    assert fake.calls == 2
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[4])
+    assert not np.array_equal(out[0], out[1])
+    img = image_bytes()
+    assert emb.embed_images([img, img]).shape == (2, 1024)
+    assert fake.calls == 3
+
+
 def test_batch_error_propagates_and_stops_remaining_work() -> None:
     emb, fake = nova(max_concurrency=1)
     fake.fail_next("AccessDeniedException")
@@ -458,7 +470,8 @@ def test_satisfies_embedder_protocol() -> None:
 
 def test_calls_counter_is_thread_safe() -> None:
     emb, fake = nova()
-    threads = [threading.Thread(target=emb.embed_texts, args=([f"x{i}"] * 10,)) for i in range(4)]
+    batches = [[f"x{i}-{j}" for j in range(10)] for i in range(4)]
+    threads = [threading.Thread(target=emb.embed_texts, args=(b,)) for b in batches]
     for t in threads:
         t.start()
     for t in threads:

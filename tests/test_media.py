@@ -104,6 +104,12 @@ def _exif_jpeg(orientation: int, size: tuple[int, int] = (40, 20)) -> bytes:
     return buf.getvalue()
 
 
+def test_cmyk_jpeg_sent_as_rgb() -> None:
+    prepared = prepare_image(image_bytes("JPEG", colour=(0, 255, 255, 0), mode="CMYK"))
+    assert prepared.format == "jpeg" and prepared.converted and prepared.data is not None
+    assert Image.open(io.BytesIO(prepared.data)).mode == "RGB"
+
+
 def test_exif_orientation_applied() -> None:
     emb, fake = nova()
     emb.embed_image(_exif_jpeg(6))  # "rotate 90 CW to display"

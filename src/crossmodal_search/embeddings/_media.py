@@ -385,7 +385,9 @@ def prepare_image(
 
         img = ImageOps.exif_transpose(img)
 
-    if original is not None and source_format is not None and not rotated:
+    # CMYK JPEGs (print workflows) are valid JPEG but not what image models are trained on;
+    # send RGB.
+    if original is not None and source_format is not None and not rotated and img.mode != "CMYK":
         if base64_size(len(original)) <= max_inline_bytes:
             return PreparedMedia(kind="image", format=source_format, data=original)
         data, fmt = _downscale_to_fit(img, source_format, max_inline_bytes, label)

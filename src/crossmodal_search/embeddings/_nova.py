@@ -458,6 +458,16 @@ class NovaEmbeddings:
         return self._run(job)[""]
 
     def _map(self, fn: Callable[[_Job], T], jobs: Sequence[_Job]) -> list[T]:
+        # Identical requests in one batch (the same text twice) are sent once.
+        unique: dict[str, int] = {}
+        slots = [unique.setdefault(json.dumps(j.body, sort_keys=True), len(unique)) for j in jobs]
+        if len(unique) < len(jobs):
+            first = dict(zip(slots, jobs, strict=True))
+            results = self._map_unique(fn, [first[i] for i in range(len(unique))])
+            return [results[slot] for slot in slots]
+        return self._map_unique(fn, jobs)
+
+    def _map_unique(self, fn: Callable[[_Job], T], jobs: Sequence[_Job]) -> list[T]:
         if len(jobs) <= 1 or self._max_concurrency == 1:
             return [fn(j) for j in jobs]
         pool = ThreadPoolExecutor(
@@ -512,7 +522,8 @@ class NovaEmbeddings:
     ) -> Vector:
         """Embed many texts concurrently (``max_concurrency`` threads).
 
-        Every text is validated before the first request. Returns ``(n, d)`` in input order.
+        Every text is validated before the first request; duplicates are sent once. Returns
+        ``(n, d)`` in input order.
         """
         if isinstance(texts, str):
             raise InvalidInputError("embed_texts takes a sequence of str, not one str")
