@@ -454,7 +454,14 @@ def test_default_region_is_us_east_1_when_unset(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"dimension": 512}, {"max_concurrency": 0}, {"model_id": ""}, {"cache": 42}],
+    [
+        {"dimension": 512},
+        {"max_concurrency": 0},
+        {"model_id": ""},
+        {"cache": 42},
+        {"region_name": "us-east-1"},
+        {"config": Config(read_timeout=3)},
+    ],
 )
 def test_bad_configuration(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):

@@ -151,13 +151,13 @@ class NovaEmbeddings:
     before any network call.
 
     Args:
-        client: a bedrock-runtime client to use as is (its own botocore retry config is kept;
-            use ``retries={"max_attempts": 1}`` to avoid two retry layers).
+        client: a bedrock-runtime client to use as is. Its own botocore retry config is kept;
+            give it ``Config(retries={"total_max_attempts": 1})`` to avoid two retry layers.
         session: a ``boto3.Session`` to build the client from (when ``client`` is None).
         region_name: region for the built client; defaults to the session's, else us-east-1
             (where Nova Multimodal Embeddings launched).
-        config: extra botocore ``Config`` merged into the built client's (which has
-            ``max_attempts=1``: the SDK's tenacity policy is the only retry layer).
+        config: extra botocore ``Config`` merged into the built client's (which makes a
+            single botocore attempt: the SDK's tenacity policy is the only retry layer).
         model_id: the Bedrock model id.
         dimension: default output dimension, one of 256/384/1024/3072.
         max_concurrency: threads used by ``embed_texts``/``embed_images``.
@@ -203,6 +203,10 @@ class NovaEmbeddings:
         self._retry_policy = retry_policy
         self._max_inline_bytes = max_inline_bytes
         if client is not None:
+            if session is not None or region_name is not None or config is not None:
+                raise ConfigurationError(
+                    "pass either client= or session=/region_name=/config= (they build a client)"
+                )
             self._client = client
         else:
             if region_name is None:
