@@ -353,6 +353,21 @@ class CrossmodalSearcher:
         """The vector store searched."""
         return self._store
 
+    @property
+    def combined_text_weight(self) -> float:
+        """Weight of the text vector in each stored ``combined`` vector."""
+        return self._weight
+
+    @property
+    def batch_size(self) -> int:
+        """Records per ``store.put`` call."""
+        return self._batch_size
+
+    @property
+    def max_concurrency(self) -> int:
+        """Embedding calls in flight at once while indexing."""
+        return self._max_concurrency
+
     # ------------------------------------------------------------------ planning
 
     def _content_hash(self, product: Product, image_id: str | None) -> str:
