@@ -65,6 +65,7 @@ __all__ = [
     "AsyncJobStatus",
     "EmbeddingMode",
     "OnSegmentError",
+    "embed_text_document",
     "poll_until_done",
 ]
 
@@ -738,3 +739,43 @@ class AsyncEmbeddingJobs:
             purpose=purpose,
         )
         return self.fetch_results(job, status=self.wait(job, timeout=timeout))
+
+
+def embed_text_document(
+    text: str,
+    *,
+    embedder: Any,
+    jobs: AsyncEmbeddingJobs | None = None,
+    staging_s3_uri: str | None = None,
+    output_s3_uri: str | None = None,
+    max_length_chars: int = 32_000,
+    purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
+) -> SegmentedResult:
+    """Embed a plain-text document: one synchronous call when it fits, segments when not.
+
+    Text of at most :data:`SYNC_TEXT_LIMIT_CHARS` characters becomes a single segment from the
+    embedder's ``embed_text``; longer text goes through Nova's asynchronous segmentation
+    (``jobs``, ``staging_s3_uri`` and ``output_s3_uri`` are then required).
+
+    Raises:
+        InvalidInputError: empty text, or long text without the async settings (no call made).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError("text must be a non-empty string")
+    if len(text) <= SYNC_TEXT_LIMIT_CHARS:
+        vector = np.asarray(embedder.embed_text(text, purpose=purpose), dtype=np.float32)
+        segment = Segment(vector.reshape(-1), 0, 0.0, float(len(text)), "chars", "TEXT")
+        return SegmentedResult((segment,), embedding_dimension=int(vector.size))
+    if jobs is None or staging_s3_uri is None or output_s3_uri is None:
+        raise InvalidInputError(
+            f"text of {len(text)} characters is over the synchronous limit of "
+            f"{SYNC_TEXT_LIMIT_CHARS}: pass jobs=, staging_s3_uri= and output_s3_uri= to "
+            "segment it asynchronously"
+        )
+    return jobs.embed_long_text(
+        text,
+        staging_s3_uri=staging_s3_uri,
+        output_s3_uri=output_s3_uri,
+        max_length_chars=max_length_chars,
+        purpose=purpose,
+    )
