@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,10 +134,27 @@ def run(args: argparse.Namespace) -> int:
             "crossmodal serve needs the optional 'web' extra: pip install 'crossmodal-search[web]'"
         ) from exc
     with contextlib.ExitStack() as stack:
+        _exit_cleanly_on_sigterm(stack)
         app, description = build_app(args, stack)
-        print(description)
-        print(f"serving on http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+        print(description, flush=True)
+        print(f"serving on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
         uvicorn.run(
             app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
         )
     return 0
+
+
+def _exit_cleanly_on_sigterm(stack: contextlib.ExitStack) -> None:
+    """Turn SIGTERM into ``SystemExit`` so the demo's temporary catalog is removed.
+
+    uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; with the default
+    handler that kills the process before ``stack`` could clean up.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    stack.callback(signal.signal, signal.SIGTERM, previous)
