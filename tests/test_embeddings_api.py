@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from typing_extensions import assert_type
+
+from crossmodal_search._types import Vector
+from crossmodal_search.embeddings import Embedder, NovaEmbeddings, OfflineEmbedder, make_embedder
 
 MODULES = ["crossmodal_search.embeddings", "crossmodal_search.testing"]
 
@@ -21,7 +25,6 @@ def test_all_is_sorted_and_resolves(name: str) -> None:
 
 
 def test_nova_is_a_context_manager_that_closes_its_cache(tmp_path) -> None:
-    from crossmodal_search.embeddings import NovaEmbeddings
     from crossmodal_search.errors import ConfigurationError
     from crossmodal_search.testing import FakeBedrock
 
@@ -31,3 +34,17 @@ def test_nova_is_a_context_manager_that_closes_its_cache(tmp_path) -> None:
     assert cache is not None
     with pytest.raises(ConfigurationError, match="closed"):
         len(cache)
+
+
+def _static_types(nova: NovaEmbeddings, offline: OfflineEmbedder) -> None:
+    """Checked by mypy (never run): the public methods' return types."""
+    assert_type(nova.embed_text("a"), Vector)
+    assert_type(nova.embed_texts(["a"]), Vector)
+    assert_type(nova.embed_image(b""), Vector)
+    assert_type(nova.embed_video(b""), Vector)
+    assert_type(nova.embed_video(b"", embedding_mode="AUDIO_VIDEO_SEPARATE"), dict[str, Vector])
+    assert_type(nova.calls, int)
+    assert_type(offline.embed_images([b""]), Vector)
+    embedder, why = make_embedder("offline")
+    assert_type(embedder, Embedder)
+    assert_type(why, str)
