@@ -10,16 +10,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from crossmodal_search.cli import main
 from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import InvalidInputError, UnsupportedMediaError
 from crossmodal_search.evaluation import (
+    Comparison,
     CountingEmbedder,
+    EvalReport,
     EvalSettings,
     LabelledQuery,
     build_queries_from_catalog,
     compare,
     evaluate,
     read_abo_other_images,
+    read_queries,
+    write_queries,
 )
 from crossmodal_search.search import CrossmodalSearcher, load_abo
 from crossmodal_search.stores import LocalVectorStore
@@ -129,7 +134,7 @@ def test_truncated_dimension_searches_a_smaller_copy(searcher, queries):
     assert report.stored_bytes == 6 * 64 * 4
     assert report.metric("recall@1") == 1.0  # colour lives in the first dimensions
     assert searcher.store.dimension == DIM
-    assert sum(1 for _ in searcher.store.keys()) == 18
+    assert len(list(searcher.store.records())) == 18
 
 
 @pytest.mark.parametrize(
@@ -301,3 +306,105 @@ def test_queries_built_from_an_abo_catalog(tmp_path):
     report = evaluate(s, queries, settings=EvalSettings(search_mode="image"))
     assert report.by_kind["own-image"].metrics["recall@1"] == 1.0
     assert report.by_kind["held-out-image"].metrics["recall@1"] == 1.0
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli_store(tmp_path, catalog):
+    """A local store directory holding the colour catalog, and matching CLI options."""
+    directory = tmp_path / "store"
+    with LocalVectorStore(directory, dimension=DIM) as store:
+        CrossmodalSearcher(OfflineEmbedder(dimension=DIM), store).index(catalog)
+    return ["--store", f"local:{directory}", "--embedder", "offline", "--dimension", str(DIM)]
+
+
+@pytest.fixture
+def queries_file(tmp_path, queries):
+    return str(write_queries(queries, tmp_path / "queries.jsonl"))
+
+
+def test_cli_eval_table_names_the_best_setting(cli_store, queries_file, capsys):
+    args = ["eval", queries_file, *cli_store, "--k", "1,5", "--dimensions", "64,256,512"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "15 queries (text 8, image 6, text+image 1); k = 1, 5" in out
+    assert "1 queries without relevant items are not averaged" in out
+    assert "Matryoshka truncation of the stored 256-d vectors" in out
+    assert "ndcg@5 by query type" in out
+    rows = [line for line in out.splitlines() if line.startswith(SWEEPS)]
+    assert len(rows) == 3 + 2 + 5 + 2  # modes, fusions, weights, dimensions 64 and 256
+    assert sum(line.endswith(" *") for line in rows) == 1  # the best row is marked
+    assert "skipped dimension combined mean w=0.50 d=512" in out
+    assert "best setting: " in out
+    assert "type text+image" in out and "kind photo" in out
+
+
+SWEEPS = ("search_mode ", "fusion ", "text_weight ", "dimension  ")
+
+
+def test_cli_eval_json_and_plot(cli_store, queries_file, tmp_path, capsys):
+    plot = tmp_path / "out" / "plot.png"
+    args = ["eval", queries_file, *cli_store, "--json", "--plot", str(plot), "--weights", "0,1"]
+    assert main([*args, "--dimensions", "64,128,256"]) == 0
+    captured = capsys.readouterr()
+    comparison = Comparison.model_validate_json(captured.out)  # stdout is pure JSON
+    assert comparison.primary_metric == "ndcg@10"
+    assert [
+        r.report.settings.text_weight for r in comparison.results if r.sweep == "text_weight"
+    ] == [0.0, 1.0]
+    assert {r.report.dimension for r in comparison.results} == {64, 128, 256}
+    assert comparison.best in {r.report.settings for r in comparison.results}
+    assert "plot written to" in captured.err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(plot) as img:
+        assert img.width > 600
+
+    assert (
+        main(["eval", queries_file, *cli_store, "--no-compare", "--json", "--mode", "image"]) == 0
+    )
+    report = EvalReport.model_validate_json(capsys.readouterr().out)
+    assert report.settings.search_mode == "image"
+    assert report.by_query_type["image"].metrics["recall@1"] == 1.0
+
+
+def test_cli_eval_usage_and_input_errors(cli_store, queries_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", *cli_store])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["eval", queries_file, *cli_store, "--no-compare", "--plot", "x.png"])
+    with pytest.raises(SystemExit):
+        main(["eval", queries_file, *cli_store, "--k", "0,5"])
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "none.jsonl"), *cli_store]) == 1
+    assert "query file not found" in capsys.readouterr().err
+    assert main(["eval", queries_file, "--store", f"local:{tmp_path / 'nothing'}"]) == 1
+    assert "no index at" in capsys.readouterr().err
+
+
+def test_cli_build_queries_from_abo(tmp_path, capsys):
+    root = tmp_path / "abo"
+    _abo_fixture(root)
+    out = tmp_path / "q" / "built.jsonl"
+    assert main(["eval", "--build-from-catalog", str(root), "-o", str(out), "--seed", "1"]) == 0
+    assert "wrote 5 queries (held-out-image 1, own-image 2, title 2)" in capsys.readouterr().out
+    assert {q.kind for q in read_queries(out)} == {"own-image", "title", "held-out-image"}
+    with pytest.raises(SystemExit):
+        main(["eval", "--build-from-catalog", str(root)])  # no -o
+
+
+def test_cli_eval_on_the_demo_catalog(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    args = ["eval", "--sample", str(demo), "--embedder", "offline", "--dimension", "256"]
+    assert main([*args, "--k", "1,10", "--dimensions", "256"]) == 0
+    out = capsys.readouterr().out
+    assert (demo / "eval" / "queries.jsonl").is_file()
+    assert (demo / "eval" / "tags.json").is_file()
+    assert "indexed 38 sample products" in out
+    assert "store: memory:" in out
+    assert "69 queries (text 43, image 13, text+image 13)" in out
+    assert "best setting: " in out
+    for group in ("type text ", "type image ", "type text+image ", "kind photo+colour "):
+        assert group in out

@@ -349,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
         dimension=args.dimension,
         region=args.region,
         cache=args.cache,
-        must_exist=products is None,
+        read_only=products is None,  # evaluating only reads: no write lock needed
     )
     out = sys.stderr if args.json else sys.stdout
     with searcher:
