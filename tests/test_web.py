@@ -15,10 +15,20 @@ from typing import Any
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
+from crossmodal_search import RetryPolicy
+from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.search import SAMPLE_QUERIES, CrossmodalSearcher
+from crossmodal_search.search import (
+    SAMPLE_QUERIES,
+    CrossmodalSearcher,
+    load_abo,
+    write_sample_catalog,
+)
+from crossmodal_search.stores import LocalVectorStore
+from crossmodal_search.testing import FakeBedrock
 from crossmodal_search.web import DEFAULT_MAX_UPLOAD_BYTES, create_app
 from tests.web_helpers import (
+    DIMENSION,
     build_demo_searcher,
     image_bytes,
     live_server,
@@ -506,3 +516,72 @@ def test_json_error_shape_for_unknown_routes(client: TestClient) -> None:
     assert_error(client.get("/api/nothing"), 404, "NotFound")
     assert_error(client.get("/api/search"), 405, "MethodNotAllowed")
     assert json.loads(client.get("/healthz").text)["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def nova_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, FakeBedrock]]:
+    """A searcher on Nova whose Bedrock is faked at the HTTP boundary (errors injectable)."""
+    root = write_sample_catalog(tmp_path_factory.mktemp("nova-catalog"))
+    fake = FakeBedrock()
+    embedder = NovaEmbeddings(
+        client=fake.client(),
+        dimension=256,
+        retry_policy=RetryPolicy(max_attempts=2, sleep=lambda _: None),
+    )
+    searcher = CrossmodalSearcher(embedder, LocalVectorStore(dimension=256))
+    searcher.index(load_abo(root, limit=4).products)
+    with TestClient(create_app(searcher)) as c:
+        yield c, fake
+
+
+@pytest.mark.parametrize(
+    ("code", "type_"),
+    [
+        ("AccessDeniedException", "AccessDeniedError"),
+        ("ThrottlingException", "RetryExhaustedError"),
+        ("InternalServerException", "RetryExhaustedError"),
+    ],
+)
+def test_service_errors_are_502(
+    nova_app: tuple[TestClient, FakeBedrock], code: str, type_: str
+) -> None:
+    client, fake = nova_app
+    fake.fail_always(code)
+    try:
+        assert_error(client.post("/api/search", json={"text": "red"}), 502, type_)
+    finally:
+        fake.reset_failures()
+    assert ids(client.post("/api/search", json={"text": "red", "top_k": 2}))
+
+
+class _BrokenStore:
+    """A store whose queries fail with an unexpected error (a bug, a full disk, ...)."""
+
+    def __init__(self, inner: LocalVectorStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+
+def test_unexpected_failure_is_a_clean_500(demo: tuple[CrossmodalSearcher, Path]) -> None:
+    embedder = OfflineEmbedder(dimension=DIMENSION)
+    store = _BrokenStore(LocalVectorStore(dimension=DIMENSION))
+    searcher = CrossmodalSearcher(embedder, store)
+    with TestClient(create_app(searcher)) as c:
+        error = assert_error(c.post("/api/search", json={"text": "red"}), 500)
+        assert error["type"] == "InternalServerError"
+        assert "secret" not in error["message"]
+        assert c.get("/healthz").status_code == 200
+
+
+def test_wrong_embedder_for_the_index_is_a_500_configuration_error(
+    demo: tuple[CrossmodalSearcher, Path],
+) -> None:
+    # The store was built with the offline embedder; querying it with Nova would be meaningless.
+    nova = NovaEmbeddings(client=FakeBedrock().client(), dimension=DIMENSION)
+    with TestClient(create_app(CrossmodalSearcher(nova, demo[0].store))) as c:
+        assert_error(c.post("/api/search", json={"text": "red"}), 500, "ConfigurationError")
