@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from crossmodal_search.cli import main
 from crossmodal_search.embeddings import Embedder, NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.evaluation import (
@@ -253,3 +254,61 @@ def test_evaluate_tags_by_hand():
     assert q.micro_f1 == pytest.approx(0.6)
     assert q.macro_recall == pytest.approx((0.5 + 1.0 + 0.0 + 0.0) / 4)
     assert q.products == 3  # "d" has no gold labels and is not scored
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_tag_then_filtered_search(tmp_path, demo, vectors, capsys):
+    directory = tmp_path / "store"
+    with LocalVectorStore(directory, dimension=DIM) as store:
+        store.put(vectors)
+    opts = ["--store", f"local:{directory}", "--embedder", "offline", "--dimension", str(DIM)]
+    vocab = demo.root / "eval" / "tags.json"
+    gold = demo.root / "eval" / "gold_tags.json"
+
+    assert main(["tag", *opts, "--vocab", str(vocab), "--dry-run", "--show", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing written (dry run)" in out
+    assert "B0SAMPLE36" in out  # --show 0 lists every product
+
+    assert main(["tag", *opts, "--vocab", str(vocab), "--gold", str(gold), "--show", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "tagged 38 products with 16 label embeddings; 114 vectors" in out
+    assert "... and 35 more" in out
+    red_row = next(line for line in out.splitlines() if line.strip().startswith("red "))
+    assert red_row.split()[1:4] == ["1.000", "1.000", "1.000"]
+    assert "micro: precision" in out
+    assert """--filter '{"tags":""" in out
+
+    search = ["search", *opts, "--filter", '{"tags": "red"}', "--top-k", "20", "--json", "dress"]
+    assert main(search) == 0
+    found = json.loads(capsys.readouterr().out)["results"]
+    red = {pid for pid, labels in demo.gold.items() if labels[0] == "red"}
+    assert {r["product_id"] for r in found} == red
+
+
+def test_cli_tag_json_yaml_threshold_and_errors(tmp_path, vectors, capsys):
+    directory = tmp_path / "store"
+    with LocalVectorStore(directory, dimension=DIM) as store:
+        store.put(vectors)
+    opts = ["--store", f"local:{directory}", "--embedder", "offline", "--dimension", str(DIM)]
+    (tmp_path / "v.yaml").write_text("- red\n- blue\n")
+    args = ["tag", *opts, "--vocab", str(tmp_path / "v.yaml"), "--threshold", "0.2", "--json"]
+    assert main(args) == 0
+    payload = json.loads(capsys.readouterr().out)
+    tags = {p["product_id"]: p["tags"] for p in payload["tagging"]["products"]}
+    assert tags["B0SAMPLE01"] == ["red"]
+    assert tags["B0SAMPLE03"] == []  # green: nothing clears the threshold
+    assert payload["quality"] is None
+
+    (tmp_path / "gold.json").write_text('["not", "a", "mapping"]')
+    bad = ["tag", *opts, "--vocab", str(tmp_path / "v.yaml"), "--gold", str(tmp_path / "gold.json")]
+    assert main(bad) == 1
+    assert "expected an object" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tag", *opts, "--vocab", str(tmp_path / "v.yaml"), "--threshold", "2"])
+    assert (
+        main(["tag", "--vocab", str(tmp_path / "v.yaml"), "--store", f"local:{tmp_path}/no"]) == 1
+    )
+    assert "no index at" in capsys.readouterr().err
