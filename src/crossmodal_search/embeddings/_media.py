@@ -192,7 +192,7 @@ _EXT_TO_IMAGE = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "gif": "gif", "web
 _EXIF_ORIENTATION = 0x0112
 
 
-def _open_image(data: bytes, label: str) -> Image.Image:
+def _open_image(data: bytes, label: str, draft: tuple[int, int] | None = None) -> Image.Image:
     """Open and fully decode ``data``; every Pillow failure becomes UnsupportedMediaError."""
     from PIL import Image, UnidentifiedImageError
 
@@ -207,6 +207,8 @@ def _open_image(data: bytes, label: str) -> Image.Image:
             raise Image.DecompressionBombError(
                 f"{img.size[0]}x{img.size[1]} pixels is over Pillow's limit of {limit}"
             )
+        if draft is not None and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", draft)  # decode JPEGs at a reduced scale when that is all we need
         img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnsupportedMediaError(
@@ -289,11 +291,14 @@ def _exif_orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def load_pil_image(image: object, *, label: str = "image") -> Image.Image:
+def load_pil_image(
+    image: object, *, label: str = "image", draft: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode any local image input (bytes, path, PIL image) into an RGB(A)-capable PIL image.
 
     EXIF orientation is applied. ``s3://`` inputs raise :class:`UnsupportedMediaError`, since
     reading them needs S3 access (used by the offline embedder, which never goes online).
+    ``draft`` lets JPEGs decode at a reduced scale no smaller than that size.
     """
     from PIL import Image, ImageOps
 
@@ -304,9 +309,9 @@ def load_pil_image(image: object, *, label: str = "image") -> Image.Image:
     if isinstance(image, Image.Image):
         img = image
     elif isinstance(image, (bytes, bytearray, memoryview)):
-        img = _open_image(bytes(image), label)
+        img = _open_image(bytes(image), label, draft)
     elif isinstance(image, (str, os.PathLike)):
-        img = _open_image(_read_path(image, "image"), f"{label} {str(image)!r}")
+        img = _open_image(_read_path(image, "image"), f"{label} {str(image)!r}", draft)
     else:
         raise InvalidInputError(
             f"{label}: expected bytes, a path, an s3:// URI or a PIL image, got "

@@ -327,13 +327,18 @@ class OfflineEmbedder:
 
         if getattr(img, "is_animated", False):
             img.seek(0)
-        rgba = img.convert("RGBA")
-        small = rgba.copy()
-        small.thumbnail((64, 64), Image.Resampling.BILINEAR)
-        arr = np.asarray(small, dtype=np.float64)
-        alpha = arr[..., 3] / 255.0
+        work = img if img.mode in ("RGB", "RGBA", "L", "LA") else img.convert("RGBA")
+        if max(work.size) > 128:  # every feature below needs at most 64 px a side
+            work = work.copy()
+            work.thumbnail((128, 128), Image.Resampling.BILINEAR)
         # Transparent pixels count as white (how they are usually displayed).
-        rgb = arr[..., :3] * alpha[..., None] + 255.0 * (1 - alpha[..., None])
+        base = work.convert("RGBA")
+        canvas = Image.new("RGBA", base.size, (255, 255, 255, 255))
+        canvas.alpha_composite(base)
+        flat = canvas.convert("RGB")
+        small = flat.copy()
+        small.thumbnail((64, 64), Image.Resampling.BILINEAR)
+        rgb = np.asarray(small, dtype=np.float64)
         lab = _srgb_to_lab(rgb).reshape(-1, 3)
 
         # Background: if the border is mostly one colour, ignore pixels close to it.
@@ -359,7 +364,7 @@ class OfflineEmbedder:
         colours = np.zeros(_COLOUR.stop, dtype=np.float64)
         colours[: len(_PALETTE)] = np.sqrt(hist / max(hist.sum(), 1e-12))
 
-        gray = rgba.convert("L")
+        gray = flat.convert("L")
 
         def thumb(size: tuple[int, int]) -> npt.NDArray[np.float64]:
             t = np.asarray(gray.resize(size, Image.Resampling.BILINEAR), dtype=np.float64)
@@ -390,7 +395,8 @@ class OfflineEmbedder:
     ) -> Vector:
         """Embed one local image (colour + layout features). ``s3://`` inputs are refused."""
         self._check_purpose(purpose)
-        return self._finish(self._image_features(load_pil_image(image)), dimension)
+        img = load_pil_image(image, draft=(256, 256))
+        return self._finish(self._image_features(img), dimension)
 
     def embed_images(
         self,
@@ -402,7 +408,10 @@ class OfflineEmbedder:
         """Embed many images; returns an ``(n, d)`` float32 array in input order."""
         self._check_purpose(purpose)
         d = self._dimension if dimension is None else self._check_dimension(dimension)
-        loaded = [load_pil_image(img, label=f"images[{i}]") for i, img in enumerate(images)]
+        loaded = [
+            load_pil_image(img, label=f"images[{i}]", draft=(256, 256))
+            for i, img in enumerate(images)
+        ]
         if not loaded:
             return np.zeros((0, d), dtype=np.float32)
         return np.stack([self._finish(self._image_features(img), d) for img in loaded])
