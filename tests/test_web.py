@@ -319,8 +319,8 @@ def test_empty_image_upload(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("width", "height"),
-    [(100_000, 100_000), (8_000, 6_000)],
-    ids=["beyond-pillow-guard", "beyond-our-limit"],
+    [(100_000, 100_000), (10_000, 10_000), (8_000, 6_000)],
+    ids=["pillow-error", "pillow-warning", "our-limit"],
 )
 def test_decompression_bomb(client: TestClient, width: int, height: int) -> None:
     bomb = png_declaring(width, height)
@@ -330,6 +330,35 @@ def test_decompression_bomb(client: TestClient, width: int, height: int) -> None
     as_json = client.post("/api/search", json={"image": base64.b64encode(bomb).decode()})
     assert_error(as_json, 413, "PayloadTooLarge")
     assert_still_serving(client)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime"),
+    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("GIF", "image/gif"), ("WEBP", "image/webp")],
+)
+def test_every_accepted_image_type(client: TestClient, fmt: str, mime: str) -> None:
+    # The declared type and name are wrong on purpose: only the bytes count.
+    data = image_bytes(fmt, (64, 48), "blue")
+    response = client.post(
+        "/api/search", files={"image": ("upload.bin", data, "application/octet-stream")}
+    )
+    assert ids(response)
+
+
+def test_simple_filter_values_are_typed(client: TestClient) -> None:
+    response = client.post(
+        "/api/search",
+        json={"text": "red", "where": 'a=1, b=2.5, c=true, d=red, e="7", f=0123'},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["query"]["filter"] == {
+        "a": 1,
+        "b": 2.5,
+        "c": True,
+        "d": "red",
+        "e": "7",
+        "f": "0123",
+    }
 
 
 def test_pixel_limit_is_configurable(demo: tuple[CrossmodalSearcher, Path]) -> None:

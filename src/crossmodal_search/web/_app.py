@@ -326,13 +326,12 @@ def _parse_where(where: str | None) -> dict[str, Any] | None:
 
 
 def _scalar(raw: str) -> Any:
-    if raw in ("true", "false"):
-        return raw == "true"
+    """A number, boolean or quoted JSON string as typed; anything else is the raw text."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         return raw
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else raw
+    return value if isinstance(value, str | int | float) else raw
 
 
 def _merge_filters(
