@@ -517,3 +517,16 @@ def test_make_embedder_nova_with_cache(fake_credentials: None, tmp_path) -> None
     embedder, _ = make_embedder("nova", cache=tmp_path / "c.sqlite")
     assert isinstance(embedder, NovaEmbeddings) and embedder.cache is not None
     embedder.close()
+
+
+def test_default_inline_limit_keeps_the_whole_body_under_25mb() -> None:
+    from crossmodal_search.embeddings import INLINE_LIMIT_BYTES
+
+    data = MP4 + b"\x00" * (INLINE_LIMIT_BYTES * 3 // 4 - len(MP4) - 100)  # base64 ~ limit
+    emb, fake = nova()
+    with pytest.raises(InvalidInputError, match="inline limit"):
+        emb.embed_video(data)
+    assert fake.calls == 0
+    ok = data[: len(data) - 2000]
+    emb.embed_video(ok)
+    assert fake.calls == 1 and fake.successes == 1

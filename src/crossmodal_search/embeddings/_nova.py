@@ -61,6 +61,9 @@ MAX_TEXT_CHARS = 50_000
 #: Inline text limit the AWS docs state; the model truncates by tokens (8K) anyway.
 DOCUMENTED_TEXT_CHARS = 8_192
 
+#: Bytes of the request body kept free for the JSON around the base64 payload.
+_BODY_OVERHEAD = 1024
+
 _TRUNCATION: tuple[str, ...] = get_args(TruncationMode)
 _DETAIL: tuple[str, ...] = get_args(DetailLevel)
 _VIDEO_MODES: tuple[str, ...] = get_args(VideoEmbeddingMode)
@@ -164,7 +167,8 @@ class NovaEmbeddings:
         retry_policy: backoff policy for throttling/transient errors.
         cache: an :class:`EmbeddingCache` or a path to one; off by default. Only inline content
             is cached (S3 objects can change behind the same URI).
-        max_inline_bytes: inline media limit after base64 (25 MB); bigger images are downscaled.
+        max_inline_bytes: inline media limit after base64 (25 MB, less room for the JSON
+            fields); bigger images are downscaled, bigger audio/video refused.
 
     Example:
         >>> emb = NovaEmbeddings(region_name="us-east-1")  # doctest: +SKIP
@@ -201,7 +205,8 @@ class NovaEmbeddings:
         self._model_id = model_id
         self._max_concurrency = max_concurrency
         self._retry_policy = retry_policy
-        self._max_inline_bytes = max_inline_bytes
+        # The whole InvokeModel body (base64 + JSON fields) must fit in 25,000,000 bytes.
+        self._max_inline_bytes = min(max_inline_bytes, INLINE_LIMIT_BYTES - _BODY_OVERHEAD)
         if client is not None:
             if session is not None or region_name is not None or config is not None:
                 raise ConfigurationError(
