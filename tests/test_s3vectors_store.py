@@ -447,10 +447,11 @@ def test_compatible_existing_index_is_reused(fake: FakeS3Vectors) -> None:
     client = fake.client()
     first = make_store(fake, client=client)
     first.put(records(3))
+    creates = fake.calls["create_index"] + fake.calls["create_vector_bucket"]
 
     second = make_store(fake, client=client)
 
-    assert fake.calls["create_index"] == 1
+    assert fake.calls["create_index"] + fake.calls["create_vector_bucket"] == creates
     assert sorted(second.keys()) == ["k0", "k1", "k2"]
 
 
@@ -460,6 +461,8 @@ def test_existing_bucket_is_reused_when_creating_the_index(fake: FakeS3Vectors) 
     store = make_store(fake, client=client)
     assert store.dimension == 8
     assert fake.calls["create_index"] == 1
+    # No CreateVectorBucket call: a role limited to one existing bucket still works.
+    assert fake.calls["create_vector_bucket"] == 1
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,7 @@ MAX_PUT_BATCH = 500
 MAX_DELETE_BATCH = 500
 MAX_GET_BATCH = 100
 MAX_LIST_SEGMENTS = 16
+_SERVICE_MAX_REQUEST_BYTES = 20 * 1024 * 1024
 #: The request payload limit is 20 MiB; stay one MiB under it for the JSON envelope and headers.
 DEFAULT_MAX_REQUEST_BYTES = 19 * 1024 * 1024
 #: JSON bytes of the request around the ``vectors`` list (names, brackets), generously rounded.
@@ -144,8 +145,10 @@ class S3VectorsStore:
             raise ConfigurationError("max_concurrency must be an int >= 1")
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be >= 1")
-        if max_request_bytes < 64 * 1024:
-            raise ConfigurationError("max_request_bytes must be at least 64 KiB")
+        if not 64 * 1024 <= max_request_bytes <= _SERVICE_MAX_REQUEST_BYTES:
+            raise ConfigurationError(
+                "max_request_bytes must be between 64 KiB and 20 MiB (the service limit)"
+            )
         self._retry_policy = retry_policy
         self._max_concurrency = max_concurrency
         self._max_request_bytes = max_request_bytes
@@ -248,44 +251,42 @@ class S3VectorsStore:
     def _create(
         self, dimension: int, metric: DistanceMetric, non_filterable: frozenset[str]
     ) -> IndexTypeDef:
-        try:
-            self._call(
-                "CreateVectorBucket",
-                lambda: self._client.create_vector_bucket(vectorBucketName=self._bucket),
-            )
-            logger.info("created S3 vector bucket %s", self._bucket)
-        except ServiceError as exc:
-            if exc.code != "ConflictException":
-                raise
-            logger.debug("S3 vector bucket %s exists; reusing it", self._bucket)
         keys = sorted(non_filterable)
+        request: dict[str, Any] = {
+            "vectorBucketName": self._bucket,
+            "indexName": self._index,
+            "dataType": "float32",
+            "dimension": dimension,
+            "distanceMetric": metric,
+        }
+        if keys:  # older API versions required 1-10 keys when the structure is present
+            request["metadataConfiguration"] = {"nonFilterableMetadataKeys": keys}
+
+        def create_index() -> None:
+            self._call("CreateIndex", lambda: self._client.create_index(**request))
+
         try:
-            self._call(
-                "CreateIndex",
-                lambda: self._client.create_index(
-                    vectorBucketName=self._bucket,
-                    indexName=self._index,
-                    dataType="float32",
-                    dimension=dimension,
-                    distanceMetric=metric,
-                    metadataConfiguration={"nonFilterableMetadataKeys": keys},
-                ),
-            )
-            logger.info(
-                "created S3 Vectors index %s/%s (dimension=%d, metric=%s, non-filterable=%s)",
-                self._bucket,
-                self._index,
-                dimension,
-                metric,
-                keys,
-            )
+            # The index first: an existing bucket then needs no CreateVectorBucket permission.
+            try:
+                create_index()
+            except ResourceNotFoundError:
+                self._create_bucket()
+                create_index()
         except ServiceError as exc:
             if exc.code != "ConflictException":
                 raise
-            # Created concurrently by someone else: describe it and check compatibility below.
+            # Created concurrently by someone else: describe it and check compatibility.
             described = self._describe_index(must_exist=True)
             assert described is not None
             return described
+        logger.info(
+            "created S3 Vectors index %s/%s (dimension=%d, metric=%s, non-filterable=%s)",
+            self._bucket,
+            self._index,
+            dimension,
+            metric,
+            keys,
+        )
         # What we asked for; the create call's reply does not describe the index.
         index: IndexTypeDef = {  # type: ignore[typeddict-item]  # creationTime/arn not needed
             "vectorBucketName": self._bucket,
@@ -296,6 +297,18 @@ class S3VectorsStore:
             "metadataConfiguration": {"nonFilterableMetadataKeys": keys},
         }
         return index
+
+    def _create_bucket(self) -> None:
+        try:
+            self._call(
+                "CreateVectorBucket",
+                lambda: self._client.create_vector_bucket(vectorBucketName=self._bucket),
+            )
+            logger.info("created S3 vector bucket %s", self._bucket)
+        except ServiceError as exc:
+            if exc.code != "ConflictException":
+                raise
+            logger.debug("S3 vector bucket %s was created concurrently; reusing it", self._bucket)
 
     def _check_compatible(
         self,
