@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from crossmodal_search._aws import RetryPolicy
 from crossmodal_search.embeddings import OfflineEmbedder
-from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, AsyncJob
+from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, AsyncJob, MediaItem, index_media
 from crossmodal_search.embeddings._segments import (
     SegmentationConfig,
     SegmentedResult,
@@ -499,3 +499,66 @@ def test_segment_records_refuse_to_overwrite_reserved_metadata() -> None:
         segment_records("", result, segment_type="video")
     assert SegmentedResult(segments=()).vectors().shape[0] == 0
     assert np.asarray(SegmentedResult(segments=(), embedding_dimension=4).vectors()).shape == (0, 4)
+
+
+# --- a catalog's media into a store ---------------------------------------------------------
+
+
+def test_index_media_writes_every_product_source_and_reports_failures(env: Env) -> None:
+    env.s3.put_object(Bucket=BUCKET, Key="products/P-X/broken.mp4", Body=b"not a video")
+    env.fake.script_async(
+        AsyncJobScript(failed_segments={2: "RAI_VIOLATION_INPUT_IMAGE_DEFLECTION"}),
+    )
+    store = LocalVectorStore(dimension=DIM)
+    items = [
+        MediaItem(
+            "P-KETTLE",
+            "video",
+            f"s3://{BUCKET}/products/P-KETTLE/demo.mp4",
+            {"text": "Stainless steel kettle", "image_path": "kettle.jpg"},
+        ),
+        MediaItem("P-KETTLE", "audio", f"s3://{BUCKET}/products/P-KETTLE/jingle.mp3"),
+        MediaItem("P-BLEND", "video", f"s3://{BUCKET}/products/P-BLEND/demo.mov"),
+        MediaItem("P-X", "video", f"s3://{BUCKET}/products/P-X/broken.mp4"),
+    ]
+    report = index_media(store, items, jobs=env.jobs, output_s3_uri=OUT)
+
+    assert report.indexed == 3
+    assert report.vectors_written == 23 + 3 + 19  # kettle lost segment 2 of 24
+    assert len(report.jobs) == 4
+    by_product = {(f.product_id, f.kind): f.reason for f in report.failed}
+    assert set(by_product) == {("P-KETTLE", "video"), ("P-X", "video")}
+    assert "segment 2" in by_product[("P-KETTLE", "video")]
+    assert "INVALID_CONTENT" in by_product[("P-X", "video")]
+    hit = store.query(
+        OfflineEmbedder(dimension=DIM).embed_text("filling the kettle with cold tap water"),
+        top_k=1,
+    )[0]
+    assert hit.metadata["product_id"] == "P-KETTLE"
+    assert hit.metadata["text"] == "Stainless steel kettle"  # displayable like other hits
+    assert 20.0 <= num(hit.metadata, "segment_start") < 40.0
+    assert hit.metadata["segment_config"] == "5s"
+
+    again = index_media(store, items[:3], jobs=env.jobs, output_s3_uri=OUT)
+    assert (again.skipped_unchanged, again.indexed, again.jobs) == (3, 0, [])
+    finer = index_media(store, items[2:3], jobs=env.jobs, output_s3_uri=OUT, segment_seconds=10)
+    assert finer.indexed == 1 and finer.vectors_written == 10  # settings changed: re-embedded
+    stored = list(store.keys())
+    blender_keys = sorted(k for k in stored if k.startswith("video-P-BLEND-"))
+    assert blender_keys == sorted(f"video-P-BLEND-{i}" for i in range(10))  # no stale 5 s ones
+
+
+def test_index_media_validates_items_before_any_call(env: Env) -> None:
+    store = LocalVectorStore(dimension=DIM)
+    video = MediaItem("P1", "video", f"s3://{BUCKET}/products/P-KETTLE/demo.mp4")
+    with pytest.raises(InvalidInputError, match="two video"):
+        index_media(store, [video, video], jobs=env.jobs, output_s3_uri=OUT)
+    with pytest.raises(InvalidInputError, match="output_s3_uri"):
+        index_media(store, [video], jobs=env.jobs)
+    with pytest.raises(InvalidInputError):
+        index_media(
+            store, [MediaItem("P1", "video", "/local/demo.mp4")], jobs=env.jobs, output_s3_uri=OUT
+        )
+    with pytest.raises(InvalidInputError):
+        index_media(store, [video], jobs=env.jobs, output_s3_uri=OUT, segment_seconds=40)
+    assert env.fake.requests == [] and len(store) == 0

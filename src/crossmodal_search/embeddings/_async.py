@@ -25,16 +25,22 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import partial
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import numpy as np
 
 from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
-from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, PurposeLike
+from crossmodal_search._types import (
+    NOVA_DIMENSIONS,
+    NOVA_MODEL_ID,
+    EmbeddingPurpose,
+    MetadataValue,
+    PurposeLike,
+)
 from crossmodal_search.embeddings._media import AUDIO_FORMATS, VIDEO_FORMATS, S3Source
 from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
@@ -44,12 +50,15 @@ from crossmodal_search.embeddings._segments import (
     SegmentedResult,
     SegmentUnit,
     check_s3_uri,
+    embed_pdf,
+    segment_records,
 )
 from crossmodal_search.errors import (
     ConfigurationError,
     EmbeddingJobError,
     InvalidInputError,
     JobTimeoutError,
+    ServiceError,
     UnsupportedMediaError,
 )
 
@@ -64,8 +73,12 @@ __all__ = [
     "AsyncJob",
     "AsyncJobStatus",
     "EmbeddingMode",
+    "MediaFailure",
+    "MediaIngestReport",
+    "MediaItem",
     "OnSegmentError",
     "embed_text_document",
+    "index_media",
     "poll_until_done",
 ]
 
@@ -779,3 +792,207 @@ def embed_text_document(
         max_length_chars=max_length_chars,
         purpose=purpose,
     )
+
+
+# --- product media -> store -----------------------------------------------------------------
+
+MediaKind: TypeAlias = Literal["video", "audio", "document"]
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One long media source of a product.
+
+    ``source`` is an ``s3://`` URI for video and audio (Nova reads it), and a local PDF path
+    (or an ``s3://`` URI of plain text) for a document. ``metadata`` is stored on every segment
+    (for example the product's ``text`` and ``image_path`` so a hit can be displayed).
+    """
+
+    product_id: str
+    kind: MediaKind
+    source: str
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaFailure:
+    """A product media source (or some of its segments) that is not fully indexed."""
+
+    product_id: str
+    kind: MediaKind
+    source: str
+    reason: str
+
+
+@dataclass
+class MediaIngestReport:
+    """Outcome of :func:`index_media` (same spirit as the searcher's ``IngestReport``)."""
+
+    indexed: int = 0
+    skipped_unchanged: int = 0
+    failed: list[MediaFailure] = field(default_factory=list)
+    vectors_written: int = 0
+    jobs: list[str] = field(default_factory=list)
+
+
+def _settings_tag(item: MediaItem, seconds: int, chars: int, dpi: int) -> str:
+    if item.kind == "document" and not item.source.startswith("s3://"):
+        return f"pdf:{dpi}dpi"
+    return f"{chars}chars" if item.kind == "document" else f"{seconds}s"
+
+
+def index_media(
+    store: Any,
+    items: Iterable[MediaItem],
+    *,
+    jobs: AsyncEmbeddingJobs | None = None,
+    embedder: Any | None = None,
+    output_s3_uri: str | None = None,
+    segment_seconds: int = 5,
+    max_length_chars: int = 32_000,
+    embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+    dpi: int = 150,
+    timeout: float | None = None,
+) -> MediaIngestReport:
+    """Embed products' videos, audio and documents per segment and write them to ``store``.
+
+    Video and audio (and plain-text documents in S3) go through Nova's asynchronous
+    segmentation: every job is started first, then each is awaited. PDF documents are rendered
+    and embedded page by page with ``embedder.embed_document``. Each segment becomes a record
+    from :func:`~crossmodal_search.embeddings._segments.segment_records` (keys like
+    ``video-{product_id}-{index}``, metadata ``type``, ``product_id``, ``segment_start``,
+    ``segment_end``, ``segment_unit``, ``source_uri``, ``segment_config``, ``embedding_model``,
+    ``segment_count``). Segments of an earlier run that this run did not rewrite are deleted.
+
+    A source whose first segment is already stored with the same ``source_uri``,
+    ``segment_config`` and ``embedding_model`` is skipped (reruns resume). Failed segments and
+    failed jobs are reported per product in ``failed``; the good segments of a partly failed
+    source are still written.
+
+    Raises:
+        InvalidInputError: bad settings, duplicate ``(product_id, kind)`` items, or a source
+            of the wrong kind (before any call).
+    """
+    SegmentationConfig(max_length_chars=max_length_chars, duration_seconds=segment_seconds)
+    todo = list(items)
+    seen: set[tuple[str, str]] = set()
+    for item in todo:
+        if not isinstance(item, MediaItem) or item.kind not in ("video", "audio", "document"):
+            raise InvalidInputError(f"not a MediaItem with kind video/audio/document: {item!r}")
+        if (item.product_id, item.kind) in seen:
+            raise InvalidInputError(f"{item.product_id}: two {item.kind} sources")
+        seen.add((item.product_id, item.kind))
+        needs_async = item.kind != "document" or item.source.startswith("s3://")
+        if needs_async:
+            check_s3_uri(item.source, what=f"{item.product_id} {item.kind} source")
+            if jobs is None or output_s3_uri is None:
+                raise InvalidInputError(
+                    f"{item.product_id}: {item.kind} from S3 needs jobs= and output_s3_uri="
+                )
+        elif embedder is None:
+            raise InvalidInputError(f"{item.product_id}: PDF documents need embedder=")
+    model_id = jobs.model_id if jobs is not None else str(getattr(embedder, "model_id", "unknown"))
+    report = MediaIngestReport()
+
+    previous: dict[tuple[str, str], int] = {}
+
+    def unchanged(item: MediaItem, tag: str) -> bool:
+        first = store.get([f"{item.kind}-{item.product_id}-0"]).records
+        if not first:
+            return False
+        md = first[0].metadata
+        count = md.get("segment_count")
+        if isinstance(count, int):
+            previous[(item.product_id, item.kind)] = count
+        return bool(
+            md.get("source_uri") == _source_uri(item)
+            and md.get("segment_config") == tag
+            and md.get("embedding_model") == model_id
+        )
+
+    def write(item: MediaItem, tag: str, result: SegmentedResult) -> None:
+        count = len(result.segments) + len(result.failed_segments)
+        extra = {
+            **item.metadata,
+            "segment_config": tag,
+            "embedding_model": model_id,
+            "segment_count": count,
+        }
+        records = segment_records(
+            item.product_id, result, segment_type=item.kind, extra_metadata=extra
+        )
+        if records:
+            store.put(records)
+            report.vectors_written += len(records)
+        # Segments of an earlier run that this run did not (re)write would be stale hits.
+        old = previous.get((item.product_id, item.kind), 0)
+        fresh = {r.key for r in records}
+        stale = [
+            key
+            for i in range(max(old, count))
+            for key in (f"{item.kind}-{item.product_id}-{i}", f"video-{item.product_id}-audio-{i}")
+            if key not in fresh and (item.kind == "video" or key.startswith(item.kind))
+        ]
+        if stale and old:
+            store.delete(stale)
+        for line in result.failure_lines():
+            report.failed.append(MediaFailure(item.product_id, item.kind, item.source, line))
+        if records:
+            report.indexed += 1
+
+    started: list[tuple[MediaItem, str, AsyncJob]] = []
+    for item in todo:
+        tag = _settings_tag(item, segment_seconds, max_length_chars, dpi)
+        if unchanged(item, tag):
+            report.skipped_unchanged += 1
+            continue
+        try:
+            if item.kind == "document" and not item.source.startswith("s3://"):
+                write(item, tag, embed_pdf(item.source, embedder, dpi=dpi))
+                continue
+            assert jobs is not None and output_s3_uri is not None
+            if item.kind == "video":
+                job = jobs.start_video(
+                    item.source,
+                    output_s3_uri=output_s3_uri,
+                    segment_seconds=segment_seconds,
+                    embedding_mode=embedding_mode,
+                )
+            elif item.kind == "audio":
+                job = jobs.start_audio(
+                    item.source, output_s3_uri=output_s3_uri, segment_seconds=segment_seconds
+                )
+            else:
+                job = jobs.start_text(
+                    item.source, output_s3_uri=output_s3_uri, max_length_chars=max_length_chars
+                )
+        except (InvalidInputError, EmbeddingJobError, ServiceError) as exc:
+            report.failed.append(
+                MediaFailure(
+                    item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
+                )
+            )
+            continue
+        report.jobs.append(job.invocation_arn)
+        started.append((item, tag, job))
+
+    for item, tag, job in started:
+        assert jobs is not None
+        try:
+            status = jobs.wait(job, timeout=timeout)
+            result = jobs.fetch_results(job, status=status, on_segment_error="report")
+        except EmbeddingJobError as exc:  # includes JobTimeoutError: the job keeps its ARN
+            report.failed.append(
+                MediaFailure(
+                    item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
+                )
+            )
+            continue
+        write(item, tag, result)
+    return report
+
+
+def _source_uri(item: MediaItem) -> str:
+    if item.source.startswith("s3://"):
+        return item.source
+    return Path(item.source).resolve().as_uri()

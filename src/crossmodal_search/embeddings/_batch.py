@@ -836,10 +836,9 @@ def index_with_batch(
     dim = int(dimension or store.dimension)
     searcher_cls = type(searcher)
     settings = {
-        "combined_text_weight": getattr(searcher, "combined_text_weight", None)
-        or getattr(searcher, "_weight", 0.5),
-        "batch_size": getattr(searcher, "batch_size", None)
-        or getattr(searcher, "_batch_size", 500),
+        "combined_text_weight": searcher.combined_text_weight,
+        "batch_size": searcher.batch_size,
+        "max_concurrency": searcher.max_concurrency,
     }
 
     recorder = _RecordingEmbedder(embedder.model_id, dim)
