@@ -1,6 +1,19 @@
 """Embedding backends: Amazon Nova (Bedrock) and a deterministic offline embedder."""
 
 from crossmodal_search._types import EmbeddingPurpose
+from crossmodal_search.embeddings._async import (
+    AsyncEmbeddingJobs,
+    AsyncJob,
+    MediaItem,
+    embed_text_document,
+    index_media,
+)
+from crossmodal_search.embeddings._batch import (
+    BatchEmbeddingJobs,
+    BatchRequest,
+    BatchResult,
+    index_with_batch,
+)
 from crossmodal_search.embeddings._cache import EmbeddingCache
 from crossmodal_search.embeddings._media import (
     AUDIO_FORMATS,
@@ -21,6 +34,13 @@ from crossmodal_search.embeddings._nova import (
 )
 from crossmodal_search.embeddings._offline import OfflineEmbedder
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.embeddings._segments import (
+    Segment,
+    SegmentationConfig,
+    SegmentedResult,
+    embed_pdf,
+    segment_records,
+)
 from crossmodal_search.embeddings._select import EmbedderKind, make_embedder
 
 __all__ = [
@@ -28,20 +48,34 @@ __all__ = [
     "IMAGE_FORMATS",
     "INLINE_LIMIT_BYTES",
     "VIDEO_FORMATS",
+    "AsyncEmbeddingJobs",
+    "AsyncJob",
+    "BatchEmbeddingJobs",
+    "BatchRequest",
+    "BatchResult",
     "DetailLevel",
     "Embedder",
     "EmbedderKind",
     "EmbeddingCache",
     "EmbeddingPurpose",
     "ImageInput",
+    "MediaItem",
     "NovaEmbeddings",
     "OfflineEmbedder",
     "PreparedMedia",
     "S3Source",
+    "Segment",
+    "SegmentationConfig",
+    "SegmentedResult",
     "TruncationMode",
     "VideoEmbeddingMode",
+    "embed_pdf",
+    "embed_text_document",
+    "index_media",
+    "index_with_batch",
     "make_embedder",
     "prepare_audio",
     "prepare_image",
     "prepare_video",
+    "segment_records",
 ]
