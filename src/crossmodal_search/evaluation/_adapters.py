@@ -90,7 +90,10 @@ class CountingEmbedder:
         keys: Sequence[Hashable | None],
         compute: Callable[[list[int]], Vector],
     ) -> Vector:
-        """Vectors for ``len(keys)`` inputs; ``compute(indexes)`` embeds the ones not memoised."""
+        """Vectors for ``len(keys)`` inputs; ``compute(indexes)`` embeds the ones not memoised.
+
+        With the memo, an input repeated within one call is also embedded once.
+        """
         with self._lock:
             self.requested += len(keys)
             cached = {
@@ -98,7 +101,19 @@ class CountingEmbedder:
                 for i, k in enumerate(keys)
                 if self._memoize and k is not None and k in self._memo
             }
-        todo = [i for i in range(len(keys)) if i not in cached]
+        todo: list[int] = []
+        first: dict[Hashable, int] = {}  # key -> row in ``todo`` that computes it
+        source: dict[int, int] = {}  # input index -> row of its vector in ``fresh``
+        for i, k in enumerate(keys):
+            if i in cached:
+                continue
+            if self._memoize and k is not None and k in first:
+                source[i] = first[k]
+                continue
+            source[i] = len(todo)
+            if self._memoize and k is not None:
+                first[k] = len(todo)
+            todo.append(i)
         fresh = compute(todo) if todo else np.zeros((0, 0), dtype=np.float32)
         with self._lock:
             self.executed += len(todo)
@@ -110,7 +125,7 @@ class CountingEmbedder:
         out = np.empty((len(keys), width), dtype=np.float32)
         for i, vec in cached.items():
             out[i] = vec
-        for row, i in enumerate(todo):
+        for i, row in source.items():
             out[i] = fresh[row]
         return out
 
