@@ -361,6 +361,18 @@ def test_bad_query_vectors_are_rejected_before_the_call(
     assert fake.calls["query_vectors"] == 0
 
 
+def test_query_many_validates_every_row_before_the_first_call(fake: FakeS3Vectors) -> None:
+    store = make_store(fake)
+    store.put(records(10))
+    queries = np.ones((4, 8))
+    queries[2, 0] = np.nan
+    with pytest.raises(InvalidInputError, match="query 2"):
+        store.query_many(queries)
+    assert fake.calls["query_vectors"] == 0
+    assert len(store.query_many(np.ones((4, 8)), top_k=2)) == 4
+    assert fake.calls["query_vectors"] == 4
+
+
 def test_invalid_filter_is_rejected_before_the_call(fake: FakeS3Vectors) -> None:
     store = make_store(fake)
     bads: list[dict[str, Any]] = [

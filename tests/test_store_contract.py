@@ -344,6 +344,17 @@ def test_query_orders_best_first_with_the_metric_distance(
             )
 
 
+def test_query_many_equals_one_query_per_row(make_store: StoreFactory) -> None:
+    store: Any = make_store()
+    recs = catalog(60)
+    store.put(recs)
+    queries = np.random.default_rng(4).normal(size=(5, DIM)).astype(np.float32)
+    flt = {"in_stock": True}
+    assert store.query_many(queries, top_k=7, filter=flt) == [
+        store.query(q, top_k=7, filter=flt) for q in queries
+    ]
+
+
 def test_query_returns_metadata_including_lists(make_store: StoreFactory) -> None:
     store = make_store()
     store.put([VectorRecord.create("a", np.ones(DIM), {"tags": ["red", "xl"], "n": 3, "f": 2.5})])

@@ -45,6 +45,7 @@ from crossmodal_search.stores._limits import (
     validate_index_name,
     validate_non_filterable_keys,
     validate_query,
+    validate_query_matrix,
 )
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 
@@ -640,6 +641,31 @@ class S3VectorsStore:
             )
             for item in response["vectors"]
         ]
+
+    def query_many(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+    ) -> list[list[QueryMatch]]:
+        """:meth:`query` for each row of an ``(n, dimension)`` matrix.
+
+        Everything is validated before the first call; the queries then run with up to
+        ``max_concurrency`` in flight. Results are in row order.
+        """
+        matrix = validate_query_matrix(
+            vectors, top_k, self._dimension, self._limits, distance_metric=self._metric
+        )
+        if filter is not None:
+            normalize_filter(filter, non_filterable=self._non_filterable)
+        rows = list(matrix)
+        if len(rows) <= 1:
+            return [self.query(row, top_k=top_k, filter=filter) for row in rows]
+        with ThreadPoolExecutor(
+            max_workers=min(self._max_concurrency, len(rows)), thread_name_prefix="s3vectors"
+        ) as pool:
+            return list(pool.map(lambda row: self.query(row, top_k=top_k, filter=filter), rows))
 
     # -- helpers --------------------------------------------------------------------------------
 
