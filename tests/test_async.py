@@ -562,3 +562,18 @@ def test_index_media_validates_items_before_any_call(env: Env) -> None:
     with pytest.raises(InvalidInputError):
         index_media(store, [video], jobs=env.jobs, output_s3_uri=OUT, segment_seconds=40)
     assert env.fake.requests == [] and len(store) == 0
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    ["not json", '{"segmentMetadata": "oops"}', '{"segmentMetadata": {"segmentIndex": "x"}}'],
+)
+def test_malformed_segment_lines_are_errors_naming_the_line(env: Env, bad_line: str) -> None:
+    job = kettle(env)
+    env.jobs.wait(job)
+    key = f"embeddings/{job.job_id}/embedding-audio-video.jsonl"
+    lines = env.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    lines[5] = bad_line
+    env.s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
+    with pytest.raises(EmbeddingJobError, match="line 6"):
+        env.jobs.fetch_results(job)

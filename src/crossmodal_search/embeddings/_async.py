@@ -608,6 +608,12 @@ class AsyncEmbeddingJobs:
         failed: list[Segment] = []
         failed_outputs: list[OutputFailure] = []
         for entry in doc["embeddingResults"]:
+            if not isinstance(entry, dict):
+                raise EmbeddingJobError(
+                    f"{result_uri}: embeddingResults holds a {type(entry).__name__}",
+                    job_id=job.invocation_arn,
+                    status="Completed",
+                )
             etype = str(entry.get("embeddingType", "UNKNOWN"))
             status = str(entry.get("status", ""))
             reason = entry.get("failureReason")
@@ -656,23 +662,21 @@ class AsyncEmbeddingJobs:
                 continue
             try:
                 item = json.loads(line)
-            except ValueError as exc:
+                meta = item.get("segmentMetadata") or {}
+                index = int(meta.get("segmentIndex", lineno - 1))
+                if unit == "chars":
+                    start = meta.get("segmentStartCharPosition")
+                    end = meta.get("segmentEndCharPosition")
+                else:
+                    start, end = meta.get("segmentStartSeconds"), meta.get("segmentEndSeconds")
+                start_f = None if start is None else float(start)
+                end_f = None if end is None else float(end)
+            except (ValueError, TypeError, AttributeError) as exc:
                 raise EmbeddingJobError(
-                    f"{uri} line {lineno} is not JSON: {exc}",
+                    f"{uri} line {lineno} is not a segment record: {exc}",
                     job_id=job.invocation_arn,
                     status="Completed",
                 ) from exc
-            meta = item.get("segmentMetadata") or {}
-            index = int(meta.get("segmentIndex", lineno - 1))
-            if unit == "chars":
-                start, end = (
-                    meta.get("segmentStartCharPosition"),
-                    meta.get("segmentEndCharPosition"),
-                )
-            else:
-                start, end = meta.get("segmentStartSeconds"), meta.get("segmentEndSeconds")
-            start_f = None if start is None else float(start)
-            end_f = None if end is None else float(end)
             etype = str(item.get("embeddingType") or embedding_type)
             status = str(item.get("status") or (_SUCCESS if item.get("embedding") else "FAILURE"))
             embedding = item.get("embedding")
