@@ -276,6 +276,7 @@ def test_failed_segments_are_reported_per_segment(env: Env, status_string: str) 
     first = result.failed_segments[0]
     assert first.vector is None and not first.ok
     assert first.failure_reason == "RAI_VIOLATION_INPUT_IMAGE_DEFLECTION"
+    assert first.message == "segment 3 was not embedded"  # a known status, not "unknown status"
     assert (first.start, first.end) == (15.0, 20.0)
     assert 3 not in {s.index for s in result.segments}
     # Records exist only for good segments; the failed ones are named in the result.
