@@ -71,11 +71,13 @@ def test_round_trip_keeps_images_relative_to_the_file(tmp_path):
         LabelledQuery(id="a", text="red", relevant={"P1": 1}),
         LabelledQuery(id="b", image=str(tmp_path / "img" / "p.png"), relevant={"P2": 2}, kind="k"),
         LabelledQuery(id="c", image="s3://b/p.png", text="t", relevant={}),
+        LabelledQuery(id="d", image=str(tmp_path / "img" / "q.png"), relevant={}),
     ]
-    out = write_queries(queries, tmp_path / "q.jsonl")
+    out = write_queries(queries, tmp_path / "eval" / "q.jsonl")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0] == {"id": "a", "text": "red", "relevant": {"P1": 1.0}}
-    assert rows[1]["image"] == "img/p.png"
+    assert rows[1]["image"] == "../img/p.png"
+    assert rows[2]["image"] == "s3://b/p.png"
     assert read_queries(out) == queries
 
 
@@ -94,3 +96,41 @@ def test_query_is_immutable():
     assert q.relevant == {"A": 1.0}
     with pytest.raises(ValidationError, match="frozen"):
         q.__setattr__("text", "y")
+
+
+def test_sample_evaluation_files_for_the_demo_catalog(tmp_path):
+    from crossmodal_search.evaluation import load_vocabulary, write_sample_evaluation
+    from crossmodal_search.search import load_abo, write_sample_catalog
+
+    a = write_sample_evaluation(write_sample_catalog(tmp_path / "a"))
+    b = write_sample_evaluation(write_sample_catalog(tmp_path / "b"))
+    assert a.queries.read_bytes() == b.queries.read_bytes()  # deterministic, relative paths
+    photos = sorted((tmp_path / "a" / "eval" / "photos").iterdir())
+    assert len(photos) == 12  # two per product kind
+    for p in photos:
+        assert p.read_bytes() == (tmp_path / "b" / "eval" / "photos" / p.name).read_bytes()
+
+    products = {p.product_id: p for p in load_abo(tmp_path / "a").products}
+    catalog_images = {Path(p.image).read_bytes() for p in products.values() if p.image}
+    assert not any(p.read_bytes() in catalog_images for p in photos)  # never the indexed file
+
+    queries = read_queries(a.queries)
+    assert len(queries) == a.query_count == 69
+    assert all(set(q.relevant) <= set(products) for q in queries)
+    red_dress = next(q for q in queries if q.id == "text-red-dress")
+    assert red_dress.relevant == {"B0SAMPLE01": 1.0}
+    red_mug = next(q for q in queries if q.id == "text-red-mug")
+    assert set(red_mug.relevant) == {"B0SAMPLE13", "B0SAMPLEDE"}  # the German listing too
+    for q in (q for q in queries if q.kind == "photo+colour"):
+        photographed = [p for p, g in q.relevant.items() if g == 1.0]
+        wanted = [p for p, g in q.relevant.items() if g == 2.0]
+        assert len(photographed) == 1 and wanted
+        kind = products[photographed[0]].metadata["product_type"]
+        assert all(products[p].metadata["product_type"] == kind for p in wanted)
+        assert all(products[p].metadata["color"] == [q.text] for p in wanted)
+
+    vocab = load_vocabulary(a.vocabulary)
+    assert vocab.groups["category"].keys() == {"bag", "dress", "lamp", "mug", "sneakers", "t-shirt"}
+    assert {"red", "white"} <= vocab.groups["color"].keys()  # white: a distractor
+    gold = json.loads(a.gold_tags.read_text())
+    assert len(gold) == 38 and gold["B0SAMPLEJP"] == ["yellow", "sneakers"]

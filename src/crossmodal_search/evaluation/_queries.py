@@ -153,7 +153,8 @@ def read_queries(path: str | os.PathLike[str]) -> list[LabelledQuery]:
         if query.image is not None and not _is_remote(query.image):
             image = Path(query.image)
             if not image.is_absolute():
-                query = query.model_copy(update={"image": str(file.parent / image)})
+                resolved = os.path.normpath(file.parent / image)
+                query = query.model_copy(update={"image": resolved})
         queries.append(query)
     logger.debug("read %d queries from %s", len(queries), file)
     return queries
@@ -162,8 +163,9 @@ def read_queries(path: str | os.PathLike[str]) -> list[LabelledQuery]:
 def write_queries(queries: Iterable[LabelledQuery], path: str | os.PathLike[str]) -> Path:
     """Write queries as JSON lines (atomically: a crash leaves the old file intact).
 
-    Image paths under the file's directory are written relative to it, so the query file
-    and its images can be moved together.
+    Image paths under the file's directory or its parent are written relative to the file
+    (``img/a.jpg``, ``../queries/b.jpg``), so a catalog with its query file can be moved
+    as a whole; other paths are written absolute.
 
     Raises:
         InvalidInputError: two queries share an id.
@@ -178,10 +180,11 @@ def write_queries(queries: Iterable[LabelledQuery], path: str | os.PathLike[str]
         seen.add(query.id)
         data = query.model_dump(exclude_none=True)
         if query.image is not None and not _is_remote(query.image):
-            try:
-                data["image"] = Path(query.image).resolve().relative_to(base).as_posix()
-            except ValueError:
-                data["image"] = str(Path(query.image).resolve())
+            image = Path(query.image).resolve()
+            if image.is_relative_to(base.parent) and base.parent != base:
+                data["image"] = Path(os.path.relpath(image, base)).as_posix()
+            else:
+                data["image"] = str(image)
         out.append(json.dumps(data, ensure_ascii=False))
     file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
