@@ -252,6 +252,12 @@ def test_fake_is_thread_safe() -> None:
     assert errors == ["ThrottlingException"] * 10 and fake.successes == 30
 
 
+def test_recording_can_be_turned_off() -> None:
+    fake = FakeBedrock(record_requests=False)
+    invoke(fake, text_body())
+    assert fake.calls == 1 and fake.requests == []
+
+
 def test_constructor_checks() -> None:
     with pytest.raises(ValueError):
         FakeBedrock(latency=-1)

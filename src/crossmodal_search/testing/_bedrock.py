@@ -111,6 +111,8 @@ class FakeBedrock:
             429 ``ThrottlingException``. ``None`` disables throttling.
         throttle_burst: bucket capacity (default ``max(1, throttle_rate)``).
         model_id: the model id the fake answers to; others get a ValidationException.
+        record_requests: keep every request body in :attr:`requests` (default). Turn it off
+            for long benchmark runs: bodies carry base64 media. :attr:`calls` counts anyway.
 
     Attributes:
         requests: every request body received (parsed JSON, or ``{"_raw": str}`` if not JSON),
@@ -132,6 +134,7 @@ class FakeBedrock:
         throttle_rate: float | None = None,
         throttle_burst: float | None = None,
         model_id: str = NOVA_MODEL_ID,
+        record_requests: bool = True,
     ) -> None:
         if latency < 0:
             raise ValueError("latency must be >= 0")
@@ -147,6 +150,8 @@ class FakeBedrock:
         self._last_refill = time.monotonic()
         self.model_id = model_id
         self.requests: list[dict[str, Any]] = []
+        self.record_requests = record_requests
+        self._calls = 0
         self._failures: deque[tuple[str, str | None]] = deque()
         self._lock = threading.Lock()
         self._ok = 0
@@ -214,7 +219,7 @@ class FakeBedrock:
     def calls(self) -> int:
         """Requests received (successful or not)."""
         with self._lock:
-            return len(self.requests)
+            return self._calls
 
     @property
     def successes(self) -> int:
@@ -303,7 +308,9 @@ class FakeBedrock:
         except ValueError:
             body = None
         with self._lock:
-            self.requests.append(body if isinstance(body, dict) else {"_raw": raw_bytes[:1000]})
+            self._calls += 1
+            if self.record_requests:
+                self.requests.append(body if isinstance(body, dict) else {"_raw": raw_bytes[:1000]})
             failure = self._failures.popleft() if self._failures else None
             allowed = self._take_token()
         if self.latency:
