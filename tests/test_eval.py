@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from crossmodal_search.cli import main
 from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
-from crossmodal_search.errors import InvalidInputError, UnsupportedMediaError
+from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
 from crossmodal_search.evaluation import (
     Comparison,
     CountingEmbedder,
@@ -22,6 +23,7 @@ from crossmodal_search.evaluation import (
     build_queries_from_catalog,
     compare,
     evaluate,
+    plot_comparison,
     read_abo_other_images,
     read_queries,
     write_queries,
@@ -408,3 +410,18 @@ def test_cli_eval_on_the_demo_catalog(tmp_path, capsys):
     assert "best setting: " in out
     for group in ("type text ", "type image ", "type text+image ", "kind photo+colour "):
         assert group in out
+
+
+def test_plot_needs_matplotlib_and_a_sweep(searcher, queries, tmp_path, monkeypatch):
+    only_modes = compare(searcher, queries, fusions=(), text_weights=(), dimensions=())
+    with pytest.raises(InvalidInputError, match="nothing to plot"):
+        plot_comparison(only_modes, tmp_path / "x.png")
+    weights = compare(searcher, queries, search_modes=(), fusions=(), dimensions=())
+    with pytest.raises(InvalidInputError, match="metric must be"):
+        plot_comparison(weights, tmp_path / "x.png", metric="mrr")
+    out = plot_comparison(weights, tmp_path / "ndcg.png", metric="ndcg")
+    assert out.stat().st_size > 0
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the plot extra is not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'crossmodal-search\[plot\]'"):
+        plot_comparison(weights, tmp_path / "y.png")
+    assert not (tmp_path / "y.png").exists()
