@@ -342,6 +342,31 @@ def test_changes_are_reembedded_and_stale_vectors_removed(
     assert len(keys) == 3 + 2 + 3 + 3
 
 
+def test_keys_added_by_other_tools_survive_reindex(products: list[Product]) -> None:
+    store = LocalVectorStore(dimension=DIM)
+    searcher = CrossmodalSearcher(OfflineEmbedder(DIM), store)
+    subset = products[:2]
+    searcher.index(subset)
+    store.put(
+        [VectorRecord(r.key, r.vector, {**r.metadata, "tags": ["summer"]}) for r in store.records()]
+    )
+
+    again = searcher.index(subset)
+    assert (again.skipped_unchanged, again.vectors_written, again.embed_calls) == (2, 0, 0)
+    assert all(r.metadata["tags"] == ["summer"] for r in store.records())
+    hits = searcher.search("dress", filter={"tags": "summer"}, top_k=5)
+    assert {h.product_id for h in hits} == {p.product_id for p in subset}
+    assert hits[0].metadata["tags"] == ["summer"]
+    assert "metadata_hash" not in hits[0].metadata and "content_hash" not in hits[0].metadata
+
+    # Dropping one of the product's own metadata keys rewrites it (no embedding): the key is gone.
+    slim = subset[0].model_copy(update={"metadata": {"brand": subset[0].metadata["brand"]}})
+    report = searcher.index([slim, subset[1]])
+    assert (report.indexed, report.skipped_unchanged, report.embed_calls) == (1, 1, 0)
+    view = searcher.get_product(slim.product_id)
+    assert view is not None and view.metadata == {"brand": subset[0].metadata["brand"]}
+
+
 def test_single_modality_products_get_a_combined_vector(env: Env, tmp_path: Path) -> None:
     searcher = env.searcher()
     from PIL import Image

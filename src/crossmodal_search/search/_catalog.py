@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Metadata keys the searcher writes on every vector; a product's own metadata may not use them.
 RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
-    {"type", "product_id", "text", "image_path", "content_hash", "embedding_model"}
+    {"type", "product_id", "text", "image_path", "content_hash", "metadata_hash", "embedding_model"}
 )
 
 #: Longest product id: keys are ``combined-{id}`` and S3 Vectors keys hold at most 1024 chars.

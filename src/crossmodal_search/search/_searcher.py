@@ -3,17 +3,18 @@
 Every product is stored as up to three vectors, keyed so that reruns overwrite instead of
 duplicating: ``text-{id}`` (its description), ``image-{id}`` (its main image) and
 ``combined-{id}`` (the normalised weighted mean of the two, or the one that exists). Each vector
-carries the metadata ``type``, ``product_id``, ``text``, ``image_path``, ``content_hash`` and
-``embedding_model`` plus the product's own metadata, so a query on any vector type can be turned
-back into a product.
+carries the metadata ``type``, ``product_id``, ``text``, ``image_path``, ``content_hash``,
+``metadata_hash`` and ``embedding_model`` plus the product's own metadata, so a query on any
+vector type can be turned back into a product.
 
 Indexing is idempotent: ``content_hash`` is a SHA-256 of everything that determines the vectors
 (embedding model, dimension, text, image bytes or S3 URI, combined-vector weight). Before
 embedding, the stored vectors of each product are fetched; a product whose vectors all exist
-with the expected metadata is skipped, one whose embedding inputs are unchanged but whose
-metadata changed is rewritten from its stored vectors without new embedding calls, and any other
-product is embedded again and overwritten. A product that lost its text or image has the stale
-vector deleted.
+with the expected hashes is skipped (metadata keys added by other tools, such as tags, are kept),
+one whose embedding inputs are unchanged but whose metadata changed (``metadata_hash``: its
+metadata, text, image path and model) is rewritten from its stored vectors without embedding
+calls, and any other product is embedded again and overwritten. A product that lost its text
+or image has the stale vector deleted.
 """
 
 from __future__ import annotations
@@ -258,6 +259,7 @@ class _Plan:
 
     product: Product
     content_hash: str = ""
+    metadata_hash: str = ""
     image_input: bytes | str | None = None
     image_bytes: int = 0
     expected: tuple[VectorType, ...] = ()
@@ -432,6 +434,10 @@ class CrossmodalSearcher:
             types.append("image")
         types.append("combined")
         plan.expected = tuple(types)
+        described = [product.metadata, product.text, product.image, self._embedder.model_id]
+        plan.metadata_hash = hashlib.sha256(
+            json.dumps(described, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        ).hexdigest()[:32]
         for vtype in plan.expected:
             md: dict[str, MetadataValue] = dict(product.metadata)
             md["type"] = vtype
@@ -440,6 +446,7 @@ class CrossmodalSearcher:
             if product.image is not None:
                 md["image_path"] = product.image
             md["content_hash"] = plan.content_hash
+            md["metadata_hash"] = plan.metadata_hash
             md["embedding_model"] = self._embedder.model_id
             plan.metadata[vtype] = md
         probe = np.zeros(self._store.dimension, dtype=np.float32)
@@ -469,13 +476,21 @@ class CrossmodalSearcher:
             have = {t: stored[_key(t, pid)] for t in _VECTOR_TYPES if _key(t, pid) in stored}
             plan.stored = {r.key: r for r in have.values()}
             plan.stale = [_key(t, pid) for t in have if t not in plan.expected]
-            if all(t in have for t in plan.expected):
-                if all(dict(have[t].metadata) == plan.metadata[t] for t in plan.expected):
-                    plan.action = "skip"
-                elif all(
-                    have[t].metadata.get("content_hash") == plan.content_hash for t in plan.expected
-                ):
-                    plan.action = "rewrite"
+            if not all(t in have for t in plan.expected):
+                continue
+            same_content = all(
+                have[t].metadata.get("content_hash") == plan.content_hash
+                and have[t].metadata.get("type") == t
+                for t in plan.expected
+            )
+            if not same_content:
+                continue
+            # Keys added by other tools (tags written back, say) do not make a product stale;
+            # a change of the product's own metadata does, and is rewritten without embedding.
+            same_metadata = all(
+                have[t].metadata.get("metadata_hash") == plan.metadata_hash for t in plan.expected
+            )
+            plan.action = "skip" if same_metadata else "rewrite"
 
     def _plan(self, products: Sequence[Product], pool: ThreadPoolExecutor) -> list[_Plan]:
         plans = list(pool.map(self._prepare, products))
