@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -321,8 +322,6 @@ class FakeBedrock:
         if not allowed:
             return self._error(request, "ThrottlingException", "Too many requests, please wait")
         match = _MODEL_PATH.search(request.url.split("?", 1)[0])
-        from urllib.parse import unquote
-
         model = unquote(match.group(1)) if match else ""
         if model != self.model_id:
             return self._error(
