@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, get_args
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -99,6 +102,8 @@ def create_app(
         raise ConfigurationError("max_upload_bytes and max_pixels must be positive")
     images = ImageRoot(image_root) if image_root is not None else None
     page = _render_page(max_upload_bytes=max_upload_bytes)
+    # A fully decoded image may take max_pixels * 4 bytes: bound how many decode at once.
+    decode_slots = _Slots(os.cpu_count() or 1)
 
     app = FastAPI(
         title=title,
@@ -146,8 +151,11 @@ def create_app(
             validate_filter(filter_)
         image = None
         if image_bytes is not None:
-            image = await run_in_threadpool(
-                check_image, image_bytes, max_bytes=max_upload_bytes, max_pixels=max_pixels
+            image = await anyio.to_thread.run_sync(
+                functools.partial(
+                    check_image, image_bytes, max_bytes=max_upload_bytes, max_pixels=max_pixels
+                ),
+                limiter=decode_slots.get(),
             )
         started = time.perf_counter()
         found = await _call(
@@ -227,6 +235,19 @@ def create_app(
         )
 
     return app
+
+
+class _Slots:
+    """An anyio capacity limiter created on first use, inside the server's event loop."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def get(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._total)
+        return self._limiter
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
