@@ -104,7 +104,8 @@ DEFAULT_RETRY_POLICY = RetryPolicy()
 def sdk_config(config: Config | None = None) -> Config:
     """botocore Config for clients the SDK builds: one attempt (we retry), user agent tagged."""
     ours = Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+        # total_max_attempts counts the first request too; max_attempts would allow one retry.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         user_agent_extra=f"crossmodal-search/{__version__}",
     )
     return config.merge(ours) if config is not None else ours
