@@ -459,9 +459,21 @@ class _Column:
         if self.bools is not None:
             self.bools[row] = -1
 
-    def set(self, row: int, value: object, vocab: dict[str, int]) -> None:
-        self.clear(row)
+    def set(self, row: int, value: object, vocab: dict[str, int], *, fresh: bool = False) -> None:
+        """Store ``value`` in ``row``; ``fresh`` rows are known to be empty already."""
+        if not fresh:
+            self.clear(row)
         self.present[row] = True
+        # Fast paths for plain scalars, the common case.
+        if type(value) is str:
+            code = vocab.get(value)
+            if code is None:
+                code = vocab[value] = len(vocab)
+            self._array("s")[row, 0] = code
+            return
+        if type(value) is int or type(value) is float:
+            self._array("n")[row, 0] = value
+            return
         elements = list(_elements(value))
         if len(elements) > self.width:
             self._widen(max(len(elements), 2 * self.width))
@@ -533,7 +545,7 @@ class MetadataColumns:
         cols = cls(non_filterable, capacity=len(metadatas))
         cols.resize(len(metadatas))
         for row, md in enumerate(metadatas):
-            cols.set_row(row, md)
+            cols.set_row(row, md, fresh=True)
         return cols
 
     def __len__(self) -> int:
@@ -554,20 +566,24 @@ class MetadataColumns:
                 col.clear(row)
         self._n = n
 
-    def set_row(self, row: int, metadata: Mapping[str, object]) -> None:
-        """Replace the metadata of ``row`` (which must be ``< len(self)``)."""
+    def set_row(self, row: int, metadata: Mapping[str, object], *, fresh: bool = False) -> None:
+        """Replace the metadata of ``row`` (which must be ``< len(self)``).
+
+        ``fresh=True`` skips clearing: only for rows added by :meth:`resize` and not set since.
+        """
         if not 0 <= row < self._n:
             raise IndexError(row)
-        for key, existing in self._columns.items():
-            if key not in metadata:
-                existing.clear(row)
+        if not fresh:
+            for key, existing in self._columns.items():
+                if key not in metadata:
+                    existing.clear(row)
         for key, value in metadata.items():
             if key in self._non_filterable:
                 continue
             col = self._columns.get(key)
             if col is None:
                 col = self._columns[key] = _Column(self._capacity)
-            col.set(row, value, self.vocab)
+            col.set(row, value, self.vocab, fresh=fresh)
 
     def move_rows(
         self, src: Sequence[int] | npt.NDArray[np.intp], dst: Sequence[int] | npt.NDArray[np.intp]

@@ -317,8 +317,10 @@ def _check_metadata_limits(
             record_key=record_key,
             metadata_key=largest,
         )
+    if total <= limits.max_filterable_bytes:
+        return  # dropping keys only shrinks the JSON: the filterable part fits too
     filterable = {k: v for k, v in metadata.items() if k not in non_filterable}
-    size = json_size(filterable)
+    size = total if len(filterable) == len(metadata) else json_size(filterable)
     if size > limits.max_filterable_bytes:
         largest = max(filterable, key=lambda k: json_size({k: filterable[k]}))
         raise MetadataLimitError(
@@ -388,9 +390,9 @@ def validate_batch(
     items = list(records)
     keys: list[str] = []
     seen: set[str] = set()
-    rows: list[npt.NDArray[np.float32]] = []
+    matrix = np.empty((len(items), dimension), dtype=np.float32)
     metas: list[dict[str, MetadataValue]] = []
-    for rec in items:
+    for i, rec in enumerate(items):
         if not isinstance(rec, VectorRecord):
             raise InvalidInputError(
                 f"expected VectorRecord, got {type(rec).__name__} "
@@ -400,14 +402,13 @@ def validate_batch(
         if key in seen:
             raise InvalidInputError(f"vector key {key!r} appears twice in one write")
         seen.add(key)
-        rows.append(_as_vector(rec.vector, dimension=dimension, what=f"record {key!r}"))
+        matrix[i] = _as_vector(rec.vector, dimension=dimension, what=f"record {key!r}")
         meta = normalize_metadata(rec.metadata, record_key=key, limits=limits)
         _check_metadata_limits(meta, record_key=key, non_filterable=non_filterable, limits=limits)
         keys.append(key)
         metas.append(meta)
     if len(non_filterable) > limits.max_non_filterable_keys:
         validate_non_filterable_keys(non_filterable, limits)
-    matrix = np.stack(rows) if rows else np.empty((0, dimension), dtype=np.float32)
     _check_matrix(matrix, lambda i: f"record {keys[i]!r}", distance_metric)
     return ValidatedBatch(keys, matrix, metas)
 

@@ -81,6 +81,8 @@ _SEGMENT_RE = re.compile(r"^seg-(\d{8})\.(npy|jsonl)$")
 # float16 rows are converted to float32 in blocks this size: a float16 matmul in numpy is ~15x
 # slower than float32, and converting the whole matrix at once would double memory.
 _BLOCK_ROWS = 16384
+# float16 -> float32 conversion block (bytes of float32): small enough to stay in cache.
+_CONVERT_BYTES = 4 * 1024 * 1024
 # Score-matrix budget for query_many (elements): bounds memory to ~256 MiB of float32 scores.
 _SCORE_BUDGET = 64 * 1024 * 1024
 # A filter selecting less than this fraction of rows is answered by gathering those rows only.
@@ -462,10 +464,12 @@ class LocalVectorStore:
         self, vectors: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
         """Vectors as stored (float32 as given, or float16 unit vectors) and their float64 norms."""
-        norms = np.empty(vectors.shape[0], dtype=np.float64)
-        for s in range(0, vectors.shape[0], _BLOCK_ROWS):
-            block = vectors[s : s + _BLOCK_ROWS].astype(np.float64)
-            norms[s : s + _BLOCK_ROWS] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors)).astype(np.float64)
+        # float32 squares overflow above ~1e19 and underflow below ~1e-19: redo those in float64.
+        redo = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-18))
+        if redo.size:
+            wide = vectors[redo].astype(np.float64)
+            norms[redo] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
         if not self._scaled:
             return vectors, norms
         stored = np.empty(vectors.shape, dtype=self._dtype)
@@ -496,7 +500,7 @@ class LocalVectorStore:
         metadata: Sequence[dict[str, MetadataValue]],
     ) -> None:
         rows = np.empty(len(keys), dtype=np.intp)
-        n = self._n
+        old_n = n = self._n
         for i, key in enumerate(keys):
             row = self._index.get(key)
             if row is None:
@@ -515,7 +519,7 @@ class LocalVectorStore:
         self._norms[rows] = norms
         for i, row in enumerate(rows.tolist()):
             self._metadata[row] = metadata[i]
-            self._columns.set_row(row, metadata[i])
+            self._columns.set_row(row, metadata[i], fresh=row >= old_n)
 
     def _apply_delete(self, keys: Sequence[str]) -> None:
         rows = sorted({self._index[k] for k in keys if k in self._index})
@@ -593,9 +597,14 @@ class LocalVectorStore:
         if matrix.dtype == np.float32:
             out: npt.NDArray[np.float32] = matrix @ qt
             return out
+        # float16: convert cache-sized blocks into one reused float32 buffer, then multiply.
         out = np.empty((matrix.shape[0], q.shape[0]), dtype=np.float32)
-        for s in range(0, matrix.shape[0], _BLOCK_ROWS):
-            out[s : s + _BLOCK_ROWS] = matrix[s : s + _BLOCK_ROWS].astype(np.float32) @ qt
+        rows_per_block = max(64, _CONVERT_BYTES // (4 * self._dimension))
+        buf = np.empty((min(rows_per_block, matrix.shape[0]), self._dimension), dtype=np.float32)
+        for s in range(0, matrix.shape[0], rows_per_block):
+            m = min(rows_per_block, matrix.shape[0] - s)
+            np.copyto(buf[:m], matrix[s : s + m])
+            out[s : s + m] = buf[:m] @ qt
         return out
 
     def _order_keys(
