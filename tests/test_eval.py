@@ -425,3 +425,18 @@ def test_plot_needs_matplotlib_and_a_sweep(searcher, queries, tmp_path, monkeypa
     with pytest.raises(ConfigurationError, match=r"pip install 'crossmodal-search\[plot\]'"):
         plot_comparison(weights, tmp_path / "y.png")
     assert not (tmp_path / "y.png").exists()
+
+
+def test_concurrent_queries_give_the_same_reports(searcher, queries):
+    serial = compare(searcher, queries, dimensions=(64, 256), text_weights=(0.0, 0.5))
+    parallel = compare(
+        searcher, queries, dimensions=(64, 256), text_weights=(0.0, 0.5), max_concurrency=4
+    )
+    assert parallel.best == serial.best
+    for a, b in zip(serial.results, parallel.results, strict=True):
+        assert a.report.settings == b.report.settings
+        assert a.report.per_query == b.report.per_query
+        assert a.report.overall == b.report.overall
+        assert a.report.embed_calls == b.report.embed_calls
+    with pytest.raises(InvalidInputError, match="max_concurrency"):
+        evaluate(searcher, queries, max_concurrency=0)

@@ -124,6 +124,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setting.add_argument(
         "--primary", metavar="METRIC", help="metric that names the best (default: ndcg@<max k>)"
     )
+    setting.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="queries searched at once (default: %(default)s)",
+    )
     build = parser.add_argument_group("building query sets")
     build.add_argument(
         "--build-from-catalog",
@@ -350,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         cache=args.cache,
         read_only=products is None,  # evaluating only reads: no write lock needed
+        max_concurrency=args.concurrency,
     )
     out = sys.stderr if args.json else sys.stdout
     with searcher:
@@ -371,7 +379,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"all {len(products)} sample products already indexed", file=out)
         base = EvalSettings(search_mode=args.mode, fusion=args.fusion, text_weight=args.text_weight)
         if args.no_compare:
-            report = evaluate(searcher, queries, k_values=args.k, settings=base)
+            report = evaluate(
+                searcher,
+                queries,
+                k_values=args.k,
+                settings=base,
+                max_concurrency=args.concurrency,
+            )
             if args.json:
                 print(report.model_dump_json(indent=2))
             else:
@@ -385,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
             text_weights=args.weights,
             dimensions=args.dimensions,
             primary_metric=args.primary,
+            max_concurrency=args.concurrency,
         )
     if args.json:
         print(comparison.model_dump_json(indent=2))

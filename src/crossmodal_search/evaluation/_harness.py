@@ -18,8 +18,9 @@ import logging
 import math
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -66,11 +67,11 @@ DEFAULT_FUSIONS: tuple[FusionName, ...] = ("mean", "rrf")
 DEFAULT_TEXT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_DIMENSIONS = (256, 384, 1024, 3072)
 _MAX_TOP_K = 100
-_VECTOR_KEY_PREFIXES: dict[str, tuple[str, ...]] = {
-    "text": ("text-",),
-    "image": ("image-",),
-    "combined": ("combined-",),
-    "all": ("text-", "image-", "combined-"),
+_MODE_TYPES: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "image": ("image",),
+    "combined": ("combined",),
+    "all": ("text", "image", "combined"),
 }
 _FLOAT32_BYTES = 4
 
@@ -308,10 +309,13 @@ def _summarise(details: Sequence[QueryDetail], names: Sequence[str]) -> MetricSu
     )
 
 
-def _count_vectors(store: VectorStore, search_mode: str) -> int:
-    prefixes = _VECTOR_KEY_PREFIXES[search_mode]
+def _count_by_type(store: VectorStore) -> Counter[str]:
+    """Stored vectors per type, from the searcher's key scheme ``{type}-{product_id}``."""
+    counts: Counter[str] = Counter()
     keys = store.keys()  # a store method, not dict.keys()
-    return sum(1 for key in keys if key.startswith(prefixes))
+    for key in keys:
+        counts[key.split("-", 1)[0]] += 1
+    return counts
 
 
 def _searcher_for(embedder: Embedder, store: VectorStore) -> CrossmodalSearcher:
@@ -327,13 +331,14 @@ def _run(
     ks: list[int],
     settings: EvalSettings,
     stored_vectors: int,
+    max_concurrency: int,
 ) -> EvalReport:
     names = _metric_names(ks)
     top_k = max(ks)
     start = time.perf_counter()
     requested0, _, calls0 = counting.snapshot()
-    details: list[QueryDetail] = []
-    for q in queries:
+
+    def ranking(q: LabelledQuery) -> list[str]:
         results = searcher.search(
             q.text,
             q.image,
@@ -342,18 +347,24 @@ def _run(
             text_weight=settings.text_weight,
             fusion=settings.fusion,
         )
-        ranked = [r.product_id for r in results]
-        excluded = not has_relevant(q.relevant)
-        details.append(
-            QueryDetail(
-                id=q.id,
-                query_type=q.query_type,
-                kind=q.kind,
-                ranked=ranked,
-                metrics=_score(ranked, q.relevant, ks),
-                excluded=excluded,
-            )
+        return [r.product_id for r in results]
+
+    if max_concurrency > 1 and len(queries) > 1:
+        with ThreadPoolExecutor(max_concurrency, thread_name_prefix="crossmodal-eval") as pool:
+            rankings = list(pool.map(ranking, queries))
+    else:
+        rankings = [ranking(q) for q in queries]
+    details = [
+        QueryDetail(
+            id=q.id,
+            query_type=q.query_type,
+            kind=q.kind,
+            ranked=ranked,
+            metrics=_score(ranked, q.relevant, ks),
+            excluded=not has_relevant(q.relevant),
         )
+        for q, ranked in zip(queries, rankings, strict=True)
+    ]
     requested1, _, calls1 = counting.snapshot()
     by_type: dict[str, list[QueryDetail]] = defaultdict(list)
     by_kind: dict[str, list[QueryDetail]] = defaultdict(list)
@@ -386,7 +397,16 @@ def _run(
 class _Context:
     """What a run shares between settings: the counting embedder and truncated stores."""
 
-    def __init__(self, searcher: CrossmodalSearcher, *, memoize: bool) -> None:
+    def __init__(
+        self, searcher: CrossmodalSearcher, *, memoize: bool, max_concurrency: int
+    ) -> None:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
         inner = searcher.embedder
         self.store = searcher.store
         self.counting = (
@@ -395,7 +415,7 @@ class _Context:
             else CountingEmbedder(inner, memoize=memoize)
         )
         self._stores: dict[int, VectorStore] = {}
-        self._counts: dict[tuple[int, str], int] = {}
+        self._counts: Counter[str] | None = None
 
     def store_for(self, dimension: int | None) -> VectorStore:
         if dimension is None or dimension == self.store.dimension:
@@ -409,11 +429,11 @@ class _Context:
             self._stores[dimension] = _truncated_store(self.store, dimension)
         return self._stores[dimension]
 
-    def stored_vectors(self, dimension: int | None, search_mode: str) -> int:
-        key = (dimension or self.store.dimension, search_mode)
-        if key not in self._counts:
-            self._counts[key] = _count_vectors(self.store_for(dimension), search_mode)
-        return self._counts[key]
+    def stored_vectors(self, search_mode: str) -> int:
+        """Vectors a search mode needs (a truncated copy holds the same records)."""
+        if self._counts is None:
+            self._counts = _count_by_type(self.store)
+        return sum(self._counts[t] for t in _MODE_TYPES[search_mode])
 
     def close(self) -> None:
         """Close the temporary truncated stores (the caller's store stays open)."""
@@ -433,8 +453,8 @@ class _Context:
         self, queries: Sequence[LabelledQuery], ks: list[int], settings: EvalSettings
     ) -> EvalReport:
         searcher = self.searcher(settings.dimension)
-        stored = self.stored_vectors(settings.dimension, settings.search_mode)
-        report = _run(searcher, self.counting, queries, ks, settings, stored)
+        stored = self.stored_vectors(settings.search_mode)
+        report = _run(searcher, self.counting, queries, ks, settings, stored, self.max_concurrency)
         logger.info(
             "%s: %s",
             settings.label,
@@ -466,6 +486,7 @@ def evaluate(
     *,
     k_values: Iterable[int] = DEFAULT_K_VALUES,
     settings: EvalSettings | None = None,
+    max_concurrency: int = 1,
 ) -> EvalReport:
     """Run every query through ``searcher`` and score the rankings.
 
@@ -479,11 +500,13 @@ def evaluate(
         k_values: Cut-offs for recall, precision, nDCG and hit rate (each in 1..100).
         settings: Search mode, fusion, text weight and dimension (default
             :class:`EvalSettings`).
+        max_concurrency: Queries searched at once (threads); worth raising against Nova and
+            S3 Vectors, where each search waits on the network. Results do not depend on it.
 
     Raises:
-        InvalidInputError: empty query set, duplicate ids, bad ``k_values``, a dimension above
-            the stored one; ``UnsupportedMediaError`` for a missing query image. All checked
-            before any embedding call.
+        InvalidInputError: empty query set, duplicate ids, bad ``k_values`` or
+            ``max_concurrency``, a dimension above the stored one; ``UnsupportedMediaError``
+            for a missing query image. All checked before any embedding call.
 
     Example:
         >>> report = evaluate(searcher, read_queries("queries.jsonl"))  # doctest: +SKIP
@@ -493,7 +516,7 @@ def evaluate(
     queries = list(queries)
     _check_queries(queries)
     settings = settings or EvalSettings()
-    context = _Context(searcher, memoize=False)
+    context = _Context(searcher, memoize=False, max_concurrency=max_concurrency)
     try:
         return context.evaluate(queries, ks, settings)
     finally:
@@ -519,6 +542,7 @@ def compare(
     text_weights: Iterable[float] = DEFAULT_TEXT_WEIGHTS,
     dimensions: Iterable[int] = DEFAULT_DIMENSIONS,
     primary_metric: str | None = None,
+    max_concurrency: int = 1,
 ) -> Comparison:
     """Compare search settings on one query set in one run and name the best.
 
@@ -538,6 +562,9 @@ def compare(
         text_weights: Text weights to compare (each in [0, 1]).
         dimensions: Dimensions to compare.
         primary_metric: Picks the best setting (default ``ndcg@{max(k_values)}``).
+        max_concurrency: Queries searched at once (threads). With more than one, two
+            threads may embed the same query before either memoises it, so
+            ``embed_calls_made`` can be slightly higher; per-setting counts are unaffected.
 
     Raises:
         InvalidInputError: as :func:`evaluate`, or an unknown ``primary_metric``.
@@ -572,7 +599,7 @@ def compare(
     if not plan:
         raise InvalidInputError("nothing to compare: every sweep is empty")
 
-    context = _Context(searcher, memoize=True)
+    context = _Context(searcher, memoize=True, max_concurrency=max_concurrency)
     try:
         stored_dim = context.store.dimension
         start = context.counting.snapshot()
