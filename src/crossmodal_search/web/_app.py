@@ -72,8 +72,8 @@ _FORM_FIELDS = frozenset(SearchRequest.model_fields)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 _WHERE_SPLIT = re.compile(r"[,\n]")
 
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse, "description": "Invalid input (query, filter, image)"},
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid input"},
 }
 
 
@@ -109,7 +109,9 @@ def create_app(
         title=title,
         version=__version__,
         summary="Crossmodal product search: find products by photo, by description, or both.",
-        docs_url="/docs",
+        # Swagger UI and ReDoc load their code from a CDN, which an offline shop floor lacks;
+        # the description itself is at /openapi.json.
+        docs_url=None,
         redoc_url=None,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload_bytes)
@@ -131,7 +133,7 @@ def create_app(
         responses={
             413: {"model": ErrorResponse, "description": "Upload or image area over the limit"},
             415: {"model": ErrorResponse, "description": "Not an accepted image type"},
-            **_ERROR_RESPONSES,
+            **_INVALID,
             502: {"model": ErrorResponse, "description": "The embedding or vector service failed"},
         },
         openapi_extra={"requestBody": _search_request_body()},
@@ -198,7 +200,7 @@ def create_app(
         "/api/products/{product_id}",
         response_model=ProductResponse,
         tags=["search"],
-        responses={404: {"model": ErrorResponse, "description": "No such product"}},
+        responses={404: {"model": ErrorResponse, "description": "No such product"}, **_INVALID},
     )
     async def get_product(product_id: str) -> ProductResponse:
         """One catalog product by id."""
@@ -221,6 +223,7 @@ def create_app(
         responses={
             200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "The image"},
             404: {"model": ErrorResponse, "description": "Not an image under the image root"},
+            **_INVALID,
         },
     )
     async def product_image(path: str) -> FileResponse:
