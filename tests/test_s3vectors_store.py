@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 
 from crossmodal_search._aws import RetryPolicy
 from crossmodal_search.errors import (
@@ -21,6 +22,8 @@ from crossmodal_search.errors import (
     PartialWriteError,
     ResourceNotFoundError,
     RetryExhaustedError,
+    ServiceError,
+    ServiceValidationError,
 )
 from crossmodal_search.stores import VectorRecord
 from crossmodal_search.stores._s3vectors import S3VectorsStore
@@ -208,6 +211,68 @@ def test_throttled_put_is_retried_then_succeeds(fake: FakeS3Vectors, sleeps: Sle
     assert fake.calls["put_vectors"] == 3
     assert len(sleeps.delays) == 2
     assert fake.vector_count(BUCKET, INDEX) == 10
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "TooManyRequestsException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "RequestTimeoutException",
+    ],
+)
+def test_transient_errors_are_retried(fake: FakeS3Vectors, sleeps: Sleeps, code: str) -> None:
+    store = make_store(fake, sleeps)
+    store.put(records(3))
+    fake.fail_next("query_vectors", code)
+    assert len(store.query(np.ones(8), top_k=3)) == 3
+    assert fake.calls["query_vectors"] == 2
+    assert len(sleeps.delays) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("AccessDeniedException", AccessDeniedError),
+        ("NotFoundException", ResourceNotFoundError),
+        ("ValidationException", ServiceValidationError),
+        ("ServiceQuotaExceededException", ServiceValidationError),
+        ("KmsDisabledException", ServiceValidationError),
+        ("ConflictException", ServiceError),
+    ],
+)
+def test_other_errors_are_mapped_and_not_retried(
+    fake: FakeS3Vectors, sleeps: Sleeps, code: str, error: type[ServiceError]
+) -> None:
+    store = make_store(fake, sleeps)
+    fake.fail_next("put_vectors", code)
+    with pytest.raises(error) as info:
+        store.put(records(3))
+    assert info.value.code == code
+    assert info.value.request_id  # the AWS request id is kept
+    assert isinstance(info.value.__cause__, ClientError)
+    assert fake.calls["put_vectors"] == 1
+    assert sleeps.delays == []
+
+
+def test_a_store_built_from_a_session_tags_the_user_agent_and_only_we_retry() -> None:
+    fake = FakeS3Vectors()
+    store = S3VectorsStore(
+        BUCKET,
+        INDEX,
+        session=fake.session(),
+        dimension=8,
+        retry_policy=RetryPolicy(max_attempts=1),
+    )
+    assert "crossmodal-search/" in fake.requests[0].user_agent
+    fake.fail_next("put_vectors", "TooManyRequestsException")
+
+    with pytest.raises(RetryExhaustedError) as info:
+        store.put(records(3))
+
+    assert info.value.attempts == 1
+    assert fake.calls["put_vectors"] == 1  # botocore did not retry behind our back
 
 
 def test_validation_errors_from_the_service_are_not_retried(

@@ -40,6 +40,7 @@ from crossmodal_search.stores._filter import compile_filter
 from crossmodal_search.stores._limits import json_size as _json_size
 
 if TYPE_CHECKING:
+    import boto3
     from botocore.awsrequest import AWSPreparedRequest
     from mypy_boto3_s3vectors import S3VectorsClient
 
@@ -135,11 +136,12 @@ class _Bucket:
 
 @dataclass(frozen=True)
 class FakeRequest:
-    """One request the fake received: the boto3 operation name, parsed JSON body and byte size."""
+    """One request the fake received: boto3 operation name, parsed JSON body, size, user agent."""
 
     operation: str
     params: Mapping[str, Any]
     size: int
+    user_agent: str = ""
 
 
 class _RawBody:
@@ -272,6 +274,24 @@ class FakeS3Vectors:
         )
         return self.attach(client)
 
+    def session(self, *, region_name: str | None = None) -> boto3.Session:
+        """A ``boto3.Session`` with dummy credentials whose ``s3vectors`` clients use this fake.
+
+        For code that builds its own client from a session, e.g.
+        ``S3VectorsStore(bucket, index, session=fake.session())``.
+        """
+        import boto3
+        import botocore.session
+
+        core = botocore.session.get_session()
+        core.set_credentials("testing", "testing", "testing")
+        core.register(
+            "before-send.s3vectors",
+            self._on_before_send,  # type: ignore[arg-type]  # returns a response, see attach()
+            unique_id=f"crossmodal-search-fake-s3vectors-{id(self)}",
+        )
+        return boto3.Session(botocore_session=core, region_name=region_name or self.region)
+
     def attach(self, client: S3VectorsClient) -> S3VectorsClient:
         """Answer every request of ``client`` from this fake (nothing leaves the process)."""
         # botocore-stubs types handlers as returning None; before-send handlers return a response.
@@ -347,7 +367,10 @@ class FakeS3Vectors:
         with self._lock:
             self.calls[op] += 1
             if self.record_requests:
-                self.requests.append(FakeRequest(op, params, size))
+                agent = request.headers.get("User-Agent", b"")
+                if isinstance(agent, bytes):
+                    agent = agent.decode("utf-8", "replace")
+                self.requests.append(FakeRequest(op, params, size, str(agent)))
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
