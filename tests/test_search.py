@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from crossmodal_search._aws import RetryPolicy
 from crossmodal_search._types import DistanceMetric, Filter
 from crossmodal_search.embeddings import Embedder, NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import (
@@ -425,13 +426,69 @@ def test_rejected_text_is_reported(nova_env: Env, products: list[Product]) -> No
     assert (retry.indexed, retry.skipped_unchanged, retry.failed) == (1, 2, [])
 
 
-def test_fatal_errors_propagate(nova_env: Env, products: list[Product]) -> None:
-    assert nova_env.bedrock is not None
-    nova_env.bedrock.fail_always("AccessDeniedException")
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ThrottlingException"])
+def test_errors_concerning_every_product_stop_the_run(code: str, products: list[Product]) -> None:
+    bedrock = FakeBedrock()
+    no_wait = RetryPolicy(max_attempts=3, sleep=lambda s: None)
+    embedder = NovaEmbeddings(client=bedrock.client(), dimension=DIM, retry_policy=no_wait)
+    store = LocalVectorStore(dimension=DIM)
+    searcher = CrossmodalSearcher(embedder, store, max_concurrency=2)
+    bedrock.fail_always(code)
     with pytest.raises(ServiceError) as info:
-        nova_env.searcher().index(products[:10])
-    assert info.value.code == "AccessDeniedException"
-    assert list(nova_env.store.keys()) == []
+        searcher.index(products[:10])
+    assert info.value.code == code
+    assert list(store.keys()) == []
+    # Once the service answers again, the rerun indexes everything.
+    bedrock.reset_failures()
+    assert searcher.index(products[:10]).indexed == 10
+
+
+class StopsAfter:
+    """An Embedder that delegates to ``inner`` and raises ``error`` from call ``n + 1`` on."""
+
+    def __init__(self, inner: Embedder, n: int, error: Exception) -> None:
+        self.inner, self.n, self.error, self.calls = inner, n, error, 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def _tick(self) -> None:
+        self.calls += 1
+        if self.calls > self.n:
+            raise self.error
+
+    def embed_text(self, text: str, **kw: Any) -> npt.NDArray[np.float32]:
+        self._tick()
+        return self.inner.embed_text(text, **kw)
+
+    def embed_image(self, image: Any, **kw: Any) -> npt.NDArray[np.float32]:
+        self._tick()
+        return self.inner.embed_image(image, **kw)
+
+    def embed_texts(self, texts: Sequence[str], **kw: Any) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    def embed_images(self, images: Sequence[Any], **kw: Any) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+
+def test_vectors_embedded_before_a_fatal_error_are_kept(products: list[Product]) -> None:
+    from crossmodal_search.errors import AccessDeniedError
+
+    store = LocalVectorStore(dimension=DIM)
+    denied = AccessDeniedError("no access", code="AccessDeniedException")
+    flaky = StopsAfter(OfflineEmbedder(DIM), 6, denied)
+    searcher = CrossmodalSearcher(flaky, store, max_concurrency=1)  # batch of 500: not yet full
+    with pytest.raises(AccessDeniedError):
+        searcher.index(products[:10])
+    assert _all_keys(store) == _expected_keys(products[:3])  # 3 products = 6 embedding calls
+    report = CrossmodalSearcher(OfflineEmbedder(DIM), store).index(products[:10])
+    assert (report.skipped_unchanged, report.indexed, report.embed_calls) == (3, 7, 14)
 
 
 def test_duplicate_ids_and_wrong_types_rejected_before_any_call(

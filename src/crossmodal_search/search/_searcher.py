@@ -42,9 +42,7 @@ from crossmodal_search.errors import (
     CrossmodalSearchError,
     EmbeddingJobError,
     InvalidInputError,
-    RetryExhaustedError,
     ServiceValidationError,
-    TransientServiceError,
     UnsupportedMediaError,
 )
 from crossmodal_search.search._catalog import RESERVED_METADATA_KEYS, Product
@@ -83,13 +81,13 @@ _MAX_TOP_K = 100
 _RRF_K = 60
 _HASH_VERSION = "crossmodal-content-v1"
 
-#: Errors that concern one product's input and must not stop the rest of the catalog.
+#: Errors that concern one product's input and must not stop the rest of the catalog. Throttling
+#: that outlived the retry policy, access and configuration errors concern every product: they
+#: stop the run (what was embedded is still written) and a rerun continues from there.
 _ITEM_ERRORS: tuple[type[CrossmodalSearchError], ...] = (
     InvalidInputError,
     ServiceValidationError,
     EmbeddingJobError,
-    TransientServiceError,
-    RetryExhaustedError,
 )
 
 ProgressCallback: TypeAlias = Callable[[int, int], None]
