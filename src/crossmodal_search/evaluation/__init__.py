@@ -1,4 +1,28 @@
-"""Search quality evaluation, setting comparison and zero-shot tagging."""
+"""Search quality evaluation, setting comparison and zero-shot tagging.
+
+Measure a catalog's search with labelled queries (JSON lines, see :func:`read_queries`), or
+build them from the catalog itself (:func:`build_queries_from_catalog`)::
+
+    from crossmodal_search.evaluation import compare, read_queries
+
+    comparison = compare(searcher, read_queries("queries.jsonl"), k_values=(1, 5, 10))
+    print(comparison.best.label, comparison.best_reason)
+    for row in comparison.results:
+        report = row.report
+        print(row.sweep, report.settings.label, report.metric("ndcg@10"), report.embed_calls)
+
+:func:`compare` sweeps text / image / combined vectors, ``mean`` / ``rrf`` fusion, the text
+weight and the dimension (Matryoshka truncation of the stored vectors, not re-embedding), each
+with its quality overall and per query type, its embedding calls and its stored bytes.
+
+Tag products from the shared text/image space and filter on the tags::
+
+    vocab = TagVocabulary.from_labels({"color": ["red", "blue"], "style": ["boho", "classic"]})
+    tag_products(searcher.store, searcher.embedder, vocab, top1_per_group=True)
+    searcher.search("summer dress", filter={"tags": "red"})
+
+The same from the command line: ``crossmodal eval``, ``crossmodal tag``.
+"""
 
 from crossmodal_search.evaluation._adapters import CountingEmbedder, TruncatingEmbedder
 from crossmodal_search.evaluation._harness import (
