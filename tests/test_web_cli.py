@@ -47,6 +47,7 @@ def test_demo_dir_keeps_catalog_and_store_and_restarts_without_reindexing(
     with contextlib.ExitStack() as stack:
         app, description = build_app(args, stack)
         assert f"local:{tmp_path / 'store'}" in description
+        assert f"images: served from {tmp_path / 'images' / 'small'}" in description
         with TestClient(app) as client:
             response = client.post("/api/search", json={"text": TEXT_QUERY.text})
             hits = response.json()["results"]

@@ -122,6 +122,10 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=DEFAULT_MAX_PIXELS,
     )
+    if image_root is None:
+        description += "\nimages: none served (pass --image-root DIR to show product photos)"
+    else:
+        description += f"\nimages: served from {image_root}"
     return app, description
 
 
