@@ -225,6 +225,7 @@ class FakeBedrockJobs:
         self._batch_scripts: deque[BatchJobScript] = deque()
         self._failures: deque[tuple[str | None, str, str]] = deque()
         self._lock = threading.RLock()
+        self._session: Any = None
 
     # ----------------------------------------------------------------- wiring
 
@@ -238,12 +239,13 @@ class FakeBedrockJobs:
             raise ValueError(f"service must be 'bedrock-runtime' or 'bedrock', got {service!r}")
         # botocore's ``max_attempts`` counts retries; ``total_max_attempts`` counts requests.
         ours = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name=self.region_name,
-        )
-        client = session.client(  # type: ignore[call-overload]
+        if self._session is None:  # one session per fake: its model cache makes clients cheap
+            self._session = boto3.session.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name=self.region_name,
+            )
+        client = self._session.client(
             service, config=ours.merge(config) if config is not None else ours
         )
         return self.attach(client)
