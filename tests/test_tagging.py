@@ -308,6 +308,12 @@ def test_cli_tag_json_yaml_threshold_and_errors(tmp_path, vectors, capsys):
     assert "expected an object" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["tag", *opts, "--vocab", str(tmp_path / "v.yaml"), "--threshold", "2"])
+    assert main(["tag", *opts, "--vocab", str(tmp_path / "v.yaml"), "--template", "plain"]) == 1
+    assert "--template: " in capsys.readouterr().err
+    templated = ["tag", *opts, "--vocab", str(tmp_path / "v.yaml"), "--template", "{label}"]
+    assert main([*templated, "--json", "--dry-run"]) == 0
+    dry = json.loads(capsys.readouterr().out)["tagging"]
+    assert dry["vectors_updated"] == 0 and dry["label_embed_calls"] == 2
     assert (
         main(["tag", "--vocab", str(tmp_path / "v.yaml"), "--store", f"local:{tmp_path}/no"]) == 1
     )

@@ -8,11 +8,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from crossmodal_search.cli._common import add_embedder_args, add_store_args, open_searcher
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.evaluation import (
     TaggingReport,
     TagQuality,
+    TagVocabulary,
     evaluate_tags,
     load_vocabulary,
     tag_products,
@@ -42,6 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--vocab", required=True, metavar="FILE", help="tags.json or tags.yaml (yaml extra)"
+    )
+    parser.add_argument(
+        "--template",
+        metavar="TEXT",
+        help="how a label is phrased for embedding, with {label} (overrides the file's; "
+        "default: 'a photo of a {label} product')",
     )
     parser.add_argument(
         "--threshold",
@@ -123,6 +132,13 @@ def _print_quality(quality: TagQuality) -> None:
 def run(args: argparse.Namespace) -> int:
     """Tag the products of ``--store`` and print what was written."""
     vocabulary = load_vocabulary(args.vocab)
+    if args.template is not None:
+        try:
+            vocabulary = TagVocabulary.model_validate(
+                {**vocabulary.model_dump(), "template": args.template}
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(f"--template: {exc.errors()[0]['msg']}") from None
     gold = _read_gold(args.gold) if args.gold else None
     top1 = args.top1_per_group or args.threshold is None
     searcher, description = open_searcher(args, must_exist=True)

@@ -289,6 +289,10 @@ def tag_products(
 ) -> TaggingReport:
     """Tag the products of a store zero-shot and write the tags back as filterable metadata.
 
+    Reads every record of the store once (vectors and metadata), embeds each label once,
+    then re-puts each tagged product's vectors with the new metadata in one ``put`` (the
+    store validates the whole batch before writing anything).
+
     Args:
         store: A store indexed by :class:`~crossmodal_search.search.CrossmodalSearcher`
             (records carry ``product_id`` and ``type`` metadata).
