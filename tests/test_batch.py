@@ -314,3 +314,17 @@ def test_small_catalog_is_indexed_synchronously(env: Env) -> None:
     report = index_with_batch(searcher, catalog(20), jobs=env.jobs())
     assert report.indexed == 20 and report.embed_calls == 20
     assert env.fake.requests == []
+
+
+def test_an_interrupted_batch_index_resumes_the_submitted_job(env: Env) -> None:
+    products = catalog(150)
+    store = LocalVectorStore(dimension=DIM)
+    searcher = CrossmodalSearcher(OfflineEmbedder(dimension=DIM), store)
+    env.fake.script_batch(BatchJobScript(polls_until_done=30))
+    with pytest.raises(JobTimeoutError):
+        index_with_batch(searcher, products, jobs=env.jobs(), timeout=600)
+    assert len(store) == 0  # nothing half-written
+    # A new process with the same work prefix picks the running job up again.
+    report = index_with_batch(searcher, products, jobs=env.jobs(), timeout=24 * 3600)
+    assert report.indexed == 150 and report.failed == []
+    assert env.fake.calls["CreateModelInvocationJob"] == 1
