@@ -190,6 +190,7 @@ class FakeS3Vectors:
         region: region used in ARNs.
         account_id: 12-digit account used in ARNs.
         record_requests: keep every request in :attr:`requests` (turn off for very large writes).
+        clock: time source of the throttle (tests pass a manual clock for determinism).
 
     Attributes:
         calls: ``Counter`` of requests received per boto3 operation name (``"put_vectors"``),
@@ -245,6 +246,14 @@ class FakeS3Vectors:
             "DeleteVectors": self._delete_vectors,
             "QueryVectors": self._query_vectors,
         }
+
+    def __repr__(self) -> str:
+        with self._lock:
+            indexes = sum(len(b.indexes) for b in self._buckets.values())
+            return (
+                f"FakeS3Vectors(buckets={len(self._buckets)}, indexes={indexes}, "
+                f"calls={sum(self.calls.values())}, latency={self.latency})"
+            )
 
     # -- wiring ---------------------------------------------------------------------------------
 
