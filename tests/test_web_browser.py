@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from crossmodal_search.search import SAMPLE_QUERIES
+from crossmodal_search.search import SAMPLE_QUERIES, CrossmodalSearcher
 from crossmodal_search.web import create_app
 from tests.web_helpers import build_demo_searcher, live_server
 
@@ -47,8 +47,13 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def catalog_and_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    searcher, root = build_demo_searcher(tmp_path_factory.mktemp("catalog"))
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[CrossmodalSearcher, Path]:
+    return build_demo_searcher(tmp_path_factory.mktemp("catalog"))
+
+
+@pytest.fixture(scope="module")
+def catalog_and_url(demo: tuple[CrossmodalSearcher, Path]) -> Iterator[tuple[Path, str]]:
+    searcher, root = demo
     app = create_app(searcher, image_root=root / "images" / "small")
     with live_server(app) as url:
         yield root, url
@@ -170,5 +175,65 @@ def test_phone_width_layout(browser: Any, catalog_and_url: tuple[Path, str]) -> 
         # Nothing wider than the screen: no sideways scrolling on a phone.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         screenshot(page, "results-phone.png")
+    finally:
+        context.close()
+
+
+def test_drag_and_drop_a_photo(page: Any, catalog_and_url: tuple[Path, str]) -> None:
+    _, url = catalog_and_url
+    page.goto(url + "/")
+    target = IMAGE_QUERY.expected
+    page.evaluate(
+        """async (productId) => {
+            const product = await (await fetch("/api/products/" + productId)).json();
+            const blob = await (await fetch(product.image_url)).blob();
+            const data = new DataTransfer();
+            data.items.add(new File([blob], "dropped.jpg", { type: blob.type }));
+            const zone = document.getElementById("drop-zone");
+            zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: data, bubbles: true }));
+            zone.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true }));
+        }""",
+        target,
+    )
+    assert page.get_attribute("#photo-preview", "alt") == "Selected photo: dropped.jpg"
+    page.select_option("#mode", "image")
+    page.click("#search-button")
+    assert result_ids(page)[0] == target
+
+
+def test_every_control_has_a_label(page: Any, catalog_and_url: tuple[Path, str]) -> None:
+    _, url = catalog_and_url
+    page.goto(url + "/")
+    unlabelled = page.evaluate(
+        """() => Array.from(document.querySelectorAll("input, select, textarea"))
+            .filter((el) => el.labels.length === 0 && !el.getAttribute("aria-label"))
+            .map((el) => el.id || el.name)"""
+    )
+    assert unlabelled == []
+
+
+def test_photo_over_the_limit_is_shrunk_by_the_page(
+    browser: Any, demo: tuple[CrossmodalSearcher, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    searcher, root = demo
+    limit = 200_000
+    big = tmp_path / "big.png"
+    # A 1200x1200 photo of the blue sneakers, stored losslessly: far over the limit.
+    photo = IMAGE_QUERY.image_path(root)
+    assert photo is not None
+    Image.open(photo).resize((1200, 1200)).save(big, format="PNG")
+    assert big.stat().st_size > limit
+    app = create_app(searcher, image_root=root / "images" / "small", max_upload_bytes=limit)
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        with live_server(app) as url:
+            page.goto(url + "/")
+            page.set_input_files("#photo-input", str(big))
+            page.select_option("#mode", IMAGE_QUERY.search_mode)
+            page.click("#search-button")
+            assert result_ids(page)[0] == IMAGE_QUERY.expected
     finally:
         context.close()
