@@ -1,0 +1,1 @@
+"""Benchmarks of crossmodal-search: ingestion and search against their baselines (``run.py``)."""

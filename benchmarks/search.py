@@ -1,0 +1,615 @@
+"""Search speed: LocalVectorStore against bare numpy, the memory-bandwidth floor and faiss.
+
+For each data set (n x d unit vectors) every contender answers the same queries, interleaved
+within each repeat. The floor is the time to stream the same matrix once (the faster of
+``np.add.reduce(X, axis=0)`` and ``X @ ones``), measured in the same repeat: no exact scan can
+beat it. Recall@10 is against the exact float32 top 10 (numpy, computed once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks._data import Matrix, exact_top, random_unit, recall_at, structured_unit
+from benchmarks._harness import (
+    Section,
+    Table,
+    interleaved,
+    median,
+    mib,
+    ms,
+    paired_ratio,
+    ratio,
+    rss_bytes,
+)
+from crossmodal_search.stores._ann import FunnelAccelerator, HnswAccelerator
+
+log = logging.getLogger("benchmarks.search")
+
+K = 10
+BATCH = 32
+CATEGORIES = 100  # a filter on one category keeps ~1 % of the rows
+
+
+@dataclass(frozen=True)
+class DataSet:
+    kind: str  # "random" | "structured"
+    n: int
+    d: int
+    fast_paths: bool = False  # float16 store, funnel
+    hnsw: bool = False
+    batch: bool = True
+    filtered: bool = True
+
+    @property
+    def name(self) -> str:
+        n = f"{self.n // 1_000_000}M" if self.n >= 1_000_000 else f"{self.n // 1000}k"
+        return f"{self.kind} {n} x {self.d}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    sets: tuple[DataSet, ...]
+    queries: int  # distinct queries (recall is averaged over all of them)
+    repeats: int
+    hnsw_ef: tuple[int, ...]
+    sample_seconds: float = 0.02  # back-to-back calls per timing sample for fast contenders
+
+
+FULL = Plan(
+    sets=(
+        DataSet("random", 100_000, 1024, fast_paths=True, hnsw=True),
+        DataSet("structured", 100_000, 1024, fast_paths=True, hnsw=True),
+        DataSet("random", 1_000_000, 1024, fast_paths=True),
+        DataSet("random", 100_000, 256),
+        DataSet("random", 1_000_000, 256),
+    ),
+    queries=64,
+    repeats=11,
+    hnsw_ef=(32, 64, 128),
+)
+
+QUICK = Plan(
+    sets=(
+        DataSet("random", 10_000, 1024, fast_paths=True),
+        DataSet("structured", 5_000, 1024, fast_paths=True, hnsw=True),
+    ),
+    queries=16,
+    repeats=3,
+    hnsw_ef=(64,),
+    sample_seconds=0.002,
+)
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+@dataclass
+class Contender:
+    """One way to answer queries. ``single``/``batch``/``filtered`` return row numbers."""
+
+    label: str
+    kind: str  # "floor" | "baseline" | "sdk" | "fast"
+    nbytes: int = 0
+    single: Callable[[Matrix], list[int]] | None = None
+    batch: Callable[[Matrix], list[list[int]]] | None = None
+    filtered: Callable[[Matrix], list[int]] | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _top_rows(scores: npt.NDArray[np.float32], k: int) -> list[int]:
+    top = np.argpartition(scores, scores.shape[0] - k)[-k:]
+    return top[np.argsort(-scores[top])].tolist()  # type: ignore[no-any-return]
+
+
+def numpy_contender(x: Matrix, category: npt.NDArray[np.int16]) -> Contender:
+    def single(q: Matrix) -> list[int]:
+        return _top_rows(x @ q, K)
+
+    def batch(qs: Matrix) -> list[list[int]]:
+        scores = qs @ x.T
+        n = scores.shape[1]
+        top = np.argpartition(scores, n - K, axis=1)[:, -K:]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        return np.take_along_axis(top, order, axis=1).tolist()  # type: ignore[no-any-return]
+
+    def filtered(q: Matrix) -> list[int]:
+        # The best case for numpy: the filter is a precomputed integer column.
+        rows = np.flatnonzero(category == 7)
+        return rows[_top_rows(x[rows] @ q, min(K, rows.size))].tolist()  # type: ignore[no-any-return]
+
+    return Contender(
+        "numpy matmul + argpartition",
+        "baseline",
+        x.nbytes,
+        single,
+        batch,
+        filtered,
+        note="filtered: precomputed int column",
+    )
+
+
+def faiss_contender(
+    x: Matrix, category: npt.NDArray[np.int16], *, fp16: bool = False
+) -> Contender | None:
+    try:
+        faiss: Any = importlib.import_module("faiss")
+    except ImportError:
+        return None
+    d = x.shape[1]
+    index: Any
+    if fp16:
+        index = faiss.IndexScalarQuantizer(
+            d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        index.train(x[:1000])
+        label, nbytes = "faiss IndexScalarQuantizer fp16", x.nbytes // 2
+    else:
+        index = faiss.IndexFlatIP(d)
+        label, nbytes = "faiss IndexFlatIP", x.nbytes
+    index.add(x)
+
+    def single(q: Matrix) -> list[int]:
+        _, ids = index.search(q[None, :], K)
+        return ids[0].tolist()  # type: ignore[no-any-return]
+
+    def batch(qs: Matrix) -> list[list[int]]:
+        _, ids = index.search(qs, K)
+        return ids.tolist()  # type: ignore[no-any-return]
+
+    def filtered(q: Matrix) -> list[int]:
+        rows = np.flatnonzero(category == 7).astype(np.int64)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
+        _, ids = index.search(q[None, :], K, params=params)
+        return [int(i) for i in ids[0] if i >= 0]
+
+    return Contender(
+        f"{label} ({faiss.omp_get_max_threads()} threads)",
+        "baseline",
+        nbytes,
+        single,
+        batch,
+        filtered,
+        note="filtered: IDSelectorBatch",
+    )
+
+
+def _store_class() -> Any:
+    try:
+        from crossmodal_search.stores import LocalVectorStore
+    except ImportError:
+        return None
+    return LocalVectorStore
+
+
+def _store_metadata(category: npt.NDArray[np.int16]) -> list[dict[str, Any]]:
+    return [{"category": f"c{c:02d}"} for c in category.tolist()]
+
+
+def build_store(x: Matrix, metadata: list[dict[str, Any]], **options: Any) -> Any:
+    """A LocalVectorStore (in memory) holding ``x`` under keys ``"<row>"``."""
+    from crossmodal_search.stores import VectorRecord
+
+    cls = _store_class()
+    store = cls(None, dimension=x.shape[1], **options)
+    step = 10_000
+    for start in range(0, x.shape[0], step):
+        stop = min(x.shape[0], start + step)
+        store.put(VectorRecord(str(i), x[i], metadata[i]) for i in range(start, stop))
+    return store
+
+
+def store_contender(label: str, kind: str, store: Any, nbytes: int, note: str = "") -> Contender:
+    flt = {"category": "c07"}
+
+    def single(q: Matrix) -> list[int]:
+        return [int(m.key) for m in store.query(q, top_k=K)]
+
+    def batch(qs: Matrix) -> list[list[int]]:
+        return [[int(m.key) for m in ms_] for ms_ in store.query_many(qs, top_k=K)]
+
+    def filtered(q: Matrix) -> list[int]:
+        return [int(m.key) for m in store.query(q, top_k=K, filter=flt)]
+
+    return Contender(label, kind, nbytes, single, batch, filtered, note=note)
+
+
+def accelerator_contender(
+    label: str, acc: Any, x: Matrix, category: npt.NDArray[np.int16], nbytes: int
+) -> Contender:
+    def single(q: Matrix) -> list[int]:
+        return acc.search(x, q, K, metric="cosine")[0][0].tolist()  # type: ignore[no-any-return]
+
+    def batch(qs: Matrix) -> list[list[int]]:
+        return [h[0].tolist() for h in acc.search(x, qs, K, metric="cosine")]
+
+    def filtered(q: Matrix) -> list[int]:
+        allowed = category == 7
+        return acc.search(x, q, K, metric="cosine", allowed=allowed)[0][0].tolist()  # type: ignore[no-any-return]
+
+    return Contender(label, "fast", nbytes, single, batch, filtered)
+
+
+class _EfView:
+    """One HNSW graph searched with a given ``ef_search`` (so several efs share one build)."""
+
+    def __init__(self, hnsw: HnswAccelerator, ef: int) -> None:
+        self.hnsw = hnsw
+        self.ef = ef
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        self.hnsw.ef_search = self.ef
+        return self.hnsw.search(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def _cycling(fn: Callable[[Matrix], object], queries: Matrix) -> Callable[[], object]:
+    """A no-argument call that answers the next query each time (all contenders see the same)."""
+    it: Iterator[Matrix] = itertools.cycle(list(queries))
+    return lambda: fn(next(it))
+
+
+def _inner(fn: Callable[[], object], sample_seconds: float) -> int:
+    """Back-to-back calls per sample so each sample lasts about ``sample_seconds``."""
+    start = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - start
+    return max(1, min(200, math.ceil(sample_seconds / max(elapsed, 1e-6))))
+
+
+def _timed(fns: dict[str, Callable[[], object]], plan: Plan) -> dict[str, list[float]]:
+    inner = {name: _inner(fn, plan.sample_seconds) for name, fn in fns.items()}
+
+    def wrap(fn: Callable[[], object], n: int) -> Callable[[], object]:
+        def many() -> None:
+            for _ in range(n):
+                fn()
+
+        return many
+
+    samples = interleaved({k: wrap(f, inner[k]) for k, f in fns.items()}, repeats=plan.repeats)
+    return {k: [s / inner[k] for s in v] for k, v in samples.items()}
+
+
+def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
+    log.info("search: %s: generating", ds.name)
+    seed = 7 if ds.kind == "random" else 11
+    gen = random_unit if ds.kind == "random" else structured_unit
+    both = gen(ds.n + plan.queries, ds.d, seed)
+    x = both[: ds.n]
+    queries = np.ascontiguousarray(both[ds.n :]) if ds.kind == "structured" else None
+    if queries is None:
+        queries = random_unit(plan.queries, ds.d, seed + 1)
+    rng = np.random.default_rng(seed + 2)
+    category = rng.integers(0, CATEGORIES, ds.n).astype(np.int16)
+    allowed_rows = np.flatnonzero(category == 7)
+    truth = exact_top(x, queries, K)
+    truth_filtered = exact_top(x, queries, K, rows=allowed_rows)
+    ones = np.ones(ds.d, dtype=np.float32)
+
+    contenders: list[Contender] = [numpy_contender(x, category)]
+    fz = faiss_contender(x, category)
+    if fz is not None:
+        contenders.append(fz)
+    if ds.fast_paths:
+        fz16 = faiss_contender(x, category, fp16=True)
+        if fz16 is not None:
+            contenders.append(fz16)
+    build_seconds: dict[str, float] = {}
+    store_cls = _store_class()
+    metadata = _store_metadata(category)
+    if store_cls is not None:
+        log.info("search: %s: building LocalVectorStore", ds.name)
+        start = time.perf_counter()
+        store = build_store(x, metadata)
+        build_seconds["LocalVectorStore.put (all rows)"] = time.perf_counter() - start
+        contenders.append(store_contender("LocalVectorStore.query (exact)", "sdk", store, x.nbytes))
+        if ds.fast_paths:
+            store16 = build_store(x, metadata, storage_dtype="float16")
+            contenders.append(
+                store_contender("LocalVectorStore float16 (exact)", "fast", store16, x.nbytes // 2)
+            )
+    if ds.fast_paths and ds.d > 256:
+        funnel = FunnelAccelerator()
+        funnel.search(x, queries[:1], K, metric="cosine")  # builds the prefix copy
+        contenders.append(
+            accelerator_contender(
+                f"Matryoshka funnel (256 dims, {funnel.candidates} re-ranked)",
+                funnel,
+                x,
+                category,
+                x.nbytes + funnel.nbytes,
+            )
+        )
+    if ds.hnsw:
+        log.info("search: %s: building HNSW", ds.name)
+        hnsw = HnswAccelerator()
+        before = rss_bytes()
+        hnsw.build(x, metric="cosine")
+        grown = rss_bytes() - before
+        assert hnsw.build_seconds is not None
+        build_seconds["HNSW build (hnswlib, M=16, ef_construction=100)"] = hnsw.build_seconds
+        contenders.extend(
+            accelerator_contender(
+                f"HNSW ef_search={ef}",
+                _EfView(hnsw, ef),
+                x,
+                category,
+                x.nbytes + max(grown, hnsw.nbytes),
+            )
+            for ef in plan.hnsw_ef
+        )
+        section.data.setdefault("hnsw_memory", {})[ds.name] = {
+            "rss_growth_bytes": grown,
+            "estimate_bytes": hnsw.nbytes,
+        }
+
+    # ---- single queries
+    floors: dict[str, Callable[[], object]] = {
+        "floor: np.add.reduce": lambda: np.add.reduce(x, axis=0),
+        "floor: X @ ones": lambda: x @ ones,
+    }
+    fns: dict[str, Callable[[], object]] = dict(floors)
+    for c in contenders:
+        assert c.single is not None
+        fns[c.label] = _cycling(c.single, queries)
+    log.info("search: %s: timing %d single-query contenders", ds.name, len(fns))
+    samples = _timed(fns, plan)
+    floor = [min(a, b) for a, b in zip(*(samples[f] for f in floors), strict=True)]
+    recalls = {
+        c.label: recall_at([c.single(q) for q in queries], truth, K) for c in contenders if c.single
+    }
+    exact_label = next((c.label for c in contenders if c.kind == "sdk"), None)
+    table = Table(
+        f"{ds.name}: single query, top {K}",
+        ["contender", "median ms", "x floor", "x numpy", "recall@10", "memory"],
+        note=(
+            "Floor = time to stream the matrix once (faster of `np.add.reduce(X, axis=0)` and "
+            "`X @ ones`), same repeats. Ratios are medians of per-repeat ratios."
+        ),
+    )
+    for name in floors:
+        table.rows.append(
+            [name, ms(median(samples[name])), ratio(paired_ratio(samples[name], floor)), "", "", ""]
+        )
+    base = samples[contenders[0].label]
+    result: dict[str, Any] = {"floor_ms": median(floor) * 1e3, "contenders": {}}
+    for c in contenders:
+        s = samples[c.label]
+        table.rows.append(
+            [
+                c.label,
+                ms(median(s)),
+                ratio(paired_ratio(s, floor)),
+                ratio(paired_ratio(s, base)),
+                f"{recalls[c.label]:.4f}",
+                mib(c.nbytes),
+            ]
+        )
+        result["contenders"][c.label] = {
+            "median_ms": median(s) * 1e3,
+            "x_floor": paired_ratio(s, floor),
+            "x_numpy": paired_ratio(s, base),
+            "recall_at_10": recalls[c.label],
+            "bytes": c.nbytes,
+        }
+        if exact_label and c.label != exact_label:
+            result["contenders"][c.label]["speedup_vs_exact"] = paired_ratio(
+                samples[exact_label], s
+            )
+    section.tables.append(table)
+
+    # checks on single queries
+    if exact_label:
+        exact_recall = recalls[exact_label]
+        section.check(
+            f"{ds.name}: exact store query returns the exact top 10",
+            "smoke",
+            exact_recall == 1.0,
+            f"recall@10 = {exact_recall:.4f}",
+        )
+        xf = paired_ratio(samples[exact_label], floor)
+        if ds.d == 1024 and ds.kind == "random" and not quick:
+            section.check(
+                f"{ds.name}: exact query <= 1.1x floor",
+                "target",
+                xf <= 1.1,
+                f"{xf:.2f}x floor ({ms(median(samples[exact_label]))} ms vs "
+                f"{ms(median(floor))} ms)",
+            )
+        f16 = next((c for c in contenders if "float16" in c.label), None)
+        if f16 is not None:
+            r = paired_ratio(samples[f16.label], samples[exact_label])
+            ok = r <= 0.75 and recalls[f16.label] >= 0.999
+            section.check(
+                f"{ds.name}: float16 <= 0.75x float32 time at 0.5x memory, recall@10 >= 0.999",
+                "target",
+                ok,
+                f"{r:.2f}x float32 time, recall@10 {recalls[f16.label]:.4f}, "
+                f"memory {f16.nbytes / x.nbytes:.2f}x",
+            )
+        for c in contenders:
+            if c.kind != "fast" or "float16" in c.label:
+                continue
+            speed = paired_ratio(samples[exact_label], samples[c.label])
+            result["contenders"][c.label]["speedup_vs_exact"] = speed
+            if ds.kind == "structured":
+                need = 3.0 if "funnel" in c.label else 20.0
+                section.check(
+                    f"{ds.name}: {c.label} >= {need:.0f}x faster than exact at recall@10 >= 0.99",
+                    "target",
+                    speed >= need and recalls[c.label] >= 0.99,
+                    f"{speed:.1f}x faster, recall@10 {recalls[c.label]:.4f}",
+                )
+    faiss_c = next((c for c in contenders if c.label.startswith("faiss IndexFlatIP")), None)
+    if faiss_c is not None:
+        section.check(
+            f"{ds.name}: faiss exact baseline agrees with numpy",
+            "smoke",
+            recalls[faiss_c.label] >= 0.999,
+            f"recall@10 = {recalls[faiss_c.label]:.4f} (a lower value means a broken BLAS kernel)",
+        )
+
+    # ---- batches of 32
+    if ds.batch:
+        qb = queries[:BATCH] if queries.shape[0] >= BATCH else np.resize(queries, (BATCH, ds.d))
+        bfns: dict[str, Callable[[], object]] = {"floor: X @ ones": lambda: x @ ones}
+        for c in contenders:
+            if c.batch is not None:
+                bfns[c.label] = (lambda f: lambda: f(qb))(c.batch)
+        log.info("search: %s: timing batches of %d", ds.name, BATCH)
+        bs = _timed(bfns, plan)
+        btable = Table(
+            f"{ds.name}: batch of {BATCH} queries (`query_many`), top {K}",
+            ["contender", "ms per query", "x floor (per batch)", "x numpy"],
+            note="The floor streams the matrix once per batch.",
+        )
+        bfloor = bs["floor: X @ ones"]
+        btable.rows.append(["floor: X @ ones", ms(median(bfloor) / BATCH), "1.00x", ""])
+        bbase = bs[contenders[0].label]
+        result["batch"] = {}
+        for c in contenders:
+            if c.label not in bs:
+                continue
+            s = bs[c.label]
+            btable.rows.append(
+                [
+                    c.label,
+                    ms(median(s) / BATCH),
+                    ratio(paired_ratio(s, bfloor)),
+                    ratio(paired_ratio(s, bbase)),
+                ]
+            )
+            result["batch"][c.label] = {"ms_per_query": median(s) / BATCH * 1e3}
+        section.tables.append(btable)
+        if exact_label and exact_label in bs:
+            per_query = median(bs[exact_label]) / BATCH * 1e3
+            found = contenders[[c.label for c in contenders].index(exact_label)].batch(qb)  # type: ignore[misc]
+            batch_truth = exact_top(x, qb, K)
+            section.check(
+                f"{ds.name}: query_many returns the exact top 10",
+                "smoke",
+                recall_at(found, batch_truth, K) == 1.0,
+                f"recall@10 = {recall_at(found, batch_truth, K):.4f}",
+            )
+            if ds.n == 100_000 and ds.d == 1024 and ds.kind == "random" and not quick:
+                section.check(
+                    f"{ds.name}: batch of {BATCH} <= 1.6 ms per query",
+                    "target",
+                    per_query <= 1.6,
+                    f"{per_query:.2f} ms per query",
+                )
+
+    # ---- ~1 % filter
+    if ds.filtered:
+        ffns: dict[str, Callable[[], object]] = {}
+        for c in contenders:
+            if c.filtered is not None:
+                ffns[c.label] = _cycling(c.filtered, queries)
+        log.info("search: %s: timing filtered queries", ds.name)
+        fs = _timed(ffns, plan)
+        ftable = Table(
+            f"{ds.name}: single query with a selective filter (~1 % of rows: `category == c07`)",
+            ["contender", "median ms", "x numpy", "recall@10", "rows outside filter"],
+        )
+        fbase = fs[contenders[0].label]
+        allowed = np.zeros(ds.n, dtype=bool)
+        allowed[allowed_rows] = True
+        result["filtered"] = {}
+        for c in contenders:
+            if c.label not in fs:
+                continue
+            assert c.filtered is not None
+            got = [c.filtered(q) for q in queries]
+            outside = sum(int(not allowed[r]) for rows in got for r in rows)
+            rec = recall_at(got, truth_filtered, K)
+            ftable.rows.append(
+                [
+                    c.label,
+                    ms(median(fs[c.label])),
+                    ratio(paired_ratio(fs[c.label], fbase)),
+                    f"{rec:.4f}",
+                    str(outside),
+                ]
+            )
+            result["filtered"][c.label] = {
+                "median_ms": median(fs[c.label]) * 1e3,
+                "recall_at_10": rec,
+                "outside": outside,
+            }
+            section.check(
+                f"{ds.name}: {c.label} honours the filter exactly",
+                "smoke",
+                outside == 0,
+                f"{outside} rows outside the filter",
+            )
+            if c.kind == "sdk":
+                section.check(
+                    f"{ds.name}: filtered exact store query returns the exact top 10",
+                    "smoke",
+                    rec == 1.0,
+                    f"recall@10 = {rec:.4f}",
+                )
+        section.tables.append(ftable)
+
+    if build_seconds:
+        section.data.setdefault("build_seconds", {})[ds.name] = build_seconds
+    section.data.setdefault("datasets", {})[ds.name] = result
+    contenders.clear()
+
+
+def scaled(plan: Plan, scale: float) -> Plan:
+    """``plan`` with every data set's row count multiplied by ``scale`` (at least 1,000 rows)."""
+    if scale == 1.0:
+        return plan
+    sets = tuple(dataclasses.replace(ds, n=max(1000, round(ds.n * scale))) for ds in plan.sets)
+    return dataclasses.replace(plan, sets=sets)
+
+
+def run(*, quick: bool, scale: float = 1.0) -> Section:
+    """Run the search benchmark and return its report section."""
+    plan = scaled(QUICK if quick else FULL, scale)
+    section = Section(
+        "Search",
+        quick=quick,
+        intro=(
+            "Top-10 cosine queries over unit vectors. Every contender answers the same queries in "
+            "the same process; contenders are interleaved in each repeat, medians of "
+            f"{plan.repeats} repeats. `random` = i.i.d. Gaussian directions (the worst case for "
+            "Matryoshka truncation); `structured` = 200 clusters with per-dimension scale "
+            "1/sqrt(i+1), so the leading dimensions carry most of the variance (as in a "
+            "Matryoshka-trained embedding)."
+        ),
+    )
+    build_tables: list[list[str]] = []
+    for ds in plan.sets:
+        run_dataset(ds, plan, section, quick)
+        gc.collect()  # free the data set (1M x 1024 float32 is 4 GB) before the next
+    for name, builds in section.data.get("build_seconds", {}).items():
+        for what, secs in builds.items():
+            mem = section.data.get("hnsw_memory", {}).get(name, {}) if "HNSW" in what else {}
+            build_tables.append(
+                [name, what, f"{secs:.1f} s", mib(mem["rss_growth_bytes"]) if mem else ""]
+            )
+    if build_tables:
+        section.tables.append(
+            Table(
+                "Build times", ["data set", "what", "seconds", "memory (RSS growth)"], build_tables
+            )
+        )
+    return section
