@@ -228,3 +228,32 @@ def test_console_script_runs_the_demo(tmp_path: Path) -> None:
     assert "offline embedder (auto: no AWS credentials found)" in proc.stdout
     assert proc.stdout.count(": rank 1") == 3
     assert proc.stderr == ""  # no progress bar: stderr is not a terminal
+
+
+def test_make_searcher_on_s3_vectors_never_creates_when_reading(tmp_path: Path) -> None:
+    from crossmodal_search.cli._common import make_searcher
+    from crossmodal_search.errors import ResourceNotFoundError
+    from crossmodal_search.search import Product
+    from crossmodal_search.testing import FakeS3Vectors
+
+    fake = FakeS3Vectors()
+    spec = "s3vectors://shop-vectors/products"
+    with pytest.raises(ResourceNotFoundError):
+        make_searcher(
+            store=spec, embedder="offline", dimension=384, session=fake.session(), read_only=True
+        )
+    assert fake.calls["create_vector_bucket"] == fake.calls["create_index"] == 0
+
+    searcher, description = make_searcher(
+        store=spec, embedder="offline", dimension=384, session=fake.session()
+    )
+    assert description.splitlines()[1] == f"store: {spec} (384 dimensions)"
+    with searcher:
+        searcher.index([Product(product_id="p1", text="Red summer dress")])
+    assert fake.vector_count("shop-vectors", "products") == 2
+
+    reader, _ = make_searcher(
+        store=spec, embedder="offline", dimension=384, session=fake.session(), read_only=True
+    )
+    with reader:
+        assert reader.search("red dress")[0].product_id == "p1"

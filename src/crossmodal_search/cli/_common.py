@@ -24,11 +24,14 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from crossmodal_search._types import NOVA_DIMENSIONS
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.search import CrossmodalSearcher, SearchResult
+
+if TYPE_CHECKING:
+    import boto3
 
 __all__ = [
     "DEFAULT_STORE",
@@ -98,6 +101,7 @@ def make_searcher(
     must_exist: bool = False,
     read_only: bool = False,
     max_concurrency: int = 8,
+    session: boto3.Session | None = None,
 ) -> tuple[CrossmodalSearcher, str]:
     """Build a searcher from CLI-style options.
 
@@ -107,11 +111,13 @@ def make_searcher(
         dimension: Vector dimension of embedder and store.
         region: AWS region for Bedrock and S3 Vectors.
         cache: Path of a Nova embedding cache.
-        must_exist: Fail when a local store directory does not exist yet (searching an index
-            that was never built) instead of creating it.
-        read_only: Open a local store without its write lock (searching while another
-            process indexes); implies ``must_exist`` for local stores.
+        must_exist: Fail when the local store directory or the S3 Vectors index does not exist
+            yet (searching an index that was never built) instead of creating it.
+        read_only: Only read: a local store is opened without its write lock (searching while
+            another process indexes), and a missing local directory or S3 Vectors index is an
+            error instead of being created.
         max_concurrency: Embedding calls in flight while indexing.
+        session: A ``boto3.Session`` for Bedrock and S3 Vectors (default: boto3's).
 
     Returns:
         The searcher and a one-line description of which embedder and store run.
@@ -133,11 +139,17 @@ def make_searcher(
         embedder,  # type: ignore[arg-type]
         dimension=dimension,
         region_name=region,
+        session=session,
         cache=cache,
     )
     store_kwargs: dict[str, object] = {}
-    if kind == "s3vectors" and region is not None:
-        store_kwargs["region_name"] = region
+    if kind == "s3vectors":
+        if region is not None:
+            store_kwargs["region_name"] = region
+        if session is not None:
+            store_kwargs["session"] = session
+        if must_exist or read_only:
+            store_kwargs["create"] = False
     if kind == "local" and read_only:
         store_kwargs["read_only"] = True
     vector_store = open_store(store, dimension=dimension, **store_kwargs)
