@@ -150,6 +150,20 @@ def test_retagging_replaces_previous_tags_and_dry_run_writes_nothing(indexed, de
     assert green is not None and "tags" not in green.metadata
 
 
+def test_tagging_some_products_by_id(indexed, demo):
+    ids = ["B0SAMPLE01", "B0SAMPLE04", "not-a-product"]
+    report = tag_products(
+        indexed.store, indexed.embedder, demo.vocabulary, top1_per_group=True, product_ids=ids
+    )
+    assert [p.product_id for p in report.products] == ["B0SAMPLE01", "B0SAMPLE04"]
+    assert report.vectors_updated == 6
+    tagged = {
+        r.product_id
+        for r in indexed.search("x", filter={"tags": {"$in": ["red", "blue"]}}, top_k=50)
+    }
+    assert tagged == {"B0SAMPLE01", "B0SAMPLE04"}
+
+
 def test_labels_are_embedded_with_classification_purpose(demo):
     bedrock = FakeBedrock()
     nova = NovaEmbeddings(client=bedrock.client(), dimension=DIM)

@@ -289,7 +289,8 @@ def tag_products(
 ) -> TaggingReport:
     """Tag the products of a store zero-shot and write the tags back as filterable metadata.
 
-    Reads every record of the store once (vectors and metadata), embeds each label once,
+    Reads every record of the store once (or, with ``product_ids``, gets just those
+    products' vectors by key), embeds each label once,
     then re-puts each tagged product's vectors with the new metadata in one ``put`` (the
     store validates the whole batch before writing anything).
 
@@ -305,7 +306,8 @@ def tag_products(
             chosen either way.
         source: Which stored vector to score: ``combined``, ``image``, ``text``, or ``auto``
             (combined, else image, else text, per product).
-        product_ids: Tag only these products (default: all in the store).
+        product_ids: Tag only these products (default: all in the store); unknown ids are
+            ignored.
         dry_run: Compute the tags but write nothing.
 
     Raises:
@@ -323,14 +325,20 @@ def tag_products(
         raise ConfigurationError(
             f"the store marks {sorted(blocked)} non-filterable: tags could not be filtered on"
         )
-    wanted = None if product_ids is None else set(product_ids)
+    wanted = None if product_ids is None else sorted(set(product_ids))
+    wanted_set = set(wanted or ())
+    if wanted is None:
+        records: Iterable[VectorRecord] = store.records()
+    else:
+        # The searcher's key scheme ``{type}-{product_id}``: fetch just these products.
+        records = store.get([f"{t}-{pid}" for pid in wanted for t in _VECTOR_TYPES]).records
 
     by_product: dict[str, dict[str, VectorRecord]] = {}
     records_of: dict[str, list[VectorRecord]] = {}
-    for record in store.records():
+    for record in records:
         pid = record.metadata.get("product_id")
         kind = record.metadata.get("type")
-        if not isinstance(pid, str) or (wanted is not None and pid not in wanted):
+        if not isinstance(pid, str) or (wanted is not None and pid not in wanted_set):
             continue
         records_of.setdefault(pid, []).append(record)
         if isinstance(kind, str):
