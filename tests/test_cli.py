@@ -53,10 +53,17 @@ def test_dry_run_changes_nothing(
     store = f"local:{tmp_path / 'v'}"
     assert main(["index", str(catalog), "--store", store, *OFFLINE, "--dry-run"]) == 0
     out = capsys.readouterr().out
+    assert f"store: {store} does not exist yet" in out
     assert "embedding calls: 76 (38 text, 38 image)" in out
     assert "vectors to write: 114 in 1 write requests" in out
-    assert main(["search", "red dress", "--store", store, *OFFLINE, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["results"] == []
+    assert not (tmp_path / "v").exists()  # a dry run creates nothing
+
+    assert main(["index", str(catalog), "--store", store, *OFFLINE, "--limit", "30"]) == 0
+    capsys.readouterr()
+    assert main(["index", str(catalog), "--store", store, *OFFLINE, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: 8 products to embed, 30 unchanged" in out
+    assert "embedding calls: 16 (8 text, 8 image)" in out
 
 
 def test_search_table_and_json(

@@ -10,11 +10,19 @@ from crossmodal_search.cli._common import (
     ProgressBar,
     add_embedder_args,
     add_store_args,
+    make_searcher,
     open_searcher,
     positive_int,
 )
-from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.search import IngestReport, Product, load_abo, load_products
+from crossmodal_search.errors import InvalidInputError, ResourceNotFoundError
+from crossmodal_search.search import (
+    CrossmodalSearcher,
+    IngestReport,
+    Product,
+    load_abo,
+    load_products,
+)
+from crossmodal_search.stores._open import parse_store_spec
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,25 +82,55 @@ def _print_report(report: IngestReport) -> None:
         print(f"  failed {failure.product_id} ({failure.kind}): {failure.reason}", file=sys.stderr)
 
 
+def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, str]:
+    """The target store read-only when it exists, else an empty in-memory one: never create."""
+    kind, location, _ = parse_store_spec(args.store)
+    if not (kind == "local" and location is not None and not Path(location).is_dir()):
+        try:
+            return open_searcher(args, read_only=True)
+        except ResourceNotFoundError:
+            pass
+    searcher, description = make_searcher(
+        store="memory:",
+        embedder=args.embedder,
+        dimension=args.dimension,
+        region=args.region,
+        cache=args.cache,
+    )
+    embedder_line = description.splitlines()[0]
+    return (
+        searcher,
+        f"{embedder_line}\nstore: {args.store} does not exist yet: every product is new",
+    )
+
+
+def _dry_run(args: argparse.Namespace, products: list[Product], summary: str) -> int:
+    searcher, description = _open_for_estimate(args)
+    with searcher:
+        print(description)
+        print(summary)
+        est = searcher.estimate(products)
+    print(
+        f"dry run: {est.to_embed} products to embed, {est.unchanged} unchanged, "
+        f"{est.metadata_only} metadata-only updates, {est.invalid} invalid\n"
+        f"  embedding calls: {est.embed_calls} ({est.text_calls} text, "
+        f"{est.image_calls} image), image bytes sent: {est.image_bytes:,}\n"
+        f"  vectors to write: {est.vectors} in {est.put_requests} write requests "
+        f"({est.vector_bytes:,} vector bytes, {est.metadata_bytes:,} metadata bytes); "
+        f"stale vectors to delete: {est.stale_vectors}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, then index (or estimate); exit 1 when some products failed."""
     products, summary = _load(args)
+    if args.dry_run:
+        return _dry_run(args, products, summary)
     searcher, description = open_searcher(args)
     with searcher:
         print(description)
         print(summary)
-        if args.dry_run:
-            est = searcher.estimate(products)
-            print(
-                f"dry run: {est.to_embed} products to embed, {est.unchanged} unchanged, "
-                f"{est.metadata_only} metadata-only updates, {est.invalid} invalid\n"
-                f"  embedding calls: {est.embed_calls} ({est.text_calls} text, "
-                f"{est.image_calls} image), image bytes sent: {est.image_bytes:,}\n"
-                f"  vectors to write: {est.vectors} in {est.put_requests} write requests "
-                f"({est.vector_bytes:,} vector bytes, {est.metadata_bytes:,} metadata bytes); "
-                f"stale vectors to delete: {est.stale_vectors}"
-            )
-            return 0
         bar = ProgressBar("indexing")
         try:
             report = searcher.index(products, progress=bar)
