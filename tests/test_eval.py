@@ -370,6 +370,14 @@ def test_cli_eval_json_and_plot(cli_store, queries_file, tmp_path, capsys):
     assert report.settings.search_mode == "image"
     assert report.by_query_type["image"].metrics["recall@1"] == 1.0
 
+    assert main(["eval", queries_file, *cli_store, "--no-compare", "--per-query", "--k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "setting: combined mean w=0.50 d=stored (dimension 256)" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["text-red"][2] == "1"  # rank of the first relevant product
+    assert rows["no-relevant"][2] == "excluded"
+    assert rows["mislabelled"][3] == "p-red"  # the top result, not the labelled blue one
+
 
 def test_cli_eval_usage_and_input_errors(cli_store, queries_file, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
