@@ -8,6 +8,8 @@ temporary directory. ``crossmodal`` command lines in shell blocks must parse.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import runpy
 import shlex
@@ -133,3 +135,32 @@ def test_aws_sample_flow_runs_against_fakes(
         "GENERIC_RETRIEVAL",
         "GENERIC_RETRIEVAL",
     ]
+
+
+_CLI_COMMANDS = ("index", "search", "demo")
+_CLI_HEADER = """# Command-line reference
+
+Generated from `crossmodal COMMAND --help` by `tests/test_docs.py`, which fails when this page
+is stale; regenerate with `UPDATE_DOCS=1 pytest tests/test_docs.py -k cli_reference`.
+See [getting-started.md](getting-started.md) for examples.
+"""
+
+
+def _cli_reference() -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sections = [
+        f"\n## crossmodal {name}\n\n```text\n{sub.choices[name].format_help()}```\n"
+        for name in _CLI_COMMANDS
+    ]
+    return _CLI_HEADER + "".join(sections)
+
+
+def test_cli_reference_is_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.delenv("CROSSMODAL_STORE", raising=False)
+    expected = _cli_reference()
+    page = ROOT / "docs" / "cli.md"
+    if os.environ.get("UPDATE_DOCS") == "1":
+        page.write_text(expected, encoding="utf-8")
+    assert page.read_text(encoding="utf-8") == expected, "run UPDATE_DOCS=1 pytest -k cli_reference"
