@@ -212,6 +212,9 @@ def test_compare_sweeps_every_factor_and_names_the_best(searcher, queries):
         (r.embed_calls, r.stored_bytes) for r in equals
     )
     assert comparison.best_reason.startswith("highest ndcg@5")
+    assert comparison.report(EvalSettings()).dimension == DIM  # None: the stored dimension
+    with pytest.raises(KeyError):
+        comparison.report(EvalSettings(search_mode="all"))
 
     # query vectors are embedded once per input and purpose, then reused across settings
     unique_runs = {r.report.settings for r in comparison.results}

@@ -238,7 +238,13 @@ class Comparison(BaseModel):
         return value
 
     def report(self, settings: EvalSettings) -> EvalReport:
-        """The report of one compared setting."""
+        """The report of one compared setting (``dimension=None`` means the stored one).
+
+        Raises:
+            KeyError: the setting was not compared.
+        """
+        if settings.dimension is None:
+            settings = settings.model_copy(update={"dimension": self.stored_dimension})
         for row in self.results:
             if row.report.settings == settings:
                 return row.report
