@@ -184,6 +184,14 @@ def test_long_bullets_are_capped(tmp_path: Path) -> None:
     )
     (product,) = load_abo(root).products
     assert product.text.count("\n") == 2  # name + the two bullets that fit in 1500 characters
+    huge = tmp_path / "huge"
+    _write_abo(
+        huge,
+        [[{"item_id": "H", "item_name": [_lang("Huge")], "bullet_point": [_lang("y" * 9000)]}]],
+        {},
+    )
+    (product,) = load_abo(huge).products
+    assert product.text == "Huge\n" + "y" * 1499 + "…"
 
 
 def test_not_an_abo_directory(tmp_path: Path) -> None:

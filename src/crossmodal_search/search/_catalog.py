@@ -274,6 +274,8 @@ def load_abo(
         bullet_chars = 0
         for value, _ in bullets:
             if bullet_chars + len(value) > _MAX_BULLETS_CHARS:
+                if bullet_chars == 0:  # one huge bullet: keep its beginning
+                    lines.append(value[: _MAX_BULLETS_CHARS - 1].rstrip() + "…")
                 break
             lines.append(value)
             bullet_chars += len(value)
