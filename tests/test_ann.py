@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +37,8 @@ def brute_force(
 ) -> list[int]:
     if metric == "cosine":
         q = query / np.linalg.norm(query)
-        dist = 1.0 - matrix.astype(np.float64) @ q
+        rows = matrix.astype(np.float64)
+        dist = 1.0 - rows @ q / np.linalg.norm(rows, axis=1)
     else:
         dist = np.linalg.norm(matrix.astype(np.float64) - query, axis=1)
     if allowed is not None:
@@ -210,3 +212,42 @@ def test_bad_options_are_configuration_errors() -> None:
         FunnelAccelerator(prefix_dim=0)
     with pytest.raises(ConfigurationError):
         HnswAccelerator(m=1)
+
+
+@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+def test_raw_rows_and_float16_unit_rows_as_the_local_store_keeps_them(
+    data: tuple[Matrix, Matrix], acc: Accelerator
+) -> None:
+    """Rows may be unnormalised (cosine) or unit float16 rows plus norms (any metric)."""
+    unit, queries = data
+    norms = np.random.default_rng(9).uniform(0.5, 2.0, len(unit)).astype(np.float32)
+    raw = unit * norms[:, None]
+    for metric in ("cosine", "euclidean"):
+        truth = [brute_force(raw, q, 10, metric, None) for q in queries]
+        layouts: list[tuple[npt.NDArray[np.floating[Any]], Matrix | None, bool]] = [
+            (raw, None, False),
+            (raw, norms, False),
+            (unit.astype(np.float16), norms, True),
+        ]
+        for matrix, row_norms, unit_rows in layouts:
+            acc.invalidate()
+            hits = acc.search(
+                matrix,
+                queries,
+                10,
+                metric=metric,
+                norms=row_norms,
+                unit_rows=unit_rows,
+            )
+            scores = [recall(rows, t) for (rows, _), t in zip(hits, truth, strict=True)]
+            assert np.mean(scores) >= 0.95, (metric, unit_rows)
+            rows, dist = hits[0]
+            q = queries[0]
+            expected = (
+                1 - raw[rows[0]] @ q / (np.linalg.norm(raw[rows[0]]) * np.linalg.norm(q))
+                if metric == "cosine"
+                else np.linalg.norm(raw[rows[0]] - q)
+            )
+            assert dist[0] == pytest.approx(expected, abs=2e-3)
+        exact = exact_search(raw, queries, 10, metric=metric, norms=norms)
+        assert [h[0].tolist() for h in exact] == truth

@@ -92,11 +92,16 @@ class Accelerator(Protocol):
         *,
         metric: DistanceMetric,
         allowed: Mask | None = None,
+        norms: npt.NDArray[np.floating[Any]] | None = None,
+        unit_rows: bool = False,
     ) -> list[Hits]:
         """Top ``top_k`` rows of ``matrix`` per query, restricted to ``allowed`` rows.
 
         ``matrix`` is the store's current ``(n, d)`` matrix; ``allowed`` a boolean mask of
-        length ``n`` (``None``: every row is live and allowed).
+        length ``n`` (``None``: every row is live and allowed). ``norms`` are the rows' L2
+        norms when the store keeps them (computed here otherwise). With ``unit_rows`` the
+        matrix holds unit vectors and row ``i`` stands for ``matrix[i] * norms[i]`` (how a
+        float16 store keeps its rows).
         """
         ...
 
@@ -132,26 +137,70 @@ def _as_f32(block: FloatMatrix) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
-def _scores(
-    matrix: FloatMatrix, queries: npt.NDArray[np.float32], metric: DistanceMetric
-) -> npt.NDArray[np.float32]:
-    """Higher-is-better scores ``(q, n)``: dot products, or ``2 x.q - |x|^2`` for L2."""
-    n = matrix.shape[0]
-    out = np.empty((queries.shape[0], n), dtype=np.float32)
-    if matrix.dtype == np.float32:
-        np.matmul(queries, matrix.T, out=out)
-        if metric == "euclidean":
-            out *= 2
-            out -= np.einsum("ij,ij->i", matrix, matrix)
+class _Rows:
+    """The store's rows as the metric sees them: raw dot products turned into scores.
+
+    Scores are higher-is-better: cosine similarity, or ``2 v.q - |v|^2`` for L2 (the query's
+    own ``|q|^2`` is added back when converting to a distance).
+    """
+
+    def __init__(
+        self,
+        matrix: FloatMatrix,
+        metric: DistanceMetric,
+        norms: npt.NDArray[np.floating[Any]] | None,
+        unit_rows: bool,
+    ) -> None:
+        if unit_rows and norms is None:
+            raise ValueError("unit_rows needs the rows' norms")
+        self.matrix = matrix
+        self.metric = metric
+        self.norms = None if norms is None else np.asarray(norms, dtype=np.float32)
+        self.unit_rows = unit_rows
+
+    def _norms_of(self, rows: RowArray | slice, block: npt.NDArray[np.float32]) -> Any:
+        if self.norms is not None:
+            return self.norms[rows]
+        return np.sqrt(np.einsum("ij,ij->i", block, block))
+
+    def finish(
+        self, dots: npt.NDArray[np.float32], rows: RowArray | slice, block: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """Turn raw ``block @ q.T`` products (``(rows, q)``) into scores in place."""
+        if self.metric == "cosine":
+            if not self.unit_rows:
+                norms = self._norms_of(rows, block)
+                dots *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
+            return dots
+        norms = self._norms_of(rows, block)
+        if self.unit_rows:
+            dots *= norms[:, None]
+        dots *= 2
+        dots -= (norms * norms)[:, None]
+        return dots
+
+    def scores(self, rows: RowArray | None, q: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Scores ``(len(rows) or n, len(q))`` of the given rows (all when ``None``)."""
+        n = self.matrix.shape[0] if rows is None else rows.shape[0]
+        out = np.empty((n, q.shape[0]), dtype=np.float32)
+        for start in range(0, n, _CHUNK_ROWS):
+            stop = min(n, start + _CHUNK_ROWS)
+            idx: RowArray | slice = slice(start, stop) if rows is None else rows[start:stop]
+            block = _as_f32(self.matrix[idx])
+            part = out[start:stop]
+            np.matmul(block, q.T, out=part)
+            self.finish(part, idx, block)
         return out
-    for start in range(0, n, _CHUNK_ROWS):
-        block = _as_f32(matrix[start : start + _CHUNK_ROWS])
-        part = out[:, start : start + block.shape[0]]
-        np.matmul(queries, block.T, out=part)
-        if metric == "euclidean":
-            part *= 2
-            part -= np.einsum("ij,ij->i", block, block)
-    return out
+
+    def true_vectors(
+        self, start: int, stop: int, dims: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Rows ``start:stop`` (first ``dims`` columns) as the vectors they stand for."""
+        block = np.array(self.matrix[start:stop, :dims], dtype=np.float32)
+        if self.unit_rows:
+            assert self.norms is not None
+            block *= self.norms[start:stop, None]
+        return block
 
 
 def _to_distances(
@@ -183,27 +232,32 @@ def exact_search(
     *,
     metric: DistanceMetric,
     allowed: Mask | None = None,
+    norms: npt.NDArray[np.floating[Any]] | None = None,
+    unit_rows: bool = False,
 ) -> list[Hits]:
     """Exact top-k by a full scan (the reference every accelerator is measured against).
 
     Only rows in ``allowed`` are scanned when a mask is given, so a selective filter makes
-    this cheaper, not dearer.
+    this cheaper, not dearer. ``norms``/``unit_rows`` as in :meth:`Accelerator.search`.
     """
-    q = _prepare_queries(queries, metric)
+    return _exact(
+        _Rows(matrix, metric, norms, unit_rows), _prepare_queries(queries, metric), top_k, allowed
+    )
+
+
+def _exact(view: _Rows, q: npt.NDArray[np.float32], top_k: int, allowed: Mask | None) -> list[Hits]:
     rows: RowArray | None = None
     if allowed is not None:
-        rows = np.flatnonzero(allowed)
+        rows = np.flatnonzero(allowed[: view.matrix.shape[0]])
         if rows.size == 0:
             return [_empty_hits() for _ in range(q.shape[0])]
-        if rows.size < matrix.shape[0]:
-            matrix = matrix[rows]
-        else:
+        if rows.size == view.matrix.shape[0]:
             rows = None
-    scores = _scores(matrix, q, metric)
+    scores = view.scores(rows, q)
     hits: list[Hits] = []
     for i in range(q.shape[0]):
-        best = _top(scores[i], top_k)
-        dist = _to_distances(scores[i, best], float(q[i] @ q[i]), metric)
+        best = _top(scores[:, i], top_k)
+        dist = _to_distances(scores[best, i], float(q[i] @ q[i]), view.metric)
         hits.append((rows[best] if rows is not None else best, dist))
     return hits
 
@@ -301,7 +355,10 @@ class FunnelAccelerator:
         *,
         metric: DistanceMetric,
         allowed: Mask | None = None,
+        norms: npt.NDArray[np.floating[Any]] | None = None,
+        unit_rows: bool = False,
     ) -> list[Hits]:
+        view = _Rows(matrix, metric, norms, unit_rows)
         n, dim = matrix.shape
         q = _prepare_queries(queries, metric)
         live = _allowed_count(allowed, n)
@@ -311,8 +368,8 @@ class FunnelAccelerator:
             or live <= candidates
             or (allowed is not None and live <= self.exact_fraction * n)
         ):
-            return exact_search(matrix, q, top_k, metric=metric, allowed=allowed)
-        prefix, prefix_sq = self._ensure(matrix, metric)
+            return _exact(view, q, top_k, allowed)
+        prefix, prefix_sq = self._ensure(view)
         qp = self._project(q[:, : self.prefix_dim], metric)
         coarse = qp @ prefix.T
         if metric == "euclidean":
@@ -327,9 +384,7 @@ class FunnelAccelerator:
             rows = cand[i]
             rows = np.sort(rows[np.isfinite(coarse[i, rows])])
             block = _as_f32(matrix[rows])
-            fine = block @ q[i]
-            if metric == "euclidean":
-                fine = 2 * fine - np.einsum("ij,ij->i", block, block)
+            fine = view.finish(block @ q[i][:, None], rows, block)[:, 0]
             best = _top(fine, top_k)
             hits.append((rows[best], _to_distances(fine[best], float(q[i] @ q[i]), metric)))
         return hits
@@ -352,17 +407,16 @@ class FunnelAccelerator:
         sq[: self._prefix_sq.shape[0]] = self._prefix_sq
         self._prefix, self._prefix_sq = prefix, sq
 
-    def _ensure(
-        self, matrix: FloatMatrix, metric: DistanceMetric
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        n = matrix.shape[0]
+    def _ensure(self, view: _Rows) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        n = view.matrix.shape[0]
+        metric = view.metric
         with self._lock:
             if self._prefix is None or self._metric != metric or self._rows < n:
                 prefix = np.empty((n, self.prefix_dim), dtype=np.float32)
                 for start in range(0, n, _CHUNK_ROWS):
                     stop = min(n, start + _CHUNK_ROWS)
                     prefix[start:stop] = self._project(
-                        matrix[start:stop, : self.prefix_dim], metric
+                        view.true_vectors(start, stop, self.prefix_dim), metric
                     )
                 self._prefix = prefix
                 self._prefix_sq = np.einsum("ij,ij->i", prefix, prefix)
@@ -488,11 +542,20 @@ class HnswAccelerator:
                     self._index.mark_deleted(row)
                     self._present[row] = False
 
-    def build(self, matrix: FloatMatrix, *, metric: DistanceMetric) -> None:
+    def build(
+        self,
+        matrix: FloatMatrix,
+        *,
+        metric: DistanceMetric,
+        norms: npt.NDArray[np.floating[Any]] | None = None,
+        unit_rows: bool = False,
+    ) -> None:
         """Build the graph over every row of ``matrix`` now (otherwise done on first query)."""
+        view = _Rows(matrix, metric, norms, unit_rows)
         n, dim = matrix.shape
         started = time.perf_counter()
-        index = self._hnswlib.Index(space="ip" if metric == "cosine" else "l2", dim=dim)
+        # hnswlib's "cosine" space normalises rows and queries itself; distance = 1 - cos.
+        index = self._hnswlib.Index(space="cosine" if metric == "cosine" else "l2", dim=dim)
         index.init_index(
             max_elements=max(n, 16),
             M=self.m,
@@ -502,7 +565,7 @@ class HnswAccelerator:
         for start in range(0, n, 4 * _CHUNK_ROWS):
             stop = min(n, start + 4 * _CHUNK_ROWS)
             index.add_items(
-                _as_f32(matrix[start:stop]),
+                view.true_vectors(start, stop),
                 np.arange(start, stop, dtype=np.int64),
                 num_threads=self.num_threads,
             )
@@ -521,7 +584,10 @@ class HnswAccelerator:
         *,
         metric: DistanceMetric,
         allowed: Mask | None = None,
+        norms: npt.NDArray[np.floating[Any]] | None = None,
+        unit_rows: bool = False,
     ) -> list[Hits]:
+        view = _Rows(matrix, metric, norms, unit_rows)
         n = matrix.shape[0]
         q = _prepare_queries(queries, metric)
         live = _allowed_count(allowed, n)
@@ -529,17 +595,17 @@ class HnswAccelerator:
             return [_empty_hits() for _ in range(q.shape[0])]
         small = live <= max(4 * top_k, self.ef_search)
         if small or (allowed is not None and live <= self.exact_fraction * n):
-            return exact_search(matrix, q, top_k, metric=metric, allowed=allowed)
+            return _exact(view, q, top_k, allowed)
         with self._lock:
             if self._index is None or self._metric != metric:
-                self.build(matrix, metric=metric)
+                self.build(matrix, metric=metric, norms=norms, unit_rows=unit_rows)
             index = self._index
             graph_rows = int(np.count_nonzero(self._present))
         k = min(top_k, live)
         if allowed is None:
             found = self._knn(index, q, k, graph_rows, metric)
             if found is None:
-                return exact_search(matrix, q, top_k, metric=metric)
+                return _exact(view, q, top_k, None)
             return [(rows[rows < n], dist[rows < n]) for rows, dist in found]
         # Over-fetch in proportion to the filter's selectivity, then widen until enough
         # allowed rows come back; an exhausted widening falls back to the exact scan.
@@ -550,9 +616,7 @@ class HnswAccelerator:
             while True:
                 found = self._knn(index, q[i : i + 1], want, graph_rows, metric)
                 if found is None:
-                    hits.extend(
-                        exact_search(matrix, q[i : i + 1], k, metric=metric, allowed=allowed)
-                    )
+                    hits.extend(_exact(view, q[i : i + 1], k, allowed))
                     break
                 rows, dist = found[0]
                 keep = np.flatnonzero((rows < n) & allowed[np.minimum(rows, n - 1)])[:k]
@@ -560,9 +624,7 @@ class HnswAccelerator:
                     hits.append((rows[keep], dist[keep]))
                     break
                 if want >= graph_rows or want >= 8 * fetch:
-                    hits.extend(
-                        exact_search(matrix, q[i : i + 1], k, metric=metric, allowed=allowed)
-                    )
+                    hits.extend(_exact(view, q[i : i + 1], k, allowed))
                     break
                 want = min(graph_rows, want * 2)
         return hits
