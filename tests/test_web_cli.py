@@ -71,6 +71,27 @@ def test_explicit_store_is_honoured_with_demo(tmp_path: Path) -> None:
     assert store.is_dir()
 
 
+def test_serving_an_existing_store_does_not_take_its_write_lock(tmp_path: Path) -> None:
+    # A live page must not stop `crossmodal index` from updating the same store.
+    from crossmodal_search.embeddings import OfflineEmbedder
+    from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+    from crossmodal_search.stores import LocalVectorStore
+
+    root = write_sample_catalog(tmp_path / "catalog")
+    store_dir = tmp_path / "store"
+    with LocalVectorStore(store_dir, dimension=256) as store:
+        CrossmodalSearcher(OfflineEmbedder(dimension=256), store).index(load_abo(root).products)
+    argv = ["serve", "--store", f"local:{store_dir}", "--embedder", "offline", "--dimension", "256"]
+    with contextlib.ExitStack() as stack:
+        app, _ = build_app(build_parser().parse_args(argv), stack)
+        # A writer can open the store while the page serves it.
+        with LocalVectorStore(store_dir, dimension=256) as writer:
+            assert len(writer) > 0
+        with TestClient(app) as client:
+            response = client.post("/api/search", json={"text": TEXT_QUERY.text})
+            assert response.json()["results"][0]["product_id"] == TEXT_QUERY.expected
+
+
 def test_serving_a_store_that_does_not_exist_fails_clearly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -101,7 +101,8 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
         if args.store == os.environ.get("CROSSMODAL_STORE", DEFAULT_STORE):
             # Keep the demo products out of the user's default store.
             args.store = "memory:" if args.demo_dir is None else f"local:{root / 'store'}"
-    searcher, description = open_searcher(args, must_exist=not args.demo)
+    # Serving only reads: no write lock, so `crossmodal index` can run beside a live page.
+    searcher, description = open_searcher(args, must_exist=not args.demo, read_only=not args.demo)
     stack.enter_context(searcher)
     if root is not None:
         from crossmodal_search.search import load_abo
