@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -590,3 +591,34 @@ def test_random_operations_match_a_dict_model(tmp_path: Path, dtype: Any) -> Non
                 assert [d for _, d in got] == pytest.approx([d for _, d in want], abs=1e-9)
     finally:
         store.close()
+
+
+def test_read_only_snapshots_stay_consistent_while_a_writer_merges(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            with LocalVectorStore(tmp_path, dimension=2, distance_metric="euclidean") as store:
+                for i in range(300):
+                    store.put([rec(f"k{i:04d}", [i, 1], i=i)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    LocalVectorStore(tmp_path, dimension=2, distance_metric="euclidean").close()
+    writer = threading.Thread(target=write)
+    writer.start()
+    snapshots = 0
+    while not done.is_set() or snapshots == 0:
+        with LocalVectorStore(tmp_path, read_only=True) as reader:
+            keys = sorted(reader.keys())
+            # puts are sequential, so every snapshot is exactly a prefix of the sequence
+            assert keys == [f"k{i:04d}" for i in range(len(keys))]
+            assert all(r.metadata["i"] == int(r.key[1:]) for r in reader.records())
+        snapshots += 1
+    writer.join()
+    assert not errors
+    with LocalVectorStore(tmp_path, read_only=True) as reader:
+        assert len(reader) == 300

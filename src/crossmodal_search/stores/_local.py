@@ -51,6 +51,7 @@ from crossmodal_search.errors import (
     InvalidInputError,
     StoreLockedError,
 )
+from crossmodal_search.stores._ann import Accelerator, AcceleratorName, make_accelerator
 from crossmodal_search.stores._filter import CompiledFilter, MetadataColumns, compile_filter
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
@@ -155,6 +156,12 @@ class LocalVectorStore:
             float32 for a new store and the stored dtype for an existing one.
         read_only: Open an existing directory without taking the write lock; every mutating
             call raises. Reads a snapshot taken when opened.
+        accelerator: Approximate search for large stores (``stores/_ann.py``; not persisted):
+            ``"funnel"`` (Matryoshka: scan 256 leading dimensions, re-rank at full dimension),
+            ``"hnsw"`` (graph index; extra ``ann``; built on the first query), an
+            ``Accelerator`` instance, or None (default: exact search). Filters stay exact;
+            distances of returned matches are exact; recall is measured in
+            ``docs/benchmarks.md``.
 
     Raises:
         StoreLockedError: Another open store (in any process) holds the directory for writing.
@@ -182,7 +189,9 @@ class LocalVectorStore:
         limits: StoreLimits | None = None,
         storage_dtype: StorageDType | None = None,
         read_only: bool = False,
+        accelerator: AcceleratorName | Accelerator | None = None,
     ) -> None:
+        self._accelerator = make_accelerator(accelerator)
         self._dimension = 0
         self._scaled = False
         self._n = 0
@@ -221,7 +230,8 @@ class LocalVectorStore:
         self._dtype: np.dtype[Any] = np.dtype(storage_dtype or "float32")
         self._scaled = self._dtype == np.float16
 
-        # Row-aligned state: row i holds key _keys[i]; _matrix[i] * _scale(i) is its vector.
+        # Row-aligned state: row i holds key _keys[i]; its vector is _matrix[i] (float32) or
+        # _matrix[i] * _norms[i] (float16 unit rows).
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
         self._metadata: list[dict[str, MetadataValue]] = []
@@ -236,6 +246,8 @@ class LocalVectorStore:
                     if read_only:
                         raise ConfigurationError(f"no local vector store at {self._path}")
                     self._commit_manifest()
+                elif read_only:
+                    self._load_snapshot(manifest)
                 else:
                     self._load(manifest)
             except BaseException:
@@ -520,6 +532,8 @@ class LocalVectorStore:
         for i, row in enumerate(rows.tolist()):
             self._metadata[row] = metadata[i]
             self._columns.set_row(row, metadata[i], fresh=row >= old_n)
+        if self._accelerator is not None:
+            self._accelerator.update(rows, self._true_vectors(rows))
 
     def _apply_delete(self, keys: Sequence[str]) -> None:
         rows = sorted({self._index[k] for k in keys if k in self._index})
@@ -549,6 +563,10 @@ class LocalVectorStore:
         del self._metadata[new_n:]
         self._columns.resize(new_n)
         self._n = new_n
+        if self._accelerator is not None:
+            if holes:
+                self._accelerator.update(h, self._true_vectors(h))
+            self._accelerator.remove(np.arange(new_n, n))
 
     # ------------------------------------------------------------------ search
 
@@ -559,6 +577,8 @@ class LocalVectorStore:
         nq = queries.shape[0]
         if n == 0 or nq == 0:
             return [[] for _ in range(nq)]
+        if self._accelerator is not None:
+            return self._accelerated(queries, top_k, compiled)
         rows: npt.NDArray[np.intp] | None = None
         if compiled is not None:
             mask = compiled.mask(self._columns)
@@ -581,6 +601,31 @@ class LocalVectorStore:
                 source = candidates if rows is None else rows[candidates]
                 results.append(self._exact(source, q[j], top_k))
         return results
+
+    # -- accelerator wiring (stores/_ann.py): candidates from it, exact distances from _exact
+
+    def _true_vectors(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
+        vectors = self._matrix[rows].astype(np.float32)
+        if self._scaled:
+            vectors *= self._norms[rows].astype(np.float32)[:, None]
+        return vectors
+
+    def _accelerated(
+        self, queries: npt.NDArray[np.float32], top_k: int, compiled: CompiledFilter | None
+    ) -> list[list[QueryMatch]]:
+        assert self._accelerator is not None
+        n = self._n
+        mask = None if compiled is None else compiled.mask(self._columns)[:n]
+        hits = self._accelerator.search(
+            self._matrix[:n],
+            queries,
+            top_k,
+            metric=self._metric,
+            allowed=mask,
+            norms=self._norms[:n],
+            unit_rows=self._scaled,
+        )
+        return [self._exact(rows, q, top_k) for (rows, _), q in zip(hits, queries, strict=True)]
 
     def _dots(
         self, q: npt.NDArray[np.float32], rows: npt.NDArray[np.intp] | None
@@ -807,11 +852,15 @@ class LocalVectorStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self._path / _MANIFEST)
-            _fsync_dir(self._path)
         except BaseException:
             if segments is not None:
                 self._segments = previous
             raise
+        # Past the rename the new state is what a reader sees: it is committed.
+        try:
+            _fsync_dir(self._path)
+        except OSError:
+            logger.warning("fsync of directory %s failed", self._path, exc_info=True)
 
     def _next_id(self) -> int:
         self._generation += 1
@@ -944,6 +993,29 @@ class LocalVectorStore:
                 self._apply_put(keys, vectors, np.asarray(norms, dtype=np.float64), metadata)
             del vectors
         self._segments = segments
+
+    def _load_snapshot(self, manifest: Mapping[str, Any]) -> None:
+        """Load without the lock: if a writer merges segments away meanwhile, reread."""
+        assert self._path is not None
+        for _ in range(20):
+            try:
+                self._load(manifest)
+                return
+            except ConfigurationError:
+                fresh = self._read_manifest(self._path / _MANIFEST)
+                if fresh.get("generation") == manifest.get("generation"):
+                    raise
+                logger.debug("%s changed while loading; rereading", self._path)
+                manifest = fresh
+                self._reset_rows()
+        self._load(manifest)
+
+    def _reset_rows(self) -> None:
+        self._keys, self._index, self._metadata = [], {}, []
+        self._matrix = np.empty((0, self._dimension), dtype=self._dtype)
+        self._norms = np.empty(0, dtype=np.float64)
+        self._columns = MetadataColumns(self._non_filterable)
+        self._n = 0
 
     def _read_vectors(self, seg: _Segment) -> npt.NDArray[Any]:
         assert self._path is not None
