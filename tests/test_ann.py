@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,8 +11,10 @@ import numpy.typing as npt
 import pytest
 
 from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.stores import LocalVectorStore, VectorRecord
 from crossmodal_search.stores._ann import (
     Accelerator,
+    AcceleratorName,
     FunnelAccelerator,
     HnswAccelerator,
     exact_search,
@@ -251,3 +254,97 @@ def test_raw_rows_and_float16_unit_rows_as_the_local_store_keeps_them(
             assert dist[0] == pytest.approx(expected, abs=2e-3)
         exact = exact_search(raw, queries, 10, metric=metric, norms=norms)
         assert [h[0].tolist() for h in exact] == truth
+
+
+# --------------------------------------------------------------------------- LocalVectorStore
+
+
+def small(name: AcceleratorName) -> Accelerator:
+    """The named accelerator sized for 64-d test data (the default funnel scans 256 dims)."""
+    if name == "funnel":
+        return FunnelAccelerator(prefix_dim=16, candidates=64)
+    acc = make_accelerator(name)
+    assert acc is not None
+    return acc
+
+
+def _records(matrix: Matrix, start: int = 0) -> list[VectorRecord]:
+    return [
+        VectorRecord(f"k{i}", matrix[i - start], {"bucket": i % 10})
+        for i in range(start, start + len(matrix))
+    ]
+
+
+@pytest.mark.parametrize("name", ["funnel", "hnsw"])  # a funnel that scans 16 of 64 dims
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_local_store_with_an_accelerator_answers_like_the_exact_store(
+    data: tuple[Matrix, Matrix], name: AcceleratorName, dtype: str, metric: str
+) -> None:
+    matrix, queries = data
+    raw = matrix * np.random.default_rng(3).uniform(0.5, 2.0, len(matrix))[:, None]
+    kw: dict[str, Any] = {"dimension": 64, "distance_metric": metric, "storage_dtype": dtype}
+    exact = LocalVectorStore(**kw)
+    fast = LocalVectorStore(**kw, accelerator=small(name))
+    for store in (exact, fast):
+        store.put(_records(raw.astype(np.float32)))
+    scores = []
+    for q in queries:
+        want = exact.query(q, top_k=10)
+        got = fast.query(q, top_k=10)
+        scores.append(len({m.key for m in want} & {m.key for m in got}) / 10)
+        by_key = {m.key: m.distance for m in want}
+        for m in got:  # matches found by both carry the same exact distance
+            if m.key in by_key:
+                assert m.distance == pytest.approx(by_key[m.key], abs=1e-9)
+        assert [m.distance for m in got] == sorted(m.distance for m in got)
+    assert np.mean(scores) >= 0.95
+    many = fast.query_many(queries[:4], top_k=10)
+    assert [[m.key for m in ms] for ms in many] == [
+        [m.key for m in fast.query(q, top_k=10)] for q in queries[:4]
+    ]
+
+
+@pytest.mark.parametrize("name", ["funnel", "hnsw"])  # a funnel that scans 16 of 64 dims
+def test_local_store_accelerator_honours_filters_deletes_and_overwrites(
+    data: tuple[Matrix, Matrix], name: AcceleratorName
+) -> None:
+    matrix, queries = data
+    store = LocalVectorStore(dimension=64, accelerator=small(name))
+    store.put(_records(matrix))
+    q = queries[0]
+    for flt in ({"bucket": 3}, {"bucket": {"$in": [1, 2, 3, 4, 5]}}):
+        hits = store.query(q, top_k=10, filter=flt)
+        assert len(hits) == 10
+        allowed = {3} if flt == {"bucket": 3} else {1, 2, 3, 4, 5}
+        assert all(m.metadata["bucket"] in allowed for m in hits)
+    store.put([VectorRecord("k1234", -q, {"bucket": 0})])  # overwrite in place
+    assert store.query(-q, top_k=1)[0].key == "k1234"
+    first = [m.key for m in store.query(q, top_k=5)]
+    store.delete(first[:3])  # swap-remove moves tail rows into the holes
+    after = [m.key for m in store.query(q, top_k=5)]
+    assert not set(after) & set(first[:3])
+    assert after[:2] == first[3:5]
+    store.put([VectorRecord("k2999", q, {"bucket": 0})])  # overwrite a moved row's record
+    top = store.query(q, top_k=1)[0]
+    assert top.key == "k2999" and top.distance == pytest.approx(0.0, abs=1e-6)
+    store.put([VectorRecord("new", 2 * q, {"bucket": 0})])
+    assert {m.key for m in store.query(q, top_k=2)} == {"new", "k2999"}
+    assert len(store) == 3000 - 3 + 1
+
+
+def test_local_store_accelerator_after_reopening_from_disk(
+    tmp_path: Path, data: tuple[Matrix, Matrix]
+) -> None:
+    matrix, queries = data
+    with LocalVectorStore(tmp_path / "s", dimension=64) as store:
+        store.put(_records(matrix))
+        want = [m.key for m in store.query(queries[1], top_k=10)]
+    with LocalVectorStore(tmp_path / "s", accelerator="hnsw") as store:
+        got = [m.key for m in store.query(queries[1], top_k=10)]
+    assert len(set(want) & set(got)) >= 9
+
+
+def test_local_store_rejects_an_unknown_accelerator() -> None:
+    with pytest.raises(ConfigurationError, match="unknown accelerator"):
+        LocalVectorStore(dimension=4, accelerator="ivf")  # type: ignore[arg-type]
