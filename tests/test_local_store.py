@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 import os
@@ -31,6 +32,10 @@ from crossmodal_search.stores import (
     StoreLimits,
     VectorRecord,
     VectorStore,
+    _filter,
+    _limits,
+    _local,
+    _matryoshka,
     matches,
 )
 
@@ -622,3 +627,10 @@ def test_read_only_snapshots_stay_consistent_while_a_writer_merges(tmp_path: Pat
     assert not errors
     with LocalVectorStore(tmp_path, read_only=True) as reader:
         assert len(reader) == 300
+
+
+@pytest.mark.parametrize("module", [_filter, _limits, _local, _matryoshka])
+def test_docstring_examples_run(module: Any) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
