@@ -118,6 +118,14 @@ def test_numeric_equality_uses_doubles_on_both_paths() -> None:
     assert evaluate({"n": {"$in": [3, 4.0]}}, catalog) == [2]
 
 
+def test_integers_beyond_double_range_never_match() -> None:
+    catalog = [{"n": 10**400}, {"n": 5}]
+    assert evaluate({"n": {"$gt": 0}}, catalog) == [1]
+    assert evaluate({"n": {"$ne": 5}}, catalog) == [0]
+    with pytest.raises(InvalidFilterError):
+        validate_filter({"n": 10**400})
+
+
 def test_compiled_filter_reports_fields_and_is_reusable() -> None:
     compiled = compile_filter({"$or": [{"a": 1}, {"b": {"$exists": False}}]})
     assert compiled.fields == {"a", "b"}

@@ -164,6 +164,7 @@ def test_metadata_key_names_are_1_to_63_characters() -> None:
         ({1, 2}, "holds a set"),
         (np.zeros((2, 2)), "2-D array"),
         ("\udcff", "not valid UTF-8"),
+        (10**400, "beyond the range"),
     ],
 )
 def test_invalid_metadata_values_name_record_and_key(value: Any, fragment: str) -> None:

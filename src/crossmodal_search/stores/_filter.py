@@ -87,7 +87,10 @@ def _classify(value: object) -> tuple[_Kind, bool | float | str] | None:
     if isinstance(value, str):
         return "s", value
     if isinstance(value, int | float | np.integer | np.floating):
-        return "n", float(value)
+        try:
+            return "n", float(value)
+        except OverflowError:  # an int beyond double range is no number S3 Vectors can hold
+            return None
     return None
 
 
@@ -471,7 +474,7 @@ class _Column:
                 code = vocab[value] = len(vocab)
             self._array("s")[row, 0] = code
             return
-        if type(value) is int or type(value) is float:
+        if type(value) is float or (type(value) is int and -(2**1023) < value < 2**1023):
             self._array("n")[row, 0] = value
             return
         elements = list(_elements(value))

@@ -236,7 +236,15 @@ def _scalar(value: object, *, record_key: str | None, metadata_key: str) -> Scal
         )
         return str(value)  # np.str_ -> str
     if isinstance(value, int | np.integer):
-        return int(value)
+        number = int(value)
+        if not -(2**1023) < number < 2**1023:
+            raise MetadataLimitError(
+                f"record {record_key!r}: metadata key {metadata_key!r} holds an integer beyond "
+                "the range of a JSON number (double)",
+                record_key=record_key,
+                metadata_key=metadata_key,
+            )
+        return number
     if isinstance(value, float | np.floating):
         f = float(value)
         if not math.isfinite(f):
