@@ -1034,6 +1034,8 @@ class LocalVectorStore:
         self._norms = np.empty(0, dtype=np.float64)
         self._columns = MetadataColumns(self._non_filterable)
         self._n = 0
+        if self._accelerator is not None:
+            self._accelerator.invalidate()
 
     def _read_vectors(self, seg: _Segment) -> npt.NDArray[Any]:
         assert self._path is not None
