@@ -453,7 +453,7 @@ class _Column:
             self.bools = self._new(np.int8, -1, self.capacity, self.width)
         return self.bools
 
-    def clear(self, row: int) -> None:
+    def clear(self, row: int | slice) -> None:
         self.present[row] = False
         if self.codes is not None:
             self.codes[row] = -1
@@ -564,9 +564,9 @@ class MetadataColumns:
             self._capacity = max(n, int(self._capacity * 1.5) + 16)
             for col in self._columns.values():
                 col.reserve(self._capacity)
-        for row in range(n, self._n):
+        if n < self._n:
             for col in self._columns.values():
-                col.clear(row)
+                col.clear(slice(n, self._n))
         self._n = n
 
     def set_row(self, row: int, metadata: Mapping[str, object], *, fresh: bool = False) -> None:
