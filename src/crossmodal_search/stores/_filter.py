@@ -506,7 +506,13 @@ class _Column:
 
         def accumulate(elem: BoolArray) -> None:
             nonlocal hit
-            row: BoolArray = elem[:, 0] if self.width == 1 else np.any(elem, axis=1)
+            if self.width > 16:
+                row: BoolArray = np.any(elem, axis=1)
+            else:
+                # OR-ing a few columns beats np.any(axis=1), which is slow on narrow rows.
+                row = elem[:, 0].copy()
+                for j in range(1, self.width):
+                    row |= elem[:, j]
             hit = row if hit is None else hit | row
 
         if cond.op in _NUM_OPS:
@@ -522,7 +528,13 @@ class _Column:
                 if arr is None or not wanted:
                     continue
                 block = arr[:n]
-                accumulate(block == wanted[0] if len(wanted) == 1 else np.isin(block, wanted))
+                if len(wanted) > 8:
+                    accumulate(np.isin(block, wanted))
+                    continue
+                elem = block == wanted[0]
+                for value in wanted[1:]:
+                    elem |= block == value
+                accumulate(elem)
         return hit if hit is not None else np.zeros(n, dtype=bool)
 
 
