@@ -514,7 +514,7 @@ def test_duplicate_ids_and_wrong_types_rejected_before_any_call(
         ({"text": "x", "top_k": True}, InvalidInputError),
         ({"text": "x", "text_weight": -0.1}, InvalidInputError),
         ({"text": "x", "text_weight": math.nan}, InvalidInputError),
-        ({"text": "x", "search_mode": "video"}, InvalidInputError),
+        ({"text": "x", "search_mode": "movie"}, InvalidInputError),
         ({"text": "x", "fusion": "max"}, InvalidInputError),
         ({"text": "x", "filter": {"$nope": 1}}, InvalidFilterError),
         ({"text": "x", "filter": {"text": "red"}}, InvalidFilterError),  # non-filterable key

@@ -830,12 +830,18 @@ class MediaFailure:
 
 @dataclass
 class MediaIngestReport:
-    """Outcome of :func:`index_media` (same spirit as the searcher's ``IngestReport``)."""
+    """Outcome of :func:`index_media` (same spirit as the searcher's ``IngestReport``).
+
+    ``embed_calls`` counts asynchronous jobs started plus PDF pages embedded synchronously;
+    ``vectors_deleted`` the segments of an earlier run that this run replaced.
+    """
 
     indexed: int = 0
     skipped_unchanged: int = 0
     failed: list[MediaFailure] = field(default_factory=list)
     vectors_written: int = 0
+    vectors_deleted: int = 0
+    embed_calls: int = 0
     jobs: list[str] = field(default_factory=list)
 
 
@@ -869,7 +875,8 @@ def index_media(
     ``segment_count``). Segments of an earlier run that this run did not rewrite are deleted.
 
     A source whose first segment is already stored with the same ``source_uri``,
-    ``segment_config`` and ``embedding_model`` is skipped (reruns resume). Failed segments and
+    ``segment_config``, ``embedding_model`` and ``metadata`` values is skipped (reruns
+    resume; changed product metadata re-indexes the source). Failed segments and
     failed jobs are reported per product in ``failed``; the good segments of a partly failed
     source are still written.
 
@@ -912,6 +919,7 @@ def index_media(
             md.get("source_uri") == _source_uri(item)
             and md.get("segment_config") == tag
             and md.get("embedding_model") == model_id
+            and all(_same(md.get(k), v) for k, v in item.metadata.items())
         )
 
     def write(item: MediaItem, tag: str, result: SegmentedResult) -> None:
@@ -938,7 +946,10 @@ def index_media(
             if key not in fresh and (item.kind == "video" or key.startswith(item.kind))
         ]
         if stale and old:
-            store.delete(stale)
+            existing = [r.key for r in store.get(stale).records]
+            if existing:
+                store.delete(existing)
+                report.vectors_deleted += len(existing)
         for line in result.failure_lines():
             report.failed.append(MediaFailure(item.product_id, item.kind, item.source, line))
         if records:
@@ -952,7 +963,9 @@ def index_media(
             continue
         try:
             if item.kind == "document" and not item.source.startswith("s3://"):
-                write(item, tag, embed_pdf(item.source, embedder, dpi=dpi))
+                pages = embed_pdf(item.source, embedder, dpi=dpi)
+                report.embed_calls += len(pages.segments)
+                write(item, tag, pages)
                 continue
             assert jobs is not None and output_s3_uri is not None
             if item.kind == "video":
@@ -978,6 +991,7 @@ def index_media(
             )
             continue
         report.jobs.append(job.invocation_arn)
+        report.embed_calls += 1
         started.append((item, tag, job))
 
     for item, tag, job in started:
@@ -994,6 +1008,13 @@ def index_media(
             continue
         write(item, tag, result)
     return report
+
+
+def _same(stored: object, given: object) -> bool:
+    # Stores hand lists back for tuples and may turn ints into floats (JSON numbers).
+    if isinstance(given, tuple | list) and isinstance(stored, tuple | list):
+        return list(stored) == list(given)
+    return stored == given
 
 
 def _source_uri(item: MediaItem) -> str:

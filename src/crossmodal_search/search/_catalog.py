@@ -26,9 +26,26 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Metadata keys the searcher writes on every vector; a product's own metadata may not use them.
+#: Metadata keys the searcher writes on its vectors (product vectors and the segment vectors of
+#: videos, audio and documents); a product's own metadata may not use them.
 RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
-    {"type", "product_id", "text", "image_path", "content_hash", "metadata_hash", "embedding_model"}
+    {
+        "type",
+        "product_id",
+        "text",
+        "image_path",
+        "content_hash",
+        "metadata_hash",
+        "embedding_model",
+        "embedding_type",
+        "source_uri",
+        "segment_index",
+        "segment_start",
+        "segment_end",
+        "segment_unit",
+        "segment_count",
+        "segment_config",
+    }
 )
 
 #: Longest product id: keys are ``combined-{id}`` and S3 Vectors keys hold at most 1024 chars.
@@ -45,6 +62,11 @@ class Product(BaseModel):
     ``metadata`` values are what S3 Vectors accepts (string, number, boolean or a list of those);
     the keys in :data:`RESERVED_METADATA_KEYS` belong to the searcher.
 
+    Long media are optional and indexed per segment by
+    :meth:`~crossmodal_search.search.CrossmodalSearcher.index_media`: ``video`` and ``audio``
+    are ``s3://`` URIs (Nova reads them from S3), ``document`` a local PDF path (pages embedded
+    as document images) or the ``s3://`` URI of a plain-text document.
+
     Example:
         >>> p = Product(product_id="B01", text="Red summer dress", metadata={"color": "red"})
         >>> p.title
@@ -57,6 +79,9 @@ class Product(BaseModel):
     text: str = ""
     image: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    video: str | None = None
+    audio: str | None = None
+    document: str | None = None
 
     @field_validator("product_id")
     @classmethod
@@ -68,6 +93,24 @@ class Product(BaseModel):
     @field_validator("image", mode="before")
     @classmethod
     def _image_to_str(cls, value: object) -> object:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("video", "audio", mode="before")
+    @classmethod
+    def _media_in_s3(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not value.startswith("s3://"):
+            raise ValueError(f"must be an s3:// URI (Nova reads long media from S3), got {value!r}")
+        return value
+
+    @field_validator("document", mode="before")
+    @classmethod
+    def _document_to_str(cls, value: object) -> object:
         if isinstance(value, os.PathLike):
             return os.fspath(value)
         if isinstance(value, str) and not value.strip():
@@ -335,7 +378,7 @@ def load_abo(
 def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> list[Product]:
     """Read products from a JSON-lines file: one ``Product`` object per line.
 
-    Relative ``image`` paths are resolved against the file's directory.
+    Relative ``image`` and ``document`` paths are resolved against the file's directory.
 
     Raises:
         InvalidInputError: a line is not valid JSON or not a valid product (names the line), or
@@ -360,10 +403,12 @@ def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> 
             continue
         try:
             data = json.loads(line)
-            if isinstance(data, dict) and isinstance(data.get("image"), str):
-                image = data["image"]
-                if not image.startswith("s3://") and image and not Path(image).is_absolute():
-                    data["image"] = str(base / image)
+            if isinstance(data, dict):
+                for name in ("image", "document"):
+                    value = data.get(name)
+                    relative = isinstance(value, str) and value and not Path(value).is_absolute()
+                    if relative and not str(value).startswith("s3://"):
+                        data[name] = str(base / str(value))
             product = Product.model_validate(data)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{file}:{lineno}: not valid JSON ({exc.msg})") from exc

@@ -15,6 +15,14 @@ one whose embedding inputs are unchanged but whose metadata changed (``metadata_
 metadata, text, image path and model) is rewritten from its stored vectors without embedding
 calls, and any other product is embedded again and overwritten. A product that lost its text
 or image has the stale vector deleted.
+
+A product's long media (``video``, ``audio``, ``document``) are indexed per segment by
+:meth:`CrossmodalSearcher.index_media`: keys ``video-{id}-{i}`` (and ``audio-``, ``document-``),
+metadata ``type`` = the media kind, the product's ``text``, ``image_path`` and own metadata (so
+a segment hit displays and filters like the product), and the segment's position
+(``segment_start``, ``segment_end``, ``segment_unit``: seconds, characters or pages) and
+``source_uri``. A search in mode ``video``, ``audio`` or ``document`` (or ``all``) reports the
+product and where in the media it matched.
 """
 
 from __future__ import annotations
@@ -36,6 +44,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
+from crossmodal_search.embeddings._async import (
+    AsyncEmbeddingJobs,
+    EmbeddingMode,
+    MediaIngestReport,
+    MediaItem,
+    MediaKind,
+    index_media,
+)
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -56,25 +72,42 @@ __all__ = [
     "Fusion",
     "IngestReport",
     "ItemFailure",
+    "ProductVectorType",
     "ProductView",
     "SearchMode",
     "SearchResult",
+    "SegmentUnit",
     "VectorType",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: The vectors built from a product's text and image (keys ``{type}-{product_id}``).
+ProductVectorType: TypeAlias = Literal["text", "image", "combined"]
 #: Which stored vectors a query searches.
-SearchMode: TypeAlias = Literal["text", "image", "combined", "all"]
+SearchMode: TypeAlias = Literal["text", "image", "combined", "video", "audio", "document", "all"]
 #: How a text+image query is combined: one query with the weighted mean vector, or reciprocal
 #: rank fusion of two separate queries.
 Fusion: TypeAlias = Literal["mean", "rrf"]
-#: The kinds of vector stored per product.
-VectorType: TypeAlias = Literal["text", "image", "combined"]
+#: The kinds of vector stored per product: one each of text, image and combined, and one per
+#: segment of its video, audio and document.
+VectorType: TypeAlias = Literal["text", "image", "combined", "video", "audio", "document"]
 #: What failed for a product that could not be indexed.
-FailureKind: TypeAlias = Literal["input", "text", "image", "metadata"]
+FailureKind: TypeAlias = Literal["input", "text", "image", "metadata", "video", "audio", "document"]
+#: Where a segment sits in its source: seconds of audio/video, characters of text, PDF pages.
+SegmentUnit: TypeAlias = Literal["seconds", "chars", "pages"]
 
-_VECTOR_TYPES: tuple[VectorType, ...] = ("text", "image", "combined")
+_PRODUCT_TYPES: tuple[ProductVectorType, ...] = ("text", "image", "combined")
+_MEDIA_TYPES: tuple[MediaKind, ...] = ("video", "audio", "document")
+_VECTOR_TYPES: tuple[VectorType, ...] = (*_PRODUCT_TYPES, *_MEDIA_TYPES)
+#: Query purpose per search mode (Nova embeds a query for what it will be compared with).
+_QUERY_PURPOSE: dict[str, EmbeddingPurpose] = {
+    "text": EmbeddingPurpose.TEXT_RETRIEVAL,
+    "image": EmbeddingPurpose.IMAGE_RETRIEVAL,
+    "video": EmbeddingPurpose.VIDEO_RETRIEVAL,
+    "audio": EmbeddingPurpose.AUDIO_RETRIEVAL,
+    "document": EmbeddingPurpose.DOCUMENT_RETRIEVAL,
+}
 _SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 _FUSIONS: tuple[str, ...] = get_args(Fusion)
 _MAX_TOP_K = 100
@@ -164,6 +197,7 @@ class IngestReport(BaseModel):
         seconds: Wall-clock duration.
         dry_run: True when nothing was embedded or written (see ``estimate``).
         estimate: The cost estimate, for a dry run.
+        jobs: Asynchronous embedding jobs started (invocation ARNs; ``index_media`` only).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -177,6 +211,7 @@ class IngestReport(BaseModel):
     seconds: float = 0.0
     dry_run: bool = False
     estimate: CostEstimate | None = None
+    jobs: list[str] = Field(default_factory=list)
 
 
 class SearchResult(BaseModel):
@@ -189,11 +224,19 @@ class SearchResult(BaseModel):
         similarity: Higher is closer: cosine similarity (``1 - d``) on a cosine store,
             ``1 - d**2 / 2`` (the cosine of unit vectors) on a Euclidean one.
         distance: The store's distance for the best-matching vector: lower is closer.
-        matched_type: Which stored vector matched best: ``text``, ``image`` or ``combined``.
+        matched_type: Which stored vector matched best: ``text``, ``image``, ``combined``, or a
+            segment of the product's ``video``, ``audio`` or ``document``.
         score: What the ranking used: ``similarity`` for ``fusion="mean"``, the weighted
             reciprocal-rank score for ``fusion="rrf"``.
         key: The matched vector's key.
         metadata: The product's own metadata (the searcher's bookkeeping keys removed).
+        segment_start: For a segment hit: where the segment starts, in ``segment_unit``
+            (zero-based: PDF page ``i`` spans ``i`` to ``i + 1``).
+        segment_end: For a segment hit: where it ends (exclusive), in ``segment_unit``.
+        segment_unit: ``"seconds"`` (video, audio), ``"chars"`` (text documents) or
+            ``"pages"`` (PDF documents); ``None`` for text, image and combined hits.
+        source_uri: For a segment hit: the media file (``s3://`` URI, or ``file://`` for a
+            local PDF).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -207,12 +250,24 @@ class SearchResult(BaseModel):
     score: float
     key: str
     metadata: dict[str, MetadataValue]
+    segment_start: float | None = None
+    segment_end: float | None = None
+    segment_unit: SegmentUnit | None = None
+    source_uri: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def title(self) -> str:
         """First line of ``text`` (the item name for ABO listings)."""
         return self.text.strip().split("\n", 1)[0]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def page(self) -> int | None:
+        """The one-based PDF page of a document-page hit, else ``None``."""
+        if self.segment_unit != "pages" or self.segment_start is None:
+            return None
+        return int(self.segment_start) + 1
 
 
 class ProductView(BaseModel):
@@ -229,7 +284,7 @@ class ProductView(BaseModel):
     embedding_model: str | None
 
 
-def _key(vtype: VectorType, product_id: str) -> str:
+def _key(vtype: ProductVectorType, product_id: str) -> str:
     return f"{vtype}-{product_id}"
 
 
@@ -260,8 +315,8 @@ class _Plan:
     metadata_hash: str = ""
     image_input: bytes | str | None = None
     image_bytes: int = 0
-    expected: tuple[VectorType, ...] = ()
-    metadata: dict[VectorType, dict[str, MetadataValue]] = field(default_factory=dict)
+    expected: tuple[ProductVectorType, ...] = ()
+    metadata: dict[ProductVectorType, dict[str, MetadataValue]] = field(default_factory=dict)
     action: Literal["skip", "rewrite", "embed", "fail"] = "embed"
     failure: ItemFailure | None = None
     stored: dict[str, VectorRecord] = field(default_factory=dict)
@@ -425,7 +480,7 @@ class CrossmodalSearcher:
         elif isinstance(plan.image_input, str):
             image_id = plan.image_input
         plan.content_hash = self._content_hash(product, image_id)
-        types: list[VectorType] = []
+        types: list[ProductVectorType] = []
         if product.text.strip():
             types.append("text")
         if product.image is not None:
@@ -467,11 +522,11 @@ class CrossmodalSearcher:
     def _decide(self, plans: Sequence[_Plan]) -> None:
         """Compare each plan with what the store holds and set its action."""
         live = [p for p in plans if p.action != "fail"]
-        keys = [_key(t, p.product.product_id) for p in live for t in _VECTOR_TYPES]
+        keys = [_key(t, p.product.product_id) for p in live for t in _PRODUCT_TYPES]
         stored = {r.key: r for r in self._store.get(keys).records} if keys else {}
         for plan in live:
             pid = plan.product.product_id
-            have = {t: stored[_key(t, pid)] for t in _VECTOR_TYPES if _key(t, pid) in stored}
+            have = {t: stored[_key(t, pid)] for t in _PRODUCT_TYPES if _key(t, pid) in stored}
             plan.stored = {r.key: r for r in have.values()}
             plan.stale = [_key(t, pid) for t in have if t not in plan.expected]
             if not all(t in have for t in plan.expected):
@@ -580,9 +635,11 @@ class CrossmodalSearcher:
     def _embed_image(self, image: bytes | str) -> Vector:
         return self._embedder.embed_image(image, purpose=EmbeddingPurpose.GENERIC_INDEX)
 
-    def _records(self, plan: _Plan, vectors: Mapping[VectorType, Vector]) -> list[VectorRecord]:
+    def _records(
+        self, plan: _Plan, vectors: Mapping[ProductVectorType, Vector]
+    ) -> list[VectorRecord]:
         pid = plan.product.product_id
-        out: dict[VectorType, Vector] = {}
+        out: dict[ProductVectorType, Vector] = {}
         if "text" in vectors:
             out["text"] = _unit(vectors["text"])
         if "image" in vectors:
@@ -648,19 +705,202 @@ class CrossmodalSearcher:
         )
         return report
 
+    # ------------------------------------------------------------------ long media
+
+    def index_media(
+        self,
+        products: Iterable[Product],
+        *,
+        jobs: AsyncEmbeddingJobs | None = None,
+        output_s3_uri: str | None = None,
+        segment_seconds: int = 5,
+        max_length_chars: int = 32_000,
+        embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+        dpi: int = 150,
+        timeout: float | None = None,
+    ) -> IngestReport:
+        """Index products' ``video``, ``audio`` and ``document`` per segment; safe to rerun.
+
+        Videos and audio (``s3://``) and plain-text documents in S3 are segmented by Nova's
+        asynchronous API (``jobs``; every job is started first, then each is awaited, and the
+        results are written to ``output_s3_uri``). Local PDF documents are rendered page by
+        page and embedded as document images with this searcher's embedder. Each segment is
+        stored with the product's ``text``, ``image_path`` and metadata, so a segment hit is
+        displayed and filtered like the product, plus where it sits in the media. Products
+        without media are ignored; text and image are indexed by :meth:`index`.
+
+        A source already stored with the same settings, model and product metadata is skipped;
+        segments left over from a run with other settings are deleted. Failed jobs and failed
+        segments are reported per product in ``IngestReport.failed`` (``kind`` = the media
+        kind), and the good segments of a partly failed source are still written.
+
+        Args:
+            products: The catalog (product ids must be unique).
+            jobs: Nova asynchronous jobs; needed for video, audio and text documents in S3.
+                Its model and dimension must be this searcher's.
+            output_s3_uri: Where Nova writes segment results (``s3://bucket/prefix/``).
+            segment_seconds: Seconds per audio/video segment, 1-30.
+            max_length_chars: Characters per text-document segment, 800-50,000.
+            embedding_mode: ``AUDIO_VIDEO_COMBINED`` (one vector per video segment) or
+                ``AUDIO_VIDEO_SEPARATE`` (a visual and an audio vector per segment).
+            dpi: Rendering resolution of PDF pages.
+            timeout: Seconds to wait for each job (default: ``jobs.timeout``); a job still
+                running is reported as failed and keeps running in AWS.
+
+        Returns:
+            ``indexed`` and ``skipped_unchanged`` count media sources; ``jobs`` lists the
+            asynchronous jobs started; ``embed_calls`` counts jobs plus PDF pages embedded.
+
+        Raises:
+            InvalidInputError: Bad settings, a product twice, or S3 media without ``jobs`` and
+                ``output_s3_uri`` (before any call).
+            ConfigurationError: ``jobs`` embeds with another model or dimension than the
+                searcher; a PDF without the ``pdf`` extra (pypdfium2).
+
+        Example:
+            >>> jobs = AsyncEmbeddingJobs(dimension=1024)  # doctest: +SKIP
+            >>> out = "s3://my-bucket/embeddings/"
+            >>> searcher.index_media(products, jobs=jobs, output_s3_uri=out)  # doctest: +SKIP
+        """
+        started = time.perf_counter()
+        items = self._check_products(products)
+        if jobs is not None:
+            if jobs.model_id != self._embedder.model_id:
+                raise ConfigurationError(
+                    f"the async jobs embed with {jobs.model_id!r} but the searcher with "
+                    f"{self._embedder.model_id!r}; segments and queries must share one model"
+                )
+            if jobs.dimension != self._store.dimension:
+                raise ConfigurationError(
+                    f"the async jobs embed {jobs.dimension}-dimensional vectors but the store "
+                    f"holds {self._store.dimension}-dimensional ones"
+                )
+        media: list[MediaItem] = []
+        failed: list[ItemFailure] = []
+        for product in items:
+            for kind in _MEDIA_TYPES:
+                source = getattr(product, kind)
+                if source is None:
+                    continue
+                item = MediaItem(product.product_id, kind, source, self._media_metadata(product))
+                problem = self._check_media_metadata(item)
+                if problem is not None:
+                    failed.append(problem)
+                else:
+                    media.append(item)
+        outcome: MediaIngestReport = index_media(
+            self._store,
+            media,
+            jobs=jobs,
+            embedder=self._embedder,
+            output_s3_uri=output_s3_uri,
+            segment_seconds=segment_seconds,
+            max_length_chars=max_length_chars,
+            embedding_mode=embedding_mode,
+            dpi=dpi,
+            timeout=timeout,
+        )
+        failed.extend(
+            ItemFailure(product_id=f.product_id, kind=f.kind, reason=f"{f.source}: {f.reason}")
+            for f in outcome.failed
+        )
+        report = IngestReport(
+            indexed=outcome.indexed,
+            skipped_unchanged=outcome.skipped_unchanged,
+            failed=failed,
+            vectors_written=outcome.vectors_written,
+            vectors_deleted=outcome.vectors_deleted,
+            embed_calls=outcome.embed_calls,
+            seconds=time.perf_counter() - started,
+            jobs=outcome.jobs,
+        )
+        logger.info(
+            "indexed %d media sources (%d unchanged, %d failures), %d segment vectors written",
+            report.indexed,
+            report.skipped_unchanged,
+            len(report.failed),
+            report.vectors_written,
+        )
+        return report
+
+    def _media_metadata(self, product: Product) -> dict[str, MetadataValue]:
+        md: dict[str, MetadataValue] = dict(product.metadata)
+        md["text"] = product.text
+        if product.image is not None:
+            md["image_path"] = product.image
+        # A rerun compares every key stored on the first segment, so changed product
+        # metadata (or text) re-indexes the media instead of leaving stale segments.
+        md["metadata_hash"] = hashlib.sha256(
+            json.dumps([product.metadata, product.text, product.image], sort_keys=True).encode()
+        ).hexdigest()[:32]
+        return md
+
+    def _check_media_metadata(self, item: MediaItem) -> ItemFailure | None:
+        """Validate the metadata a segment of ``item`` will carry, before any call."""
+        md: dict[str, MetadataValue] = {
+            **item.metadata,
+            "type": item.kind,
+            "product_id": item.product_id,
+            "segment_index": 0,
+            "segment_unit": "seconds",
+            "segment_start": 0.0,
+            "segment_end": 0.0,
+            "embedding_type": "AUDIO_VIDEO_COMBINED",
+            "source_uri": item.source,
+            "segment_config": "AUDIO_VIDEO_SEPARATE-30s",
+            "embedding_model": self._embedder.model_id,
+            "segment_count": 0,
+        }
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        try:
+            validate_records(
+                [VectorRecord(f"{item.kind}-{item.product_id}-0", probe, md)],
+                dimension=self._store.dimension,
+                distance_metric=self._store.distance_metric,
+                non_filterable=self._store.non_filterable_metadata_keys,
+                limits=self._limits,
+            )
+        except InvalidInputError as exc:
+            return ItemFailure(product_id=item.product_id, kind="metadata", reason=str(exc))
+        return None
+
+    def _segment_keys(self, product_ids: Sequence[str]) -> list[str]:
+        """Keys of every stored segment of these products (the count is on segment 0)."""
+        firsts = [f"{kind}-{pid}-0" for pid in product_ids for kind in _MEDIA_TYPES]
+        keys: list[str] = []
+        for start in range(0, len(firsts), 100):
+            for record in self._store.get(firsts[start : start + 100]).records:
+                md = record.metadata
+                kind, pid, count = md.get("type"), md.get("product_id"), md.get("segment_count")
+                n = int(count) if isinstance(count, int | float) and count >= 1 else 1
+                keys.extend(f"{kind}-{pid}-{i}" for i in range(n))
+                if kind == "video":  # AUDIO_VIDEO_SEPARATE keeps the audio vectors apart
+                    keys.extend(f"video-{pid}-audio-{i}" for i in range(n))
+        return keys
+
     def delete(self, product_ids: Iterable[str]) -> None:
-        """Delete every stored vector of these products (unknown ids are ignored)."""
-        keys = [_key(t, pid) for pid in product_ids for t in _VECTOR_TYPES]
+        """Delete every stored vector of these products, segments included (unknown ids are
+        ignored)."""
+        ids = list(product_ids)
+        keys = [_key(t, pid) for pid in ids for t in _PRODUCT_TYPES] + self._segment_keys(ids)
         for start in range(0, len(keys), self._batch_size):
             self._store.delete(keys[start : start + self._batch_size])
 
     def get_product(self, product_id: str) -> ProductView | None:
-        """The product as stored, or ``None`` when none of its vectors exists."""
-        result = self._store.get([_key(t, product_id) for t in _VECTOR_TYPES])
+        """The product as stored, or ``None`` when none of its vectors exists.
+
+        ``vector_types`` lists ``video``/``audio``/``document`` when the product has segments.
+        """
+        keys = [_key(t, product_id) for t in _PRODUCT_TYPES]
+        keys += [f"{kind}-{product_id}-0" for kind in _MEDIA_TYPES]
+        result = self._store.get(keys)
         if not result.records:
             return None
-        types = [str(r.metadata.get("type")) for r in result.records]
-        md = dict(result.records[0].metadata)
+        types = {str(r.metadata.get("type")) for r in result.records}
+        # Prefer a product vector's metadata: it carries the content hash.
+        records = sorted(result.records, key=lambda r: r.metadata.get("type") in _MEDIA_TYPES)
+        md = dict(records[0].metadata)
         return ProductView(
             product_id=product_id,
             text=str(md.get("text", "")),
@@ -690,8 +930,9 @@ class CrossmodalSearcher:
             text: What the shopper typed.
             image: A photo: bytes, a local path, an ``s3://`` URI or a Pillow image.
             search_mode: Which stored vectors to search: ``"text"``, ``"image"``,
-                ``"combined"`` or ``"all"`` (every type; each product appears once, with the
-                type that matched best).
+                ``"combined"``, the segments of products' ``"video"``, ``"audio"`` or
+                ``"document"`` (see :meth:`index_media`), or ``"all"`` (every type; each
+                product appears once, with the vector that matched best).
             top_k: Products to return, 1..100.
             filter: Metadata filter (S3 Vectors filter language), AND-ed with the mode's
                 ``type`` filter.
@@ -702,7 +943,9 @@ class CrossmodalSearcher:
 
         Query embeddings use a retrieval purpose named after what is searched:
         ``TEXT_RETRIEVAL`` for text vectors, ``IMAGE_RETRIEVAL`` for image vectors,
-        ``GENERIC_RETRIEVAL`` for combined vectors or all types.
+        ``VIDEO_RETRIEVAL``, ``AUDIO_RETRIEVAL`` and ``DOCUMENT_RETRIEVAL`` for segments,
+        ``GENERIC_RETRIEVAL`` for combined vectors or all types. A segment hit carries
+        ``segment_start``/``segment_end``/``segment_unit`` and ``source_uri``.
 
         Raises:
             InvalidInputError: Bad arguments (checked before any embedding or store call);
@@ -714,14 +957,15 @@ class CrossmodalSearcher:
             >>> searcher.search("red summer dress", top_k=3)  # doctest: +SKIP
             >>> searcher.search(image="photo.jpg", search_mode="image")  # doctest: +SKIP
             >>> searcher.search("in green", image="photo.jpg", fusion="rrf")  # doctest: +SKIP
+            >>> hits = searcher.search("descaling", search_mode="video")  # doctest: +SKIP
+            >>> hits[0].product_id, hits[0].segment_start, hits[0].segment_end  # doctest: +SKIP
+            ('P-KETTLE', 80.0, 85.0)
         """
         self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
-        purpose = {
-            "text": EmbeddingPurpose.TEXT_RETRIEVAL,
-            "image": EmbeddingPurpose.IMAGE_RETRIEVAL,
-        }.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
+        purpose = _QUERY_PURPOSE.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
         query_filter = self._query_filter(search_mode, filter)
-        per_product = 3 if search_mode == "all" else 1
+        # Over-fetch where one product has several candidate vectors (segments, or all types).
+        per_product = 3 if search_mode == "all" else 4 if search_mode in _MEDIA_TYPES else 1
 
         # A part with weight 0 cannot change the ranking: it is not embedded at all.
         vectors: list[tuple[Vector, float]] = []
@@ -833,6 +1077,7 @@ class CrossmodalSearcher:
     def _result(match: _Match, score: float) -> SearchResult:
         md = match.metadata
         vtype = md.get("type")
+        unit = md.get("segment_unit")
         return SearchResult(
             product_id=match.product_id,
             text=str(md.get("text", "")),
@@ -843,6 +1088,10 @@ class CrossmodalSearcher:
             score=score,
             key=match.key,
             metadata=_product_metadata(md),
+            segment_start=_opt_float(md.get("segment_start")),
+            segment_end=_opt_float(md.get("segment_end")),
+            segment_unit=_segment_unit(unit),
+            source_uri=_opt_str(md.get("source_uri")),
         )
 
 
@@ -889,9 +1138,9 @@ class _Run:
 
     def window(self, plans: Sequence[_Plan], pool: ThreadPoolExecutor) -> None:
         s = self._s
-        futures: list[dict[VectorType, Future[Vector]]] = []
+        futures: list[dict[ProductVectorType, Future[Vector]]] = []
         for plan in plans:
-            jobs: dict[VectorType, Future[Vector]] = {}
+            jobs: dict[ProductVectorType, Future[Vector]] = {}
             if plan.action == "embed":
                 if "text" in plan.expected:
                     jobs["text"] = pool.submit(self._counted, s._embed_text, plan.product.text)
@@ -917,7 +1166,7 @@ class _Run:
                 self._stale.extend(plan.stale)
                 self.indexed += 1
             else:
-                vectors: dict[VectorType, Vector] = {}
+                vectors: dict[ProductVectorType, Vector] = {}
                 failure: ItemFailure | None = None
                 for kind, fut in jobs.items():
                     try:
@@ -994,6 +1243,18 @@ def _is_weight(value: object) -> bool:
 
 def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _segment_unit(value: object) -> SegmentUnit | None:
+    if value == "seconds" or value == "chars" or value == "pages":
+        return value
+    return None
+
+
+def _opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _product_metadata(md: Mapping[str, MetadataValue]) -> dict[str, MetadataValue]:
