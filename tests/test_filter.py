@@ -118,6 +118,18 @@ def test_numeric_equality_uses_doubles_on_both_paths() -> None:
     assert evaluate({"n": {"$in": [3, 4.0]}}, catalog) == [2]
 
 
+def test_long_lists_match_any_element() -> None:
+    catalog: list[dict[str, Any]] = [
+        {"t": [f"w{j}" for j in range(40)]},
+        {"t": "w3"},
+        {"t": list(range(25))},
+    ]
+    assert evaluate({"t": "w39"}, catalog) == [0]
+    assert evaluate({"t": {"$in": ["w3", 24]}}, catalog) == [0, 1, 2]
+    assert evaluate({"t": {"$nin": ["w0"]}}, catalog) == [1, 2]
+    assert evaluate({"t": {"$gte": 24}}, catalog) == [2]
+
+
 def test_integers_beyond_double_range_never_match() -> None:
     catalog = [{"n": 10**400}, {"n": 5}]
     assert evaluate({"n": {"$gt": 0}}, catalog) == [1]
