@@ -743,6 +743,7 @@ class LocalVectorStore:
             if self._read_only:
                 raise ConfigurationError(f"no local vector store at {path}")
             path.mkdir(parents=True)
+            _fsync_dir(path.parent)  # the new directory's entry must survive a crash too
         if not self._read_only:
             self._acquire_lock(path)
         try:
