@@ -1,11 +1,18 @@
-"""``crossmodal index``: embed a catalog (ABO directory or products.jsonl) into a store."""
+"""``crossmodal index``: embed a catalog (ABO directory or products.jsonl) into a store.
+
+``--batch`` embeds through Amazon Bedrock batch inference instead of one call per text and
+image (about half the price, for catalogs of thousands of products); ``--media-s3-uri``
+also indexes products' videos, audio and documents per segment.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from crossmodal_search._aws import build_client
 from crossmodal_search.cli._common import (
     ProgressBar,
     add_embedder_args,
@@ -14,7 +21,7 @@ from crossmodal_search.cli._common import (
     open_searcher,
     positive_int,
 )
-from crossmodal_search.errors import InvalidInputError, ResourceNotFoundError
+from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
     CrossmodalSearcher,
     IngestReport,
@@ -23,6 +30,11 @@ from crossmodal_search.search import (
     load_products,
 )
 from crossmodal_search.stores._open import parse_store_spec
+
+if TYPE_CHECKING:
+    import boto3
+
+    from crossmodal_search.embeddings import BatchEmbeddingJobs
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,9 +62,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--concurrency", type=positive_int, default=8, help="embedding calls in flight"
     )
+    batch = parser.add_argument_group(
+        "batch inference",
+        "Embed through Amazon Bedrock batch inference (Nova only): the texts and images to embed "
+        "are written as JSONL to S3, one job per 50,000 records, and the results written to the "
+        "store as by a normal run. Rerunning resumes a submitted job instead of paying twice. "
+        "Fewer than 100 records are embedded synchronously.",
+    )
+    batch.add_argument("--batch", action="store_true", help="use batch inference")
+    batch.add_argument(
+        "--batch-role-arn",
+        metavar="ARN",
+        help="IAM service role Bedrock assumes to read and write --batch-s3-uri",
+    )
+    batch.add_argument(
+        "--batch-s3-uri",
+        metavar="S3_URI",
+        help="S3 prefix for batch inputs, outputs and job manifests, e.g. s3://bucket/batch/",
+    )
+    batch.add_argument(
+        "--batch-poll-interval",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="first wait between job status checks; doubles up to 10 minutes (default: 30)",
+    )
+    batch.add_argument(
+        "--batch-timeout",
+        type=positive_float,
+        default=24.0,
+        metavar="HOURS",
+        help="stop waiting after this long; the job keeps running and a rerun resumes it "
+        "(default: 24)",
+    )
     add_store_args(parser)
     add_embedder_args(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, _parser=parser)
+
+
+def positive_float(value: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
 
 
 def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
@@ -122,20 +178,114 @@ def _dry_run(args: argparse.Namespace, products: list[Product], summary: str) ->
     return 0
 
 
+def _check_batch_args(args: argparse.Namespace) -> None:
+    """Usage errors of the batch options, before anything is read or built."""
+    given = [
+        flag
+        for flag, value in (
+            ("--batch-role-arn", args.batch_role_arn),
+            ("--batch-s3-uri", args.batch_s3_uri),
+        )
+        if value is not None
+    ]
+    if not args.batch:
+        if given:
+            args._parser.error(f"{' and '.join(given)} only apply with --batch")
+        return
+    missing = [
+        flag
+        for flag in ("--batch-role-arn", "--batch-s3-uri")
+        if getattr(args, flag[2:].replace("-", "_")) is None
+    ]
+    if missing:
+        args._parser.error(f"--batch needs {' and '.join(missing)}")
+    if args.embedder == "offline":
+        args._parser.error(
+            "--batch runs Amazon Nova through Bedrock batch inference; it cannot use the offline "
+            "embedder (drop --batch, or use --embedder nova)"
+        )
+
+
+def _batch_session(args: argparse.Namespace) -> boto3.Session:
+    """boto3's default session (as ``boto3.client`` uses), or a new one; must have credentials."""
+    import boto3
+
+    session = boto3.DEFAULT_SESSION or boto3.Session(region_name=args.region)
+    if session.get_credentials() is None:
+        raise ConfigurationError(
+            "--batch runs on Amazon Bedrock and boto3 found no AWS credentials (set AWS_PROFILE "
+            "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        )
+    return session
+
+
+def _batch_jobs(args: argparse.Namespace, session: boto3.Session) -> BatchEmbeddingJobs:
+    from crossmodal_search.embeddings import BatchEmbeddingJobs
+
+    return BatchEmbeddingJobs(
+        build_client("bedrock", session=session, region_name=args.region),
+        build_client("s3", session=session, region_name=args.region),
+        role_arn=args.batch_role_arn,
+        work_s3_uri=args.batch_s3_uri,
+        poll_interval=args.batch_poll_interval,
+        max_poll_interval=max(600.0, args.batch_poll_interval),
+        timeout=args.batch_timeout * 3600.0,
+    )
+
+
+def _index_with_batch(
+    args: argparse.Namespace, products: list[Product], summary: str
+) -> IngestReport:
+    from crossmodal_search.embeddings import index_with_batch
+
+    session = _batch_session(args)
+    jobs = _batch_jobs(args, session)  # checks the role ARN and S3 URI: no call yet
+    searcher, description = make_searcher(
+        store=args.store,
+        embedder=args.embedder,
+        dimension=args.dimension,
+        region=args.region,
+        cache=args.cache,
+        max_concurrency=args.concurrency,
+        session=session,
+    )
+    with searcher:
+        if searcher.embedder.model_id != jobs.model_id:
+            raise ConfigurationError(
+                f"--batch embeds with {jobs.model_id} but the embedder is "
+                f"{searcher.embedder.model_id}; use --embedder nova"
+            )
+        print(description)
+        print(summary)
+        print(f"batch inference: role {jobs.role_arn}, work prefix {jobs.work_s3_uri}/")
+        bar = ProgressBar("writing")
+        try:
+            report: IngestReport = index_with_batch(searcher, products, jobs=jobs, progress=bar)
+        finally:
+            bar.close()
+    for arn in report.jobs:
+        print(f"batch job: {arn}")
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, then index (or estimate); exit 1 when some products failed."""
+    _check_batch_args(args)
     products, summary = _load(args)
     if args.dry_run:
         return _dry_run(args, products, summary)
-    searcher, description = open_searcher(args)
-    with searcher:
-        print(description)
-        print(summary)
-        bar = ProgressBar("indexing")
-        try:
-            report = searcher.index(products, progress=bar)
-        finally:
-            bar.close()
+    if args.batch:
+        report = _index_with_batch(args, products, summary)
+    else:
+        searcher, description = open_searcher(args)
+        with searcher:
+            print(description)
+            print(summary)
+            bar = ProgressBar("indexing")
+            try:
+                report = searcher.index(products, progress=bar)
+            finally:
+                bar.close()
     _print_report(report)
     if report.failed:
         print(

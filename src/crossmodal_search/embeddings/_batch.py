@@ -822,7 +822,8 @@ def index_with_batch(
         dimension: embedding dimension (default: the searcher's store dimension).
 
     Returns:
-        The searcher's ``IngestReport``, with ``embed_calls`` = batch records submitted.
+        The searcher's ``IngestReport``, with ``embed_calls`` = batch records submitted and
+        ``jobs`` = the batch job ARNs.
 
     Fewer records to embed than a batch job's minimum (100 by default) are embedded with the
     searcher's own embedder instead.
@@ -864,4 +865,4 @@ def index_with_batch(
     result = jobs.run(requests, timeout=timeout)
     precomputed = _PrecomputedEmbedder(embedder.model_id, dim, result)
     report = searcher_cls(precomputed, store, **settings).index(items, progress=progress)
-    return report.model_copy(update={"embed_calls": len(requests)})
+    return report.model_copy(update={"embed_calls": len(requests), "jobs": list(result.jobs)})
