@@ -101,7 +101,7 @@ def test_search_table_and_json(
         ["search", "x", "--top-k", "many"],
         ["search", "x", "--filter", "{not json"],
         ["search", "x", "--filter", "[1, 2]"],
-        ["search", "x", "--mode", "video"],
+        ["search", "x", "--mode", "movie"],
         ["search", "x", "--fusion", "max"],
         ["search", "x", "--text-weight", "1.5"],
         ["search", "x", "--dimension", "512"],

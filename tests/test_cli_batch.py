@@ -1,30 +1,24 @@
 """``crossmodal index --batch`` through the real entry point, against fakes at the HTTP boundary.
 
-The CLI builds its AWS clients from boto3's default session (as ``boto3.client`` does). The test
-installs a default session whose ``before-send`` events forward Bedrock requests to clients
-attached to ``FakeBedrockJobs`` (batch jobs) and ``FakeBedrock`` (synchronous calls); moto
-answers S3. botocore serialises every request exactly as against AWS.
+The CLI builds its AWS clients from boto3's default session (as ``boto3.client`` does);
+``tests/cli_helpers.py`` puts the fakes behind it (moto for S3).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
-import botocore.session
 import pytest
-from moto import mock_aws
-from moto.core.models import botocore_stubber
 
 from crossmodal_search.cli import main
-from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
+from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import open_store
-from crossmodal_search.testing import BatchJobScript, FakeBedrock, FakeBedrockJobs
+from crossmodal_search.testing import BatchJobScript
+from tests.cli_helpers import AwsFakes, default_session_fakes
 
 DIM = 256
 BUCKET = "batch-work"
@@ -34,46 +28,10 @@ COLOURS = ["red", "blue", "green", "black", "white", "yellow"]
 THINGS = ["dress", "kettle", "sneaker", "backpack", "lamp", "mug", "jacket"]
 
 
-def _forward(client: Any) -> Callable[..., Any]:
-    """A before-send handler answering from ``client``'s own (fake-attached) handlers."""
-
-    def handler(request: Any, event_name: str, **kwargs: Any) -> Any:
-        _, response = client.meta.events.emit_until_response(event_name, request=request)
-        return response
-
-    return handler
-
-
-@dataclass
-class Aws:
-    jobs: FakeBedrockJobs
-    bedrock: FakeBedrock
-    s3: Any
-
-    def keys(self, prefix: str) -> list[str]:
-        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
-        return sorted(o["Key"] for o in listed.get("Contents", []))
-
-
 @pytest.fixture
-def aws(fake_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    with mock_aws():
-        core = botocore.session.get_session()
-        # moto's handler comes with every session and answers every service (Bedrock jobs with
-        # NotImplementedError): keep it for S3 only.
-        core.unregister("before-send", botocore_stubber)  # type: ignore[arg-type]
-        core.register("before-send.s3", botocore_stubber)  # type: ignore[arg-type]
-        session = boto3.Session(botocore_session=core, region_name="us-east-1")
-        s3 = session.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        jobs = FakeBedrockJobs(embedder=OfflineEmbedder(dimension=DIM), s3_client=s3)
-        bedrock = FakeBedrock(embedder=OfflineEmbedder(dimension=DIM))
-        control, runtime = jobs.client("bedrock"), bedrock.client()
-        for op in ("CreateModelInvocationJob", "GetModelInvocationJob", "StopModelInvocationJob"):
-            core.register(f"before-send.bedrock.{op}", _forward(control))
-        core.register("before-send.bedrock-runtime.InvokeModel", _forward(runtime))
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
-        yield Aws(jobs, bedrock, s3)
+def aws(fake_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsFakes]:
+    with default_session_fakes(monkeypatch, dimension=DIM, buckets=(BUCKET,)) as fakes:
+        yield fakes
 
 
 def write_catalog(path: Path, n: int) -> Path:
@@ -109,7 +67,7 @@ def batch_args(store: str, *extra: str) -> list[str]:
 
 
 def test_batch_indexes_a_few_hundred_products_with_nothing_lost(
-    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aws: AwsFakes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     catalog = write_catalog(tmp_path / "products.jsonl", 300)
     store = f"local:{tmp_path / 'vectors'}"
@@ -126,7 +84,7 @@ def test_batch_indexes_a_few_hundred_products_with_nothing_lost(
     assert job.request["roleArn"] == ROLE
     assert aws.jobs.calls["CreateModelInvocationJob"] == 1
     assert aws.bedrock.requests == []  # nothing embedded one call at a time
-    inputs = aws.keys("crossmodal/input/")
+    inputs = aws.keys(BUCKET, "crossmodal/input/")
     assert len([k for k in inputs if k.endswith(".jsonl")]) == 1
     body = aws.s3.get_object(Bucket=BUCKET, Key=next(k for k in inputs if k.endswith(".jsonl")))
     assert len(body["Body"].read().splitlines()) == 300
@@ -150,7 +108,7 @@ def test_batch_indexes_a_few_hundred_products_with_nothing_lost(
 
 
 def test_failed_batch_records_fail_their_products_and_a_rerun_retries_only_them(
-    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aws: AwsFakes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     catalog = write_catalog(tmp_path / "products.jsonl", 150)
     store = f"local:{tmp_path / 'vectors'}"
@@ -191,7 +149,7 @@ def test_failed_batch_records_fail_their_products_and_a_rerun_retries_only_them(
     ],
 )
 def test_batch_usage_errors_exit_2_before_anything_runs(
-    aws: Aws,
+    aws: AwsFakes,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
@@ -214,7 +172,7 @@ def test_batch_usage_errors_exit_2_before_anything_runs(
     ],
 )
 def test_bad_batch_settings_are_refused_before_any_call(
-    aws: Aws,
+    aws: AwsFakes,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     change: dict[str, str],
@@ -228,7 +186,7 @@ def test_bad_batch_settings_are_refused_before_any_call(
     assert message in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
     assert aws.jobs.requests == [] and aws.bedrock.requests == []
-    assert aws.keys("") == []
+    assert aws.keys(BUCKET) == []
 
 
 def test_batch_without_credentials_says_so(

@@ -359,3 +359,24 @@ def test_long_text_document_in_s3_is_segmented_with_character_ranges(env: Env) -
     assert hit.product_id == "P-KETTLE" and hit.segment_unit == "chars"
     assert hit.segment_start is not None and hit.segment_start >= len(chapters[0]) - 1000
     assert hit.page is None
+
+
+def test_a_source_whose_first_segments_failed_is_retried_and_fully_deletable(env: Env) -> None:
+    env.jobs_fake.script_async(
+        AsyncJobScript(failed_segments={0: "RAI_VIOLATION_INPUT_VIDEO", 1: "INTERNAL"})
+    )
+    kettle = Product(product_id="P-KETTLE", text="Kettle", video=KETTLE_VIDEO)
+    first = env.searcher.index_media([kettle], jobs=env.jobs, output_s3_uri=OUT)
+    assert first.vectors_written == 22 and len(first.failed) == 2  # one line per segment
+
+    retry = env.searcher.index_media([kettle], jobs=env.jobs, output_s3_uri=OUT)
+    assert retry.skipped_unchanged == 0 and retry.failed == []  # embedded again, now whole
+    assert retry.vectors_written == 24
+
+    env.jobs_fake.script_async(AsyncJobScript(failed_segments={0: "RAI_VIOLATION_INPUT_VIDEO"}))
+    coarser = env.searcher.index_media(
+        [kettle], jobs=env.jobs, output_s3_uri=OUT, segment_seconds=30
+    )
+    assert coarser.vectors_written == 3 and coarser.vectors_deleted == 24 - 3
+    env.searcher.delete(["P-KETTLE"])
+    assert len(env.store) == 0

@@ -43,6 +43,7 @@ __all__ = [
     "parse_filter",
     "positive_int",
     "render_results",
+    "segment_label",
     "top_k",
     "weight",
 ]
@@ -244,23 +245,46 @@ def _describe(metadata: dict[str, object]) -> str:
     return ", ".join(parts)
 
 
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    frac = f"{seconds - whole:.1f}"[1:] if seconds != whole else ""
+    return (f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}") + frac
+
+
+def segment_label(result: SearchResult) -> str:
+    """Where a segment hit sits: ``1:05-1:10`` (media), ``p. 3`` (PDF), ``chars 0-1000``."""
+    start, end, unit = result.segment_start, result.segment_end, result.segment_unit
+    if unit is None or start is None:
+        return ""
+    if unit == "pages":
+        return f"p. {result.page}"
+    if unit == "seconds":
+        return _clock(start) + ("" if end is None else f"-{_clock(end)}")
+    return f"chars {start:g}" + ("" if end is None else f"-{end:g}")
+
+
 def render_results(results: Sequence[SearchResult], *, width: int | None = None) -> str:
-    """A readable table: rank, product, similarity, matched vector, title, brand/colour/type."""
+    """A readable table: rank, product, similarity, matched vector (and where in the media, for
+    a segment hit), title, brand/colour/type."""
     if not results:
         return "  (no results)"
     width = width or shutil.get_terminal_size((110, 24)).columns
     id_w = max(7, *(len(r.product_id) for r in results))
-    fixed = 4 + id_w + 2 + 6 + 2 + 8 + 2
+    matched = [r.matched_type + (f" {segment_label(r)}" if r.segment_unit else "") for r in results]
+    matched_w = max(8, *(len(m) for m in matched))
+    fixed = 4 + id_w + 2 + 6 + 2 + matched_w + 2
     details = [_describe(dict(r.metadata)) for r in results]
     detail_w = min(34, max((len(d) for d in details), default=0))
     title_w = max(20, width - fixed - detail_w - 2)
     lines = [
-        f"{'#':>2}  {'product':<{id_w}}  {'sim':>6}  {'matched':<8}  "
+        f"{'#':>2}  {'product':<{id_w}}  {'sim':>6}  {'matched':<{matched_w}}  "
         f"{'title':<{title_w}}  {'brand, colour, type' if detail_w else ''}".rstrip()
     ]
-    for rank, (r, detail) in enumerate(zip(results, details, strict=True), 1):
+    for rank, (r, what, detail) in enumerate(zip(results, matched, details, strict=True), 1):
         lines.append(
-            f"{rank:>2}  {r.product_id:<{id_w}}  {r.similarity:>6.3f}  {r.matched_type:<8}  "
+            f"{rank:>2}  {r.product_id:<{id_w}}  {r.similarity:>6.3f}  {what:<{matched_w}}  "
             f"{_clip(r.title, title_w):<{title_w}}  {_clip(detail, detail_w)}".rstrip()
         )
     return "\n".join(lines)

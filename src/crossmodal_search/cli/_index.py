@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ from crossmodal_search.stores._open import parse_store_spec
 if TYPE_CHECKING:
     import boto3
 
-    from crossmodal_search.embeddings import BatchEmbeddingJobs
+    from crossmodal_search.embeddings import AsyncEmbeddingJobs, BatchEmbeddingJobs
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,9 +96,56 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop waiting after this long; the job keeps running and a rerun resumes it "
         "(default: 24)",
     )
+    media = parser.add_argument_group(
+        "long media",
+        "Products' video, audio and document fields (products.jsonl) are indexed per segment "
+        "after the text and images, so `crossmodal search --mode video|audio|document` finds the "
+        "product and the time range or page. Local PDF documents are always indexed (pages as "
+        "document images). Video, audio and text documents in S3 are segmented by Nova "
+        "asynchronous jobs and only with --media-s3-uri.",
+    )
+    media.add_argument(
+        "--media-s3-uri",
+        metavar="S3_URI",
+        help="S3 prefix where Nova writes segment embeddings, e.g. s3://bucket/embeddings/",
+    )
+    media.add_argument(
+        "--segment-seconds",
+        type=bounded_int(1, 30),
+        default=5,
+        help="seconds per video/audio segment, 1-30 (default: %(default)s)",
+    )
+    media.add_argument(
+        "--segment-chars",
+        type=bounded_int(800, 50_000),
+        default=32_000,
+        help="characters per text-document segment, 800-50000 (default: %(default)s)",
+    )
+    media.add_argument(
+        "--media-poll-interval",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="first wait between job status checks; doubles up to a minute (default: 5)",
+    )
     add_store_args(parser)
     add_embedder_args(parser)
     parser.set_defaults(func=run, _parser=parser)
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an int in ``low..high``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {number}")
+        return number
+
+    return parse
 
 
 def positive_float(value: str) -> float:
@@ -166,6 +214,12 @@ def _dry_run(args: argparse.Namespace, products: list[Product], summary: str) ->
         print(description)
         print(summary)
         est = searcher.estimate(products)
+    counts = {k: sum(getattr(p, k) is not None for p in products) for k in _MEDIA}
+    if any(counts.values()):
+        print(
+            "long media (indexed per segment after the products, not estimated): "
+            + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        )
     print(
         f"dry run: {est.to_embed} products to embed, {est.unchanged} unchanged, "
         f"{est.metadata_only} metadata-only updates, {est.invalid} invalid\n"
@@ -179,7 +233,7 @@ def _dry_run(args: argparse.Namespace, products: list[Product], summary: str) ->
 
 
 def _check_batch_args(args: argparse.Namespace) -> None:
-    """Usage errors of the batch options, before anything is read or built."""
+    """Usage errors of the batch and media options, before anything is read or built."""
     given = [
         flag
         for flag, value in (
@@ -188,32 +242,32 @@ def _check_batch_args(args: argparse.Namespace) -> None:
         )
         if value is not None
     ]
-    if not args.batch:
-        if given:
-            args._parser.error(f"{' and '.join(given)} only apply with --batch")
-        return
-    missing = [
-        flag
-        for flag in ("--batch-role-arn", "--batch-s3-uri")
-        if getattr(args, flag[2:].replace("-", "_")) is None
-    ]
-    if missing:
-        args._parser.error(f"--batch needs {' and '.join(missing)}")
-    if args.embedder == "offline":
-        args._parser.error(
-            "--batch runs Amazon Nova through Bedrock batch inference; it cannot use the offline "
-            "embedder (drop --batch, or use --embedder nova)"
-        )
+    if not args.batch and given:
+        args._parser.error(f"{' and '.join(given)} only apply with --batch")
+    if args.batch:
+        missing = [
+            flag
+            for flag in ("--batch-role-arn", "--batch-s3-uri")
+            if getattr(args, flag[2:].replace("-", "_")) is None
+        ]
+        if missing:
+            args._parser.error(f"--batch needs {' and '.join(missing)}")
+    for flag, wanted in (("--batch", args.batch), ("--media-s3-uri", args.media_s3_uri)):
+        if wanted and args.embedder == "offline":
+            args._parser.error(
+                f"{flag} runs Amazon Nova jobs on Bedrock; it cannot use the offline embedder "
+                f"(drop {flag}, or use --embedder nova)"
+            )
 
 
-def _batch_session(args: argparse.Namespace) -> boto3.Session:
+def _aws_session(args: argparse.Namespace, what: str) -> boto3.Session:
     """boto3's default session (as ``boto3.client`` uses), or a new one; must have credentials."""
     import boto3
 
     session = boto3.DEFAULT_SESSION or boto3.Session(region_name=args.region)
     if session.get_credentials() is None:
         raise ConfigurationError(
-            "--batch runs on Amazon Bedrock and boto3 found no AWS credentials (set AWS_PROFILE "
+            f"{what} runs on Amazon Bedrock and boto3 found no AWS credentials (set AWS_PROFILE "
             "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
         )
     return session
@@ -233,13 +287,70 @@ def _batch_jobs(args: argparse.Namespace, session: boto3.Session) -> BatchEmbedd
     )
 
 
-def _index_with_batch(
+def _media_jobs(args: argparse.Namespace, session: boto3.Session) -> AsyncEmbeddingJobs:
+    from crossmodal_search.embeddings import AsyncEmbeddingJobs
+    from crossmodal_search.embeddings._segments import check_s3_uri
+
+    try:
+        check_s3_uri(args.media_s3_uri, what="--media-s3-uri")
+    except InvalidInputError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return AsyncEmbeddingJobs(
+        build_client("bedrock-runtime", session=session, region_name=args.region),
+        build_client("s3", session=session, region_name=args.region),
+        dimension=args.dimension,
+        poll_interval=args.media_poll_interval,
+        max_poll_interval=max(60.0, args.media_poll_interval),
+    )
+
+
+_MEDIA = ("video", "audio", "document")
+
+
+def _is_s3(value: str | None) -> bool:
+    return value is not None and value.startswith("s3://")
+
+
+def _media_products(products: list[Product], *, with_s3: bool) -> tuple[list[Product], int]:
+    """Products whose media this run indexes (S3 sources only ``with_s3``), and how many S3
+    sources are left out."""
+    chosen: list[Product] = []
+    left_out = 0
+    for p in products:
+        sources = {"video": p.video, "audio": p.audio, "document": p.document}
+        if not with_s3:
+            in_s3 = [k for k, v in sources.items() if _is_s3(v)]
+            left_out += len(in_s3)
+            sources.update(dict.fromkeys(in_s3))
+        if any(v is not None for v in sources.values()):
+            chosen.append(p.model_copy(update=sources))
+    return chosen, left_out
+
+
+def _print_media_report(report: IngestReport) -> None:
+    print(
+        f"long media: {report.indexed} sources indexed, {report.skipped_unchanged} unchanged, "
+        f"{len(report.failed)} failures; {report.vectors_written} segment vectors written, "
+        f"{report.vectors_deleted} stale segments deleted, {len(report.jobs)} async jobs "
+        f"in {report.seconds:.1f} s"
+    )
+    for failure in report.failed:
+        print(f"  failed {failure.product_id} ({failure.kind}): {failure.reason}", file=sys.stderr)
+
+
+def _index(
     args: argparse.Namespace, products: list[Product], summary: str
-) -> IngestReport:
+) -> tuple[IngestReport, IngestReport | None]:
     from crossmodal_search.embeddings import index_with_batch
 
-    session = _batch_session(args)
-    jobs = _batch_jobs(args, session)  # checks the role ARN and S3 URI: no call yet
+    media, left_out = _media_products(products, with_s3=args.media_s3_uri is not None)
+    session = None
+    batch_jobs = media_jobs = None
+    if args.batch or args.media_s3_uri is not None:
+        session = _aws_session(args, "--batch" if args.batch else "--media-s3-uri")
+        # Both constructors check their settings (role ARN, S3 URIs) and make no call.
+        batch_jobs = _batch_jobs(args, session) if args.batch else None
+        media_jobs = _media_jobs(args, session) if args.media_s3_uri is not None else None
     searcher, description = make_searcher(
         store=args.store,
         embedder=args.embedder,
@@ -250,47 +361,71 @@ def _index_with_batch(
         session=session,
     )
     with searcher:
-        if searcher.embedder.model_id != jobs.model_id:
-            raise ConfigurationError(
-                f"--batch embeds with {jobs.model_id} but the embedder is "
-                f"{searcher.embedder.model_id}; use --embedder nova"
-            )
+        for flag, model_id in (
+            ("--batch", batch_jobs.model_id if batch_jobs else None),
+            ("--media-s3-uri", media_jobs.model_id if media_jobs else None),
+        ):
+            if model_id is not None and searcher.embedder.model_id != model_id:
+                raise ConfigurationError(
+                    f"{flag} embeds with {model_id} but the embedder is "
+                    f"{searcher.embedder.model_id}; use --embedder nova"
+                )
         print(description)
         print(summary)
-        print(f"batch inference: role {jobs.role_arn}, work prefix {jobs.work_s3_uri}/")
-        bar = ProgressBar("writing")
+        if batch_jobs is not None:
+            print(
+                f"batch inference: role {batch_jobs.role_arn}, "
+                f"work prefix {batch_jobs.work_s3_uri}/"
+            )
+        bar = ProgressBar("indexing")
         try:
-            report: IngestReport = index_with_batch(searcher, products, jobs=jobs, progress=bar)
+            if batch_jobs is not None:
+                report: IngestReport = index_with_batch(
+                    searcher, products, jobs=batch_jobs, progress=bar
+                )
+            else:
+                report = searcher.index(products, progress=bar)
         finally:
             bar.close()
-    for arn in report.jobs:
-        print(f"batch job: {arn}")
-    return report
+        for arn in report.jobs:
+            print(f"batch job: {arn}")
+        media_report = None
+        if media:
+            media_report = searcher.index_media(
+                media,
+                jobs=media_jobs,
+                output_s3_uri=args.media_s3_uri,
+                segment_seconds=args.segment_seconds,
+                max_length_chars=args.segment_chars,
+            )
+    if left_out:
+        print(
+            f"long media: {left_out} video/audio/document sources in S3 not indexed; "
+            "pass --media-s3-uri to segment them with Nova"
+        )
+    return report, media_report
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load, then index (or estimate); exit 1 when some products failed."""
+    """Load, then index (or estimate); exit 1 when some products or media failed."""
     _check_batch_args(args)
     products, summary = _load(args)
     if args.dry_run:
         return _dry_run(args, products, summary)
-    if args.batch:
-        report = _index_with_batch(args, products, summary)
-    else:
-        searcher, description = open_searcher(args)
-        with searcher:
-            print(description)
-            print(summary)
-            bar = ProgressBar("indexing")
-            try:
-                report = searcher.index(products, progress=bar)
-            finally:
-                bar.close()
+    report, media_report = _index(args, products, summary)
     _print_report(report)
+    if media_report is not None:
+        _print_media_report(media_report)
+    problems = []
     if report.failed:
+        problems.append(f"{len(report.failed)} products were not indexed")
+    if media_report is not None and media_report.failed:
+        sources = {(f.product_id, f.kind) for f in media_report.failed}
+        problems.append(f"{len(sources)} media sources were not fully indexed")
+    if problems:
         print(
-            f"crossmodal: {len(report.failed)} products were not indexed (listed above); "
-            "fix them and rerun: indexed products are skipped",
+            f"crossmodal: {' and '.join(problems)} (listed above); fix them and rerun: what "
+            "is indexed is skipped",
             file=sys.stderr,
         )
         return 1

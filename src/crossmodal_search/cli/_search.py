@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import get_args
 
 from crossmodal_search.cli._common import (
     add_embedder_args,
@@ -16,6 +17,7 @@ from crossmodal_search.cli._common import (
     weight,
 )
 from crossmodal_search.errors import UnsupportedMediaError
+from crossmodal_search.search import SearchMode
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,9 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--image", metavar="PATH", help="a photo (local file or s3:// URI)")
     parser.add_argument(
         "--mode",
-        choices=("text", "image", "combined", "all"),
+        choices=get_args(SearchMode),
         default="combined",
-        help="which stored vectors to search (default: %(default)s)",
+        help="which stored vectors to search: the products' text, image or combined vectors, "
+        "the segments of their video, audio or document (indexed with --media-s3-uri or from "
+        "PDFs), or all (default: %(default)s)",
     )
     parser.add_argument("--top-k", type=top_k, default=5, help="products to return (1..100)")
     parser.add_argument(

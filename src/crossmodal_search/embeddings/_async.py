@@ -78,6 +78,7 @@ __all__ = [
     "MediaItem",
     "OnSegmentError",
     "embed_text_document",
+    "first_stored_segment",
     "index_media",
     "poll_until_done",
 ]
@@ -908,15 +909,17 @@ def index_media(
     previous: dict[tuple[str, str], int] = {}
 
     def unchanged(item: MediaItem, tag: str) -> bool:
-        first = store.get([f"{item.kind}-{item.product_id}-0"]).records
-        if not first:
+        found = first_stored_segment(store, item.kind, item.product_id)
+        if found is None:
             return False
-        md = first[0].metadata
+        index, md = found
         count = md.get("segment_count")
-        if isinstance(count, int):
-            previous[(item.product_id, item.kind)] = count
+        if isinstance(count, int | float) and not isinstance(count, bool):
+            previous[(item.product_id, item.kind)] = int(count)
+        # A source whose first segment failed last time is embedded again (and reported).
         return bool(
-            md.get("source_uri") == _source_uri(item)
+            index == 0
+            and md.get("source_uri") == _source_uri(item)
             and md.get("segment_config") == tag
             and md.get("embedding_model") == model_id
             and all(_same(md.get(k), v) for k, v in item.metadata.items())
@@ -1008,6 +1011,23 @@ def index_media(
             continue
         write(item, tag, result)
     return report
+
+
+#: Segments probed for the stored ``segment_count`` when the first ones failed to embed.
+SEGMENT_PROBE = 8
+
+
+def first_stored_segment(
+    store: Any, kind: str, product_id: str
+) -> tuple[int, Mapping[str, MetadataValue]] | None:
+    """The lowest-index stored segment among the first :data:`SEGMENT_PROBE` of a product's
+    ``kind`` source, as ``(index, metadata)``; every segment carries ``segment_count``."""
+    keys = [f"{kind}-{product_id}-{i}" for i in range(SEGMENT_PROBE)]
+    found = {r.key: r.metadata for r in store.get(keys).records}
+    for i, key in enumerate(keys):
+        if key in found:
+            return i, found[key]
+    return None
 
 
 def _same(stored: object, given: object) -> bool:

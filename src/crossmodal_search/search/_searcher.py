@@ -45,11 +45,13 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
 from crossmodal_search.embeddings._async import (
+    SEGMENT_PROBE,
     AsyncEmbeddingJobs,
     EmbeddingMode,
     MediaIngestReport,
     MediaItem,
     MediaKind,
+    first_stored_segment,
     index_media,
 )
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
@@ -866,14 +868,15 @@ class CrossmodalSearcher:
         return None
 
     def _segment_keys(self, product_ids: Sequence[str]) -> list[str]:
-        """Keys of every stored segment of these products (the count is on segment 0)."""
-        firsts = [f"{kind}-{pid}-0" for pid in product_ids for kind in _MEDIA_TYPES]
+        """Keys of every stored segment of these products (each segment knows the count)."""
         keys: list[str] = []
-        for start in range(0, len(firsts), 100):
-            for record in self._store.get(firsts[start : start + 100]).records:
-                md = record.metadata
-                kind, pid, count = md.get("type"), md.get("product_id"), md.get("segment_count")
-                n = int(count) if isinstance(count, int | float) and count >= 1 else 1
+        for pid in product_ids:
+            for kind in _MEDIA_TYPES:
+                found = first_stored_segment(self._store, kind, pid)
+                if found is None:
+                    continue
+                count = found[1].get("segment_count")
+                n = int(count) if isinstance(count, int | float) and count >= 1 else SEGMENT_PROBE
                 keys.extend(f"{kind}-{pid}-{i}" for i in range(n))
                 if kind == "video":  # AUDIO_VIDEO_SEPARATE keeps the audio vectors apart
                     keys.extend(f"video-{pid}-audio-{i}" for i in range(n))
