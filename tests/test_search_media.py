@@ -380,3 +380,55 @@ def test_a_source_whose_first_segments_failed_is_retried_and_fully_deletable(env
     assert coarser.vectors_written == 3 and coarser.vectors_deleted == 24 - 3
     env.searcher.delete(["P-KETTLE"])
     assert len(env.store) == 0
+
+
+def test_a_timed_out_job_is_resumed_by_the_rerun_not_paid_twice(env: Env) -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    jobs = AsyncEmbeddingJobs(
+        env.jobs_fake.client("bedrock-runtime"),
+        env.s3,
+        dimension=DIM,
+        poll_interval=5,
+        max_poll_interval=60,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    env.jobs_fake.script_async(AsyncJobScript(polls_until_done=30))  # ~25 min of polling
+    kettle = Product(product_id="P-KETTLE", text="Kettle", video=KETTLE_VIDEO)
+
+    first = env.searcher.index_media([kettle], jobs=jobs, output_s3_uri=OUT, timeout=600)
+
+    assert [f.kind for f in first.failed] == ["video"]
+    assert "JobTimeoutError" in first.failed[0].reason and "keeps running" in first.failed[0].reason
+    assert first.vectors_written == 0 and len(env.store) == 0
+    records = list(env.s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert any(o["Key"].startswith("embeddings/crossmodal-jobs/") for o in records)
+
+    second = env.searcher.index_media([kettle], jobs=jobs, output_s3_uri=OUT, timeout=3600)
+
+    assert second.failed == [] and second.vectors_written == 24
+    assert second.jobs == first.jobs  # the same invocation, waited for again
+    assert env.jobs_fake.calls["StartAsyncInvoke"] == 1
+    assert second.embed_calls == 0  # nothing new paid for
+
+    # only the product's text changed: the completed job's results are read again
+    renamed = kettle.model_copy(update={"text": "Kettle, 1.7 l"})
+    third = env.searcher.index_media([renamed], jobs=jobs, output_s3_uri=OUT)
+    assert third.indexed == 1 and env.jobs_fake.calls["StartAsyncInvoke"] == 1
+    hit = env.searcher.search("storing the cord in the base", search_mode="video", top_k=1)[0]
+    assert hit.text == "Kettle, 1.7 l"
+
+    # a job that failed is started again
+    env.jobs_fake.script_async(AsyncJobScript(fail_job="ServiceUnavailable"))
+    blender = Product(product_id="P-BLEND", text="Blender", video=BLENDER_VIDEO)
+    failed = env.searcher.index_media([blender], jobs=jobs, output_s3_uri=OUT)
+    assert [f.kind for f in failed.failed] == ["video"] and "ServiceUnavailable" in failed.failed[
+        0
+    ].reason
+    retried = env.searcher.index_media([blender], jobs=jobs, output_s3_uri=OUT)
+    assert retried.failed == [] and retried.vectors_written == 19
+    assert env.jobs_fake.calls["StartAsyncInvoke"] == 3

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -58,6 +59,7 @@ from crossmodal_search.errors import (
     EmbeddingJobError,
     InvalidInputError,
     JobTimeoutError,
+    ResourceNotFoundError,
     ServiceError,
     UnsupportedMediaError,
 )
@@ -875,6 +877,11 @@ def index_media(
     ``segment_end``, ``segment_unit``, ``source_uri``, ``segment_config``, ``embedding_model``,
     ``segment_count``). Segments of an earlier run that this run did not rewrite are deleted.
 
+    Every job started is recorded under ``<output_s3_uri>/crossmodal-jobs/`` by source and
+    settings, so a rerun after a timeout or an interruption waits for the job already running
+    (or reads the one already completed, when only the product metadata changed) instead of
+    paying for a new one; a job that ``Failed`` or had failed segments is started again.
+
     A source whose first segment is already stored with the same ``source_uri``,
     ``segment_config``, ``embedding_model`` and ``metadata`` values is skipped (reruns
     resume; changed product metadata re-indexes the source). Failed segments and
@@ -958,7 +965,7 @@ def index_media(
         if records:
             report.indexed += 1
 
-    started: list[tuple[MediaItem, str, AsyncJob]] = []
+    started: list[tuple[MediaItem, str, AsyncJob, str]] = []
     for item in todo:
         tag = _settings_tag(item, segment_seconds, max_length_chars, dpi)
         if unchanged(item, tag):
@@ -971,6 +978,13 @@ def index_media(
                 write(item, tag, pages)
                 continue
             assert jobs is not None and output_s3_uri is not None
+            manifest = _job_manifest_uri(jobs, item, tag, output_s3_uri, embedding_mode)
+            resumed = _resume_job(jobs, manifest)
+            if resumed is not None:
+                logger.info("%s %s: resuming job %s", item.product_id, item.kind, resumed)
+                started.append((item, tag, resumed, manifest))
+                report.jobs.append(resumed.invocation_arn)
+                continue
             if item.kind == "video":
                 job = jobs.start_video(
                     item.source,
@@ -993,11 +1007,12 @@ def index_media(
                 )
             )
             continue
+        _save_job(jobs, manifest, job)
         report.jobs.append(job.invocation_arn)
         report.embed_calls += 1
-        started.append((item, tag, job))
+        started.append((item, tag, job, manifest))
 
-    for item, tag, job in started:
+    for item, tag, job, manifest in started:
         assert jobs is not None
         try:
             status = jobs.wait(job, timeout=timeout)
@@ -1009,8 +1024,82 @@ def index_media(
                 )
             )
             continue
+        if not result.ok:  # a rerun tries the failed segments again with a new job
+            _save_job(jobs, manifest, job, retry=True)
         write(item, tag, result)
     return report
+
+
+JOB_MANIFEST_PREFIX = "crossmodal-jobs"
+
+
+def _job_manifest_uri(
+    jobs: AsyncEmbeddingJobs,
+    item: MediaItem,
+    tag: str,
+    output_s3_uri: str,
+    embedding_mode: EmbeddingMode,
+) -> str:
+    """Where the job for this source and these settings is recorded (content-addressed)."""
+    mode = embedding_mode if item.kind == "video" else None
+    key = json.dumps([jobs.model_id, jobs.dimension, item.kind, item.source, tag, mode])
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+    return join_s3(output_s3_uri, JOB_MANIFEST_PREFIX, f"{digest}.json")
+
+
+def _save_job(jobs: AsyncEmbeddingJobs, uri: str, job: AsyncJob, *, retry: bool = False) -> None:
+    record = {
+        "retry": retry,
+        "invocationArn": job.invocation_arn,
+        "modality": job.modality,
+        "sourceUri": job.source_uri,
+        "outputS3Uri": job.output_s3_uri,
+        "dimension": job.dimension,
+        "purpose": job.purpose,
+        "maxLengthChars": job.segmentation.max_length_chars,
+        "durationSeconds": job.segmentation.duration_seconds,
+        "embeddingMode": job.embedding_mode,
+    }
+    s3_write_bytes(
+        jobs._s3,
+        uri,
+        json.dumps(record).encode("utf-8"),
+        content_type="application/json",
+        policy=jobs.retry_policy,
+    )
+
+
+def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
+    """The recorded job for ``uri`` when it is still running or completed, else ``None``."""
+    try:
+        raw = s3_read_bytes(jobs._s3, uri, policy=jobs.retry_policy)
+    except ResourceNotFoundError:
+        return None
+    try:
+        m = json.loads(raw)
+        job = AsyncJob(
+            invocation_arn=str(m["invocationArn"]),
+            modality=m["modality"],
+            source_uri=str(m["sourceUri"]),
+            output_s3_uri=str(m["outputS3Uri"]),
+            dimension=int(m["dimension"]),
+            purpose=str(m["purpose"]),
+            segmentation=SegmentationConfig(
+                max_length_chars=int(m["maxLengthChars"]),
+                duration_seconds=int(m["durationSeconds"]),
+            ),
+            embedding_mode=m.get("embeddingMode"),
+        )
+    except (ValueError, KeyError, TypeError, InvalidInputError):
+        logger.warning("ignoring unreadable job record %s", uri)
+        return None
+    if m.get("retry"):
+        logger.info("recorded job %s had failed segments: starting a new one", job.invocation_arn)
+        return None
+    if jobs.status(job).status == "Failed":
+        logger.info("recorded job %s failed: starting a new one", job.invocation_arn)
+        return None
+    return job
 
 
 #: Segments probed for the stored ``segment_count`` when the first ones failed to embed.
