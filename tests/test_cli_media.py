@@ -15,8 +15,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from crossmodal_search.cli import main
+from crossmodal_search.cli._common import render_results, segment_label
 from crossmodal_search.embeddings import NovaEmbeddings
-from crossmodal_search.search import CrossmodalSearcher
+from crossmodal_search.search import CrossmodalSearcher, SearchResult
 from crossmodal_search.stores import open_store
 from crossmodal_search.testing import AsyncJobScript
 from tests.cli_helpers import AwsFakes, default_session_fakes
@@ -178,3 +179,35 @@ def test_media_option_errors_before_any_call(
     assert message in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
     assert aws.jobs.requests == [] and aws.bedrock.requests == []
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "unit", "label"),
+    [
+        (65.0, 70.0, "seconds", "1:05-1:10"),
+        (3725.5, 3730.0, "seconds", "1:02:05.5-1:02:10"),
+        (0.0, 1000.0, "chars", "chars 0-1000"),
+        (2.0, 3.0, "pages", "p. 3"),
+        (None, None, None, ""),
+    ],
+)
+def test_segment_labels_in_the_results_table(
+    start: float | None, end: float | None, unit: str | None, label: str
+) -> None:
+    hit = SearchResult(
+        product_id="P1",
+        text="Kettle",
+        image_path=None,
+        similarity=0.9,
+        distance=0.1,
+        matched_type="combined" if unit is None else "video",
+        score=0.9,
+        key="k",
+        metadata={},
+        segment_start=start,
+        segment_end=end,
+        segment_unit=unit,  # type: ignore[arg-type]
+    )
+    assert segment_label(hit) == label
+    row = render_results([hit], width=100).splitlines()[1]
+    assert (label in row) if label else ("combined" in row)
