@@ -21,7 +21,10 @@ import pytest
 from crossmodal_search.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("benchmarks"))
+DOCS = [
+    ROOT / "README.md",
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("benchmarks")),
+]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
@@ -97,6 +100,30 @@ def test_quickstart_example_runs(
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert "B0SAMPLE01" in lines[0] and "Red Summer Midi Dress" in lines[0]
+
+
+def test_embeddings_example_runs_against_the_fake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boto3
+    from PIL import Image
+
+    from crossmodal_search.testing import FakeBedrock
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (64, 64), (200, 20, 30)).save("red.jpg")
+    Image.new("RGB", (64, 64), (20, 40, 200)).save("blue.png")
+    fake = FakeBedrock()
+    # NovaEmbeddings(region_name=...) builds its client from boto3's default session.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", fake.session())
+    runpy.run_path(str(ROOT / "examples" / "embeddings_quickstart.py"), run_name="__main__")
+    assert capsys.readouterr().out.strip() == "[0 1]"
+    purposes = [r["singleEmbeddingParams"]["embeddingPurpose"] for r in fake.requests]
+    assert sorted(purposes) == ["GENERIC_INDEX", "GENERIC_INDEX", "GENERIC_RETRIEVAL"]
+    formats = sorted(
+        r["singleEmbeddingParams"].get("image", {}).get("format", "") for r in fake.requests
+    )
+    assert formats == ["", "jpeg", "png"]
 
 
 def test_testing_example_runs() -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tenacity
 from botocore.config import Config
@@ -118,10 +118,16 @@ def build_client(
     region_name: str | None = None,
     config: Config | None = None,
 ) -> Any:
-    """Build a boto3 client with :func:`sdk_config`. Imported lazily: nothing at import time."""
+    """Build a boto3 client with :func:`sdk_config`. Imported lazily: nothing at import time.
+
+    Without ``session`` it uses boto3's default session, as ``boto3.client`` does, so
+    ``boto3.setup_default_session(profile_name=...)`` applies to the SDK too.
+    """
     import boto3
 
-    sess = session or boto3.Session()
+    if session is None and boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    sess = cast("boto3.Session", session or boto3.DEFAULT_SESSION)
     return sess.client(service, region_name=region_name, config=sdk_config(config))  # type: ignore[call-overload]
 
 

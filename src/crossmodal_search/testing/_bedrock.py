@@ -189,6 +189,25 @@ class FakeBedrock:
             )
         return self.attach(client)
 
+    def session(self, *, region_name: str = "us-east-1") -> boto3.Session:
+        """A ``boto3.Session`` with dummy credentials whose bedrock-runtime clients use this fake.
+
+        For code that builds its own client, e.g. ``NovaEmbeddings(session=fake.session())``,
+        or, to cover code that calls ``boto3.client`` itself, install it as boto3's default
+        session (``monkeypatch.setattr(boto3, "DEFAULT_SESSION", fake.session())``).
+        """
+        import boto3
+        import botocore.session
+
+        core = botocore.session.get_session()
+        core.set_credentials("testing", "testing")
+        core.register(
+            "before-send.bedrock-runtime.InvokeModel",
+            self._handle,  # type: ignore[arg-type]  # before-send handlers return a response
+            unique_id=f"crossmodal-fake-bedrock-{id(self)}",
+        )
+        return boto3.Session(botocore_session=core, region_name=region_name)
+
     def attach(self, client: BedrockRuntimeClient) -> BedrockRuntimeClient:
         """Answer ``client``'s InvokeModel calls from this fake; returns the client."""
         client.meta.events.register(
