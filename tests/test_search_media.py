@@ -432,3 +432,58 @@ def test_a_timed_out_job_is_resumed_by_the_rerun_not_paid_twice(env: Env) -> Non
     retried = env.searcher.index_media([blender], jobs=jobs, output_s3_uri=OUT)
     assert retried.failed == [] and retried.vectors_written == 19
     assert env.jobs_fake.calls["StartAsyncInvoke"] == 3
+
+
+def test_local_text_documents_short_in_one_call_long_through_segmentation(
+    env: Env, tmp_path: Path
+) -> None:
+    care = tmp_path / "care.txt"
+    care.write_text("Wipe the steel body with a soft damp cloth.", encoding="utf-8")
+    long_manual = tmp_path / "manual.md"
+    chapters = [
+        "Safety: never immerse the kettle base in water. " * 100,
+        "Descaling: fill with equal parts vinegar and water, boil, rinse twice. " * 100,
+    ]
+    long_manual.write_text("\n".join(chapters), encoding="utf-8")
+    binary = tmp_path / "scan.bin"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    products = [
+        Product(product_id="P-CARE", text="Kettle", document=str(care)),
+        Product(product_id="P-MANUAL", text="Kettle", document=str(long_manual)),
+        Product(product_id="P-BIN", text="Scanner", document=str(binary)),
+    ]
+    assert len(long_manual.read_text()) > 8192
+
+    chars = 2000
+    report = env.searcher.index_media(
+        products, jobs=env.jobs, output_s3_uri=OUT, max_length_chars=chars
+    )
+
+    assert [(f.product_id, f.kind) for f in report.failed] == [("P-BIN", "document")]
+    assert "neither a PDF nor UTF-8 text" in report.failed[0].reason
+    assert report.indexed == 2 and len(report.jobs) == 1
+    staged = [
+        o["Key"]
+        for o in env.s3.list_objects_v2(Bucket=BUCKET, Prefix="embeddings/crossmodal-staging/")[
+            "Contents"
+        ]
+    ]
+    assert len(staged) == 1 and staged[0].endswith(".txt")
+
+    short = env.searcher.search("soft damp cloth", search_mode="document", top_k=1)[0]
+    assert (short.product_id, short.segment_unit, short.segment_start) == ("P-CARE", "chars", 0.0)
+    assert short.source_uri == care.resolve().as_uri()
+    long = env.searcher.search(
+        "descaling with vinegar and water, boil, rinse", search_mode="document", top_k=1
+    )[0]
+    assert long.product_id == "P-MANUAL" and long.segment_unit == "chars"
+    assert long.segment_start is not None and long.segment_start >= len(chapters[0]) - 2000
+    assert long.source_uri == long_manual.resolve().as_uri()  # the local file, not the staging copy
+
+    again = env.searcher.index_media(
+        products[:2], jobs=env.jobs, output_s3_uri=OUT, max_length_chars=chars
+    )
+    assert again.skipped_unchanged == 2 and env.jobs_fake.calls["StartAsyncInvoke"] == 1
+    no_jobs = env.searcher.index_media([products[1]], max_length_chars=1000)
+    assert [f.kind for f in no_jobs.failed] == ["document"]
+    assert "over the synchronous limit" in no_jobs.failed[0].reason

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
@@ -810,9 +810,9 @@ MediaKind: TypeAlias = Literal["video", "audio", "document"]
 class MediaItem:
     """One long media source of a product.
 
-    ``source`` is an ``s3://`` URI for video and audio (Nova reads it), and a local PDF path
-    (or an ``s3://`` URI of plain text) for a document. ``metadata`` is stored on every segment
-    (for example the product's ``text`` and ``image_path`` so a hit can be displayed).
+    ``source`` is an ``s3://`` URI for video and audio (Nova reads it); for a document, a local
+    PDF or UTF-8 text file, or the ``s3://`` URI of plain text. ``metadata`` is stored on every
+    segment (for example the product's ``text`` and ``image_path`` so a hit can be displayed).
     """
 
     product_id: str
@@ -870,8 +870,11 @@ def index_media(
     """Embed products' videos, audio and documents per segment and write them to ``store``.
 
     Video and audio (and plain-text documents in S3) go through Nova's asynchronous
-    segmentation: every job is started first, then each is awaited. PDF documents are rendered
-    and embedded page by page with ``embedder.embed_document``. Each segment becomes a record
+    segmentation: every job is started first, then each is awaited. Local PDF documents are
+    rendered and embedded page by page with ``embedder.embed_document``; local text documents
+    up to :data:`SYNC_TEXT_LIMIT_CHARS` are one ``embedder.embed_text`` segment, longer ones are
+    uploaded under ``<output_s3_uri>/crossmodal-staging/`` and segmented like text in S3 (their
+    ``source_uri`` stays the local file's). Each segment becomes a record
     from :func:`~crossmodal_search.embeddings._segments.segment_records` (keys like
     ``video-{product_id}-{index}``, metadata ``type``, ``product_id``, ``segment_start``,
     ``segment_end``, ``segment_unit``, ``source_uri``, ``segment_config``, ``embedding_model``,
@@ -909,7 +912,9 @@ def index_media(
                     f"{item.product_id}: {item.kind} from S3 needs jobs= and output_s3_uri="
                 )
         elif embedder is None:
-            raise InvalidInputError(f"{item.product_id}: PDF documents need embedder=")
+            raise InvalidInputError(
+                f"{item.product_id}: local documents (PDF or text) need embedder="
+            )
     model_id = jobs.model_id if jobs is not None else str(getattr(embedder, "model_id", "unknown"))
     report = MediaIngestReport()
 
@@ -967,18 +972,48 @@ def index_media(
 
     started: list[tuple[MediaItem, str, AsyncJob, str]] = []
     for item in todo:
-        tag = _settings_tag(item, segment_seconds, max_length_chars, dpi)
+        local_text: str | None = None
+        local = item.kind == "document" and not item.source.startswith("s3://")
+        try:
+            if local:
+                local_text = _read_text_document(item.source)  # None for a PDF
+        except InvalidInputError as exc:
+            report.failed.append(
+                MediaFailure(
+                    item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
+                )
+            )
+            continue
+        tag = (
+            f"{max_length_chars}chars"
+            if local_text is not None
+            else _settings_tag(item, segment_seconds, max_length_chars, dpi)
+        )
         if unchanged(item, tag):
             report.skipped_unchanged += 1
             continue
         try:
-            if item.kind == "document" and not item.source.startswith("s3://"):
+            if local and local_text is None:
                 pages = embed_pdf(item.source, embedder, dpi=dpi)
                 report.embed_calls += len(pages.segments)
                 write(item, tag, pages)
                 continue
-            assert jobs is not None and output_s3_uri is not None
-            manifest = _job_manifest_uri(jobs, item, tag, output_s3_uri, embedding_mode)
+            if local_text is not None and len(local_text) <= SYNC_TEXT_LIMIT_CHARS:
+                whole = embed_text_document(local_text, embedder=embedder)
+                report.embed_calls += 1
+                write(item, tag, replace(whole, source_uri=_source_uri(item)))
+                continue
+            if jobs is None or output_s3_uri is None:
+                raise InvalidInputError(
+                    f"text document of {len(local_text or '')} characters is over the "
+                    f"synchronous limit of {SYNC_TEXT_LIMIT_CHARS}: pass jobs= and "
+                    "output_s3_uri= to segment it"
+                )
+            source = item.source
+            if local_text is not None:  # staged in S3 under its content hash
+                digest = hashlib.sha256(local_text.encode("utf-8")).hexdigest()[:24]
+                source = join_s3(output_s3_uri, STAGING_PREFIX, f"{digest}.txt")
+            manifest = _job_manifest_uri(jobs, item, source, tag, output_s3_uri, embedding_mode)
             resumed = _resume_job(jobs, manifest)
             if resumed is not None:
                 logger.info("%s %s: resuming job %s", item.product_id, item.kind, resumed)
@@ -997,8 +1032,16 @@ def index_media(
                     item.source, output_s3_uri=output_s3_uri, segment_seconds=segment_seconds
                 )
             else:
+                if local_text is not None:
+                    s3_write_bytes(
+                        jobs._s3,
+                        source,
+                        local_text.encode("utf-8"),
+                        content_type="text/plain; charset=utf-8",
+                        policy=jobs.retry_policy,
+                    )
                 job = jobs.start_text(
-                    item.source, output_s3_uri=output_s3_uri, max_length_chars=max_length_chars
+                    source, output_s3_uri=output_s3_uri, max_length_chars=max_length_chars
                 )
         except (InvalidInputError, EmbeddingJobError, ServiceError) as exc:
             report.failed.append(
@@ -1026,23 +1069,49 @@ def index_media(
             continue
         if not result.ok:  # a rerun tries the failed segments again with a new job
             _save_job(jobs, manifest, job, retry=True)
+        if not item.source.startswith("s3://"):  # a local text document, staged in S3
+            result = replace(result, source_uri=_source_uri(item))
         write(item, tag, result)
     return report
 
 
 JOB_MANIFEST_PREFIX = "crossmodal-jobs"
+#: Where local text documents over the synchronous limit are uploaded for segmentation.
+STAGING_PREFIX = "crossmodal-staging"
+
+
+def _read_text_document(path: str) -> str | None:
+    """The text of a local text document, or ``None`` when the file is a PDF."""
+    file = Path(path)
+    try:
+        with file.open("rb") as f:
+            if f.read(5) == b"%PDF-":
+                return None
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UnsupportedMediaError(
+            f"document not found or unreadable: {file}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsupportedMediaError(f"{file} is neither a PDF nor UTF-8 text") from None
+    if not text.strip():
+        raise UnsupportedMediaError(f"text document {file} is empty")
+    return text
 
 
 def _job_manifest_uri(
     jobs: AsyncEmbeddingJobs,
     item: MediaItem,
+    source: str,
     tag: str,
     output_s3_uri: str,
     embedding_mode: EmbeddingMode,
 ) -> str:
     """Where the job for this source and these settings is recorded (content-addressed)."""
     mode = embedding_mode if item.kind == "video" else None
-    key = json.dumps([jobs.model_id, jobs.dimension, item.kind, item.source, tag, mode])
+    key = json.dumps([jobs.model_id, jobs.dimension, item.kind, source, tag, mode])
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
     return join_s3(output_s3_uri, JOB_MANIFEST_PREFIX, f"{digest}.json")
 

@@ -64,8 +64,8 @@ class Product(BaseModel):
 
     Long media are optional and indexed per segment by
     :meth:`~crossmodal_search.search.CrossmodalSearcher.index_media`: ``video`` and ``audio``
-    are ``s3://`` URIs (Nova reads them from S3), ``document`` a local PDF path (pages embedded
-    as document images) or the ``s3://`` URI of a plain-text document.
+    are ``s3://`` URIs (Nova reads them from S3); ``document`` is a local PDF (pages embedded as
+    document images), a local UTF-8 text file, or the ``s3://`` URI of a plain-text document.
 
     Example:
         >>> p = Product(product_id="B01", text="Red summer dress", metadata={"color": "red"})

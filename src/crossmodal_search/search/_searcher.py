@@ -726,7 +726,9 @@ class CrossmodalSearcher:
         Videos and audio (``s3://``) and plain-text documents in S3 are segmented by Nova's
         asynchronous API (``jobs``; every job is started first, then each is awaited, and the
         results are written to ``output_s3_uri``). Local PDF documents are rendered page by
-        page and embedded as document images with this searcher's embedder. Each segment is
+        page and embedded as document images with this searcher's embedder; a local text
+        document is one segment when it fits a synchronous call (8,192 characters) and is
+        uploaded to ``output_s3_uri`` and segmented by a job when longer. Each segment is
         stored with the product's ``text``, ``image_path`` and metadata, so a segment hit is
         displayed and filtered like the product, plus where it sits in the media. Products
         without media are ignored; text and image are indexed by :meth:`index`.
