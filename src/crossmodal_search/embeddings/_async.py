@@ -1007,7 +1007,7 @@ def index_media(
                 raise InvalidInputError(
                     f"text document of {len(local_text or '')} characters is over the "
                     f"synchronous limit of {SYNC_TEXT_LIMIT_CHARS}: pass jobs= and "
-                    "output_s3_uri= to segment it"
+                    "output_s3_uri= (crossmodal index --media-s3-uri) to segment it"
                 )
             source = item.source
             if local_text is not None:  # staged in S3 under its content hash
