@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
@@ -36,7 +37,79 @@ def _image_key(image: ImageInput) -> Hashable | None:
     return None  # a Pillow image: no cheap identity, never memoised
 
 
-class CountingEmbedder:
+_EmbedKind: TypeAlias = Literal["text", "image"]
+
+
+class _Wrapper(ABC):
+    """The embedder surface both wrappers share; subclasses implement :meth:`_embed_many`."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+
+    @property
+    def model_id(self) -> str:
+        return self._inner.model_id
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int: ...
+
+    @abstractmethod
+    def _embed_many(
+        self,
+        kind: _EmbedKind,
+        items: Sequence[Any],
+        purpose: PurposeLike,
+        dimension: int | None,
+    ) -> Vector:
+        """Vectors of ``items`` (texts or images), one row each."""
+
+    def _inner_many(
+        self,
+        kind: _EmbedKind,
+        items: Sequence[Any],
+        purpose: PurposeLike,
+        dimension: int | None,
+    ) -> Vector:
+        embed = self._inner.embed_texts if kind == "text" else self._inner.embed_images
+        return embed(items, purpose=purpose, dimension=dimension)
+
+    def embed_text(
+        self, text: str, *, purpose: PurposeLike = _DEFAULT_PURPOSE, dimension: int | None = None
+    ) -> Vector:
+        out: Vector = self._embed_many("text", [text], purpose, dimension)[0]
+        return out
+
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        purpose: PurposeLike = _DEFAULT_PURPOSE,
+        dimension: int | None = None,
+    ) -> Vector:
+        return self._embed_many("text", texts, purpose, dimension)
+
+    def embed_image(
+        self,
+        image: ImageInput,
+        *,
+        purpose: PurposeLike = _DEFAULT_PURPOSE,
+        dimension: int | None = None,
+    ) -> Vector:
+        out: Vector = self._embed_many("image", [image], purpose, dimension)[0]
+        return out
+
+    def embed_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        purpose: PurposeLike = _DEFAULT_PURPOSE,
+        dimension: int | None = None,
+    ) -> Vector:
+        return self._embed_many("image", images, purpose, dimension)
+
+
+class CountingEmbedder(_Wrapper):
     """Wraps any :class:`~crossmodal_search.embeddings.Embedder` and counts what it embeds.
 
     ``requested`` counts every text or image asked for: for Nova, whose synchronous API
@@ -54,7 +127,7 @@ class CountingEmbedder:
     """
 
     def __init__(self, inner: Embedder, *, memoize: bool = False) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._memoize = memoize
         self._memo: dict[Hashable, Vector] = {}
         self._lock = threading.Lock()
@@ -65,10 +138,6 @@ class CountingEmbedder:
     def inner(self) -> Embedder:
         """The wrapped embedder."""
         return self._inner
-
-    @property
-    def model_id(self) -> str:
-        return self._inner.model_id
 
     @property
     def dimension(self) -> int:
@@ -129,61 +198,23 @@ class CountingEmbedder:
             out[i] = fresh[row]
         return out
 
-    def embed_text(
-        self, text: str, *, purpose: PurposeLike = _DEFAULT_PURPOSE, dimension: int | None = None
-    ) -> Vector:
-        out: Vector = self.embed_texts([text], purpose=purpose, dimension=dimension)[0]
-        return out
-
-    def embed_texts(
+    def _embed_many(
         self,
-        texts: Sequence[str],
-        *,
-        purpose: PurposeLike = _DEFAULT_PURPOSE,
-        dimension: int | None = None,
+        kind: _EmbedKind,
+        items: Sequence[Any],
+        purpose: PurposeLike,
+        dimension: int | None,
     ) -> Vector:
-        if not texts:
-            return self._inner.embed_texts(texts, purpose=purpose, dimension=dimension)
-        keys = [("text", t, str(purpose), dimension) for t in texts]
-        return self._run(
-            keys,
-            lambda idx: np.asarray(
-                self._inner.embed_texts(
-                    [texts[i] for i in idx], purpose=purpose, dimension=dimension
-                ),
-                dtype=np.float32,
-            ).reshape(len(idx), -1),
-        )
-
-    def embed_image(
-        self,
-        image: ImageInput,
-        *,
-        purpose: PurposeLike = _DEFAULT_PURPOSE,
-        dimension: int | None = None,
-    ) -> Vector:
-        out: Vector = self.embed_images([image], purpose=purpose, dimension=dimension)[0]
-        return out
-
-    def embed_images(
-        self,
-        images: Sequence[ImageInput],
-        *,
-        purpose: PurposeLike = _DEFAULT_PURPOSE,
-        dimension: int | None = None,
-    ) -> Vector:
-        if not images:
-            return self._inner.embed_images(images, purpose=purpose, dimension=dimension)
+        if not items:
+            return self._inner_many(kind, items, purpose, dimension)
         keys: list[Hashable | None] = []
-        for image in images:
-            ident = _image_key(image)
-            keys.append(None if ident is None else ("image", ident, str(purpose), dimension))
+        for item in items:
+            ident = item if kind == "text" else _image_key(item)
+            keys.append(None if ident is None else (kind, ident, str(purpose), dimension))
         return self._run(
             keys,
             lambda idx: np.asarray(
-                self._inner.embed_images(
-                    [images[i] for i in idx], purpose=purpose, dimension=dimension
-                ),
+                self._inner_many(kind, [items[i] for i in idx], purpose, dimension),
                 dtype=np.float32,
             ).reshape(len(idx), -1),
         )
@@ -195,7 +226,7 @@ def _truncate(vectors: Vector, dimension: int) -> Vector:
     return np.asarray(truncate_dimension(vectors, dimension), dtype=np.float32)
 
 
-class TruncatingEmbedder:
+class TruncatingEmbedder(_Wrapper):
     """Embeds with the wrapped embedder's own dimension, then keeps the first ``dimension`` values.
 
     This is Matryoshka truncation plus re-normalisation, the same operation applied to the
@@ -210,12 +241,8 @@ class TruncatingEmbedder:
                 expected=inner.dimension,
                 actual=dimension,
             )
-        self._inner = inner
+        super().__init__(inner)
         self._dimension = dimension
-
-    @property
-    def model_id(self) -> str:
-        return self._inner.model_id
 
     @property
     def dimension(self) -> int:
@@ -230,44 +257,15 @@ class TruncatingEmbedder:
             )
         return self._dimension
 
-    def embed_text(
-        self, text: str, *, purpose: PurposeLike = _DEFAULT_PURPOSE, dimension: int | None = None
-    ) -> Vector:
-        out: Vector = self.embed_texts([text], purpose=purpose, dimension=dimension)[0]
-        return out
-
-    def embed_texts(
+    def _embed_many(
         self,
-        texts: Sequence[str],
-        *,
-        purpose: PurposeLike = _DEFAULT_PURPOSE,
-        dimension: int | None = None,
+        kind: _EmbedKind,
+        items: Sequence[Any],
+        purpose: PurposeLike,
+        dimension: int | None,
     ) -> Vector:
         target = self._target(dimension)
-        if not texts:
+        if not items:
             return np.zeros((0, target), dtype=np.float32)
-        full = np.asarray(self._inner.embed_texts(texts, purpose=purpose), dtype=np.float32)
-        return _truncate(full.reshape(len(texts), -1), target)
-
-    def embed_image(
-        self,
-        image: ImageInput,
-        *,
-        purpose: PurposeLike = _DEFAULT_PURPOSE,
-        dimension: int | None = None,
-    ) -> Vector:
-        out: Vector = self.embed_images([image], purpose=purpose, dimension=dimension)[0]
-        return out
-
-    def embed_images(
-        self,
-        images: Sequence[ImageInput],
-        *,
-        purpose: PurposeLike = _DEFAULT_PURPOSE,
-        dimension: int | None = None,
-    ) -> Vector:
-        target = self._target(dimension)
-        if not images:
-            return np.zeros((0, target), dtype=np.float32)
-        full = np.asarray(self._inner.embed_images(images, purpose=purpose), dtype=np.float32)
-        return _truncate(full.reshape(len(images), -1), target)
+        full = np.asarray(self._inner_many(kind, items, purpose, None), dtype=np.float32)
+        return _truncate(full.reshape(len(items), -1), target)
