@@ -278,6 +278,26 @@ def _allowed_count(allowed: Mask | None, n: int) -> int:
     return n if allowed is None else int(np.count_nonzero(allowed[:n]))
 
 
+def _at_least_top(scores: npt.NDArray[np.float32], count: int) -> RowArray:
+    """Sorted indices of a superset (about twice as large) of the ``count`` best scores.
+
+    A full ``argpartition`` over every row costs as much as a quarter of the prefix scan; a
+    threshold estimated on a strided sample, then one comparison pass, is ~10x cheaper. The
+    set ``scores >= t`` holds the top ``count`` whenever it has at least ``count`` rows.
+    """
+    n = scores.shape[0]
+    step = max(1, n // 8192)
+    sample = scores[::step]
+    want = min(sample.shape[0], math.ceil(2 * count * sample.shape[0] / n) + 1)
+    if want < sample.shape[0] and n > 4 * count:
+        threshold = np.partition(sample, sample.shape[0] - want)[sample.shape[0] - want]
+        rows = np.flatnonzero(scores >= threshold)
+        if count <= rows.shape[0] <= 8 * count:
+            return rows
+    kth = max(0, n - count)
+    return np.sort(np.argpartition(scores, kth)[kth:])
+
+
 # --------------------------------------------------------------------------- funnel
 
 
@@ -307,6 +327,8 @@ class FunnelAccelerator:
         self.candidates = candidates
         self.exact_fraction = exact_fraction
         self._lock = threading.Lock()
+        # Stored transposed, (prefix_dim, rows): a vector-matrix product over contiguous
+        # columns streams at full memory bandwidth (~1.4x faster than the row-major gemv).
         self._prefix: npt.NDArray[np.float32] | None = None
         self._prefix_sq: npt.NDArray[np.float32] | None = None
         self._rows = 0
@@ -335,11 +357,11 @@ class FunnelAccelerator:
             if idx.size == 0:
                 return
             needed = int(idx.max()) + 1
-            if needed > self._prefix.shape[0]:
-                self._grow(max(needed, 2 * self._prefix.shape[0]))
+            if needed > self._prefix.shape[1]:
+                self._grow(max(needed, 2 * self._prefix.shape[1]))
             assert self._prefix is not None and self._prefix_sq is not None
             block = self._project(np.asarray(vectors)[:, : self.prefix_dim], self._metric)
-            self._prefix[idx] = block
+            self._prefix[:, idx] = block.T
             self._prefix_sq[idx] = np.einsum("ij,ij->i", block, block)
             self._rows = max(self._rows, needed)
 
@@ -371,18 +393,16 @@ class FunnelAccelerator:
             return _exact(view, q, top_k, allowed)
         prefix, prefix_sq = self._ensure(view)
         qp = self._project(q[:, : self.prefix_dim], metric)
-        coarse = qp @ prefix.T
+        coarse = qp @ prefix  # (queries, rows); prefix is (prefix_dim, rows)
         if metric == "euclidean":
             coarse *= 2
             coarse -= prefix_sq
         if allowed is not None:
             coarse[:, ~allowed[:n]] = -np.inf
-        kth = n - candidates
-        cand = np.argpartition(coarse, kth, axis=1)[:, kth:]
         hits: list[Hits] = []
         for i in range(q.shape[0]):
-            rows = cand[i]
-            rows = np.sort(rows[np.isfinite(coarse[i, rows])])
+            rows = _at_least_top(coarse[i], candidates)
+            rows = rows[np.isfinite(coarse[i, rows])]
             block = _as_f32(matrix[rows])
             fine = view.finish(block @ q[i][:, None], rows, block)[:, 0]
             best = _top(fine, top_k)
@@ -401,8 +421,8 @@ class FunnelAccelerator:
 
     def _grow(self, capacity: int) -> None:
         assert self._prefix is not None and self._prefix_sq is not None
-        prefix = np.zeros((capacity, self._prefix.shape[1]), dtype=np.float32)
-        prefix[: self._prefix.shape[0]] = self._prefix
+        prefix = np.zeros((self._prefix.shape[0], capacity), dtype=np.float32)
+        prefix[:, : self._prefix.shape[1]] = self._prefix
         sq = np.zeros(capacity, dtype=np.float32)
         sq[: self._prefix_sq.shape[0]] = self._prefix_sq
         self._prefix, self._prefix_sq = prefix, sq
@@ -412,18 +432,18 @@ class FunnelAccelerator:
         metric = view.metric
         with self._lock:
             if self._prefix is None or self._metric != metric or self._rows < n:
-                prefix = np.empty((n, self.prefix_dim), dtype=np.float32)
+                prefix = np.empty((self.prefix_dim, n), dtype=np.float32)
                 for start in range(0, n, _CHUNK_ROWS):
                     stop = min(n, start + _CHUNK_ROWS)
-                    prefix[start:stop] = self._project(
+                    prefix[:, start:stop] = self._project(
                         view.true_vectors(start, stop, self.prefix_dim), metric
-                    )
+                    ).T
                 self._prefix = prefix
-                self._prefix_sq = np.einsum("ij,ij->i", prefix, prefix)
+                self._prefix_sq = np.einsum("ij,ij->j", prefix, prefix)
                 self._rows = n
                 self._metric = metric
             assert self._prefix_sq is not None
-            return self._prefix[:n], self._prefix_sq[:n]
+            return self._prefix[:, :n], self._prefix_sq[:n]
 
 
 # --------------------------------------------------------------------------- HNSW
