@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tenacity
@@ -35,6 +36,8 @@ from crossmodal_search import __version__
 from crossmodal_search.errors import (
     AccessDeniedError,
     ConfigurationError,
+    InvalidInputError,
+    JobTimeoutError,
     ResourceNotFoundError,
     RetryExhaustedError,
     ServiceError,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 #: Error codes worth retrying: Bedrock runtime (throttling, model warm-up, 5xx, model timeout)
 #: and S3 Vectors (429, 5xx, 408). Validation and access errors are never retried.
@@ -254,3 +258,110 @@ def call_aws(
 def jitter_sleep(seconds: float) -> float:
     """A full-jitter delay in [0, seconds]; used by pollers (not a retry layer)."""
     return random.uniform(0, seconds)
+
+
+# --- S3 objects (asynchronous and batch jobs read and write their files here) ---------------
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into ``(bucket, key)``; the key may be empty."""
+    if not uri.startswith("s3://"):
+        raise InvalidInputError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise InvalidInputError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, key
+
+
+def join_s3(base: str, *parts: str) -> str:
+    """``join_s3("s3://b/out/", "job", "f.json") == "s3://b/out/job/f.json"``."""
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+def s3_read_bytes(s3_client: Any, uri: str, *, policy: RetryPolicy) -> bytes:
+    """Read one S3 object (through :func:`call_aws`)."""
+    bucket, key = parse_s3_uri(uri)
+
+    def get() -> bytes:
+        body: bytes = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    return call_aws("s3:GetObject", get, policy=policy)
+
+
+def s3_write_bytes(
+    s3_client: Any, uri: str, data: bytes, *, content_type: str, policy: RetryPolicy
+) -> None:
+    """Write one S3 object (through :func:`call_aws`)."""
+    bucket, key = parse_s3_uri(uri)
+    call_aws(
+        "s3:PutObject",
+        lambda: s3_client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type),
+        policy=policy,
+    )
+
+
+def s3_list_keys(s3_client: Any, bucket: str, prefix: str, *, policy: RetryPolicy) -> Iterator[str]:
+    """Every key under ``prefix`` (paginated ``list_objects_v2``)."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page: dict[str, Any] = call_aws(
+            "s3:ListObjectsV2", partial(s3_client.list_objects_v2, **kwargs), policy=policy
+        )
+        for obj in page.get("Contents", []):
+            yield str(obj["Key"])
+        if not page.get("IsTruncated"):
+            return
+        token = page.get("NextContinuationToken")
+
+
+# --- polling long-running jobs (not a retry layer: each status call goes through call_aws) ---
+
+
+def poll_until_done(
+    fetch: Callable[[], S],
+    done: Callable[[S], bool],
+    *,
+    what: str,
+    job_id: str,
+    describe: Callable[[S], str],
+    poll_interval: float,
+    max_poll_interval: float,
+    timeout: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> S:
+    """Call ``fetch`` until ``done(state)``; waits grow x2 up to ``max_poll_interval``, jittered.
+
+    Raises:
+        JobTimeoutError: not done after ``timeout`` seconds of ``clock``.
+    """
+    start = clock()
+    delay = poll_interval
+    polls = 0
+    while True:
+        state = fetch()
+        polls += 1
+        if done(state):
+            return state
+        elapsed = clock() - start
+        remaining = timeout - elapsed
+        if remaining <= 0:
+            raise JobTimeoutError(
+                f"{what} {job_id} not finished after {elapsed:.0f}s ({polls} polls, last status "
+                f"{describe(state)}); it keeps running in AWS: wait again or fetch later",
+                job_id=job_id,
+                status=describe(state),
+            )
+        # "Equal jitter": at least half the window, so polls never bunch up at zero.
+        window = min(delay, max_poll_interval)
+        pause = min(random.uniform(window / 2, window), remaining)
+        logger.debug("%s %s is %s; next poll in %.1fs", what, job_id, describe(state), pause)
+        sleep(pause)
+        delay = min(delay * 2, max_poll_interval)

@@ -24,17 +24,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
-from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
+from crossmodal_search._aws import (
+    DEFAULT_RETRY_POLICY,
+    RetryPolicy,
+    call_aws,
+    join_s3,
+)
 from crossmodal_search._types import (
     NOVA_DIMENSIONS,
     NOVA_MODEL_ID,
@@ -42,7 +45,9 @@ from crossmodal_search._types import (
     MetadataValue,
     PurposeLike,
 )
+from crossmodal_search.embeddings._jobs import JobRunner, first_failures
 from crossmodal_search.embeddings._media import AUDIO_FORMATS, VIDEO_FORMATS, S3Source
+from crossmodal_search.embeddings._nova import check_dimension, parse_purpose
 from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
     OutputFailure,
@@ -58,7 +63,6 @@ from crossmodal_search.errors import (
     ConfigurationError,
     EmbeddingJobError,
     InvalidInputError,
-    JobTimeoutError,
     ResourceNotFoundError,
     ServiceError,
     UnsupportedMediaError,
@@ -82,7 +86,6 @@ __all__ = [
     "embed_text_document",
     "first_stored_segment",
     "index_media",
-    "poll_until_done",
 ]
 
 EmbeddingMode: TypeAlias = Literal["AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"]
@@ -98,116 +101,6 @@ _SUCCESS = "SUCCESS"
 _PARTIAL = "PARTIAL_SUCCESS"
 #: The docs say FAILURE; some clients have seen FAILED. Both mean the same.
 _FAILED = frozenset({"FAILURE", "FAILED"})
-
-S = TypeVar("S")
-
-
-# --- S3 helpers (shared with the batch module) ----------------------------------------------
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` into ``(bucket, key)``; the key may be empty."""
-    if not uri.startswith("s3://"):
-        raise InvalidInputError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise InvalidInputError(f"s3 URI has no bucket: {uri!r}")
-    return bucket, key
-
-
-def join_s3(base: str, *parts: str) -> str:
-    """``join_s3("s3://b/out/", "job", "f.json") == "s3://b/out/job/f.json"``."""
-    out = base.rstrip("/")
-    for part in parts:
-        out += "/" + part.strip("/")
-    return out
-
-
-def s3_read_bytes(s3_client: Any, uri: str, *, policy: RetryPolicy) -> bytes:
-    """Read one S3 object (through :func:`call_aws`)."""
-    bucket, key = parse_s3_uri(uri)
-
-    def get() -> bytes:
-        body: bytes = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-
-    return call_aws("s3:GetObject", get, policy=policy)
-
-
-def s3_write_bytes(
-    s3_client: Any, uri: str, data: bytes, *, content_type: str, policy: RetryPolicy
-) -> None:
-    """Write one S3 object (through :func:`call_aws`)."""
-    bucket, key = parse_s3_uri(uri)
-    call_aws(
-        "s3:PutObject",
-        lambda: s3_client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type),
-        policy=policy,
-    )
-
-
-def s3_list_keys(s3_client: Any, bucket: str, prefix: str, *, policy: RetryPolicy) -> Iterator[str]:
-    """Every key under ``prefix`` (paginated ``list_objects_v2``)."""
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        if token:
-            kwargs["ContinuationToken"] = token
-        page: dict[str, Any] = call_aws(
-            "s3:ListObjectsV2", partial(s3_client.list_objects_v2, **kwargs), policy=policy
-        )
-        for obj in page.get("Contents", []):
-            yield str(obj["Key"])
-        if not page.get("IsTruncated"):
-            return
-        token = page.get("NextContinuationToken")
-
-
-# --- polling --------------------------------------------------------------------------------
-
-
-def poll_until_done(
-    fetch: Callable[[], S],
-    done: Callable[[S], bool],
-    *,
-    what: str,
-    job_id: str,
-    describe: Callable[[S], str],
-    poll_interval: float,
-    max_poll_interval: float,
-    timeout: float,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
-) -> S:
-    """Call ``fetch`` until ``done(state)``; waits grow x2 up to ``max_poll_interval``, jittered.
-
-    Raises:
-        JobTimeoutError: not done after ``timeout`` seconds of ``clock``.
-    """
-    start = clock()
-    delay = poll_interval
-    polls = 0
-    while True:
-        state = fetch()
-        polls += 1
-        if done(state):
-            return state
-        elapsed = clock() - start
-        remaining = timeout - elapsed
-        if remaining <= 0:
-            raise JobTimeoutError(
-                f"{what} {job_id} not finished after {elapsed:.0f}s ({polls} polls, last status "
-                f"{describe(state)}); it keeps running in AWS: wait again or fetch later",
-                job_id=job_id,
-                status=describe(state),
-            )
-        # "Equal jitter": at least half the window, so polls never bunch up at zero.
-        window = min(delay, max_poll_interval)
-        pause = min(random.uniform(window / 2, window), remaining)
-        logger.debug("%s %s is %s; next poll in %.1fs", what, job_id, describe(state), pause)
-        sleep(pause)
-        delay = min(delay * 2, max_poll_interval)
-
 
 # --- jobs -----------------------------------------------------------------------------------
 
@@ -246,16 +139,6 @@ class AsyncJobStatus:
         return self.status in ("Completed", "Failed")
 
 
-def _purpose(purpose: PurposeLike) -> str:
-    try:
-        return EmbeddingPurpose(purpose).value
-    except ValueError:
-        raise InvalidInputError(
-            f"unknown embedding purpose {purpose!r}; one of "
-            f"{', '.join(p.value for p in EmbeddingPurpose)}"
-        ) from None
-
-
 def _format(uri: str, given: str | None, allowed: tuple[str, ...], kind: str) -> str:
     fmt = (given or PurePosixPath(uri.split("?", 1)[0]).suffix.lstrip(".")).lower()
     if fmt == "jpg":
@@ -268,7 +151,7 @@ def _format(uri: str, given: str | None, allowed: tuple[str, ...], kind: str) ->
     return fmt
 
 
-class AsyncEmbeddingJobs:
+class AsyncEmbeddingJobs(JobRunner):
     """Submit, wait for and read Nova segmented-embedding jobs (video, audio, long text).
 
     Args:
@@ -304,30 +187,27 @@ class AsyncEmbeddingJobs:
     ) -> None:
         if dimension not in NOVA_DIMENSIONS:
             raise ConfigurationError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension}")
-        if poll_interval <= 0 or max_poll_interval < poll_interval or timeout <= 0:
-            raise ConfigurationError(
-                "need 0 < poll_interval <= max_poll_interval and timeout > 0, got "
-                f"{poll_interval}, {max_poll_interval}, {timeout}"
-            )
         if on_segment_error not in ("raise", "report"):
             raise ConfigurationError(
                 f"on_segment_error must be 'raise' or 'report', got {on_segment_error!r}"
             )
-        self._client = client or build_client(
-            "bedrock-runtime", session=session, region_name=region_name, config=config
-        )
-        self._s3 = s3_client or build_client(
-            "s3", session=session, region_name=region_name, config=config
+        super().__init__(
+            "bedrock-runtime",
+            client,
+            s3_client,
+            session=session,
+            region_name=region_name,
+            config=config,
+            retry_policy=retry_policy,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            timeout=timeout,
+            sleep=sleep,
+            clock=clock,
         )
         self.model_id = model_id
         self.dimension = dimension
-        self.retry_policy = retry_policy
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.timeout = timeout
         self.on_segment_error: OnSegmentError = on_segment_error
-        self._sleep = sleep
-        self._clock = clock
 
     # -- submit --------------------------------------------------------------------------
 
@@ -421,10 +301,8 @@ class AsyncEmbeddingJobs:
         embedding_mode: EmbeddingMode | None,
     ) -> AsyncJob:
         check_s3_uri(output_s3_uri, what="output_s3_uri")
-        dim = self.dimension if dimension is None else dimension
-        if dim not in NOVA_DIMENSIONS:
-            raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dim}")
-        purpose_value = _purpose(purpose)
+        dim = self.dimension if dimension is None else check_dimension(dimension)
+        purpose_value = parse_purpose(purpose).value
         model_input = {
             "schemaVersion": _SCHEMA_VERSION,
             "taskType": "SEGMENTED_EMBEDDING",
@@ -484,17 +362,11 @@ class AsyncEmbeddingJobs:
         limit = self.timeout if timeout is None else timeout
         if limit <= 0:
             raise InvalidInputError(f"timeout must be > 0, got {limit}")
-        final = poll_until_done(
+        final = self._poll(
             lambda: self.status(job),
-            lambda s: s.finished,
             what="async embedding job",
             job_id=job.invocation_arn,
-            describe=lambda s: s.status,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
             timeout=limit,
-            sleep=self._sleep,
-            clock=self._clock,
         )
         if final.status == "Failed":
             raise EmbeddingJobError(
@@ -547,14 +419,13 @@ class AsyncEmbeddingJobs:
             job.job_id,
             len(result.segments),
             len(lines),
-            "; ".join(lines[:5]),
+            first_failures(lines),
         )
         if mode == "raise":
             raise EmbeddingJobError(
                 f"job {job.invocation_arn} ({job.source_uri}) is {result.status}: "
                 f"{len(result.segments)} segments ok, {len(lines)} failed: "
-                + "; ".join(lines[:5])
-                + (" ..." if len(lines) > 5 else "")
+                + first_failures(lines)
                 + " (pass on_segment_error='report' to keep the successful segments)",
                 job_id=job.invocation_arn,
                 status=result.status,
@@ -563,34 +434,21 @@ class AsyncEmbeddingJobs:
         return result
 
     def _find_result_file(self, job: AsyncJob, output_uri: str) -> str:
-        bucket, key = parse_s3_uri(output_uri)
-        key = key.strip("/")
         # The blog says the reported s3Uri already includes the job folder; the docs say the
         # files go under <s3Uri>/<job-id>/. Look in the job folder either way.
-        if PurePosixPath(key).name == job.job_id:
-            prefixes = [key + "/"]
-        else:
-            prefixes = [f"{key}/{job.job_id}/" if key else f"{job.job_id}/"]
-        for prefix in prefixes:
-            hits = sorted(
-                (
-                    k
-                    for k in s3_list_keys(self._s3, bucket, prefix, policy=self.retry_policy)
-                    if PurePosixPath(k).name == RESULT_FILE_NAME
-                ),
-                key=len,
-            )
-            if hits:
-                return f"s3://{bucket}/{hits[0]}"
+        bucket, prefix, keys = self._job_files(output_uri, job.job_id)
+        hits = sorted((k for k in keys if PurePosixPath(k).name == RESULT_FILE_NAME), key=len)
+        if hits:
+            return f"s3://{bucket}/{hits[0]}"
         raise EmbeddingJobError(
             f"job {job.invocation_arn} completed but no {RESULT_FILE_NAME} was found under "
-            f"s3://{bucket}/{prefixes[0]}",
+            f"s3://{bucket}/{prefix}",
             job_id=job.invocation_arn,
             status="Completed",
         )
 
     def _read_json(self, job: AsyncJob, uri: str) -> Any:
-        raw = s3_read_bytes(self._s3, uri, policy=self.retry_policy)
+        raw = self._read(uri)
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -656,7 +514,7 @@ class AsyncEmbeddingJobs:
     def _parse_segments(
         self, job: AsyncJob, uri: str, embedding_type: str, dimension: int
     ) -> tuple[list[Segment], list[Segment]]:
-        raw = s3_read_bytes(self._s3, uri, policy=self.retry_policy).decode("utf-8")
+        raw = self._read(uri).decode("utf-8")
         unit: SegmentUnit = "chars" if job.modality == "text" else "seconds"
         ok: list[Segment] = []
         failed: list[Segment] = []
@@ -745,13 +603,7 @@ class AsyncEmbeddingJobs:
         check_s3_uri(output_s3_uri, what="output_s3_uri")
         if len(text) <= SYNC_TEXT_LIMIT_CHARS:
             logger.info("text of %d chars fits a synchronous call; segmenting it anyway", len(text))
-        s3_write_bytes(
-            self._s3,
-            staging_s3_uri,
-            text.encode("utf-8"),
-            content_type="text/plain; charset=utf-8",
-            policy=self.retry_policy,
-        )
+        self._write(staging_s3_uri, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
         job = self.start_text(
             staging_s3_uri,
             output_s3_uri=output_s3_uri,
@@ -1033,12 +885,10 @@ def index_media(
                 )
             else:
                 if local_text is not None:
-                    s3_write_bytes(
-                        jobs._s3,
+                    jobs._write(
                         source,
                         local_text.encode("utf-8"),
                         content_type="text/plain; charset=utf-8",
-                        policy=jobs.retry_policy,
                     )
                 job = jobs.start_text(
                     source, output_s3_uri=output_s3_uri, max_length_chars=max_length_chars
@@ -1129,19 +979,13 @@ def _save_job(jobs: AsyncEmbeddingJobs, uri: str, job: AsyncJob, *, retry: bool 
         "durationSeconds": job.segmentation.duration_seconds,
         "embeddingMode": job.embedding_mode,
     }
-    s3_write_bytes(
-        jobs._s3,
-        uri,
-        json.dumps(record).encode("utf-8"),
-        content_type="application/json",
-        policy=jobs.retry_policy,
-    )
+    jobs._write(uri, json.dumps(record).encode("utf-8"), content_type="application/json")
 
 
 def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
     """The recorded job for ``uri`` when it is still running or completed, else ``None``."""
     try:
-        raw = s3_read_bytes(jobs._s3, uri, policy=jobs.retry_policy)
+        raw = jobs._read(uri)
     except ResourceNotFoundError:
         return None
     try:

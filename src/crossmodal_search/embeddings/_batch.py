@@ -35,24 +35,22 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
-from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
+from crossmodal_search._aws import (
+    DEFAULT_RETRY_POLICY,
+    RetryPolicy,
+    call_aws,
+    join_s3,
+    parse_s3_uri,
+)
 from crossmodal_search._types import (
-    NOVA_DIMENSIONS,
     NOVA_MODEL_ID,
     EmbeddingPurpose,
     PurposeLike,
     Vector,
 )
-from crossmodal_search.embeddings._async import (
-    join_s3,
-    parse_s3_uri,
-    poll_until_done,
-    s3_list_keys,
-    s3_read_bytes,
-    s3_write_bytes,
-)
+from crossmodal_search.embeddings._jobs import JobRunner, first_failures
 from crossmodal_search.embeddings._media import INLINE_LIMIT_BYTES, prepare_image
-from crossmodal_search.embeddings._nova import build_request
+from crossmodal_search.embeddings._nova import build_request, check_dimension, parse_purpose
 from crossmodal_search.embeddings._segments import check_s3_uri
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -133,8 +131,8 @@ class BatchRequest:
         body = build_request(
             "text",
             {"truncationMode": truncation_mode, "value": text},
-            purpose=_purpose(purpose),
-            dimension=_dimension(dimension),
+            purpose=parse_purpose(purpose),
+            dimension=check_dimension(dimension),
         )
         return cls(_check_key(key), body)
 
@@ -158,8 +156,8 @@ class BatchRequest:
         body = build_request(
             "image",
             {"format": media.format, "source": media.source(), "detailLevel": detail_level},
-            purpose=_purpose(purpose),
-            dimension=_dimension(dimension),
+            purpose=parse_purpose(purpose),
+            dimension=check_dimension(dimension),
         )
         return cls(_check_key(key), body)
 
@@ -168,19 +166,6 @@ def _check_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"batch request keys must be non-empty strings, got {key!r}")
     return key
-
-
-def _purpose(purpose: PurposeLike) -> EmbeddingPurpose:
-    try:
-        return EmbeddingPurpose(purpose)
-    except ValueError:
-        raise InvalidInputError(f"unknown embedding purpose {purpose!r}") from None
-
-
-def _dimension(dimension: int) -> int:
-    if isinstance(dimension, bool) or dimension not in NOVA_DIMENSIONS:
-        raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension!r}")
-    return int(dimension)
 
 
 @dataclass(frozen=True)
@@ -263,7 +248,7 @@ def _digest(lines: Sequence[str], model_id: str) -> str:
     return h.hexdigest()[:20]
 
 
-class BatchEmbeddingJobs:
+class BatchEmbeddingJobs(JobRunner):
     """Embed many inputs with Bedrock batch inference (``create_model_invocation_job``).
 
     Args:
@@ -316,31 +301,31 @@ class BatchEmbeddingJobs:
             raise ConfigurationError(str(exc)) from None
         if not 1 <= min_records_per_job <= max_records_per_job:
             raise ConfigurationError("need 1 <= min_records_per_job <= max_records_per_job")
-        if poll_interval <= 0 or max_poll_interval < poll_interval or timeout <= 0:
-            raise ConfigurationError("need 0 < poll_interval <= max_poll_interval, timeout > 0")
         if timeout_hours is not None and not 24 <= timeout_hours <= 168:
             raise ConfigurationError("timeout_hours must be within 24-168")
         if not job_name_prefix.isalnum():
             raise ConfigurationError("job_name_prefix must be alphanumeric")
-        self._client = client or build_client(
-            "bedrock", session=session, region_name=region_name, config=config
-        )
-        self._s3 = s3_client or build_client(
-            "s3", session=session, region_name=region_name, config=config
+        super().__init__(
+            "bedrock",
+            client,
+            s3_client,
+            session=session,
+            region_name=region_name,
+            config=config,
+            retry_policy=retry_policy,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            timeout=timeout,
+            sleep=sleep,
+            clock=clock,
         )
         self.role_arn = role_arn
         self.work_s3_uri = work_s3_uri.rstrip("/")
         self.model_id = model_id
-        self.retry_policy = retry_policy
         self.max_records_per_job = max_records_per_job
         self.min_records_per_job = min_records_per_job
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.timeout = timeout
         self.timeout_hours = timeout_hours
         self.job_name_prefix = job_name_prefix
-        self._sleep = sleep
-        self._clock = clock
 
     # -- submit --------------------------------------------------------------------------
 
@@ -402,7 +387,7 @@ class BatchEmbeddingJobs:
 
     def _existing(self, digest: str, keys: tuple[str, ...]) -> BatchJob | None:
         try:
-            raw = s3_read_bytes(self._s3, self._manifest_uri(digest), policy=self.retry_policy)
+            raw = self._read(self._manifest_uri(digest))
         except ResourceNotFoundError:
             return None
         manifest = json.loads(raw)
@@ -424,12 +409,10 @@ class BatchEmbeddingJobs:
     def _create(self, digest: str, lines: list[str], keys: tuple[str, ...]) -> BatchJob:
         input_uri = join_s3(self.work_s3_uri, "input", digest + ".jsonl")
         output_uri = join_s3(self.work_s3_uri, "output") + "/"
-        s3_write_bytes(
-            self._s3,
+        self._write(
             input_uri,
             ("\n".join(lines) + "\n").encode("utf-8"),
             content_type="application/jsonl",
-            policy=self.retry_policy,
         )
         # Job names are unique per account: a random suffix keeps resubmissions distinct.
         name = f"{self.job_name_prefix}-{digest}-{secrets.token_hex(4)}"
@@ -450,8 +433,7 @@ class BatchEmbeddingJobs:
             policy=self.retry_policy,
         )
         job = BatchJob(str(response["jobArn"]), name, input_uri, output_uri, keys)
-        s3_write_bytes(
-            self._s3,
+        self._write(
             self._manifest_uri(digest),
             json.dumps(
                 {
@@ -463,7 +445,6 @@ class BatchEmbeddingJobs:
                 }
             ).encode(),
             content_type="application/json",
-            policy=self.retry_policy,
         )
         logger.info("submitted batch job %s with %d records", job.job_arn, len(keys))
         return job
@@ -499,17 +480,8 @@ class BatchEmbeddingJobs:
             EmbeddingJobError: the job ``Failed``.
             JobTimeoutError: still running after ``timeout`` seconds.
         """
-        final = poll_until_done(
-            lambda: self.status(job),
-            lambda s: s.finished,
-            what="batch job",
-            job_id=job.job_arn,
-            describe=lambda s: s.status,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
-            timeout=self.timeout if timeout is None else timeout,
-            sleep=self._sleep,
-            clock=self._clock,
+        final = self._poll(
+            lambda: self.status(job), what="batch job", job_id=job.job_arn, timeout=timeout
         )
         if final.status in _FAILED:
             raise EmbeddingJobError(
@@ -556,7 +528,7 @@ class BatchEmbeddingJobs:
                 status=st.status,
             )
         for uri in files:
-            text = s3_read_bytes(self._s3, uri, policy=self.retry_policy).decode("utf-8")
+            text = self._read(uri).decode("utf-8")
             for lineno, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
@@ -578,13 +550,12 @@ class BatchEmbeddingJobs:
                 job.job_id,
                 len(result.vectors),
                 len(lines),
-                "; ".join(lines[:5]),
+                first_failures(lines),
             )
             if on_record_error == "raise":
                 raise EmbeddingJobError(
                     f"batch job {job.job_arn}: {len(lines)} of {len(job.keys)} records failed: "
-                    + "; ".join(lines[:5])
-                    + (" ..." if len(lines) > 5 else ""),
+                    + first_failures(lines),
                     job_id=job.job_arn,
                     status=st.status,
                     failures=lines,
@@ -592,14 +563,10 @@ class BatchEmbeddingJobs:
         return result
 
     def _output_files(self, job: BatchJob) -> list[str]:
-        bucket, key = parse_s3_uri(job.output_s3_uri)
-        prefix = key.strip("/")
-        prefix = f"{prefix}/{job.job_id}/" if prefix else f"{job.job_id}/"
+        bucket, _, listed = self._job_files(job.output_s3_uri, job.job_id)
         input_name = PurePosixPath(parse_s3_uri(job.input_s3_uri)[1]).name
         keys = [
-            k
-            for k in s3_list_keys(self._s3, bucket, prefix, policy=self.retry_policy)
-            if k.endswith(".out") and PurePosixPath(k).name != "manifest.json.out"
+            k for k in listed if k.endswith(".out") and PurePosixPath(k).name != "manifest.json.out"
         ]
         # One .out file per input file; ours is named after our input, but take any .out the
         # job wrote rather than guess (unknown record ids are reported, not trusted).
@@ -683,7 +650,7 @@ class BatchEmbeddingJobs:
         if on_record_error == "raise" and merged.failures:
             lines = [f.describe() for f in merged.failures]
             raise EmbeddingJobError(
-                f"{len(lines)} of {len(requests)} batch records failed: " + "; ".join(lines[:5]),
+                f"{len(lines)} of {len(requests)} batch records failed: " + first_failures(lines),
                 job_id=",".join(merged.jobs),
                 status="PartiallyCompleted",
                 failures=lines,

@@ -71,7 +71,8 @@ _VIDEO_MODES: tuple[str, ...] = get_args(VideoEmbeddingMode)
 T = TypeVar("T")
 
 
-def _purpose(purpose: PurposeLike) -> EmbeddingPurpose:
+def parse_purpose(purpose: PurposeLike) -> EmbeddingPurpose:
+    """The :class:`EmbeddingPurpose` named by ``purpose``, or :class:`InvalidInputError`."""
     try:
         return EmbeddingPurpose(purpose)
     except ValueError:
@@ -81,7 +82,8 @@ def _purpose(purpose: PurposeLike) -> EmbeddingPurpose:
         ) from None
 
 
-def _dimension(dimension: object) -> int:
+def check_dimension(dimension: object) -> int:
+    """``dimension`` as an int when it is a Nova dimension, else :class:`InvalidInputError`."""
     if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)):
         raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension!r}")
     if int(dimension) not in NOVA_DIMENSIONS:
@@ -191,7 +193,7 @@ class NovaEmbeddings:
         max_inline_bytes: int = INLINE_LIMIT_BYTES,
     ) -> None:
         try:
-            self._dimension = _dimension(dimension)
+            self._dimension = check_dimension(dimension)
         except InvalidInputError as exc:
             raise ConfigurationError(str(exc)) from None
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -284,7 +286,7 @@ class NovaEmbeddings:
     # ------------------------------------------------------------------ job building
 
     def _dim(self, dimension: int | None) -> int:
-        return self._dimension if dimension is None else _dimension(dimension)
+        return self._dimension if dimension is None else check_dimension(dimension)
 
     def _keys(
         self,
@@ -326,7 +328,7 @@ class NovaEmbeddings:
         truncation: str,
         label: str = "text",
     ) -> _Job:
-        p, d = _purpose(purpose), self._dim(dimension)
+        p, d = parse_purpose(purpose), self._dim(dimension)
         mode = _choice(truncation, _TRUNCATION, "truncation")
         if isinstance(text, S3Source):
             payload: dict[str, Any] = {"truncationMode": mode, "source": text.to_source()}
@@ -354,7 +356,7 @@ class NovaEmbeddings:
         format: str | None,
         label: str = "image",
     ) -> _Job:
-        p, d = _purpose(purpose), self._dim(dimension)
+        p, d = parse_purpose(purpose), self._dim(dimension)
         detail = _choice(detail_level, _DETAIL, "detail_level")
         media = prepare_image(
             image, format=format, max_inline_bytes=self._max_inline_bytes, label=label
@@ -617,7 +619,7 @@ class NovaEmbeddings:
         work (S3 keys without extension). The 30 s limit is checked locally for WAV and
         enforced by the service otherwise.
         """
-        p, d = _purpose(purpose), self._dim(dimension)
+        p, d = parse_purpose(purpose), self._dim(dimension)
         media = prepare_audio(audio, format=format, max_inline_bytes=self._max_inline_bytes)
         payload = {"format": media.format, "source": media.source()}
         keys = self._keys(kind="audio", dimension=d, purpose=p, options=media.format, media=media)
@@ -662,7 +664,7 @@ class NovaEmbeddings:
                 ``AUDIO_VIDEO_SEPARATE`` returns ``{"VIDEO": ..., "AUDIO": ...}``.
             format: only where magic-byte detection cannot work (S3 keys without extension).
         """
-        p, d = _purpose(purpose), self._dim(dimension)
+        p, d = parse_purpose(purpose), self._dim(dimension)
         mode = _choice(embedding_mode, _VIDEO_MODES, "embedding_mode")
         media = prepare_video(video, format=format, max_inline_bytes=self._max_inline_bytes)
         payload = {"format": media.format, "source": media.source(), "embeddingMode": mode}

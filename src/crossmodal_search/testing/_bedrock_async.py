@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from crossmodal_search._aws import join_s3, parse_s3_uri
 from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose
 from crossmodal_search.testing._bedrock import ERROR_STATUS, FakeBedrock, _Invalid, _RawResponse
 
@@ -148,18 +149,6 @@ class _BatchJob:
     status: str = "Submitted"
     message: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
-
-
-def _join(base: str, *parts: str) -> str:
-    out = base.rstrip("/")
-    for p in parts:
-        out += "/" + p.strip("/")
-    return out
 
 
 def split_text(text: str, max_chars: int) -> list[tuple[int, int]]:
@@ -347,7 +336,7 @@ class FakeBedrockJobs:
     def _read(self, uri: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
-        bucket, key = _split_s3(uri)
+        bucket, key = parse_s3_uri(uri)
         try:
             data: bytes = self._s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError:
@@ -355,11 +344,11 @@ class FakeBedrockJobs:
         return data
 
     def _write(self, uri: str, data: bytes, content_type: str) -> None:
-        bucket, key = _split_s3(uri)
+        bucket, key = parse_s3_uri(uri)
         self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
     def _list(self, uri: str) -> list[str]:
-        bucket, prefix = _split_s3(uri)
+        bucket, prefix = parse_s3_uri(uri)
         keys: list[str] = []
         for page in (
             self._s3_client()
@@ -520,7 +509,7 @@ class FakeBedrockJobs:
                         job.status, job.failure_message = "Failed", problem
             out_uri = job.output_uri
             if script.output_uri_includes_job_id:
-                out_uri = _join(out_uri, job.job_id)
+                out_uri = join_s3(out_uri, job.job_id)
             payload: dict[str, Any] = {
                 "invocationArn": arn,
                 "modelArn": f"arn:aws:bedrock:{self.region_name}::foundation-model/{self.model_id}",
@@ -554,7 +543,7 @@ class FakeBedrockJobs:
         data = self._read(source)
         if data is None:
             return f"Unable to access the input file: {source}"
-        folder = _join(job.output_uri, job.job_id)
+        folder = join_s3(job.output_uri, job.job_id)
         script = job.script
         # (embedding type, file name, [(start, end, content)], start/end field names)
         outputs: list[tuple[str, str, list[tuple[float, float, str]], tuple[str, str]]] = []
@@ -627,7 +616,7 @@ class FakeBedrockJobs:
                             "status": "SUCCESS",
                         }
                     )
-            uri = _join(folder, name)
+            uri = join_s3(folder, name)
             self._write(
                 uri, "\n".join(json.dumps(x) for x in lines).encode() + b"\n", "application/jsonl"
             )
@@ -640,14 +629,14 @@ class FakeBedrockJobs:
             )
             results.append({"embeddingType": etype, "status": status, "outputFileUri": uri})
         self._write(
-            _join(folder, "segmented-embedding-result.json"),
+            join_s3(folder, "segmented-embedding-result.json"),
             json.dumps(
                 {"sourceFileUri": source, "embeddingDimension": dim, "embeddingResults": results}
             ).encode(),
             "application/json",
         )
         self._write(
-            _join(folder, "manifest.json"),
+            join_s3(folder, "manifest.json"),
             json.dumps({"invocationArn": job.arn, "modelInput": job.model_input}).encode(),
             "application/json",
         )
@@ -783,7 +772,7 @@ class FakeBedrockJobs:
                 out_lines.append(json.dumps(entry))
             name = file_uri.rsplit("/", 1)[-1]
             self._write(
-                _join(out, job.job_id, name + ".out"),
+                join_s3(out, job.job_id, name + ".out"),
                 ("\n".join(out_lines) + "\n").encode(),
                 "application/jsonl",
             )
@@ -794,7 +783,7 @@ class FakeBedrockJobs:
             "errorRecordCount": errors,
         }
         self._write(
-            _join(out, job.job_id, "manifest.json.out"),
+            join_s3(out, job.job_id, "manifest.json.out"),
             json.dumps({**job.counts, "inputTokenCount": 0, "outputTokenCount": 0}).encode(),
             "application/json",
         )
