@@ -17,7 +17,6 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, Vector
+from crossmodal_search.testing._wire import json_response, request_bytes
 
 if TYPE_CHECKING:
     import boto3
@@ -70,16 +70,6 @@ _SESSIONS_LOCK = threading.Lock()
 
 class _Invalid(Exception):
     """A request the real service would reject with ValidationException."""
-
-
-class _RawResponse(io.BytesIO):
-    """What botocore expects as ``AWSResponse.raw``: readable, with ``stream()``."""
-
-    def stream(self, **_: Any) -> Any:
-        chunk = self.read()
-        while chunk:
-            yield chunk
-            chunk = self.read()
 
 
 def _fields(obj: object, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
@@ -268,19 +258,10 @@ class FakeBedrock:
         payload: Mapping[str, Any],
         error_code: str | None = None,
     ) -> AWSResponse:
-        from botocore.awsrequest import AWSResponse
-
-        body = json.dumps(payload).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Content-Length": str(len(body)),
-            "x-amzn-RequestId": str(uuid.uuid4()),
-        }
         if error_code is not None:
-            headers["x-amzn-ErrorType"] = f"{error_code}:http://internal.amazon.com/coral/"
             with self._lock:
                 self._errors[error_code] = self._errors.get(error_code, 0) + 1
-        return AWSResponse(request.url, status, headers, _RawResponse(body))  # type: ignore[arg-type]
+        return json_response(request.url, status, payload, error_code=error_code)
 
     def _error(self, request: AWSPreparedRequest, code: str, message: str) -> AWSResponse:
         return self._response(
@@ -314,15 +295,7 @@ class FakeBedrock:
                 self._in_flight -= 1
 
     def _answer(self, request: AWSPreparedRequest) -> AWSResponse:
-        raw: object = request.body
-        if raw is not None and hasattr(raw, "read"):
-            raw = raw.read()
-        if isinstance(raw, str):
-            raw_bytes = raw.encode()
-        elif isinstance(raw, (bytes, bytearray)):
-            raw_bytes = bytes(raw)
-        else:
-            raw_bytes = b""
+        raw_bytes = request_bytes(request)
         try:
             body: Any = json.loads(raw_bytes)
         except ValueError:

@@ -26,7 +26,6 @@ import math
 import re
 import secrets
 import threading
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,8 @@ from urllib.parse import unquote
 
 from crossmodal_search._aws import join_s3, parse_s3_uri
 from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose
-from crossmodal_search.testing._bedrock import ERROR_STATUS, FakeBedrock, _Invalid, _RawResponse
+from crossmodal_search.testing._bedrock import ERROR_STATUS, FakeBedrock, _Invalid
+from crossmodal_search.testing._wire import json_response, request_bytes
 
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSPreparedRequest, AWSResponse
@@ -366,17 +366,7 @@ class FakeBedrockJobs:
     def _response(
         request: AWSPreparedRequest, status: int, payload: Mapping[str, Any], code: str | None
     ) -> AWSResponse:
-        from botocore.awsrequest import AWSResponse
-
-        body = json.dumps(payload).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Content-Length": str(len(body)),
-            "x-amzn-RequestId": str(uuid.uuid4()),
-        }
-        if code is not None:
-            headers["x-amzn-ErrorType"] = f"{code}:http://internal.amazon.com/coral/"
-        return AWSResponse(request.url, status, headers, _RawResponse(body))  # type: ignore[arg-type]
+        return json_response(request.url, status, payload, error_code=code)
 
     def _error(self, request: AWSPreparedRequest, code: str, message: str) -> AWSResponse:
         status = {"ConflictException": 400}.get(code, ERROR_STATUS.get(code, 400))
@@ -384,9 +374,7 @@ class FakeBedrockJobs:
 
     def _handler(self, operation: str) -> Callable[..., AWSResponse]:
         def handle(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
-            raw = request.body
-            if raw is not None and hasattr(raw, "read"):
-                raw = raw.read()
+            raw = request_bytes(request)
             try:
                 body = json.loads(raw) if raw else {}
             except ValueError:

@@ -24,7 +24,6 @@ import json
 import re
 import threading
 import time
-import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +37,7 @@ from botocore.awsrequest import AWSResponse
 from crossmodal_search.errors import InvalidFilterError
 from crossmodal_search.stores._filter import compile_filter
 from crossmodal_search.stores._limits import json_size as _json_size
+from crossmodal_search.testing._wire import json_response, request_bytes
 
 if TYPE_CHECKING:
     import boto3
@@ -360,14 +360,7 @@ class FakeS3Vectors:
         event_name = str(kwargs.get("event_name", ""))
         api_name = event_name.rsplit(".", 1)[-1]
         op = _snake(api_name)
-        raw_body = request.body or b""
-        if isinstance(raw_body, str):
-            raw_body = raw_body.encode("utf-8")
-        elif isinstance(raw_body, bytearray):
-            raw_body = bytes(raw_body)
-        elif not isinstance(raw_body, bytes):
-            content = raw_body.read()
-            raw_body = content.encode("utf-8") if isinstance(content, str) else content
+        raw_body = request_bytes(request)
         size = len(raw_body)
         try:
             params: dict[str, Any] = json.loads(raw_body) if raw_body else {}
@@ -389,16 +382,7 @@ class FakeS3Vectors:
         finally:
             with self._lock:
                 self._in_flight -= 1
-        headers = {
-            "Content-Type": "application/json",
-            "x-amzn-RequestId": str(uuid.uuid4()),
-        }
-        if code is not None:
-            headers["x-amzn-ErrorType"] = code
-        body = json.dumps(payload).encode("utf-8")
-        headers["Content-Length"] = str(len(body))
-        # AWSResponse wraps any mapping in HeadersDict; the stub's HTTPHeaders type is too narrow.
-        return AWSResponse(request.url, status, headers, _RawBody(body))  # type: ignore[arg-type]
+        return json_response(request.url, status, payload, error_code=code, qualified=False)
 
     def _answer(
         self, api_name: str, op: str, params: dict[str, Any], size: int
