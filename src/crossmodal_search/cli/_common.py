@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -38,9 +38,13 @@ __all__ = [
     "ProgressBar",
     "add_embedder_args",
     "add_store_args",
+    "as_float",
+    "as_int",
+    "bounded_int",
     "make_searcher",
     "open_searcher",
     "parse_filter",
+    "positive_float",
     "positive_int",
     "render_results",
     "segment_label",
@@ -181,12 +185,25 @@ def open_searcher(
 # ----------------------------------------------------------------------- argparse types
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an int >= 1."""
+def as_int(value: str) -> int:
+    """``int(value)``, or the argparse error ``not an integer``."""
     try:
-        n = int(value)
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+
+
+def as_float(value: str) -> float:
+    """``float(value)``, or the argparse error ``not a number``."""
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an int >= 1."""
+    n = as_int(value)
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
@@ -202,13 +219,30 @@ def top_k(value: str) -> int:
 
 def weight(value: str) -> float:
     """argparse type: a float in [0, 1]."""
-    try:
-        w = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    w = as_float(value)
     if not 0.0 <= w <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
     return w
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an int in ``low..high``."""
+
+    def parse(value: str) -> int:
+        number = as_int(value)
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {number}")
+        return number
+
+    return parse
+
+
+def positive_float(value: str) -> float:
+    """argparse type: a finite number > 0."""
+    number = as_float(value)
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
 
 
 def parse_filter(value: str) -> dict[str, object]:

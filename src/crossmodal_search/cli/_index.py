@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +17,10 @@ from crossmodal_search.cli._common import (
     ProgressBar,
     add_embedder_args,
     add_store_args,
+    bounded_int,
     make_searcher,
     open_searcher,
+    positive_float,
     positive_int,
 )
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
@@ -133,32 +134,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run, _parser=parser)
 
 
-def bounded_int(low: int, high: int) -> Callable[[str], int]:
-    """argparse type: an int in ``low..high``."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {number}")
-        return number
-
-    return parse
-
-
-def positive_float(value: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0 < number < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return number
-
-
 def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
     path = Path(args.catalog).expanduser()
     if path.is_dir():
@@ -175,6 +150,11 @@ def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
     raise InvalidInputError(f"catalog not found: {path} (an ABO directory or a .jsonl file)")
 
 
+def _print_failures(report: IngestReport) -> None:
+    for failure in report.failed:
+        print(f"  failed {failure.product_id} ({failure.kind}): {failure.reason}", file=sys.stderr)
+
+
 def _print_report(report: IngestReport) -> None:
     print(
         f"indexed {report.indexed} products, {report.skipped_unchanged} unchanged, "
@@ -182,8 +162,7 @@ def _print_report(report: IngestReport) -> None:
         f"{report.vectors_deleted} stale vectors deleted, {report.embed_calls} embedding calls "
         f"in {report.seconds:.1f} s"
     )
-    for failure in report.failed:
-        print(f"  failed {failure.product_id} ({failure.kind}): {failure.reason}", file=sys.stderr)
+    _print_failures(report)
 
 
 def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, str]:
@@ -334,8 +313,7 @@ def _print_media_report(report: IngestReport) -> None:
         f"{report.vectors_deleted} stale segments deleted, {len(report.jobs)} async jobs "
         f"in {report.seconds:.1f} s"
     )
-    for failure in report.failed:
-        print(f"  failed {failure.product_id} ({failure.kind}): {failure.reason}", file=sys.stderr)
+    _print_failures(report)
 
 
 def _index(

@@ -10,7 +10,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from crossmodal_search.cli._common import add_embedder_args, add_store_args, open_searcher
+from crossmodal_search.cli._common import (
+    add_embedder_args,
+    add_store_args,
+    as_float,
+    open_searcher,
+)
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.evaluation import (
     TaggingReport,
@@ -23,10 +28,7 @@ from crossmodal_search.evaluation import (
 
 
 def _threshold(value: str) -> float:
-    try:
-        t = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    t = as_float(value)
     if not -1.0 <= t <= 1.0:
         raise argparse.ArgumentTypeError(f"a cosine similarity is in [-1, 1], got {value}")
     return t
