@@ -61,6 +61,7 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     #: Quick (smoke) runs skip timing targets: tiny sizes on a noisy machine say nothing.
     quick: bool = False
@@ -75,6 +76,7 @@ class Section:
             "title": self.title,
             "tables": [asdict(t) for t in self.tables],
             "checks": [asdict(c) for c in self.checks],
+            "notes": self.notes,
             "data": self.data,
         }
 

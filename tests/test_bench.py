@@ -33,7 +33,7 @@ def test_quick_mode_runs_and_writes_markdown_and_json(tmp_path: Path) -> None:
     # quick mode never judges timing targets
     assert not [c for c in checks if c["kind"] == "target"]
     names = {c["name"] for c in checks}
-    assert "ingest (throttled): CrossmodalSearcher loses no item" in names
+    assert "ingest (throttled): CrossmodalSearcher.index (defaults) loses no item" in names
     ingest_data = next(s for s in data["sections"] if s["title"] == "Ingestion")["data"]
     ours = ingest_data["throttled"]["CrossmodalSearcher.index (defaults)"]
     assert [r["lost"] for r in ours["runs"]] == [0]
