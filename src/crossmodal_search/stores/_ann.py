@@ -3,14 +3,14 @@
 An exact scan reads every stored byte per query, so its speed is bounded by memory bandwidth.
 An accelerator answers the same top-k question while reading less:
 
-* :class:`FunnelAccelerator` keeps a contiguous copy of the first ``prefix_dim`` dimensions
-  (a quarter of the bytes for 256 of 1024), scans that, and re-ranks the best ``candidates``
-  rows at full dimension. It relies on Matryoshka-trained embeddings (Nova is one) putting
+* :class:`FunnelAccelerator` keeps a copy of the first ``prefix_dim`` dimensions (a quarter
+  of the bytes for 256 of 1024), scans that, and re-ranks the best ``candidates`` rows at
+  full dimension. It relies on Matryoshka-trained embeddings (Nova is one) putting
   most of the signal in the leading dimensions; on random vectors its recall is poor.
 * :class:`HnswAccelerator` builds an HNSW graph with `hnswlib` (extra ``ann``). Queries visit
-  a few thousand rows instead of all of them; building takes about a minute per 100k x 1024
-  rows on two cores, and is done lazily on the first query after a change it cannot apply
-  incrementally.
+  a few thousand rows instead of all of them; building takes from ~20 s (clustered data) to
+  ~2 min (random data) per 100k x 1024 rows on two shared cores, and is done lazily on the
+  first query; later puts and deletes are applied to the graph incrementally.
 
 Both are approximate; both honour filters exactly: a row outside the filter is never returned.
 When a filter keeps few rows, they scan exactly those rows (cheaper than any index, and
@@ -19,8 +19,9 @@ falling back to the exact scan if widening does not get there.
 
 The store owns the vectors; an accelerator holds derived state only. The store tells it about
 changes (:meth:`Accelerator.update`, :meth:`Accelerator.remove`, :meth:`Accelerator.invalidate`)
-and passes its current matrix to :meth:`Accelerator.search`. Rows are the store's row numbers.
-For ``cosine`` the matrix rows must be unit-normalised.
+and passes its current matrix to :meth:`Accelerator.search`. Rows are the store's row numbers;
+they may be raw vectors, or unit vectors plus their norms (how a float16 store keeps them).
+Measured speed and recall: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -462,7 +463,7 @@ def _import_hnswlib() -> Any:
 class HnswAccelerator:
     """Approximate nearest neighbours through an HNSW graph (``hnswlib``, extra ``ann``).
 
-    The graph is built on the first query (about a minute per 100k x 1024 rows on two cores)
+    The graph is built on the first query (20 s to 2 min per 100k x 1024 rows on two cores)
     and then kept up to date by :meth:`update` / :meth:`remove`. It is held in memory only:
     opening a store again rebuilds it on its first query.
 
