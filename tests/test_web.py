@@ -17,11 +17,19 @@ import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search import RetryPolicy
-from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
+from crossmodal_search.embeddings import (
+    NovaEmbeddings,
+    OfflineEmbedder,
+    Segment,
+    SegmentedResult,
+    segment_records,
+)
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.search import (
     SAMPLE_QUERIES,
     CrossmodalSearcher,
+    Product,
+    SegmentUnit,
     load_abo,
     write_sample_catalog,
 )
@@ -231,6 +239,108 @@ def test_no_image_root_serves_no_images(demo: tuple[CrossmodalSearcher, Path]) -
         hits = c.post("/api/search", json={"text": "red"}).json()["results"]
         assert hits and all(hit["image_url"] is None for hit in hits)
         assert_error(c.get("/images/anything.jpg"), 404)
+
+
+# --- segment hits (video, audio, document) ---------------------------------------------------
+
+KETTLE_SCENE = "a red kettle whistling on the stove"
+
+
+@pytest.fixture(scope="module")
+def media_client() -> Iterator[TestClient]:
+    """Two products, a video of 5 s segments (the kettle at 1:05) and a PDF's pages."""
+    embedder = OfflineEmbedder(dimension=DIMENSION)
+    searcher = CrossmodalSearcher(embedder, LocalVectorStore(dimension=DIMENSION))
+    kettle = Product(product_id="P-KETTLE", text="Stovetop kettle\nEnamel, 2 l")
+    lamp = Product(product_id="P-LAMP", text="Desk lamp\nBrass reading lamp")
+    assert not searcher.index([kettle, lamp]).failed
+
+    def segment(text: str, index: int, start: float, unit: SegmentUnit) -> Segment:
+        vector = embedder.embed_text(text, purpose="GENERIC_INDEX")
+        return Segment(vector, index, start, start + (5.0 if unit == "seconds" else 1.0), unit, "X")
+
+    scenes = [f"kitchen tour scene number {i} cupboards" for i in range(16)]
+    scenes[13] = KETTLE_SCENE
+    video = SegmentedResult(
+        tuple(segment(t, i, 5.0 * i, "seconds") for i, t in enumerate(scenes)),
+        source_uri="s3://media-bucket/videos/kettle%20demo.mp4",
+    )
+    pages = ["lamp assembly overview", "replacing the brass lamp bulb safely", "warranty terms"]
+    manual = SegmentedResult(
+        tuple(segment(t, i, float(i), "pages") for i, t in enumerate(pages)),
+        source_uri="file:///srv/private/docs/lamp%20manual.pdf",
+    )
+    store = searcher.store
+    store.put(
+        segment_records(
+            "P-KETTLE", video, segment_type="video", extra_metadata={"text": kettle.text}
+        )
+    )
+    store.put(
+        segment_records(
+            "P-LAMP", manual, segment_type="document", extra_metadata={"text": lamp.text}
+        )
+    )
+    with TestClient(create_app(searcher)) as c:
+        yield c
+
+
+def test_video_hit_says_where_in_the_video_it_matched(media_client: TestClient) -> None:
+    response = media_client.post("/api/search", json={"text": KETTLE_SCENE, "mode": "video"})
+    first = response.json()["results"][0]
+    assert ids(response)[0] == "P-KETTLE"
+    assert first["matched_type"] == "video"
+    assert first["title"] == "Stovetop kettle"
+    assert (first["segment_start"], first["segment_end"], first["segment_unit"]) == (
+        65.0,
+        70.0,
+        "seconds",
+    )
+    assert first["segment_label"] == "1:05\u20131:10"
+    assert first["page"] is None
+    assert first["source_uri"] == "s3://media-bucket/videos/kettle%20demo.mp4"
+    assert first["source_name"] == "kettle demo.mp4"
+
+
+def test_document_hit_names_the_page_but_not_the_server_path(media_client: TestClient) -> None:
+    response = media_client.post(
+        "/api/search", json={"text": "replacing the lamp bulb", "mode": "document"}
+    )
+    first = response.json()["results"][0]
+    assert ids(response)[0] == "P-LAMP"
+    assert first["matched_type"] == "document"
+    assert (first["segment_start"], first["segment_end"], first["segment_unit"]) == (
+        1.0,
+        2.0,
+        "pages",
+    )
+    assert first["page"] == 2 and first["segment_label"] == "p. 2"
+    assert first["source_name"] == "lamp manual.pdf"
+    assert first["source_uri"] is None  # a file on the server stays private
+    assert "/srv/private" not in response.text
+    assert "source_uri" not in first["metadata"]
+
+
+def test_product_vector_hits_carry_no_segment_fields(media_client: TestClient) -> None:
+    response = media_client.post("/api/search", json={"text": "brass desk lamp", "mode": "text"})
+    first = response.json()["results"][0]
+    assert ids(response)[0] == "P-LAMP" and first["matched_type"] == "text"
+    for field in ("segment_start", "segment_end", "segment_unit", "page", "segment_label"):
+        assert first[field] is None, field
+    assert first["source_uri"] is None and first["source_name"] is None
+
+
+def test_all_mode_keeps_the_segment_of_the_best_match(media_client: TestClient) -> None:
+    hits = media_client.post("/api/search", json={"text": KETTLE_SCENE, "mode": "all"}).json()
+    kettle = next(h for h in hits["results"] if h["product_id"] == "P-KETTLE")
+    assert kettle["matched_type"] == "video" and kettle["segment_label"] == "1:05\u20131:10"
+
+
+def test_page_offers_media_modes_and_labels_segment_hits(media_client: TestClient) -> None:
+    html = media_client.get("/").text
+    for mode in ("video", "audio", "document"):
+        assert f'<option value="{mode}">' in html, mode
+    assert "hit.segment_label" in html and ".badge.video" in html
 
 
 def test_bad_image_root_is_a_configuration_error(

@@ -279,24 +279,9 @@ def _describe(metadata: dict[str, object]) -> str:
     return ", ".join(parts)
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    frac = f"{seconds - whole:.1f}"[1:] if seconds != whole else ""
-    return (f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}") + frac
-
-
 def segment_label(result: SearchResult) -> str:
     """Where a segment hit sits: ``1:05-1:10`` (media), ``p. 3`` (PDF), ``chars 0-1000``."""
-    start, end, unit = result.segment_start, result.segment_end, result.segment_unit
-    if unit is None or start is None:
-        return ""
-    if unit == "pages":
-        return f"p. {result.page}"
-    if unit == "seconds":
-        return _clock(start) + ("" if end is None else f"-{_clock(end)}")
-    return f"chars {start:g}" + ("" if end is None else f"-{end:g}")
+    return result.segment_label()
 
 
 def render_results(results: Sequence[SearchResult], *, width: int | None = None) -> str:

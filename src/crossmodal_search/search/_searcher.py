@@ -271,6 +271,27 @@ class SearchResult(BaseModel):
             return None
         return int(self.segment_start) + 1
 
+    def segment_label(self, *, dash: str = "-") -> str:
+        """Where a segment hit sits: ``1:05-1:10`` (media), ``p. 3`` (PDF), ``chars 0-1000``;
+        ``""`` for a text, image or combined hit. ``dash`` joins the two ends."""
+        start, end, unit = self.segment_start, self.segment_end, self.segment_unit
+        if unit is None or start is None:
+            return ""
+        if unit == "pages":
+            return f"p. {self.page}"
+        if unit == "seconds":
+            return _clock(start) + ("" if end is None else f"{dash}{_clock(end)}")
+        return f"chars {start:g}" + ("" if end is None else f"{dash}{end:g}")
+
+
+def _clock(seconds: float) -> str:
+    """``65.0`` -> ``1:05``, ``3725.5`` -> ``1:02:05.5``."""
+    whole = int(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    frac = f"{seconds - whole:.1f}"[1:] if seconds != whole else ""
+    return (f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}") + frac
+
 
 class ProductView(BaseModel):
     """A product as stored: what :meth:`CrossmodalSearcher.get_product` returns."""

@@ -13,7 +13,9 @@ import re
 import time
 from collections.abc import Mapping
 from importlib import resources
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -53,7 +55,7 @@ from crossmodal_search.web._models import (
 )
 
 if TYPE_CHECKING:
-    from crossmodal_search.search import CrossmodalSearcher
+    from crossmodal_search.search import CrossmodalSearcher, SearchResult
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
 
@@ -182,6 +184,7 @@ def create_app(
                 image_url=images.url_for(r.image_path) if images is not None else None,
                 text=r.text,
                 metadata=_public_metadata(r.metadata),
+                **_segment_fields(r),
             )
             for r in found
         ]
@@ -378,6 +381,24 @@ def _decode_base64_image(value: str) -> bytes:
 def _title(text: str, product_id: str) -> str:
     first = text.strip().split("\n", 1)[0].strip()
     return first or product_id
+
+
+def _segment_fields(result: SearchResult) -> dict[str, Any]:
+    """Where a ``video``/``audio``/``document`` hit matched; nothing for product vectors."""
+    if result.segment_unit is None:
+        return {}
+    source = result.source_uri
+    name = PurePosixPath(urlsplit(source).path).name if source else ""
+    return {
+        "segment_start": result.segment_start,
+        "segment_end": result.segment_end,
+        "segment_unit": result.segment_unit,
+        "page": result.page,
+        "segment_label": result.segment_label(dash="\u2013") or None,
+        # An S3 URI names the catalog's media; a local path would only reveal the server's disk.
+        "source_uri": source if source and source.startswith("s3://") else None,
+        "source_name": unquote(name) or None,
+    }
 
 
 def _public_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossmodal_search.search import Fusion, SearchMode, VectorType
+from crossmodal_search.search import Fusion, SearchMode, SegmentUnit, VectorType
 
 #: Longest query text accepted; longer input is refused with 422 before any embedding call.
 MAX_QUERY_CHARS = 8192
@@ -66,6 +66,31 @@ class SearchHit(BaseModel):
     image_url: str | None = Field(description="URL of the product photo, when the server has it.")
     text: str
     metadata: dict[str, Any]
+    segment_start: float | None = Field(
+        default=None,
+        description="For a `video`, `audio` or `document` hit: where the matching segment starts, "
+        "in `segment_unit` (zero-based).",
+    )
+    segment_end: float | None = Field(
+        default=None, description="Where the matching segment ends (exclusive)."
+    )
+    segment_unit: SegmentUnit | None = Field(
+        default=None,
+        description="`seconds` (video, audio), `chars` (text documents) or `pages` (PDF pages).",
+    )
+    page: int | None = Field(default=None, description="The one-based page of a PDF document hit.")
+    segment_label: str | None = Field(
+        default=None,
+        description="Where the segment sits, ready to show: `1:05–1:10`, `p. 2`, `chars 0–8000`.",
+    )
+    source_uri: str | None = Field(
+        default=None,
+        description="The media file of a segment hit when it is in S3 (`s3://...`); a file on "
+        "the server is not disclosed.",
+    )
+    source_name: str | None = Field(
+        default=None, description="The media file's name (`manual.pdf`) of a segment hit."
+    )
 
 
 class QueryEcho(BaseModel):
