@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import boto3
 import pytest
 
 _AWS_VARS = (
@@ -34,6 +35,9 @@ def _clean_aws_env(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # boto3's default session caches the credentials it first saw; a session made by an
+    # earlier test (with its fake credentials) must not leak into the next one.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     yield
 
 
