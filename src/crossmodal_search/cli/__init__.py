@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in _COMMANDS:
         importlib.import_module(f"crossmodal_search.cli._{name}").register(sub)
+    for command in sub.choices.values():
+        # Also accepted after the sub-command; SUPPRESS keeps a value given before it.
+        common = command.add_argument_group("common options")
+        common.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
+        common.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+        )
     return parser
 
 
@@ -52,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.func(args)
-    except CrossmodalSearchError as exc:
+    except (CrossmodalSearchError, OSError) as exc:
+        # OSError: a file or directory the user named cannot be read or written.
         if args.debug:
             raise
         print(f"crossmodal: error: {exc}", file=sys.stderr)
