@@ -92,6 +92,44 @@ def test_background_does_not_drown_the_product_colour(emb: OfflineEmbedder) -> N
     assert float(emb.embed_text("green") @ small) > float(emb.embed_text("white") @ small)
 
 
+def swatch(colour: tuple[int, int, int], tag_share: float = 0.0) -> Image.Image:
+    """A fabric swatch filling the frame, with a black tag covering ``tag_share`` of it."""
+    img = Image.new("RGB", (200, 200), colour)
+    if tag_share:
+        side = round((tag_share * 200 * 200) ** 0.5)
+        ImageDraw.Draw(img).rectangle((150, 150, 150 + side - 1, 150 + side - 1), fill=(15, 15, 15))
+    return img
+
+
+@pytest.mark.parametrize("dimension", [256, 1024, 3072])
+def test_solid_colour_image_is_nearest_its_colour_word(dimension: int) -> None:
+    emb = OfflineEmbedder(dimension=dimension)
+    red = emb.embed_image(Image.new("RGB", (64, 64), (200, 20, 30)))
+    scores = {w: float(emb.embed_text(w) @ red) for w in ("red", "blue", "green")}
+    assert scores["red"] > 0.5 and scores["red"] > max(scores["blue"], scores["green"])
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 20, 30)).save(buf, format="JPEG", quality=70)
+    photo = emb.embed_image(buf.getvalue())
+    assert float(emb.embed_text("red") @ photo) > 0.5
+
+
+@pytest.mark.parametrize("tag_share", [0.006, 0.01, 0.02, 0.05])
+def test_swatch_with_a_small_tag_keeps_its_colour(emb: OfflineEmbedder, tag_share: float) -> None:
+    # The border says "red background"; the tag is all that is left once it is ignored.
+    vec = emb.embed_image(swatch((200, 20, 30), tag_share))
+    red = float(emb.embed_text("red") @ vec)
+    assert red > 0.2
+    assert red > float(emb.embed_text("blue") @ vec) and red > float(emb.embed_text("green") @ vec)
+
+
+def test_red_product_on_white_keeps_only_its_own_colour(emb: OfflineEmbedder) -> None:
+    vec = emb.embed_image(product(COLOURS["red"]))
+    words = [*sorted(COLOURS), "white"]
+    scores = emb.embed_texts(words) @ vec
+    assert words[int(np.argmax(scores))] == "red"
+    assert float(emb.embed_text("white") @ vec) < 0.05  # the backdrop is still ignored
+
+
 def test_transparent_background_counts_as_white(emb: OfflineEmbedder) -> None:
     img = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
     ImageDraw.Draw(img).ellipse((30, 30, 70, 70), fill=(25, 80, 205, 255))

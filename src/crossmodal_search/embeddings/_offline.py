@@ -4,7 +4,8 @@ It is *not* a neural model. It puts texts and images into one space with hand-bu
 
 * a **colour block** shared by both modalities: colour words in a text ("red", "navy", "grey",
   ...) and the colour histogram of an image (pixels mapped to the nearest named colour, the
-  background estimated from the border and ignored) land on the same dimensions;
+  background estimated from the border and ignored unless it is nearly the whole image, as in
+  a fabric swatch) land on the same dimensions;
 * a **lexical block** for text: word unigrams and character trigrams, signed feature hashing;
 * a **layout block** for images: mean-centred grayscale thumbnails (a coarse 12x8 and a finer
   32x32), so images with the same composition are close.
@@ -147,6 +148,15 @@ _STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
+# Foreground (pixels unlike the border's colour) below this share of the image is noise.
+_MIN_FOREGROUND = 0.005
+# Below this foreground share the image is mostly "background": its colours count too, fully
+# at 0 and fading out linearly up to this share; sooner for a neutral backdrop, whose chroma
+# (CIE a*b* distance from grey) is under _CHROMATIC.
+_MOSTLY_BACKGROUND = 0.1
+_MOSTLY_BACKDROP = 0.02
+_CHROMATIC = 20.0
+
 # Block weights (squared norms add to 1 when all blocks are present).
 _TEXT_COLOUR_W = 0.6
 _IMAGE_COLOUR_W = 0.8
@@ -179,6 +189,15 @@ def _hash(feature: str) -> list[tuple[int, float]]:
     return out
 
 
+def _colour_profile(
+    nearest: npt.NDArray[np.intp], mask: npt.NDArray[np.bool_] | None
+) -> npt.NDArray[np.float64]:
+    """Unit-norm palette profile (sqrt of the share of each named colour) of the masked pixels."""
+    weights = None if mask is None else mask.astype(np.float64)
+    hist = np.bincount(nearest, weights=weights, minlength=len(_PALETTE)).astype(np.float64)
+    return np.asarray(np.sqrt(hist / max(hist.sum(), 1e-12)), dtype=np.float64)
+
+
 def _normalise(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
@@ -205,8 +224,8 @@ class OfflineEmbedder:
 
     @property
     def model_id(self) -> str:
-        """``offline-colour-lexical-v1``: changes whenever the features change."""
-        return "offline-colour-lexical-v1"
+        """``offline-colour-lexical-v2``: changes whenever the features change."""
+        return "offline-colour-lexical-v2"
 
     @property
     def dimension(self) -> int:
@@ -352,17 +371,28 @@ class OfflineEmbedder:
             ]
         )
         bg = np.median(border, axis=0)
-        weights = np.ones(len(lab))
+        foreground: npt.NDArray[np.bool_] | None = None  # None: no background to ignore
+        share = 1.0  # of the pixels that are not background
         if np.mean(np.linalg.norm(border - bg, axis=1) < 12.0) >= 0.6:
             foreground = np.linalg.norm(lab - bg, axis=1) >= 12.0
-            if foreground.mean() >= 0.005:
-                weights = foreground.astype(np.float64)
+            share = float(foreground.mean())
 
         dist = np.linalg.norm(lab[:, None, :] - _PALETTE_LAB[None, :, :], axis=2)
         nearest = np.argmin(dist, axis=1)
-        hist = np.bincount(nearest, weights=weights, minlength=len(_PALETTE)).astype(np.float64)
+        palette = np.zeros(len(_PALETTE), dtype=np.float64)
+        if share >= _MIN_FOREGROUND:
+            palette += _colour_profile(nearest, foreground)
+        # When (almost) everything is background, the "background" may be the subject: a fabric
+        # swatch, a close-up of a material, a solid colour. Its colours then count too, fading
+        # out as the foreground grows, so that a small tag or logo on a red swatch does not make
+        # it "black". A neutral border (white, grey, black: a studio backdrop) fades out sooner,
+        # so that a small product photographed on it keeps its own colour.
+        chromatic = float(np.hypot(bg[1], bg[2])) >= _CHROMATIC
+        whole = max(0.0, 1.0 - share / (_MOSTLY_BACKGROUND if chromatic else _MOSTLY_BACKDROP))
+        if whole > 0.0:
+            palette += whole * _colour_profile(nearest, None)
         colours = np.zeros(_COLOUR.stop, dtype=np.float64)
-        colours[: len(_PALETTE)] = np.sqrt(hist / max(hist.sum(), 1e-12))
+        colours[: len(_PALETTE)] = palette
 
         gray = flat.convert("L")
 
