@@ -30,3 +30,15 @@ def test_unwritable_store_directory_is_one_line_not_a_traceback(
     assert code == 1
     assert err.startswith("crossmodal: error:") and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_s3vectors_store_without_a_region_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    code = main(["search", "red", "--embedder", "offline", "--store", "s3vectors://shop-b/idx"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "no AWS region" in err and "--region" in err

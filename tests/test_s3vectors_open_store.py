@@ -85,3 +85,12 @@ def test_parse_store_spec() -> None:
     assert parse_store_spec("local://data/v") == ("local", "data/v", None)
     assert parse_store_spec("./data") == ("local", "./data", None)
     assert parse_store_spec("s3vectors://a-b/c.d") == ("s3vectors", "a-b", "c.d")
+
+
+def test_s3vectors_store_without_a_region_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with pytest.raises(ConfigurationError, match=r"no AWS region.*--region.*AWS_DEFAULT_REGION"):
+        open_store("s3vectors://shop-vectors/products", dimension=8)

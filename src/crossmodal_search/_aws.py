@@ -28,6 +28,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
     ReadTimeoutError,
 )
@@ -126,13 +127,21 @@ def build_client(
 
     Without ``session`` it uses boto3's default session, as ``boto3.client`` does, so
     ``boto3.setup_default_session(profile_name=...)`` applies to the SDK too.
+
+    Raises:
+        ConfigurationError: No region is given or configured (botocore's ``NoRegionError``).
     """
     import boto3
 
     if session is None and boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
     sess = cast("boto3.Session", session or boto3.DEFAULT_SESSION)
-    return sess.client(service, region_name=region_name, config=sdk_config(config))  # type: ignore[call-overload]
+    try:
+        return sess.client(service, region_name=region_name, config=sdk_config(config))  # type: ignore[call-overload]
+    except NoRegionError as exc:
+        raise ConfigurationError(
+            "no AWS region: pass region_name= (CLI: --region) or set AWS_DEFAULT_REGION"
+        ) from exc
 
 
 def _error_class(code: str, status: int | None) -> type[ServiceError]:
