@@ -360,12 +360,14 @@ def test_keys_added_by_other_tools_survive_reindex(products: list[Product]) -> N
     assert hits[0].metadata["tags"] == ["summer"]
     assert "metadata_hash" not in hits[0].metadata and "content_hash" not in hits[0].metadata
 
-    # Dropping one of the product's own metadata keys rewrites it (no embedding): the key is gone.
+    # Dropping one of the product's own metadata keys rewrites it (no embedding): the key is
+    # gone, and the tags written by another tool are carried over.
     slim = subset[0].model_copy(update={"metadata": {"brand": subset[0].metadata["brand"]}})
     report = searcher.index([slim, subset[1]])
     assert (report.indexed, report.skipped_unchanged, report.embed_calls) == (1, 1, 0)
     view = searcher.get_product(slim.product_id)
-    assert view is not None and view.metadata == {"brand": subset[0].metadata["brand"]}
+    assert view is not None
+    assert view.metadata == {"brand": subset[0].metadata["brand"], "tags": ["summer"]}
 
 
 def test_single_modality_products_get_a_combined_vector(env: Env, tmp_path: Path) -> None:

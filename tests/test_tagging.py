@@ -20,7 +20,7 @@ from crossmodal_search.evaluation import (
     tag_products,
     write_sample_evaluation,
 )
-from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+from crossmodal_search.search import CrossmodalSearcher, Product, load_abo, write_sample_catalog
 from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorRecord, VectorStore
 from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
 
@@ -332,3 +332,45 @@ def test_cli_tag_json_yaml_threshold_and_errors(tmp_path, vectors, capsys):
         main(["tag", "--vocab", str(tmp_path / "v.yaml"), "--store", f"local:{tmp_path}/no"]) == 1
     )
     assert "no index at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", ["brand", "text"])
+def test_tags_survive_reindexing_a_changed_product(demo, change):
+    products = load_abo(demo.root).products
+    searcher = CrossmodalSearcher(OfflineEmbedder(dimension=DIM), LocalVectorStore(dimension=DIM))
+    searcher.index(products)
+    tag_products(searcher.store, searcher.embedder, demo.vocabulary, top1_per_group=True)
+    before = searcher.get_product("B0SAMPLE01")
+    assert before is not None and before.metadata["tag_color"] == ["red"]
+
+    # metadata-only change (rewritten from stored vectors) or a text change (re-embedded)
+    def changed(p: Product) -> Product:
+        if p.product_id != "B0SAMPLE01":
+            return p
+        if change == "brand":
+            return p.model_copy(update={"metadata": {**p.metadata, "brand": "Other Brand"}})
+        return p.model_copy(update={"text": p.text + " (new season)"})
+
+    report = searcher.index([changed(p) for p in products])
+    assert report.indexed == 1 and report.skipped_unchanged == 37
+    for mode in ("combined", "text", "image"):
+        found = searcher.search("dress", filter={"tags": "red"}, search_mode=mode, top_k=20)
+        assert "B0SAMPLE01" in {r.product_id for r in found}, mode
+    after = searcher.get_product("B0SAMPLE01")
+    assert after is not None
+    assert after.metadata["tag_color"] == before.metadata["tag_color"]
+    if change == "brand":
+        assert after.metadata["brand"] == "Other Brand"
+    else:
+        assert after.text.endswith("(new season)")
+    # tags the product sets itself win over the stored ones
+    own = [
+        p.model_copy(update={"metadata": {**p.metadata, "tags": ["sale"]}})
+        if p.product_id == "B0SAMPLE01"
+        else p
+        for p in products
+    ]
+    searcher.index(own)
+    mine = searcher.get_product("B0SAMPLE01")
+    assert mine is not None and mine.metadata["tags"] == ["sale"]
+    assert "tag_color" not in mine.metadata

@@ -13,8 +13,10 @@ embedding, the stored vectors of each product are fetched; a product whose vecto
 with the expected hashes is skipped (metadata keys added by other tools, such as tags, are kept),
 one whose embedding inputs are unchanged but whose metadata changed (``metadata_hash``: its
 metadata, text, image path and model) is rewritten from its stored vectors without embedding
-calls, and any other product is embedded again and overwritten. A product that lost its text
-or image has the stale vector deleted.
+calls, and any other product is embedded again and overwritten. Either way the tags written
+by :func:`~crossmodal_search.evaluation.tag_products` (``tags``, ``tag_*``) are carried over
+from the stored vectors, unless the product's own metadata sets a tag key. A product that lost
+its text or image has the stale vector deleted.
 
 A product's long media (``video``, ``audio``, ``document``) are indexed per segment by
 :meth:`CrossmodalSearcher.index_media`: keys ``video-{id}-{i}`` (and ``audio-``, ``document-``),
@@ -552,21 +554,56 @@ class CrossmodalSearcher:
             have = {t: stored[_key(t, pid)] for t in _PRODUCT_TYPES if _key(t, pid) in stored}
             plan.stored = {r.key: r for r in have.values()}
             plan.stale = [_key(t, pid) for t in have if t not in plan.expected]
-            if not all(t in have for t in plan.expected):
-                continue
-            same_content = all(
+            if all(t in have for t in plan.expected) and all(
                 have[t].metadata.get("content_hash") == plan.content_hash
                 and have[t].metadata.get("type") == t
                 for t in plan.expected
+            ):
+                # Keys added by other tools (tags written back, say) do not make a product
+                # stale; a change of its own metadata does, and is rewritten without embedding.
+                same_metadata = all(
+                    have[t].metadata.get("metadata_hash") == plan.metadata_hash
+                    for t in plan.expected
+                )
+                plan.action = "skip" if same_metadata else "rewrite"
+            if plan.action != "skip":
+                self._keep_tags(plan, list(have.values()))
+
+    def _keep_tags(self, plan: _Plan, stored: Sequence[VectorRecord]) -> None:
+        """Carry tags written by other tools (``tags``, ``tag_*``) over to a rewrite.
+
+        The tags are not part of the product's metadata (nor of its hash), so a rerun that
+        rewrites the product for another reason would otherwise drop them. A product whose own
+        metadata sets any tag key owns its tags: nothing is carried over.
+        """
+        if not stored or any(_is_tag_key(k) for k in plan.product.metadata):
+            return
+        tags: dict[str, MetadataValue] = {}
+        for record in stored:
+            for k, v in record.metadata.items():
+                if _is_tag_key(k):
+                    tags.setdefault(k, v)
+        if not tags:
+            return
+        for md in plan.metadata.values():
+            md.update(tags)
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        pid = plan.product.product_id
+        try:
+            validate_records(
+                [VectorRecord(_key(t, pid), probe, md) for t, md in plan.metadata.items()],
+                dimension=self._store.dimension,
+                distance_metric=self._store.distance_metric,
+                non_filterable=self._store.non_filterable_metadata_keys,
+                limits=self._limits,
             )
-            if not same_content:
-                continue
-            # Keys added by other tools (tags written back, say) do not make a product stale;
-            # a change of the product's own metadata does, and is rewritten without embedding.
-            same_metadata = all(
-                have[t].metadata.get("metadata_hash") == plan.metadata_hash for t in plan.expected
+        except InvalidInputError as exc:
+            reason = f"{exc} (with the tags kept from the stored vectors)"
+            plan.action, plan.failure = (
+                "fail",
+                ItemFailure(product_id=pid, kind="metadata", reason=reason),
             )
-            plan.action = "skip" if same_metadata else "rewrite"
 
     def _plan(self, products: Sequence[Product], pool: ThreadPoolExecutor) -> list[_Plan]:
         plans = list(pool.map(self._prepare, products))
@@ -1256,6 +1293,12 @@ class _Run:
             embed_calls=self._embed_calls,
             seconds=seconds,
         )
+
+
+def _is_tag_key(key: str) -> bool:
+    # The keys evaluation.tag_products writes (TAGS_KEY and GROUP_KEY_PREFIX there; the search
+    # layer cannot import evaluation).
+    return key == "tags" or key.startswith("tag_")
 
 
 def _is_weight(value: object) -> bool:
