@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from crossmodal_search._aws import RetryPolicy
-from crossmodal_search._types import DistanceMetric, Filter
+from crossmodal_search._types import DistanceMetric, Filter, MetadataValue
 from crossmodal_search.embeddings import Embedder, NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -622,3 +622,84 @@ def test_similarity_from_distance_per_metric(products: list[Product]) -> None:
         assert x.similarity == pytest.approx(1 - x.distance)
         assert y.similarity == pytest.approx(1 - y.distance**2 / 2)
         assert x.similarity == pytest.approx(y.similarity, abs=1e-4)
+
+
+# --------------------------------------------------------------- grouping past topK = 100
+
+
+def _grouping_catalog() -> tuple[OfflineEmbedder, list[VectorRecord]]:
+    """300 products, each a text and a combined vector plus 1-3 video segments (~1,500)."""
+    embedder = OfflineEmbedder(64)
+    colours = ["red", "blue", "green", "black", "white", "yellow"]
+    things = ["dress", "mug", "lamp", "sneakers", "chair"]
+    records: list[VectorRecord] = []
+    for i in range(300):
+        pid = f"P{i:03d}"
+        text = f"{colours[i % 6]} {things[i % 5]} model {i}"
+        vec = embedder.embed_text(text)
+        base: dict[str, MetadataValue] = {
+            "product_id": pid,
+            "text": text,
+            "embedding_model": embedder.model_id,
+        }
+        records.append(VectorRecord.create(f"text-{pid}", vec, {**base, "type": "text"}))
+        records.append(VectorRecord.create(f"combined-{pid}", vec, {**base, "type": "combined"}))
+        for s in range(1 + i % 3):
+            seg = embedder.embed_text(f"{text} scene {s} {things[(i + s) % 5]}")
+            md: dict[str, MetadataValue] = {**base, "type": "video", "segment_start": 5.0 * s}
+            records.append(VectorRecord.create(f"video-{pid}-{s}", seg, md))
+    return embedder, records
+
+
+def _best_per_product(
+    records: Sequence[VectorRecord], query: np.ndarray, types: set[str], keep: set[str]
+) -> dict[str, float]:
+    """Exact grouping by brute force: each product's distance to its closest vector."""
+    best: dict[str, float] = {}
+    for r in records:
+        pid = str(r.metadata["product_id"])
+        if r.metadata["type"] in types and pid in keep:
+            d = 1.0 - float(np.dot(r.vector, query) / np.linalg.norm(r.vector))
+            best[pid] = min(best.get(pid, math.inf), d)
+    return best
+
+
+@pytest.mark.parametrize(
+    ("mode", "types"),
+    [("all", {"text", "combined", "video"}), ("video", {"video"}), ("combined", {"combined"})],
+)
+def test_grouping_returns_top_k_products_beyond_the_store_top_k_cap(
+    mode: str, types: set[str]
+) -> None:
+    embedder, records = _grouping_catalog()
+    fake = FakeS3Vectors()
+    store = S3VectorsStore("shop-vectors", "products", client=fake.client(), dimension=64)
+    store.put(records)
+    searcher = CrossmodalSearcher(embedder, store)
+    query = _unit_np(embedder.embed_text("red dress"))
+    everyone = {f"P{i:03d}" for i in range(300)}
+    odd = {f"P{i:03d}" for i in range(1, 300, 2)}
+
+    for user_filter, keep in ((None, everyone), ({"product_id": {"$in": sorted(odd)}}, odd)):
+        fake.calls.clear()
+        hits = searcher.search("red dress", search_mode=mode, top_k=100, filter=user_filter)  # type: ignore[arg-type]
+        assert len(hits) == 100 and len({h.product_id for h in hits}) == 100
+        # Exactly the 100 closest products (up to float32 rounding), each at its best vector.
+        best = _best_per_product(records, query, types, keep)
+        hundredth = sorted(best.values())[99]
+        for h in hits:
+            assert h.distance == pytest.approx(best[h.product_id], abs=1e-5)
+            assert h.distance <= hundredth + 1e-5
+        assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+        if mode == "combined":  # one vector per product: one query is enough
+            assert fake.calls["query_vectors"] == 1
+
+    # a small top_k is still served by a single query
+    fake.calls.clear()
+    assert len(searcher.search("red dress", search_mode=mode, top_k=5)) == 5  # type: ignore[arg-type]
+    assert fake.calls["query_vectors"] == 1
+
+
+def _unit_np(v: np.ndarray) -> np.ndarray:
+    unit: np.ndarray = v / np.linalg.norm(v)
+    return unit

@@ -66,7 +66,13 @@ from crossmodal_search.errors import (
     UnsupportedMediaError,
 )
 from crossmodal_search.search._catalog import RESERVED_METADATA_KEYS, Product
-from crossmodal_search.stores import StoreLimits, VectorRecord, VectorStore, validate_filter
+from crossmodal_search.stores import (
+    QueryMatch,
+    StoreLimits,
+    VectorRecord,
+    VectorStore,
+    validate_filter,
+)
 from crossmodal_search.stores._limits import validate_records
 
 __all__ = [
@@ -1026,9 +1032,6 @@ class CrossmodalSearcher:
         """
         self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
         purpose = _QUERY_PURPOSE.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
-        query_filter = self._query_filter(search_mode, filter)
-        # Over-fetch where one product has several candidate vectors (segments, or all types).
-        per_product = 3 if search_mode == "all" else 4 if search_mode in _MEDIA_TYPES else 1
 
         # A part with weight 0 cannot change the ranking: it is not embedded at all.
         vectors: list[tuple[Vector, float]] = []
@@ -1043,7 +1046,7 @@ class CrossmodalSearcher:
             query = vectors[0][0]
             if len(vectors) == 2:
                 query = _weighted_mean(vectors[0][0], vectors[1][0], vectors[0][1])
-            best = self._grouped(query, query_filter, top_k, per_product)
+            best = self._grouped(query, search_mode, filter, top_k)
             results = [self._result(m, m.similarity) for m in best]
             return results[:top_k]
 
@@ -1051,7 +1054,7 @@ class CrossmodalSearcher:
         scores: dict[str, float] = {}
         chosen: dict[str, tuple[float, _Match]] = {}
         for vec, weight in vectors:
-            for rank, match in enumerate(self._grouped(vec, query_filter, top_k, per_product), 1):
+            for rank, match in enumerate(self._grouped(vec, search_mode, filter, top_k), 1):
                 term = weight / (_RRF_K + rank)
                 scores[match.product_id] = scores.get(match.product_id, 0.0) + term
                 if match.product_id not in chosen or term > chosen[match.product_id][0]:
@@ -1113,28 +1116,67 @@ class CrossmodalSearcher:
         return 1.0 - distance
 
     def _grouped(
-        self, query: Vector, query_filter: Filter, top_k: int, per_product: int
+        self, query: Vector, search_mode: str, user_filter: Filter | None, top_k: int
     ) -> list[_Match]:
-        """Best match per product, best first; over-fetches so grouping still yields top_k."""
+        """Products closest to ``query`` (each at its best vector), best first: at least the
+        ``top_k`` closest when that many match.
+
+        One store query is enough when it returns ``top_k`` distinct products or every matching
+        vector. Where products have several vectors (mode ``all``, segments) the store's topK
+        cap of 100 can hold fewer than ``top_k`` products; then each vector type is queried on
+        its own, and for segment types again with the products already found excluded
+        (``product_id $nin``), until ``top_k`` products are known or the type is exhausted.
+        A product found in a query has its best vector of that type in it, so the merge by
+        best distance is exact.
+        """
+        per_product = 3 if search_mode == "all" else 4 if search_mode in _MEDIA_TYPES else 1
+        query_filter = self._query_filter(search_mode, user_filter)
         fetch = min(_MAX_TOP_K, max(top_k, top_k * per_product * 2))
+        best: dict[str, _Match] = {}
         while True:
             matches = self._store.query(query, top_k=fetch, filter=query_filter)
-            best: dict[str, _Match] = {}
-            for m in matches:
-                md = dict(m.metadata)
-                model = md.get("embedding_model")
-                if model is not None and model != self._embedder.model_id:
-                    raise ConfigurationError(
-                        f"the store holds vectors embedded with {model!r} but queries are "
-                        f"embedded with {self._embedder.model_id!r}; their similarities are "
-                        "meaningless. Search with the embedder that built the index, or re-index."
-                    )
-                pid = str(md.get("product_id", m.key))
-                if pid not in best or m.distance < best[pid].distance:
-                    best[pid] = _Match(pid, m.key, m.distance, self._similarity(m.distance), md)
-            if len(best) >= top_k or len(matches) < fetch or fetch >= _MAX_TOP_K:
-                return sorted(best.values(), key=lambda x: (x.distance, x.product_id))
+            self._merge(matches, best)
+            if len(best) >= top_k or len(matches) < fetch:
+                return self._ranked(best)
+            if fetch >= _MAX_TOP_K:
+                break
             fetch = min(_MAX_TOP_K, fetch * 2)
+        types = _VECTOR_TYPES if search_mode == "all" else (search_mode,)
+        for vtype in types:
+            found: set[str] = set()
+            while len(found) < top_k:
+                type_filter: Filter = self._query_filter(vtype, user_filter)
+                if found:
+                    exclude = {"product_id": {"$nin": sorted(found)}}
+                    type_filter = {"$and": [type_filter, exclude]}
+                matches = self._store.query(query, top_k=_MAX_TOP_K, filter=type_filter)
+                seen = self._merge(matches, best)
+                if len(matches) < _MAX_TOP_K or seen <= found:
+                    break
+                found |= seen
+        return self._ranked(best)
+
+    def _merge(self, matches: Sequence[QueryMatch], best: dict[str, _Match]) -> set[str]:
+        """Keep each product's closest match in ``best``; return the products seen."""
+        seen: set[str] = set()
+        for m in matches:
+            md = dict(m.metadata)
+            model = md.get("embedding_model")
+            if model is not None and model != self._embedder.model_id:
+                raise ConfigurationError(
+                    f"the store holds vectors embedded with {model!r} but queries are "
+                    f"embedded with {self._embedder.model_id!r}; their similarities are "
+                    "meaningless. Search with the embedder that built the index, or re-index."
+                )
+            pid = str(md.get("product_id", m.key))
+            seen.add(pid)
+            if pid not in best or m.distance < best[pid].distance:
+                best[pid] = _Match(pid, m.key, m.distance, self._similarity(m.distance), md)
+        return seen
+
+    @staticmethod
+    def _ranked(best: Mapping[str, _Match]) -> list[_Match]:
+        return sorted(best.values(), key=lambda x: (x.distance, x.product_id))
 
     @staticmethod
     def _result(match: _Match, score: float) -> SearchResult:
