@@ -264,3 +264,29 @@ def test_make_searcher_on_s3_vectors_never_creates_when_reading(tmp_path: Path) 
     )
     with reader:
         assert reader.search("red dress")[0].product_id == "p1"
+
+
+def test_index_prune_removes_products_no_longer_in_the_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def write(ids: list[str]) -> Path:
+        path = tmp_path / "products.jsonl"
+        lines = [{"product_id": i, "text": f"{i} in blue"} for i in ids]
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+        return path
+
+    store = f"local:{tmp_path / 'v'}"
+    assert main(["index", str(write(["mug", "lamp", "kettle"])), "--store", store, *OFFLINE]) == 0
+    path = write(["mug", "kettle"])
+    assert main(["index", str(path), "--store", store, *OFFLINE, "--prune", "--dry-run"]) == 0
+    assert "would prune 1 products no longer in the catalog" in capsys.readouterr().out
+    assert main(["index", str(path), "--store", store, *OFFLINE, "--prune"]) == 0
+    assert "pruned 1 products no longer in the catalog" in capsys.readouterr().out
+    assert main(["search", "lamp", "--store", store, *OFFLINE, "--json", "--top-k", "5"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert {h["product_id"] for h in hits} == {"mug", "kettle"}
+    # --limit makes the catalog partial: pruning would delete the rest of the catalog
+    with pytest.raises(SystemExit) as exc:
+        main(["index", str(path), "--store", store, *OFFLINE, "--prune", "--limit", "1"])
+    assert exc.value.code == 2
+    assert "--prune" in capsys.readouterr().err

@@ -134,6 +134,14 @@ def test_failed_batch_records_fail_their_products_and_a_rerun_retries_only_them(
     assert "indexed 2 products, 148 unchanged, 0 failed" in capsys.readouterr().out
     assert len(aws.bedrock.requests) == 2 and len(aws.jobs.batch_jobs) == 1
 
+    # --prune with --batch: the products dropped from the catalog leave the store
+    smaller = write_catalog(tmp_path / "smaller.jsonl", 140)
+    assert main(["index", str(smaller), *batch_args(store), "--prune"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 0 products, 140 unchanged, 0 failed" in out
+    assert "20 stale vectors deleted" in out and "pruned 10 products" in out
+    assert len(aws.bedrock.requests) == 2 and len(aws.jobs.batch_jobs) == 1
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),

@@ -703,3 +703,47 @@ def test_grouping_returns_top_k_products_beyond_the_store_top_k_cap(
 def _unit_np(v: np.ndarray) -> np.ndarray:
     unit: np.ndarray = v / np.linalg.norm(v)
     return unit
+
+
+# ------------------------------------------------------------------------------ prune
+
+
+def test_prune_deletes_products_missing_from_the_catalog() -> None:
+    embedder = OfflineEmbedder(64)
+    store = LocalVectorStore(dimension=64)
+    searcher = CrossmodalSearcher(embedder, store)
+    catalog = [
+        Product(product_id="P-KETTLE", text="steel kettle"),
+        Product(product_id="mug", text="blue mug"),
+        Product(product_id="lamp", text="red lamp"),
+        Product(product_id="lamp-audio", text="lamp with a speaker"),
+    ]
+    searcher.index(catalog)
+    seg = embedder.embed_text("descaling the kettle")
+    md: dict[str, MetadataValue] = {"type": "video", "product_id": "lamp"}
+    store.put(
+        [
+            VectorRecord.create("video-lamp-0", seg, md),
+            VectorRecord.create("video-lamp-audio-0", seg, md),  # AUDIO_VIDEO_SEPARATE
+            VectorRecord.create("video-P-KETTLE-0", seg, {**md, "product_id": "P-KETTLE"}),
+            VectorRecord.create("foreign-key", seg, {"note": "not written by the searcher"}),
+        ]
+    )
+    kept = [p for p in catalog if p.product_id != "lamp"]
+
+    dry = searcher.index(kept, dry_run=True, prune=True)
+    assert dry.pruned == 1 and len(store) == 4 * 2 + 4  # nothing deleted
+
+    plain = searcher.index(kept)  # without prune, a missing product stays searchable
+    assert plain.pruned == 0 and searcher.get_product("lamp") is not None
+
+    report = searcher.index(kept, prune=True)
+    assert (report.skipped_unchanged, report.pruned, report.vectors_deleted) == (3, 1, 4)
+    assert searcher.get_product("lamp") is None
+    assert "red lamp" not in {h.text for h in searcher.search("red lamp", top_k=10)}
+    assert sorted(store.keys()) == sorted(
+        ["foreign-key", "video-P-KETTLE-0"]
+        + [f"{t}-{pid}" for pid in ("P-KETTLE", "mug", "lamp-audio") for t in ("text", "combined")]
+    )
+    # a rerun has nothing left to prune
+    assert searcher.index(kept, prune=True).pruned == 0

@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="report the embedding calls, vectors and bytes it would take; change nothing",
     )
     parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="CATALOG is complete: delete from the store every product not in it (all its "
+        "vectors, segments included); not with --limit",
+    )
+    parser.add_argument(
         "--concurrency", type=positive_int, default=8, help="embedding calls in flight"
     )
     batch = parser.add_argument_group(
@@ -162,6 +168,8 @@ def _print_report(report: IngestReport) -> None:
         f"{report.vectors_deleted} stale vectors deleted, {report.embed_calls} embedding calls "
         f"in {report.seconds:.1f} s"
     )
+    if report.pruned:
+        print(f"pruned {report.pruned} products no longer in the catalog")
     _print_failures(report)
 
 
@@ -192,7 +200,9 @@ def _dry_run(args: argparse.Namespace, products: list[Product], summary: str) ->
     with searcher:
         print(description)
         print(summary)
-        est = searcher.estimate(products)
+        report = searcher.index(products, dry_run=True, prune=args.prune)
+    assert report.estimate is not None
+    est = report.estimate
     counts = {k: sum(getattr(p, k) is not None for p in products) for k in _MEDIA}
     if any(counts.values()):
         print(
@@ -208,6 +218,8 @@ def _dry_run(args: argparse.Namespace, products: list[Product], summary: str) ->
         f"({est.vector_bytes:,} vector bytes, {est.metadata_bytes:,} metadata bytes); "
         f"stale vectors to delete: {est.stale_vectors}"
     )
+    if args.prune:
+        print(f"would prune {report.pruned} products no longer in the catalog")
     return 0
 
 
@@ -223,6 +235,11 @@ def _check_batch_args(args: argparse.Namespace) -> None:
     ]
     if not args.batch and given:
         args._parser.error(f"{' and '.join(given)} only apply with --batch")
+    if args.prune and args.limit is not None:
+        args._parser.error(
+            "--prune deletes every product not in the catalog, and --limit reads only part of "
+            "it: drop one of them"
+        )
     if args.batch:
         missing = [
             flag
@@ -361,8 +378,16 @@ def _index(
                 report: IngestReport = index_with_batch(
                     searcher, products, jobs=batch_jobs, progress=bar
                 )
+                if args.prune:
+                    removed = searcher.prune(p.product_id for p in products)
+                    report = report.model_copy(
+                        update={
+                            "pruned": removed.pruned,
+                            "vectors_deleted": report.vectors_deleted + removed.vectors_deleted,
+                        }
+                    )
             else:
-                report = searcher.index(products, progress=bar)
+                report = searcher.index(products, progress=bar, prune=args.prune)
         finally:
             bar.close()
         for arn in report.jobs:

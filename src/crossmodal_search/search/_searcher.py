@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -202,12 +203,14 @@ class IngestReport(BaseModel):
         skipped_unchanged: Products already stored with identical content.
         failed: Products left out, each with its reason.
         vectors_written: Vectors written to the store.
-        vectors_deleted: Stale vectors deleted.
+        vectors_deleted: Stale vectors deleted, including every vector of pruned products.
         embed_calls: Embedding calls made (one per text, one per image).
         seconds: Wall-clock duration.
         dry_run: True when nothing was embedded or written (see ``estimate``).
         estimate: The cost estimate, for a dry run.
         jobs: Asynchronous embedding jobs started (invocation ARNs; ``index_media`` only).
+        pruned: Products deleted because they are not in the catalog (``prune=True``); for a
+            dry run, the products that would be.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -222,6 +225,7 @@ class IngestReport(BaseModel):
     dry_run: bool = False
     estimate: CostEstimate | None = None
     jobs: list[str] = Field(default_factory=list)
+    pruned: int = 0
 
 
 class SearchResult(BaseModel):
@@ -722,6 +726,7 @@ class CrossmodalSearcher:
         *,
         progress: ProgressCallback | None = None,
         dry_run: bool = False,
+        prune: bool = False,
     ) -> IngestReport:
         """Embed and store products; safe to rerun and to resume after an interruption.
 
@@ -738,6 +743,9 @@ class CrossmodalSearcher:
                 thread).
             dry_run: Compute :meth:`estimate` and return it in the report; embed and write
                 nothing.
+            prune: ``products`` is the complete catalog: after indexing, delete every product
+                of the store that is not in it (see :meth:`prune`). Never prune with a partial
+                catalog (a ``limit``, one page of products): the rest would be deleted.
 
         Raises:
             InvalidInputError: ``products`` holds something other than a Product, or a product
@@ -746,10 +754,12 @@ class CrossmodalSearcher:
         started = time.perf_counter()
         items = self._check_products(products)
         if dry_run:
+            pruned = self.prune([p.product_id for p in items], dry_run=True) if prune else None
             return IngestReport(
                 dry_run=True,
                 estimate=self.estimate(items),
                 seconds=time.perf_counter() - started,
+                pruned=pruned.pruned if pruned else 0,
             )
         run = _Run(self, len(items), progress)
         with ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="crossmodal") as pool:
@@ -760,6 +770,10 @@ class CrossmodalSearcher:
             except BaseException:
                 run.abort(pool)
                 raise
+        if prune:
+            removed = self.prune([p.product_id for p in items])
+            run.deleted += removed.vectors_deleted
+            run.pruned = removed.pruned
         report = run.report(time.perf_counter() - started)
         logger.info(
             "indexed %d products (%d unchanged, %d failed), %d vectors written, %d embed calls",
@@ -955,6 +969,58 @@ class CrossmodalSearcher:
         keys = [_key(t, pid) for pid in ids for t in _PRODUCT_TYPES] + self._segment_keys(ids)
         for start in range(0, len(keys), self._batch_size):
             self._store.delete(keys[start : start + self._batch_size])
+
+    def prune(self, keep: Iterable[str], *, dry_run: bool = False) -> IngestReport:
+        """Delete every product of the store whose id is not in ``keep`` (the full catalog).
+
+        All the vectors of a removed product go: text, image, combined and every segment of
+        its video, audio and document. Keys the searcher did not write (not ``text-``,
+        ``image-``, ``combined-``, or a segment key) are left alone. Lists every key of the
+        store (``ListVectors`` pages on S3 Vectors), so it costs a scan of the index.
+
+        Args:
+            keep: The ids of every product that should stay.
+            dry_run: Count what would be deleted; delete nothing.
+
+        Returns:
+            A report with ``pruned`` (products) and ``vectors_deleted``.
+
+        Example:
+            >>> searcher.prune(p.product_id for p in catalog)  # doctest: +SKIP
+        """
+        started = time.perf_counter()
+        kept = set(keep)
+        doomed: list[str] = []
+        products: set[str] = set()
+        unsure: list[str] = []
+        listed = self._store.keys()  # a VectorStore need not be iterable itself
+        for key in listed:
+            owners = _key_products(key)
+            if owners and not kept.intersection(owners):
+                doomed.append(key)
+                products.add(owners[-1])
+            elif len(owners) > 1 and not kept.issuperset(owners):
+                unsure.append(key)
+        # A key two products could own: its metadata says which one.
+        for start in range(0, len(unsure), self._batch_size):
+            for record in self._store.get(unsure[start : start + self._batch_size]).records:
+                owner = record.metadata.get("product_id")
+                if isinstance(owner, str) and owner not in kept:
+                    doomed.append(record.key)
+                    products.add(owner)
+        if not dry_run:
+            for start in range(0, len(doomed), self._batch_size):
+                self._store.delete(doomed[start : start + self._batch_size])
+            if products:
+                logger.info(
+                    "pruned %d products (%d vectors) not in the catalog", len(products), len(doomed)
+                )
+        return IngestReport(
+            pruned=len(products),
+            vectors_deleted=0 if dry_run else len(doomed),
+            dry_run=dry_run,
+            seconds=time.perf_counter() - started,
+        )
 
     def get_product(self, product_id: str) -> ProductView | None:
         """The product as stored, or ``None`` when none of its vectors exists.
@@ -1228,6 +1294,7 @@ class _Run:
         self.skipped = 0
         self.written = 0
         self.deleted = 0
+        self.pruned = 0
         self.failed: list[ItemFailure] = []
         self._pending: list[Future[Vector]] = []
 
@@ -1334,7 +1401,29 @@ class _Run:
             vectors_deleted=self.deleted,
             embed_calls=self._embed_calls,
             seconds=seconds,
+            pruned=self.pruned,
         )
+
+
+_SEGMENT_KEY = re.compile(r"(video|audio|document)-(.+)-(\d+)")
+
+
+def _key_products(key: str) -> tuple[str, ...]:
+    """The product ids a key written by the searcher can belong to (none for other keys).
+
+    ``video-{id}-audio-{i}`` (a separate audio vector) is ambiguous with a product id ending in
+    ``-audio``: both readings are returned, the usual one last.
+    """
+    for vtype in _PRODUCT_TYPES:
+        if key.startswith(f"{vtype}-") and len(key) > len(vtype) + 1:
+            return (key[len(vtype) + 1 :],)
+    match = _SEGMENT_KEY.fullmatch(key)
+    if match is None:
+        return ()
+    rest = match.group(2)
+    if match.group(1) == "video" and rest.endswith("-audio") and len(rest) > len("-audio"):
+        return (rest, rest[: -len("-audio")])
+    return (rest,)
 
 
 def _is_tag_key(key: str) -> bool:
