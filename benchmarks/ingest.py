@@ -42,6 +42,7 @@ import numpy as np
 
 from benchmarks._harness import Section, Table, median, ratio
 from crossmodal_search._types import NOVA_MODEL_ID
+from crossmodal_search.errors import CrossmodalSearchError
 
 log = logging.getLogger("benchmarks.ingest")
 
@@ -78,7 +79,7 @@ class Plan:
 
 
 FULL = Plan(2000, 0.080, 0.030, 1, 300, 40.0, 5.0)
-QUICK = Plan(40, 0.005, 0.002, 2, 40, 150.0, 20.0)
+QUICK = Plan(40, 0.005, 0.002, 2, 40, 250.0, 20.0)
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,7 @@ class Outcome:
     lost: int
     vectors: int
     cpu_seconds: float  # this process's CPU time (client and in-process fakes)
+    error: str = ""  # the exception that ended the run early, if any
 
 
 def _stored_keys(fake_s3: Any, index: str) -> set[str]:
@@ -367,7 +369,13 @@ def run_one(label: str, items: Sequence[CatalogItem], plan: Plan, *, throttled: 
         record_requests=False,
     )
     start, cpu = time.perf_counter(), time.process_time()
-    reported = fn(items, fake_bedrock, fake_s3)
+    error = ""
+    try:
+        reported = fn(items, fake_bedrock, fake_s3)
+    except CrossmodalSearchError as exc:  # the run stopped; what it wrote is counted below
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("ingest: %s stopped: %s", label, error)
+        reported = set()
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu
     calls = dict(fake_s3.calls)
@@ -386,6 +394,7 @@ def run_one(label: str, items: Sequence[CatalogItem], plan: Plan, *, throttled: 
         lost=lost,
         vectors=len(keys),
         cpu_seconds=cpu_seconds,
+        error=error,
     )
 
 
@@ -427,7 +436,8 @@ def _table(
                 f"{last.s3_calls / last.products:.3f} ({last.s3_puts / last.products:.3f})",
                 str(last.vectors),
                 f"{1e3 * median([o.cpu_seconds / o.products for o in runs]):.1f}",
-                str(max(o.lost for o in runs)),
+                str(max(o.lost for o in runs))
+                + "".join(f" (stopped: {o.error.split(':')[0]})" for o in runs if o.error),
             ]
         )
         data[label] = {
@@ -567,5 +577,11 @@ def _notes(data: dict[str, Any], plan: Plan) -> list[str]:
             for label, d in data.get("throttled", {}).items()
         )
         + ". The searcher retries throttling in its single retry layer (exponential backoff, "
-        "full jitter); the notebook and the CLI rely on botocore's default retries.",
+        "full jitter); the notebook and the CLI rely on botocore's default retries."
+        + "".join(
+            f" {label} stopped early: {r['error']}"
+            for label, d in data.get("throttled", {}).items()
+            for r in d["runs"]
+            if r.get("error")
+        ),
     ]
