@@ -250,7 +250,7 @@ def test_load_products_missing_file(tmp_path: Path) -> None:
 
 
 def test_product_validation(tmp_path: Path) -> None:
-    as_path = Product(product_id="p", image=tmp_path / "x.jpg")  # type: ignore[arg-type]
+    as_path = Product(product_id="p", image=tmp_path / "x.jpg")
     assert as_path.image == str(tmp_path / "x.jpg")
     assert Product(product_id="p", text="t", image="").image is None
     for bad in (
@@ -310,3 +310,20 @@ def test_sample_catalog_is_deterministic_and_abo_shaped(tmp_path: Path) -> None:
     }
     assert hashlib.sha256(photo.read_bytes()).hexdigest() not in catalog_digests
     assert all(q.expected in by_id for q in SAMPLE_QUERIES)
+
+
+def test_product_takes_id_and_text_positionally_and_raises_our_error() -> None:
+    assert Product("p1", "red dress") == Product(product_id="p1", text="red dress")
+    assert Product("p1", "red dress", metadata={"color": "red"}).metadata == {"color": "red"}
+    with pytest.raises(InvalidInputError, match=r"^invalid product: text: Input should be a valid"):
+        Product("p1", 42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError) as info:
+        Product("p1", "t", metadata={"content_hash": "x", "ok": [1, {}]})  # type: ignore[list-item]
+    assert str(info.value) == (
+        "invalid product: metadata['ok']: must be a string, number, boolean or a list of those"
+    )
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ValidationError)
+    with pytest.raises(InvalidInputError, match=r"^invalid product: product_id: .* not be blank"):
+        Product(" ", "t")
+    with pytest.raises(InvalidInputError, match="has neither text nor image"):
+        Product("p")

@@ -54,6 +54,29 @@ MAX_PRODUCT_ID_CHARS = 1000
 _MAX_BULLETS_CHARS = 1500
 
 
+class ProductValidationError(InvalidInputError, ValidationError):
+    """An invalid :class:`Product`: one line naming each bad field; pydantic's ``errors()``.
+
+    Both an ``InvalidInputError`` (a ``ValueError``) and a pydantic ``ValidationError``, so code
+    catching either keeps working.
+    """
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        for err in self.errors():
+            loc = err["loc"]
+            if len(loc) >= 2 and loc[0] == "metadata":
+                # One line per bad value, not one per member of the metadata value union.
+                line = f"metadata[{loc[1]!r}]: must be a string, number, boolean or a list of those"
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                where = ".".join(str(p) for p in loc)
+                line = f"{where}: {msg}" if where else msg
+            if line not in parts:
+                parts.append(line)
+        return "invalid product: " + "; ".join(parts)
+
+
 class Product(BaseModel):
     """One catalog item: an id, its description, its main image, and filterable metadata.
 
@@ -67,8 +90,12 @@ class Product(BaseModel):
     are ``s3://`` URIs (Nova reads them from S3); ``document`` is a local PDF (pages embedded as
     document images), a local UTF-8 text file, or the ``s3://`` URI of a plain-text document.
 
+    ``product_id`` and ``text`` may be given positionally; the other fields are keywords. An
+    invalid field raises :class:`~crossmodal_search.errors.InvalidInputError` (still a pydantic
+    ``ValidationError`` too); ``Product.model_validate(data)`` raises pydantic's own.
+
     Example:
-        >>> p = Product(product_id="B01", text="Red summer dress", metadata={"color": "red"})
+        >>> p = Product("B01", "Red summer dress", metadata={"color": "red"})
         >>> p.title
         'Red summer dress'
     """
@@ -82,6 +109,37 @@ class Product(BaseModel):
     video: str | None = None
     audio: str | None = None
     document: str | None = None
+
+    def __init__(
+        self,
+        product_id: str,
+        text: str = "",
+        *,
+        image: str | os.PathLike[str] | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        video: str | None = None,
+        audio: str | None = None,
+        document: str | os.PathLike[str] | None = None,
+        **extra: object,
+    ) -> None:
+        """``Product("p1", "red dress")``: the id and text may be positional.
+
+        Raises:
+            InvalidInputError: A field is invalid (the error is also a pydantic
+                ``ValidationError``, with ``errors()``); the message is one line.
+        """
+        data: dict[str, object] = {"product_id": product_id, "text": text, **extra}
+        optional = {"image": image, "video": video, "audio": audio, "document": document}
+        data.update({k: v for k, v in optional.items() if v is not None})
+        if metadata is not None:
+            data["metadata"] = metadata
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ProductValidationError.from_exception_data(
+                exc.title,
+                exc.errors(),  # type: ignore[arg-type]
+            ) from exc
 
     @field_validator("product_id")
     @classmethod
