@@ -106,7 +106,7 @@ def test_bad_documents_are_rejected_before_any_call(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="dpi"):
         embed_pdf(not_pdf, nova, dpi=5)
     with pytest.raises(ConfigurationError, match="embed_document"):
-        embed_pdf(not_pdf, object())
+        embed_pdf(not_pdf, object())  # type: ignore[arg-type]  # no embed_document
     assert fake.requests == []
 
 

@@ -43,3 +43,48 @@ def test_import_does_not_load_boto3() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_public_signatures_name_their_types_not_any() -> None:
+    import inspect
+    import re
+
+    from crossmodal_search.embeddings import (
+        AsyncEmbeddingJobs,
+        BatchEmbeddingJobs,
+        embed_pdf,
+        index_media,
+        index_with_batch,
+    )
+    from crossmodal_search.stores import VectorRecord, open_store
+    from crossmodal_search.testing import FakeBedrockJobs
+
+    for fn in (
+        VectorRecord.create,
+        open_store,
+        index_with_batch,
+        index_media,
+        embed_pdf,
+        AsyncEmbeddingJobs.__init__,
+        BatchEmbeddingJobs.__init__,
+        FakeBedrockJobs.__init__,
+        FakeBedrockJobs.client,
+        FakeBedrockJobs.attach,
+    ):
+        sig = inspect.signature(fn)
+        annotations = [str(p.annotation) for p in sig.parameters.values()]
+        annotations.append(str(sig.return_annotation))
+        assert not [a for a in annotations if re.search(r"\bAny\b", a)], fn.__qualname__
+
+
+def test_open_store_options_are_the_store_constructors_keywords() -> None:
+    import inspect
+
+    from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, StoreOptions
+
+    keywords = set()
+    for cls in (LocalVectorStore, S3VectorsStore):
+        params = inspect.signature(cls.__init__).parameters.values()
+        keywords |= {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    options = set().union(*(getattr(c, "__annotations__", {}) for c in StoreOptions.__mro__))
+    assert options == keywords - {"dimension"}

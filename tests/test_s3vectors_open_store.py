@@ -94,3 +94,10 @@ def test_s3vectors_store_without_a_region_is_a_configuration_error(
     monkeypatch.delenv("AWS_REGION", raising=False)
     with pytest.raises(ConfigurationError, match=r"no AWS region.*--region.*AWS_DEFAULT_REGION"):
         open_store("s3vectors://shop-vectors/products", dimension=8)
+
+
+def test_an_option_of_the_other_kind_of_store_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"client= does not apply to a memory store"):
+        open_store("memory:", dimension=8, client=FakeS3Vectors().client())
+    with pytest.raises(ConfigurationError, match=r"storage_dtype= does not apply"):
+        open_store("s3vectors://shop-vectors/products", dimension=8, storage_dtype="float16")

@@ -6,7 +6,7 @@ Every Bedrock and S3 Vectors call of the SDK goes through :func:`call_aws`, so t
   request id kept and the original exception chained;
 * retries happen exactly once, here, with tenacity. Clients the SDK builds itself get botocore's
   own retries set to a single attempt so the two layers never multiply. A client injected by the
-  caller keeps its own configuration (documented in docs/advanced.md).
+  caller keeps its own configuration (docs/stores.md, "Your own boto3 clients").
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from crossmodal_search.errors import (
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_s3 import S3Client
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def join_s3(base: str, *parts: str) -> str:
     return out
 
 
-def s3_read_bytes(s3_client: Any, uri: str, *, policy: RetryPolicy) -> bytes:
+def s3_read_bytes(s3_client: S3Client, uri: str, *, policy: RetryPolicy) -> bytes:
     """Read one S3 object (through :func:`call_aws`)."""
     bucket, key = parse_s3_uri(uri)
 
@@ -302,7 +303,7 @@ def s3_read_bytes(s3_client: Any, uri: str, *, policy: RetryPolicy) -> bytes:
 
 
 def s3_write_bytes(
-    s3_client: Any, uri: str, data: bytes, *, content_type: str, policy: RetryPolicy
+    s3_client: S3Client, uri: str, data: bytes, *, content_type: str, policy: RetryPolicy
 ) -> None:
     """Write one S3 object (through :func:`call_aws`)."""
     bucket, key = parse_s3_uri(uri)
@@ -313,14 +314,16 @@ def s3_write_bytes(
     )
 
 
-def s3_list_keys(s3_client: Any, bucket: str, prefix: str, *, policy: RetryPolicy) -> Iterator[str]:
+def s3_list_keys(
+    s3_client: S3Client, bucket: str, prefix: str, *, policy: RetryPolicy
+) -> Iterator[str]:
     """Every key under ``prefix`` (paginated ``list_objects_v2``)."""
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if token:
             kwargs["ContinuationToken"] = token
-        page: dict[str, Any] = call_aws(
+        page = call_aws(
             "s3:ListObjectsV2", partial(s3_client.list_objects_v2, **kwargs), policy=policy
         )
         for obj in page.get("Contents", []):

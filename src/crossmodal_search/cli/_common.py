@@ -33,6 +33,8 @@ from crossmodal_search.search import CrossmodalSearcher, SearchResult
 if TYPE_CHECKING:
     import boto3
 
+    from crossmodal_search.stores import StoreOptions
+
 __all__ = [
     "DEFAULT_STORE",
     "ProgressBar",
@@ -147,7 +149,7 @@ def make_searcher(
         session=session,
         cache=cache,
     )
-    store_kwargs: dict[str, object] = {}
+    store_kwargs: StoreOptions = {}
     if kind == "s3vectors":
         if region is not None:
             store_kwargs["region_name"] = region

@@ -71,6 +71,11 @@ from crossmodal_search.errors import (
 if TYPE_CHECKING:
     import boto3
     from botocore.config import Config
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+    from mypy_boto3_s3 import S3Client
+
+    from crossmodal_search.embeddings._protocol import Embedder
+    from crossmodal_search.stores._protocol import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +156,7 @@ def _format(uri: str, given: str | None, allowed: tuple[str, ...], kind: str) ->
     return fmt
 
 
-class AsyncEmbeddingJobs(JobRunner):
+class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
     """Submit, wait for and read Nova segmented-embedding jobs (video, audio, long text).
 
     Args:
@@ -169,8 +174,8 @@ class AsyncEmbeddingJobs(JobRunner):
 
     def __init__(
         self,
-        client: Any | None = None,
-        s3_client: Any | None = None,
+        client: BedrockRuntimeClient | None = None,
+        s3_client: S3Client | None = None,
         *,
         session: boto3.Session | None = None,
         region_name: str | None = None,
@@ -616,7 +621,7 @@ class AsyncEmbeddingJobs(JobRunner):
 def embed_text_document(
     text: str,
     *,
-    embedder: Any,
+    embedder: Embedder,
     jobs: AsyncEmbeddingJobs | None = None,
     staging_s3_uri: str | None = None,
     output_s3_uri: str | None = None,
@@ -707,11 +712,11 @@ def _settings_tag(item: MediaItem, seconds: int, chars: int, dpi: int) -> str:
 
 
 def index_media(
-    store: Any,
+    store: VectorStore,
     items: Iterable[MediaItem],
     *,
     jobs: AsyncEmbeddingJobs | None = None,
-    embedder: Any | None = None,
+    embedder: Embedder | None = None,
     output_s3_uri: str | None = None,
     segment_seconds: int = 5,
     max_length_chars: int = 32_000,
@@ -846,11 +851,13 @@ def index_media(
             continue
         try:
             if local and local_text is None:
+                assert embedder is not None  # checked for every local document before any call
                 pages = embed_pdf(item.source, embedder, dpi=dpi)
                 report.embed_calls += len(pages.segments)
                 write(item, tag, pages)
                 continue
             if local_text is not None and len(local_text) <= SYNC_TEXT_LIMIT_CHARS:
+                assert embedder is not None
                 whole = embed_text_document(local_text, embedder=embedder)
                 report.embed_calls += 1
                 write(item, tag, replace(whole, source_uri=_source_uri(item)))
@@ -1020,7 +1027,7 @@ SEGMENT_PROBE = 8
 
 
 def first_stored_segment(
-    store: Any, kind: str, product_id: str
+    store: VectorStore, kind: str, product_id: str
 ) -> tuple[int, Mapping[str, MetadataValue]] | None:
     """The lowest-index stored segment among the first :data:`SEGMENT_PROBE` of a product's
     ``kind`` source, as ``(index, metadata)``; every segment carries ``segment_count``."""

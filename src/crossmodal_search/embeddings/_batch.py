@@ -28,7 +28,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -44,7 +44,9 @@ from crossmodal_search._aws import (
 )
 from crossmodal_search._types import (
     NOVA_MODEL_ID,
+    DistanceMetric,
     EmbeddingPurpose,
+    Filter,
     PurposeLike,
     Vector,
 )
@@ -61,9 +63,14 @@ from crossmodal_search.errors import (
 
 if TYPE_CHECKING:
     import boto3
+    import numpy.typing as npt
     from botocore.config import Config
+    from mypy_boto3_bedrock import BedrockClient
+    from mypy_boto3_s3 import S3Client
 
-    from crossmodal_search.embeddings._protocol import ImageInput
+    from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+    from crossmodal_search.search import CrossmodalSearcher, IngestReport, Product
+    from crossmodal_search.stores import GetResult, QueryMatch, VectorRecord, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +255,7 @@ def _digest(lines: Sequence[str], model_id: str) -> str:
     return h.hexdigest()[:20]
 
 
-class BatchEmbeddingJobs(JobRunner):
+class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
     """Embed many inputs with Bedrock batch inference (``create_model_invocation_job``).
 
     Args:
@@ -269,8 +276,8 @@ class BatchEmbeddingJobs(JobRunner):
 
     def __init__(
         self,
-        client: Any | None = None,
-        s3_client: Any | None = None,
+        client: BedrockClient | None = None,
+        s3_client: S3Client | None = None,
         *,
         role_arn: str,
         work_s3_uri: str,
@@ -461,7 +468,7 @@ class BatchEmbeddingJobs(JobRunner):
 
         def count(name: str) -> int | None:
             value = resp.get(name)
-            return None if value is None else int(value)
+            return int(value) if isinstance(value, int | float | str) else None
 
         return BatchJobStatus(
             job_arn=job.job_arn,
@@ -734,7 +741,7 @@ class _PrecomputedEmbedder(_RecordingEmbedder):
 class _DryRunStore:
     """Reads from the real store, writes nowhere: lets the searcher plan without side effects."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: VectorStore) -> None:
         self._store = store
 
     def __getattr__(self, name: str) -> Any:
@@ -745,14 +752,28 @@ class _DryRunStore:
         return int(self._store.dimension)
 
     @property
-    def distance_metric(self) -> Any:
+    def distance_metric(self) -> DistanceMetric:
         return self._store.distance_metric
 
     @property
     def non_filterable_metadata_keys(self) -> frozenset[str]:
         return frozenset(self._store.non_filterable_metadata_keys)
 
-    def put(self, records: Iterable[Any]) -> None:
+    def get(self, keys: Sequence[str]) -> GetResult:
+        return self._store.get(keys)
+
+    def query(
+        self, vector: npt.ArrayLike, *, top_k: int = 10, filter: Filter | None = None
+    ) -> list[QueryMatch]:
+        return self._store.query(vector, top_k=top_k, filter=filter)
+
+    def keys(self) -> Iterator[str]:
+        return self._store.keys()
+
+    def records(self) -> Iterator[VectorRecord]:
+        return self._store.records()
+
+    def put(self, records: Iterable[VectorRecord]) -> None:
         for _ in records:
             pass
 
@@ -761,14 +782,14 @@ class _DryRunStore:
 
 
 def index_with_batch(
-    searcher: Any,
-    products: Iterable[Any],
+    searcher: CrossmodalSearcher,
+    products: Iterable[Product],
     *,
     jobs: BatchEmbeddingJobs,
     dimension: int | None = None,
     timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> Any:
+) -> IngestReport:
     """Index a catalog like ``searcher.index(products)`` but embed through batch inference.
 
     Three steps, so that keys, metadata, the skipping of unchanged products and the failure
@@ -803,14 +824,18 @@ def index_with_batch(
     embedder = searcher.embedder
     dim = int(dimension or store.dimension)
     searcher_cls = type(searcher)
-    settings = {
-        "combined_text_weight": searcher.combined_text_weight,
-        "batch_size": searcher.batch_size,
-        "max_concurrency": searcher.max_concurrency,
-    }
+
+    def like_searcher(embedder: Embedder, store: VectorStore) -> CrossmodalSearcher:
+        return searcher_cls(
+            embedder,
+            store,
+            combined_text_weight=searcher.combined_text_weight,
+            batch_size=searcher.batch_size,
+            max_concurrency=searcher.max_concurrency,
+        )
 
     recorder = _RecordingEmbedder(embedder.model_id, dim)
-    searcher_cls(recorder, _DryRunStore(store), **settings).index(items)
+    like_searcher(recorder, _DryRunStore(store)).index(items)
     requests = [BatchRequest.text(k, t, dimension=dim) for k, t in sorted(recorder.texts.items())]
     requests += [
         BatchRequest.image(k, img, dimension=dim) for k, img in sorted(recorder.images.items())
@@ -831,5 +856,5 @@ def index_with_batch(
         return searcher.index(items, progress=progress)
     result = jobs.run(requests, timeout=timeout)
     precomputed = _PrecomputedEmbedder(embedder.model_id, dim, result)
-    report = searcher_cls(precomputed, store, **settings).index(items, progress=progress)
+    report = like_searcher(precomputed, store).index(items, progress=progress)
     return report.model_copy(update={"embed_calls": len(requests), "jobs": list(result.jobs)})

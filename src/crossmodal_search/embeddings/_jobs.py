@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from crossmodal_search._aws import (
     RetryPolicy,
@@ -20,6 +20,7 @@ from crossmodal_search.errors import ConfigurationError
 if TYPE_CHECKING:
     import boto3
     from botocore.config import Config
+    from mypy_boto3_s3 import S3Client
 
 
 class _JobState(Protocol):
@@ -31,6 +32,8 @@ class _JobState(Protocol):
 
 
 StateT = TypeVar("StateT", bound=_JobState)
+#: The job API's boto3 client (``BedrockRuntimeClient`` or ``BedrockClient``).
+ClientT = TypeVar("ClientT")
 
 
 def first_failures(lines: Sequence[str], limit: int = 5) -> str:
@@ -38,7 +41,7 @@ def first_failures(lines: Sequence[str], limit: int = 5) -> str:
     return "; ".join(lines[:limit]) + (" ..." if len(lines) > limit else "")
 
 
-class JobRunner:
+class JobRunner(Generic[ClientT]):
     """Base of the job classes: a job client, an S3 client for the job files, and polling.
 
     Args:
@@ -55,8 +58,8 @@ class JobRunner:
     def __init__(
         self,
         service: str,
-        client: Any | None,
-        s3_client: Any | None,
+        client: ClientT | None,
+        s3_client: S3Client | None,
         *,
         session: boto3.Session | None,
         region_name: str | None,
@@ -73,10 +76,10 @@ class JobRunner:
                 "need 0 < poll_interval <= max_poll_interval and timeout > 0, got "
                 f"{poll_interval}, {max_poll_interval}, {timeout}"
             )
-        self._client = client or build_client(
+        self._client: ClientT = client or build_client(
             service, session=session, region_name=region_name, config=config
         )
-        self._s3 = s3_client or build_client(
+        self._s3: S3Client = s3_client or build_client(
             "s3", session=session, region_name=region_name, config=config
         )
         self.retry_policy = retry_policy

@@ -26,6 +26,8 @@ from crossmodal_search.stores._models import VectorRecord
 if TYPE_CHECKING:
     from PIL import Image
 
+    from crossmodal_search.embeddings._protocol import Embedder
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -320,7 +322,7 @@ def render_pdf_pages(
 
 def embed_pdf(
     path: str | os.PathLike[str] | bytes,
-    embedder: Any,
+    embedder: Embedder,
     *,
     dpi: int = 150,
     purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,

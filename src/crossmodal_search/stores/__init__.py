@@ -12,7 +12,7 @@ from crossmodal_search.stores._limits import DEFAULT_NON_FILTERABLE_KEYS, StoreL
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.stores._matryoshka import copy_truncated, truncate_dimension
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
-from crossmodal_search.stores._open import open_store
+from crossmodal_search.stores._open import StoreOptions, open_store
 from crossmodal_search.stores._protocol import VectorStore
 from crossmodal_search.stores._s3vectors import S3VectorsStore
 
@@ -25,6 +25,7 @@ __all__ = [
     "QueryMatch",
     "S3VectorsStore",
     "StoreLimits",
+    "StoreOptions",
     "VectorRecord",
     "VectorStore",
     "compile_filter",

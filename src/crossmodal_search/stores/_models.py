@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from crossmodal_search._types import MetadataValue, Vector
 
@@ -21,7 +21,7 @@ class VectorRecord:
 
     @classmethod
     def create(
-        cls, key: str, vector: Any, metadata: Mapping[str, MetadataValue] | None = None
+        cls, key: str, vector: npt.ArrayLike, metadata: Mapping[str, MetadataValue] | None = None
     ) -> VectorRecord:
         """Build a record from any array-like vector (converted to 1-D float32)."""
         return cls(key, np.asarray(vector, dtype=np.float32).reshape(-1), dict(metadata or {}))

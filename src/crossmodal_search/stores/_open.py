@@ -2,13 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.stores._limits import validate_bucket_name, validate_index_name
 from crossmodal_search.stores._protocol import VectorStore
 
-__all__ = ["open_store", "parse_store_spec"]
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+    from mypy_boto3_s3vectors import S3VectorsClient
+    from typing_extensions import Unpack
+
+    from crossmodal_search._aws import RetryPolicy
+    from crossmodal_search._types import DistanceMetric
+    from crossmodal_search.stores._ann import Accelerator, AcceleratorName
+    from crossmodal_search.stores._limits import StoreLimits
+    from crossmodal_search.stores._local import StorageDType
+
+__all__ = ["StoreOptions", "open_store", "parse_store_spec"]
+
+
+class _CommonOptions(TypedDict, total=False):
+    distance_metric: DistanceMetric
+    non_filterable_metadata_keys: Iterable[str]
+    limits: StoreLimits | None
+
+
+class _S3Options(_CommonOptions, total=False):
+    client: S3VectorsClient | None
+    session: boto3.Session | None
+    region_name: str | None
+    config: Config | None
+    create: bool
+    retry_policy: RetryPolicy
+    max_concurrency: int
+    max_request_bytes: int
+
+
+class _LocalOptions(_CommonOptions, total=False):
+    storage_dtype: StorageDType | None
+    read_only: bool
+    accelerator: AcceleratorName | Accelerator | None
+
+
+class StoreOptions(_S3Options, _LocalOptions, total=False):
+    """The keyword options of :func:`open_store`: the store constructor's own keywords.
+
+    ``distance_metric``, ``non_filterable_metadata_keys`` and ``limits`` apply to every store;
+    ``client``, ``session``, ``region_name``, ``config``, ``create``, ``retry_policy``,
+    ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
+    (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only`` and
+    ``accelerator`` to local and memory stores
+    (:class:`~crossmodal_search.stores.LocalVectorStore`).
+    """
+
+
+_S3_ONLY = frozenset(_S3Options.__annotations__)
+_LOCAL_ONLY = frozenset(_LocalOptions.__annotations__)
 
 _MEMORY_SPECS = frozenset({"memory", "memory:", "memory://", ":memory:"})
 _S3_SCHEME = "s3vectors://"
@@ -56,7 +108,7 @@ def parse_store_spec(spec: str) -> tuple[str, str | None, str | None]:
     return "local", spec, None
 
 
-def open_store(spec: str, *, dimension: int | None, **kwargs: Any) -> VectorStore:
+def open_store(spec: str, *, dimension: int | None, **options: Unpack[StoreOptions]) -> VectorStore:
     """Open the store named by ``spec``.
 
     * ``memory:`` - an in-memory ``LocalVectorStore`` (gone when the process exits);
@@ -73,21 +125,30 @@ def open_store(spec: str, *, dimension: int | None, **kwargs: Any) -> VectorStor
         spec: the store spec.
         dimension: vector length. ``None`` reads it from an existing index or store directory
             (an error when there is none).
-        **kwargs: passed to the store's constructor (``distance_metric``,
-            ``non_filterable_metadata_keys``, ``limits``; ``client``/``region_name`` for S3
-            Vectors; ``storage_dtype`` for local stores).
+        **options: passed to the store's constructor (see :class:`StoreOptions`):
+            ``distance_metric``, ``non_filterable_metadata_keys``, ``limits``; ``client``,
+            ``region_name``, ``session``, ``create``... for S3 Vectors; ``storage_dtype``,
+            ``read_only``, ``accelerator`` for local stores.
 
     Raises:
-        ConfigurationError: an unknown or malformed spec, or ``dimension=None`` with nothing to
-            read it from.
+        ConfigurationError: an unknown or malformed spec, an option of the other kind of store
+            (``client=`` for a local store, say), or ``dimension=None`` with nothing to read
+            it from.
     """
     kind, first, second = parse_store_spec(spec)
+    other = _LOCAL_ONLY - _S3_ONLY if kind == "s3vectors" else _S3_ONLY - _LOCAL_ONLY
+    wrong = sorted(other.intersection(options))
+    if wrong:
+        names = ", ".join(f"{k}=" for k in wrong)
+        raise ConfigurationError(f"store spec {spec!r}: {names} does not apply to a {kind} store")
     if kind == "s3vectors":
         from crossmodal_search.stores._s3vectors import S3VectorsStore
 
         assert first is not None and second is not None
-        return S3VectorsStore(first, second, dimension=dimension, **kwargs)
+        s3_options = cast("_S3Options", options)
+        return S3VectorsStore(first, second, dimension=dimension, **s3_options)
 
     from crossmodal_search.stores._local import LocalVectorStore
 
-    return LocalVectorStore(first, dimension=dimension, **kwargs)
+    local_options = cast("_LocalOptions", options)
+    return LocalVectorStore(first, dimension=dimension, **local_options)

@@ -30,7 +30,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import unquote
 
 from crossmodal_search._aws import join_s3, parse_s3_uri
@@ -39,8 +39,12 @@ from crossmodal_search.testing._bedrock import ERROR_STATUS, FakeBedrock, _Inval
 from crossmodal_search.testing._wire import json_response, request_bytes
 
 if TYPE_CHECKING:
+    import boto3
     from botocore.awsrequest import AWSPreparedRequest, AWSResponse
     from botocore.config import Config
+    from mypy_boto3_bedrock import BedrockClient
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+    from mypy_boto3_s3 import S3Client
 
     from crossmodal_search.embeddings._protocol import Embedder
 
@@ -53,6 +57,8 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}$")
 _ROLE_ARN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
 _EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: A Bedrock client the fake answers: ``bedrock-runtime`` (async jobs) or ``bedrock`` (batch).
+_JobClient = TypeVar("_JobClient", "BedrockRuntimeClient", "BedrockClient")
 #: Statuses a batch job passes through before it finishes, in order.
 _BATCH_PENDING = ("Submitted", "Validating", "Scheduled", "InProgress")
 
@@ -194,7 +200,7 @@ class FakeBedrockJobs:
         self,
         *,
         embedder: Embedder | None = None,
-        s3_client: Any | None = None,
+        s3_client: S3Client | None = None,
         region_name: str = "us-east-1",
         account_id: str = "123456789012",
         model_id: str = NOVA_MODEL_ID,
@@ -214,11 +220,28 @@ class FakeBedrockJobs:
         self._batch_scripts: deque[BatchJobScript] = deque()
         self._failures: deque[tuple[str | None, str, str]] = deque()
         self._lock = threading.RLock()
-        self._session: Any = None
+        self._session: boto3.Session | None = None
 
     # ----------------------------------------------------------------- wiring
 
-    def client(self, service: str = "bedrock-runtime", *, config: Config | None = None) -> Any:
+    @overload
+    def client(
+        self, service: Literal["bedrock-runtime"] = ..., *, config: Config | None = None
+    ) -> BedrockRuntimeClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["bedrock"], *, config: Config | None = None
+    ) -> BedrockClient: ...
+
+    @overload
+    def client(
+        self, service: str, *, config: Config | None = None
+    ) -> BedrockRuntimeClient | BedrockClient: ...
+
+    def client(
+        self, service: str = "bedrock-runtime", *, config: Config | None = None
+    ) -> BedrockRuntimeClient | BedrockClient:
         """A real boto3 ``bedrock-runtime`` or ``bedrock`` client (dummy credentials, botocore
         retries off) whose job calls this fake answers."""
         import boto3
@@ -234,12 +257,12 @@ class FakeBedrockJobs:
                 aws_secret_access_key="testing",
                 region_name=self.region_name,
             )
-        client = self._session.client(
-            service, config=ours.merge(config) if config is not None else ours
-        )
-        return self.attach(client)
+        merged = ours.merge(config) if config is not None else ours
+        if service == "bedrock":
+            return self.attach(self._session.client("bedrock", config=merged))
+        return self.attach(self._session.client("bedrock-runtime", config=merged))
 
-    def attach(self, client: Any) -> Any:
+    def attach(self, client: _JobClient) -> _JobClient:
         """Answer ``client``'s async-invoke or model-invocation-job calls; returns the client.
 
         moto's global handler is removed from this one client: under ``mock_aws`` it would
@@ -250,7 +273,7 @@ class FakeBedrockJobs:
         except ImportError:  # pragma: no cover - moto is a dev dependency
             pass
         else:
-            client.meta.events.unregister("before-send", botocore_stubber)
+            client.meta.events.unregister("before-send", botocore_stubber)  # type: ignore[arg-type]
         service = client.meta.service_model.service_id.hyphenize()
         ops = {
             "bedrock-runtime": ("StartAsyncInvoke", "GetAsyncInvoke"),
@@ -265,7 +288,7 @@ class FakeBedrockJobs:
         for op in ops:
             client.meta.events.register(
                 f"before-send.{service}.{op}",
-                self._handler(op),
+                self._handler(op),  # type: ignore[arg-type]  # before-send handlers answer
                 unique_id=f"crossmodal-fake-jobs-{op}-{id(self)}",
             )
         return client
@@ -314,7 +337,7 @@ class FakeBedrockJobs:
 
     # ----------------------------------------------------------------- helpers
 
-    def _s3_client(self) -> Any:
+    def _s3_client(self) -> S3Client:
         if self._s3 is None:
             import boto3
 
