@@ -327,3 +327,25 @@ def test_product_takes_id_and_text_positionally_and_raises_our_error() -> None:
         Product(" ", "t")
     with pytest.raises(InvalidInputError, match="has neither text nor image"):
         Product("p")
+
+
+def test_image_root_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    root = write_sample_catalog(tmp_path / "catalog")
+    with pytest.raises(InvalidInputError, match=r"image root not found: .*nowhere"):
+        load_abo(root, image_root=tmp_path / "nowhere")
+    with pytest.raises(InvalidInputError, match="image root is not a directory"):
+        load_abo(root, image_root=root / "listings" / "metadata" / "listings_0.json.gz")
+
+
+def test_every_image_missing_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = write_sample_catalog(tmp_path / "catalog")
+    (tmp_path / "empty").mkdir()
+    with caplog.at_level("WARNING", logger="crossmodal_search.search"):
+        catalog = load_abo(root, image_root=tmp_path / "empty")
+    assert catalog.missing_images == len(catalog.products) == 38
+    assert all(p.image is None for p in catalog.products)
+    assert any("none of the 38 images" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="crossmodal_search.search"):
+        assert load_abo(root).missing_images == 0
+    assert not caplog.records

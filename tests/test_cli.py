@@ -290,3 +290,26 @@ def test_index_prune_removes_products_no_longer_in_the_catalog(
         main(["index", str(path), "--store", store, *OFFLINE, "--prune", "--limit", "1"])
     assert exc.value.code == 2
     assert "--prune" in capsys.readouterr().err
+
+
+def test_index_with_a_missing_image_root_fails_and_an_empty_one_warns(
+    catalog: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = f"local:{tmp_path / 'v'}"
+    argv = ["index", str(catalog), "--store", store, *OFFLINE, "--image-root"]
+    assert main([*argv, str(tmp_path / "nonexistent")]) == 1
+    err = capsys.readouterr().err
+    assert "image root not found" in err and err.count("\n") == 1
+    assert not (tmp_path / "v").exists()
+
+    (tmp_path / "empty").mkdir()
+    # the CLI logs warnings to stderr (pytest's log capture stands in for the handler here)
+    with caplog.at_level("WARNING"):
+        assert main([*argv, str(tmp_path / "empty"), "--dry-run"]) == 0
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    message = warning.getMessage()
+    assert "none of the 38 images were found" in message
+    assert "indexed text-only" in message and "--image-root" in message

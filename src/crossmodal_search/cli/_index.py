@@ -143,6 +143,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
     path = Path(args.catalog).expanduser()
     if path.is_dir():
+        # Warns on stderr (a WARNING log line) when none of the images exists.
         catalog = load_abo(path, limit=args.limit, image_root=args.image_root)
         summary = (
             f"catalog: {len(catalog.products)} products from ABO directory {path} "

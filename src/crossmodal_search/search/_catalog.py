@@ -328,8 +328,12 @@ def load_abo(
         limit: Stop after this many products.
         image_root: Where the ``images.csv.gz`` paths are resolved.
 
+    A local ``image_root`` must be an existing directory; when none of the referenced images
+    is found there, a warning is logged (every product would be indexed text-only).
+
     Raises:
-        InvalidInputError: ``root`` has no listings, or a file is not readable.
+        InvalidInputError: ``root`` has no listings, a file is not readable, or a local
+            ``image_root`` does not exist.
 
     Example:
         >>> catalog = load_abo("abo", limit=100)  # doctest: +SKIP
@@ -350,11 +354,16 @@ def load_abo(
         images_base = image_root
     else:
         images_base = Path(image_root).expanduser().resolve()
+        # A mistyped image root would otherwise index every product text-only, silently.
+        if not images_base.exists():
+            raise InvalidInputError(f"image root not found: {images_base}")
+        if not images_base.is_dir():
+            raise InvalidInputError(f"image root is not a directory: {images_base}")
     image_paths = _read_image_paths(base)
 
     products: list[Product] = []
     seen: set[str] = set()
-    skipped = duplicates = missing = malformed = 0
+    skipped = duplicates = missing = malformed = found = 0
     for path, lineno, listing in _iter_listings(shards):
         if limit is not None and len(products) >= limit:
             break
@@ -394,6 +403,7 @@ def load_abo(
                     missing += 1
                 else:
                     image = candidate
+                    found += 1
         if not text and image is None:
             skipped += 1
             continue
@@ -424,6 +434,13 @@ def load_abo(
         duplicates,
         missing,
     )
+    if missing and not found:
+        logger.warning(
+            "none of the %d images were found under %s: every product will be indexed "
+            "text-only (wrong image root? CLI: --image-root)",
+            missing,
+            images_base,
+        )
     return AboCatalog(
         products=products,
         skipped_no_content=skipped,
