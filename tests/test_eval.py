@@ -451,3 +451,36 @@ def test_concurrent_queries_give_the_same_reports(searcher, queries):
         assert a.report.embed_calls == b.report.embed_calls
     with pytest.raises(InvalidInputError, match="max_concurrency"):
         evaluate(searcher, queries, max_concurrency=0)
+
+
+def test_relevant_ids_missing_from_the_index_are_reported_and_logged(searcher, caplog):
+    qs = [
+        LabelledQuery(id="red", text="red", relevant={pid("red"): 1.0, "ghost-1": 1.0}),
+        LabelledQuery(id="blue", text="blue", relevant={pid("blue"): 1.0, "ghost-2": 0.0}),
+        LabelledQuery(id="typo", text="green", relevant={"ghost-3": 2.0}),
+    ]
+    with caplog.at_level("WARNING", logger="crossmodal_search.evaluation"):
+        report = evaluate(searcher, qs)
+    # graded 0 is "not relevant": its absence does not matter
+    assert report.missing_relevant == ["ghost-1", "ghost-3"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "2 relevant product ids" in warning and "ghost-1" in warning
+    assert "2 queries" in warning
+    assert evaluate(searcher, qs[1:2]).missing_relevant == []
+    comparison = compare(searcher, qs, search_modes=["text"], fusions=[], text_weights=[])
+    assert comparison.best_report.missing_relevant == ["ghost-1", "ghost-3"]
+
+
+def test_cli_eval_warns_about_missing_relevant_ids_and_labels_stored(cli_store, tmp_path, capsys):
+    qs = [LabelledQuery(id="red", text="red", relevant={pid("red"): 1.0, "ghost": 1.0})]
+    path = str(write_queries(qs, tmp_path / "q.jsonl"))
+    assert main(["eval", path, *cli_store, "--dimensions", "64"]) == 0
+    captured = capsys.readouterr()
+    assert "crossmodal: warning: 1 relevant product ids are not in the index" in captured.err
+    assert "ghost" in captured.err
+    assert "searched" in captured.out
+    assert "searched = float32 bytes of the stored vectors the setting searches" in captured.out
+    assert main(["eval", path, *cli_store, "--no-compare"]) == 0
+    captured = capsys.readouterr()
+    assert "stored vectors of the searched type(s)" in captured.out
+    assert "not in the index" in captured.err

@@ -182,7 +182,7 @@ def _settings_table(comparison: Comparison) -> list[str]:
         + " ".join(f"{label:>8}" for _, label in cols)
         + "  | "
         + " ".join(f"{t:>10}" for t in _QUERY_TYPES)
-        + f" | {'calls':>6} {'stored':>10}"
+        + f" | {'calls':>6} {'searched':>10}"
     )
     indent = header.index("|") + 2
     lines = [" " * indent + f"{primary} by query type", header]
@@ -202,6 +202,10 @@ def _settings_table(comparison: Comparison) -> list[str]:
             + " ".join(f"{rep.overall.metrics[m]:>8.3f}" for m, _ in cols)
             + f"  | {by_type} | {rep.embed_calls:>6} {_fmt_bytes(rep.stored_bytes):>10}{marker}"
         )
+    lines.append(
+        "searched = float32 bytes of the stored vectors the setting searches (its vector "
+        "type(s) at its dimension)"
+    )
     return lines
 
 
@@ -243,7 +247,8 @@ def _cost_line(report: EvalReport) -> str:
     if report.bedrock_calls is not None:
         calls += f" ({report.bedrock_calls} made to Bedrock)"
     return (
-        f"{calls}; {report.stored_vectors} stored vectors, {_fmt_bytes(report.stored_bytes)}; "
+        f"{calls}; {report.stored_vectors} stored vectors of the searched type(s), "
+        f"{_fmt_bytes(report.stored_bytes)}; "
         f"{report.seconds:.1f} s"
     )
 
@@ -278,6 +283,17 @@ def _print_comparison(
         print()
         for line in _per_query(best, queries):
             print(line)
+
+
+def _warn_missing(report: EvalReport) -> None:
+    missing = report.missing_relevant
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        print(
+            f"crossmodal: warning: {len(missing)} relevant product ids are not in the index "
+            f"({shown}): the queries naming them cannot reach full recall",
+            file=sys.stderr,
+        )
 
 
 def _print_report(
@@ -386,6 +402,7 @@ def run(args: argparse.Namespace) -> int:
                 settings=base,
                 max_concurrency=args.concurrency,
             )
+            _warn_missing(report)
             if args.json:
                 print(report.model_dump_json(indent=2))
             else:
@@ -401,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
             primary_metric=args.primary,
             max_concurrency=args.concurrency,
         )
+    _warn_missing(comparison.best_report)
     if args.json:
         print(comparison.model_dump_json(indent=2))
     else:

@@ -148,10 +148,13 @@ class EvalReport(BaseModel):
         bedrock_calls: Calls the embedder actually made during this evaluation when it counts
             them (``NovaEmbeddings.calls``), else ``None``. Lower than ``embed_calls`` when a
             :func:`compare` run reused a query vector or a cache answered.
-        stored_vectors: Vectors of the searched type(s) in the store.
+        stored_vectors: Vectors of the searched type(s) in the store (not every vector of
+            the index: ``combined`` counts the combined vectors only).
         stored_bytes: Their float32 payload (``stored_vectors * dimension * 4``); metadata is
             the same across settings and not counted.
         seconds: Wall-clock time of the run.
+        missing_relevant: Relevant product ids (grade > 0) that are not in the index: no
+            setting can rank them, so the queries naming them cannot reach full recall.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -169,6 +172,7 @@ class EvalReport(BaseModel):
     stored_vectors: int
     stored_bytes: int
     seconds: float
+    missing_relevant: list[str] = Field(default_factory=list)
 
     def metric(self, name: str) -> float:
         """An overall metric by name, e.g. ``"ndcg@10"``."""
@@ -315,13 +319,39 @@ def _summarise(details: Sequence[QueryDetail], names: Sequence[str]) -> MetricSu
     )
 
 
-def _count_by_type(store: VectorStore) -> Counter[str]:
-    """Stored vectors per type, from the searcher's key scheme ``{type}-{product_id}``."""
+def _scan_index(store: VectorStore) -> tuple[Counter[str], set[str]]:
+    """Stored vectors per type and the indexed product ids, from the searcher's key scheme
+    ``{type}-{product_id}`` (every product has a ``combined`` vector)."""
     counts: Counter[str] = Counter()
+    products: set[str] = set()
     keys = store.keys()  # a store method, not dict.keys()
     for key in keys:
-        counts[key.split("-", 1)[0]] += 1
-    return counts
+        vtype, _, rest = key.partition("-")
+        counts[vtype] += 1
+        if vtype == "combined" and rest:
+            products.add(rest)
+    return counts, products
+
+
+def _missing_relevant(queries: Sequence[LabelledQuery], indexed: set[str]) -> list[str]:
+    """Relevant ids (grade > 0) of ``queries`` that are not indexed, sorted; logs a warning."""
+    missing: set[str] = set()
+    affected = 0
+    for q in queries:
+        absent = {pid for pid, grade in q.relevant.items() if grade > 0 and pid not in indexed}
+        missing |= absent
+        affected += bool(absent)
+    if missing:
+        shown = sorted(missing)
+        logger.warning(
+            "%d relevant product ids of %d queries are not in the index (%s%s): those queries "
+            "cannot reach full recall; index them or fix the query set",
+            len(shown),
+            affected,
+            ", ".join(shown[:5]),
+            ", ..." if len(shown) > 5 else "",
+        )
+    return sorted(missing)
 
 
 def _searcher_for(embedder: Embedder, store: VectorStore) -> CrossmodalSearcher:
@@ -422,6 +452,8 @@ class _Context:
         )
         self._stores: dict[int, VectorStore] = {}
         self._counts: Counter[str] | None = None
+        self._indexed: set[str] = set()
+        self._missing: dict[int, list[str]] = {}
 
     def store_for(self, dimension: int | None) -> VectorStore:
         if dimension is None or dimension == self.store.dimension:
@@ -437,9 +469,20 @@ class _Context:
 
     def stored_vectors(self, search_mode: str) -> int:
         """Vectors a search mode needs (a truncated copy holds the same records)."""
+        counts = self._scan()
+        return sum(counts[t] for t in _MODE_TYPES[search_mode])
+
+    def _scan(self) -> Counter[str]:
         if self._counts is None:
-            self._counts = _count_by_type(self.store)
-        return sum(self._counts[t] for t in _MODE_TYPES[search_mode])
+            self._counts, self._indexed = _scan_index(self.store)
+        return self._counts
+
+    def missing_relevant(self, queries: Sequence[LabelledQuery]) -> list[str]:
+        """Relevant ids not in the index; warned about once per query set."""
+        if id(queries) not in self._missing:
+            self._scan()
+            self._missing[id(queries)] = _missing_relevant(queries, self._indexed)
+        return self._missing[id(queries)]
 
     def close(self) -> None:
         """Close the temporary truncated stores (the caller's store stays open)."""
@@ -461,6 +504,9 @@ class _Context:
         searcher = self.searcher(settings.dimension)
         stored = self.stored_vectors(settings.search_mode)
         report = _run(searcher, self.counting, queries, ks, settings, stored, self.max_concurrency)
+        missing = self.missing_relevant(queries)
+        if missing:
+            report = report.model_copy(update={"missing_relevant": missing})
         logger.info(
             "%s: %s",
             settings.label,
