@@ -747,3 +747,39 @@ def test_prune_deletes_products_missing_from_the_catalog() -> None:
     )
     # a rerun has nothing left to prune
     assert searcher.index(kept, prune=True).pruned == 0
+
+
+# ----------------------------------------------------------------- error consistency
+
+
+@pytest.mark.parametrize("embedder_kind", ["offline", "nova"])
+def test_a_missing_image_is_the_same_error_from_embed_image_and_search(
+    embedder_kind: str, tmp_path: Path
+) -> None:
+    env = _make_env(embedder_kind, "local")
+    searcher = env.searcher()
+    searcher.index([Product("p1", "red dress")])
+    missing = tmp_path / "no-such-photo.jpg"
+    with pytest.raises(UnsupportedMediaError, match="image file not found") as from_embed:
+        env.embedder.embed_image(str(missing))
+    with pytest.raises(UnsupportedMediaError, match="image file not found") as from_search:
+        searcher.search(image=str(missing))
+    assert type(from_embed.value) is type(from_search.value) is UnsupportedMediaError
+
+
+def test_the_offline_embedder_names_itself_for_an_s3_image() -> None:
+    with pytest.raises(UnsupportedMediaError, match=r"offline embedder.*local.*Nova"):
+        OfflineEmbedder(64).embed_image("s3://shop-images/dress.jpg")
+
+
+def test_metadata_key_limit_counts_the_keys_the_searcher_adds() -> None:
+    searcher = CrossmodalSearcher(OfflineEmbedder(64), LocalVectorStore(dimension=64))
+    many: dict[str, MetadataValue] = {f"k{i}": i for i in range(48)}
+    report = searcher.index([Product("p1", "red dress", metadata=many)])
+    (failure,) = report.failed
+    assert failure.kind == "metadata"
+    assert "48 product keys + 6 added by the searcher" in failure.reason
+    assert "limit of 50" in failure.reason
+    assert "at most 44 product keys" in failure.reason
+    fits = {f"k{i}": i for i in range(44)}
+    assert not searcher.index([Product("p2", "blue mug", metadata=fits)]).failed

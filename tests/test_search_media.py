@@ -19,6 +19,7 @@ from moto import mock_aws
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
+from crossmodal_search._types import MetadataValue
 from crossmodal_search.embeddings import AsyncEmbeddingJobs, NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.search import CrossmodalSearcher, Product, SearchResult
@@ -487,3 +488,14 @@ def test_local_text_documents_short_in_one_call_long_through_segmentation(
     no_jobs = env.searcher.index_media([products[1]], max_length_chars=1000)
     assert [f.kind for f in no_jobs.failed] == ["document"]
     assert "over the synchronous limit" in no_jobs.failed[0].reason
+
+
+def test_media_metadata_key_limit_counts_the_keys_the_searcher_adds(env: Env) -> None:
+    many: dict[str, MetadataValue] = {f"k{i}": i for i in range(40)}
+    product = Product("P-MANY", "Kettle", video=KETTLE_VIDEO, metadata=many)
+    report = env.searcher.index_media([product], jobs=env.jobs, output_s3_uri=OUT)
+    (failure,) = report.failed
+    assert failure.kind == "metadata"
+    assert "40 product keys + 13 added by the searcher = 53 metadata keys" in failure.reason
+    assert "at most 37 product keys" in failure.reason
+    assert report.jobs == [] and env.jobs_fake.requests == []

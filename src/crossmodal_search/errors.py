@@ -6,7 +6,8 @@ Every error the SDK raises on purpose derives from :class:`CrossmodalSearchError
 
     CrossmodalSearchError
     ├── InvalidInputError (also ValueError)       bad input, caught before any network call
-    │   ├── UnsupportedMediaError                 unreadable image, unknown audio/video format
+    │   ├── UnsupportedMediaError                 missing or unreadable media file (image,
+    │   │                                         audio, video, document), unknown format
     │   ├── DimensionMismatchError                vector length differs from the store/embedder
     │   ├── InvalidFilterError                    filter outside the S3 Vectors filter language
     │   └── MetadataLimitError                    metadata over the S3 Vectors size/key limits

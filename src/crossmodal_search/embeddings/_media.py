@@ -160,12 +160,13 @@ def _read_path(path: str | os.PathLike[str], what: str) -> bytes:
     p = Path(path)
     try:
         data = p.read_bytes()
+    # UnsupportedMediaError, as CrossmodalSearcher.search raises for a missing query image.
     except FileNotFoundError:
-        raise InvalidInputError(f"{what} file not found: {str(p)!r}") from None
+        raise UnsupportedMediaError(f"{what} file not found: {str(p)!r}") from None
     except IsADirectoryError:
-        raise InvalidInputError(f"{what} path is a directory, not a file: {str(p)!r}") from None
+        raise UnsupportedMediaError(f"{what} path is a directory, not a file: {str(p)!r}") from None
     except OSError as exc:
-        raise InvalidInputError(f"cannot read {what} file {str(p)!r}: {exc}") from exc
+        raise UnsupportedMediaError(f"cannot read {what} file {str(p)!r}: {exc}") from exc
     if not data:
         raise UnsupportedMediaError(f"{what} file is empty: {str(p)!r}")
     return data
@@ -297,14 +298,17 @@ def load_pil_image(
     """Decode any local image input (bytes, path, PIL image) into an RGB(A)-capable PIL image.
 
     EXIF orientation is applied. ``s3://`` inputs raise :class:`UnsupportedMediaError`, since
-    reading them needs S3 access (used by the offline embedder, which never goes online).
+    reading them needs S3 access (used by the offline embedder, which never goes online, so the
+    message names it).
     ``draft`` lets JPEGs decode at a reduced scale no smaller than that size.
     """
     from PIL import Image, ImageOps
 
     if _s3_or_none(image) is not None:
         raise UnsupportedMediaError(
-            f"{label}: {image!r} is in S3; this code path only reads local images"
+            f"{label}: {image!r} is in S3, and the offline embedder reads local images only; "
+            "download it, or embed with Amazon Nova (NovaEmbeddings, CLI --embedder nova), "
+            "which reads s3:// images itself"
         )
     if isinstance(image, Image.Image):
         img = image

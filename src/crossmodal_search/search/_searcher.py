@@ -537,6 +537,10 @@ class CrossmodalSearcher:
             md["metadata_hash"] = plan.metadata_hash
             md["embedding_model"] = self._embedder.model_id
             plan.metadata[vtype] = md
+        too_many = self._too_many_keys(product.product_id, product.metadata, plan.metadata.values())
+        if too_many is not None:
+            plan.action, plan.failure = "fail", too_many
+            return plan
         probe = np.zeros(self._store.dimension, dtype=np.float32)
         probe[0] = 1.0
         try:
@@ -553,6 +557,29 @@ class CrossmodalSearcher:
                 ItemFailure(product_id=product.product_id, kind="metadata", reason=str(exc)),
             )
         return plan
+
+    def _too_many_keys(
+        self,
+        product_id: str,
+        own: Mapping[str, MetadataValue],
+        written: Iterable[Mapping[str, MetadataValue]],
+    ) -> ItemFailure | None:
+        """The metadata-key-count failure, counting the keys the searcher adds, or None."""
+        limit = self._limits.max_metadata_keys
+        total = max(len(md) for md in written)
+        if total <= limit:
+            return None
+        mine = sum(k not in RESERVED_METADATA_KEYS for k in own)
+        added = total - mine
+        return ItemFailure(
+            product_id=product_id,
+            kind="metadata",
+            reason=(
+                f"{mine} product keys + {added} added by the searcher = {total} metadata keys, "
+                f"over the limit of {limit} per vector: keep at most {max(limit - added, 0)} "
+                "product keys"
+            ),
+        )
 
     def _decide(self, plans: Sequence[_Plan]) -> None:
         """Compare each plan with what the store holds and set its action."""
@@ -933,6 +960,9 @@ class CrossmodalSearcher:
             "embedding_model": self._embedder.model_id,
             "segment_count": 0,
         }
+        too_many = self._too_many_keys(item.product_id, item.metadata, [md])
+        if too_many is not None:
+            return too_many
         probe = np.zeros(self._store.dimension, dtype=np.float32)
         probe[0] = 1.0
         try:
