@@ -88,3 +88,22 @@ def test_open_store_options_are_the_store_constructors_keywords() -> None:
         keywords |= {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
     options = set().union(*(getattr(c, "__annotations__", {}) for c in StoreOptions.__mro__))
     assert options == keywords - {"dimension"}
+
+
+def test_embedder_protocol_and_eval_adapters_document_their_members() -> None:
+    from crossmodal_search.embeddings import Embedder
+    from crossmodal_search.evaluation import CountingEmbedder, TruncatingEmbedder
+
+    for name in (
+        "model_id",
+        "dimension",
+        "embed_text",
+        "embed_image",
+        "embed_texts",
+        "embed_images",
+    ):
+        doc = Embedder.__dict__[name].__doc__
+        assert doc and doc.strip(), f"Embedder.{name}"
+    for cls in (CountingEmbedder, TruncatingEmbedder):
+        doc = cls.__dict__["dimension"].__doc__
+        assert doc and doc.strip(), f"{cls.__name__}.dimension"

@@ -40,7 +40,9 @@ class Embedder(Protocol):
         *,
         purpose: PurposeLike = ...,
         dimension: int | None = None,
-    ) -> Vector: ...
+    ) -> Vector:
+        """Embed one text; a ``(d,)`` float32 vector."""
+        ...
 
     def embed_image(
         self,
@@ -48,7 +50,9 @@ class Embedder(Protocol):
         *,
         purpose: PurposeLike = ...,
         dimension: int | None = None,
-    ) -> Vector: ...
+    ) -> Vector:
+        """Embed one image (bytes, path, ``s3://`` URI or PIL image); a ``(d,)`` vector."""
+        ...
 
     def embed_texts(
         self,
@@ -56,7 +60,9 @@ class Embedder(Protocol):
         *,
         purpose: PurposeLike = ...,
         dimension: int | None = None,
-    ) -> Vector: ...
+    ) -> Vector:
+        """Embed many texts; an ``(n, d)`` float32 array in input order."""
+        ...
 
     def embed_images(
         self,
@@ -64,4 +70,6 @@ class Embedder(Protocol):
         *,
         purpose: PurposeLike = ...,
         dimension: int | None = None,
-    ) -> Vector: ...
+    ) -> Vector:
+        """Embed many images; an ``(n, d)`` float32 array in input order."""
+        ...

@@ -141,6 +141,7 @@ class CountingEmbedder(_Wrapper):
 
     @property
     def dimension(self) -> int:
+        """The wrapped embedder's dimension."""
         return self._inner.dimension
 
     @property
@@ -246,6 +247,7 @@ class TruncatingEmbedder(_Wrapper):
 
     @property
     def dimension(self) -> int:
+        """The truncated dimension every vector is cut to (and re-normalised)."""
         return self._dimension
 
     def _target(self, dimension: int | None) -> int:
