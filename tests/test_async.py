@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from crossmodal_search._aws import RetryPolicy
 from crossmodal_search.embeddings import OfflineEmbedder
-from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, AsyncJob, MediaItem, index_media
+from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, AsyncJob
 from crossmodal_search.embeddings._segments import (
     SegmentationConfig,
     SegmentedResult,
@@ -34,6 +34,7 @@ from crossmodal_search.errors import (
     RetryExhaustedError,
     UnsupportedMediaError,
 )
+from crossmodal_search.search import MediaItem, index_media
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.testing import AsyncJobScript, FakeBedrockJobs
 

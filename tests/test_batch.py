@@ -22,18 +22,14 @@ from moto import mock_aws
 from PIL import Image
 
 from crossmodal_search.embeddings import OfflineEmbedder
-from crossmodal_search.embeddings._batch import (
-    BatchEmbeddingJobs,
-    BatchRequest,
-    index_with_batch,
-)
+from crossmodal_search.embeddings._batch import BatchEmbeddingJobs, BatchRequest
 from crossmodal_search.errors import (
     ConfigurationError,
     EmbeddingJobError,
     InvalidInputError,
     JobTimeoutError,
 )
-from crossmodal_search.search import CrossmodalSearcher, Product
+from crossmodal_search.search import CrossmodalSearcher, Product, index_with_batch
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.testing import BatchJobScript, FakeBedrockJobs
 

@@ -49,13 +49,8 @@ def test_public_signatures_name_their_types_not_any() -> None:
     import inspect
     import re
 
-    from crossmodal_search.embeddings import (
-        AsyncEmbeddingJobs,
-        BatchEmbeddingJobs,
-        embed_pdf,
-        index_media,
-        index_with_batch,
-    )
+    from crossmodal_search.embeddings import AsyncEmbeddingJobs, BatchEmbeddingJobs, embed_pdf
+    from crossmodal_search.search import index_media, index_with_batch
     from crossmodal_search.stores import VectorRecord, open_store
     from crossmodal_search.testing import FakeBedrockJobs
 

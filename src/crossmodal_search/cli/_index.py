@@ -28,6 +28,7 @@ from crossmodal_search.search import (
     CrossmodalSearcher,
     IngestReport,
     Product,
+    index_with_batch,
     load_abo,
     load_products,
 )
@@ -337,8 +338,6 @@ def _print_media_report(report: IngestReport) -> None:
 def _index(
     args: argparse.Namespace, products: list[Product], summary: str
 ) -> tuple[IngestReport, IngestReport | None]:
-    from crossmodal_search.embeddings import index_with_batch
-
     media, left_out = _media_products(products, with_s3=args.media_s3_uri is not None)
     session = None
     batch_jobs = media_jobs = None

@@ -4,15 +4,12 @@ from crossmodal_search._types import EmbeddingPurpose
 from crossmodal_search.embeddings._async import (
     AsyncEmbeddingJobs,
     AsyncJob,
-    MediaItem,
     embed_text_document,
-    index_media,
 )
 from crossmodal_search.embeddings._batch import (
     BatchEmbeddingJobs,
     BatchRequest,
     BatchResult,
-    index_with_batch,
 )
 from crossmodal_search.embeddings._cache import EmbeddingCache
 from crossmodal_search.embeddings._media import (
@@ -59,7 +56,6 @@ __all__ = [
     "EmbeddingCache",
     "EmbeddingPurpose",
     "ImageInput",
-    "MediaItem",
     "NovaEmbeddings",
     "OfflineEmbedder",
     "PreparedMedia",
@@ -71,8 +67,6 @@ __all__ = [
     "VideoEmbeddingMode",
     "embed_pdf",
     "embed_text_document",
-    "index_media",
-    "index_with_batch",
     "make_embedder",
     "prepare_audio",
     "prepare_image",

@@ -1,11 +1,18 @@
 """Crossmodal product search: catalogs, indexing and querying over any embedder and store."""
 
+from crossmodal_search.search._batch_ingest import index_with_batch
 from crossmodal_search.search._catalog import (
     RESERVED_METADATA_KEYS,
     AboCatalog,
     Product,
     load_abo,
     load_products,
+)
+from crossmodal_search.search._media_ingest import (
+    MediaFailure,
+    MediaIngestReport,
+    MediaItem,
+    index_media,
 )
 from crossmodal_search.search._sample import (
     SAMPLE_QUERIES,
@@ -38,6 +45,9 @@ __all__ = [
     "Fusion",
     "IngestReport",
     "ItemFailure",
+    "MediaFailure",
+    "MediaIngestReport",
+    "MediaItem",
     "Product",
     "ProductVectorType",
     "ProductView",
@@ -46,6 +56,8 @@ __all__ = [
     "SearchResult",
     "SegmentUnit",
     "VectorType",
+    "index_media",
+    "index_with_batch",
     "load_abo",
     "load_products",
     "load_sample_queries",

@@ -47,16 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
-from crossmodal_search.embeddings._async import (
-    SEGMENT_PROBE,
-    AsyncEmbeddingJobs,
-    EmbeddingMode,
-    MediaIngestReport,
-    MediaItem,
-    MediaKind,
-    first_stored_segment,
-    index_media,
-)
+from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, EmbeddingMode
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -67,6 +58,14 @@ from crossmodal_search.errors import (
     UnsupportedMediaError,
 )
 from crossmodal_search.search._catalog import RESERVED_METADATA_KEYS, Product
+from crossmodal_search.search._media_ingest import (
+    SEGMENT_PROBE,
+    MediaIngestReport,
+    MediaItem,
+    MediaKind,
+    first_stored_segment,
+    index_media,
+)
 from crossmodal_search.stores import (
     QueryMatch,
     StoreLimits,
