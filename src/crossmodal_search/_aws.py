@@ -265,11 +265,6 @@ def call_aws(
         ) from last
 
 
-def jitter_sleep(seconds: float) -> float:
-    """A full-jitter delay in [0, seconds]; used by pollers (not a retry layer)."""
-    return random.uniform(0, seconds)
-
-
 # --- S3 objects (asynchronous and batch jobs read and write their files here) ---------------
 
 
