@@ -30,6 +30,7 @@ browser:
 	fi
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group bench
 	$(BIN)/python benchmarks/run.py
 
 clean:
