@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, get_args, ov
 
 import numpy as np
 
-from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
+from crossmodal_search._aws import (
+    DEFAULT_RETRY_POLICY,
+    AdaptiveLimiter,
+    RetryPolicy,
+    build_client,
+    call_aws,
+)
 from crossmodal_search._types import (
     NOVA_DIMENSIONS,
     NOVA_MODEL_ID,
@@ -165,7 +171,11 @@ class NovaEmbeddings:
             single botocore attempt: the SDK's tenacity policy is the only retry layer).
         model_id: the Bedrock model id.
         dimension: default output dimension, one of 256/384/1024/3072.
-        max_concurrency: threads used by ``embed_texts``/``embed_images``.
+        max_concurrency: ceiling of Bedrock requests in flight at once (default 32), shared by
+            every thread using this instance, and the threads of ``embed_texts``/
+            ``embed_images``. The actual limit adapts: throttling halves it, successes grow it
+            back (:class:`~crossmodal_search._aws.AdaptiveLimiter`), so a high ceiling is safe
+            under a low account quota.
         retry_policy: backoff policy for throttling/transient errors.
         cache: an :class:`EmbeddingCache` or a path to one; off by default. Only inline content
             is cached (S3 objects can change behind the same URI).
@@ -187,7 +197,7 @@ class NovaEmbeddings:
         config: Config | None = None,
         model_id: str = NOVA_MODEL_ID,
         dimension: int = 1024,
-        max_concurrency: int = 8,
+        max_concurrency: int = 32,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         max_inline_bytes: int = INLINE_LIMIT_BYTES,
@@ -206,6 +216,7 @@ class NovaEmbeddings:
             raise ConfigurationError("max_inline_bytes must be at least 1024")
         self._model_id = model_id
         self._max_concurrency = max_concurrency
+        self._limiter = AdaptiveLimiter(max_concurrency)
         self._retry_policy = retry_policy
         # The whole InvokeModel body (base64 + JSON fields) must fit in 25,000,000 bytes.
         self._max_inline_bytes = min(max_inline_bytes, INLINE_LIMIT_BYTES - _BODY_OVERHEAD)
@@ -252,6 +263,11 @@ class NovaEmbeddings:
     def max_concurrency(self) -> int:
         """Threads used for batches."""
         return self._max_concurrency
+
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        """The adaptive limit on Bedrock requests in flight (ceiling ``max_concurrency``)."""
+        return self._limiter
 
     @property
     def client(self) -> BedrockRuntimeClient:
@@ -383,7 +399,7 @@ class NovaEmbeddings:
             )
             return response["body"].read()
 
-        raw = call_aws("InvokeModel", once, policy=self._retry_policy)
+        raw = call_aws("InvokeModel", once, policy=self._retry_policy, limiter=self._limiter)
         try:
             parsed = json.loads(raw)
             embeddings = parsed["embeddings"]

@@ -367,7 +367,9 @@ class CrossmodalSearcher:
     Args:
         embedder: Produces the vectors; its ``dimension`` must equal the store's.
         store: Where vectors live.
-        max_concurrency: Embedding calls in flight at once while indexing.
+        max_concurrency: Embedding calls in flight at once while indexing (default 32). An
+            embedder may hold fewer: :class:`~crossmodal_search.embeddings.NovaEmbeddings`
+            lowers its own limit when Bedrock throttles, so the default is safe under quotas.
         combined_text_weight: Weight of the text vector in the stored ``combined`` vector
             (the image gets ``1 - weight``). Part of the content hash: changing it re-embeds.
         batch_size: Records per ``store.put`` call (S3 Vectors accepts at most 500).
@@ -387,7 +389,7 @@ class CrossmodalSearcher:
         embedder: Embedder,
         store: VectorStore,
         *,
-        max_concurrency: int = 8,
+        max_concurrency: int = 32,
         combined_text_weight: float = 0.5,
         batch_size: int = 500,
     ) -> None:

@@ -1,0 +1,246 @@
+"""The adaptive (AIMD) concurrency limit: the limiter, call_aws wiring, throttled ingestion."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from crossmodal_search._aws import AdaptiveLimiter, RetryPolicy, call_aws
+from crossmodal_search.embeddings import NovaEmbeddings
+from crossmodal_search.errors import (
+    ConfigurationError,
+    RetryExhaustedError,
+    ServiceValidationError,
+)
+from crossmodal_search.search import CrossmodalSearcher, Product
+from crossmodal_search.stores._local import LocalVectorStore
+from crossmodal_search.testing import FakeBedrock
+
+DIM = 256
+# Fast backoff so throttled runs stay well under a second; the attempts are the default ones.
+FAST = RetryPolicy(initial_backoff=0.005, max_backoff=0.05)
+
+
+# --- the limiter ------------------------------------------------------------------------------
+
+
+def test_starts_at_the_ceiling_and_halves_on_throttle() -> None:
+    limiter = AdaptiveLimiter(32)
+    assert limiter.limit == 32
+    limiter.on_throttle(limiter.acquire())
+    assert limiter.limit == 16
+
+
+def test_concurrent_throttles_of_one_generation_decrease_once() -> None:
+    limiter = AdaptiveLimiter(32)
+    permits = [limiter.acquire() for _ in range(20)]
+    for p in permits:
+        limiter.on_throttle(p)
+        limiter.release(p)
+    assert limiter.limit == 16
+    assert limiter.throttles == 20
+    # A request sent under the new limit and throttled again halves it again.
+    with limiter.slot() as later:
+        limiter.on_throttle(later)
+    assert limiter.limit == 8
+
+
+def test_limit_never_drops_below_one() -> None:
+    limiter = AdaptiveLimiter(8)
+    for _ in range(10):
+        with limiter.slot() as p:
+            limiter.on_throttle(p)
+    assert limiter.limit == 1
+    with limiter.slot():  # still usable
+        assert limiter.in_flight == 1
+
+
+def test_successes_grow_the_limit_back_to_the_ceiling_and_no_further() -> None:
+    limiter = AdaptiveLimiter(6, initial_limit=2)
+    limiter.on_success()
+    assert limiter.limit == 2  # +1 per `limit` successes
+    limiter.on_success()
+    assert limiter.limit == 3
+    for _ in range(100):
+        limiter.on_success()
+    assert limiter.limit == 6
+
+
+def test_a_throttle_restarts_the_success_count() -> None:
+    limiter = AdaptiveLimiter(8, initial_limit=4)
+    for _ in range(3):
+        limiter.on_success()
+    with limiter.slot() as p:
+        limiter.on_throttle(p)
+    assert limiter.limit == 2
+    limiter.on_success()
+    assert limiter.limit == 2
+    limiter.on_success()
+    assert limiter.limit == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_limit": 0},
+        {"max_limit": True},
+        {"max_limit": 4, "initial_limit": 5},
+        {"max_limit": 4, "initial_limit": 0},
+        {"max_limit": 4, "decrease_factor": 1.0},
+    ],
+)
+def test_bad_configuration_is_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        AdaptiveLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_threads_never_hold_more_permits_than_the_limit() -> None:
+    limiter = AdaptiveLimiter(8)
+    lock = threading.Lock()
+    holding = 0
+    worst_excess = 0
+
+    def work(i: int) -> None:
+        nonlocal holding, worst_excess
+        with limiter.slot() as permit:
+            with lock:
+                holding += 1
+                worst_excess = max(worst_excess, holding - max(limiter.limit, 0))
+            time.sleep(0.0005)
+            if i % 7 == 0:
+                limiter.on_throttle(permit)
+            else:
+                limiter.on_success()
+            with lock:
+                holding -= 1
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(work, range(400)))
+    assert limiter.in_flight == 0
+    assert holding == 0
+    # Permits taken before a decrease may outlive it, but never more than the old limit allowed.
+    assert worst_excess <= 8
+    assert 1 <= limiter.limit <= 8
+
+
+def test_threads_block_at_the_limit() -> None:
+    limiter = AdaptiveLimiter(2)
+    a, b = limiter.acquire(), limiter.acquire()
+    got = threading.Event()
+
+    def third() -> None:
+        with limiter.slot():
+            got.set()
+
+    t = threading.Thread(target=third)
+    t.start()
+    assert not got.wait(0.05)
+    limiter.release(a)
+    assert got.wait(2)
+    t.join()
+    limiter.release(b)
+    assert limiter.in_flight == 0
+
+
+# --- call_aws with a limiter -------------------------------------------------------------------
+
+
+def _invoke(client: object) -> object:
+    return client.invoke_model(  # type: ignore[attr-defined]
+        modelId="amazon.nova-2-multimodal-embeddings-v1:0",
+        body=(
+            '{"taskType":"SINGLE_EMBEDDING","singleEmbeddingParams":{"embeddingPurpose":'
+            '"GENERIC_INDEX","embeddingDimension":256,"text":{"truncationMode":"END","value":"x"}}}'
+        ),
+        contentType="application/json",
+        accept="application/json",
+    )
+
+
+def test_call_aws_reports_throttles_and_sleeps_without_a_slot() -> None:
+    fake = FakeBedrock()
+    client = fake.client()
+    limiter = AdaptiveLimiter(8)
+    held_while_sleeping: list[int] = []
+    policy = RetryPolicy(sleep=lambda _s: held_while_sleeping.append(limiter.in_flight))
+    fake.fail_next("ThrottlingException", times=2)
+    call_aws("InvokeModel", lambda: _invoke(client), policy=policy, limiter=limiter)
+    assert held_while_sleeping == [0, 0]
+    assert limiter.throttles == 2
+    assert limiter.limit == 2  # two throttles, each from a request sent after the last decrease
+    assert limiter.in_flight == 0
+    assert fake.errors == {"ThrottlingException": 2}
+
+
+def test_non_throttling_errors_leave_the_limit_alone() -> None:
+    fake = FakeBedrock()
+    client = fake.client()
+    limiter = AdaptiveLimiter(8)
+    fake.fail_next("ServiceUnavailableException")
+    call_aws("InvokeModel", lambda: _invoke(client), policy=FAST, limiter=limiter)
+    fake.fail_next("ValidationException")
+    with pytest.raises(ServiceValidationError):
+        call_aws("InvokeModel", lambda: _invoke(client), policy=FAST, limiter=limiter)
+    assert limiter.limit == 8
+    assert limiter.throttles == 0
+    assert limiter.in_flight == 0
+
+
+# --- NovaEmbeddings and the searcher ----------------------------------------------------------
+
+
+def _products(n: int) -> list[Product]:
+    return [Product(product_id=f"p{i}", text=f"product number {i}") for i in range(n)]
+
+
+def test_defaults_are_32_with_a_shared_adaptive_limit() -> None:
+    fake = FakeBedrock()
+    emb = NovaEmbeddings(client=fake.client(), dimension=DIM)
+    assert emb.max_concurrency == 32
+    assert emb.limiter.max_limit == 32
+    searcher = CrossmodalSearcher(emb, LocalVectorStore(dimension=DIM))
+    assert searcher.max_concurrency == 32
+
+
+def test_in_flight_requests_never_exceed_the_embedder_limit() -> None:
+    fake = FakeBedrock(latency=0.002, record_requests=False)
+    emb = NovaEmbeddings(client=fake.client(), dimension=DIM, max_concurrency=3)
+    searcher = CrossmodalSearcher(emb, LocalVectorStore(dimension=DIM), max_concurrency=16)
+    report = searcher.index(_products(60))
+    assert report.indexed == 60
+    assert fake.max_in_flight == 3
+
+
+def _throttled_fake() -> FakeBedrock:
+    return FakeBedrock(latency=0.002, throttle_rate=400, throttle_burst=4, record_requests=False)
+
+
+def test_throttled_ingestion_with_defaults_loses_nothing_and_backs_off() -> None:
+    fake = _throttled_fake()
+    emb = NovaEmbeddings(client=fake.client(), dimension=DIM, retry_policy=FAST)
+    report = CrossmodalSearcher(emb, LocalVectorStore(dimension=DIM)).index(_products(150))
+    assert report.failed == []
+    assert report.indexed == 150
+    assert fake.successes == 150
+    assert fake.errors.get("ThrottlingException", 0) > 0  # the throttle did bite
+    assert emb.limiter.limit < 32  # and the limit came down
+
+    # The same 150 requests from 32 threads through call_aws without a limiter (some may give
+    # up: RetryExhaustedError is what the limiter prevents).
+    bare = _throttled_fake()
+    client = bare.client()
+
+    def one(_i: int) -> bool:
+        try:
+            call_aws("InvokeModel", lambda: _invoke(client), policy=FAST)
+        except RetryExhaustedError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(32) as pool:
+        done = sum(pool.map(one, range(150)))
+    assert bare.successes == done
+    assert fake.errors["ThrottlingException"] < bare.errors["ThrottlingException"]
