@@ -435,19 +435,29 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
                 f"{r:.2f}x float32 time, recall@10 {recalls[f16.label]:.4f}, "
                 f"memory {f16.nbytes / x.nbytes:.2f}x",
             )
+        speeds: dict[str, float] = {}
         for c in contenders:
             if c.kind != "fast" or "float16" in c.label:
                 continue
-            speed = paired_ratio(samples[exact_label], samples[c.label])
-            result["contenders"][c.label]["speedup_vs_exact"] = speed
-            if ds.kind == "structured":
-                need = 3.0 if "funnel" in c.label else 20.0
-                section.check(
-                    f"{ds.name}: {c.label} >= {need:.0f}x faster than exact at recall@10 >= 0.99",
-                    "target",
-                    speed >= need and recalls[c.label] >= 0.99,
-                    f"{speed:.1f}x faster, recall@10 {recalls[c.label]:.4f}",
-                )
+            speeds[c.label] = paired_ratio(samples[exact_label], samples[c.label])
+            result["contenders"][c.label]["speedup_vs_exact"] = speeds[c.label]
+        for kind, need in (("funnel", 3.0), ("HNSW", 20.0)):
+            rows = [label for label in speeds if kind in label]
+            if ds.kind != "structured" or not rows:
+                continue
+            # The fastest setting that reaches the recall bar (else the most accurate one).
+            good = [label for label in rows if recalls[label] >= 0.99]
+            best = (
+                max(good, key=lambda label: speeds[label])
+                if good
+                else max(rows, key=lambda label: recalls[label])
+            )
+            section.check(
+                f"{ds.name}: {kind} >= {need:.0f}x faster than exact at recall@10 >= 0.99",
+                "target",
+                speeds[best] >= need and recalls[best] >= 0.99,
+                f"{best}: {speeds[best]:.1f}x faster, recall@10 {recalls[best]:.4f}",
+            )
     faiss_c = next((c for c in contenders if c.label.startswith("faiss IndexFlatIP")), None)
     if faiss_c is not None:
         section.check(
@@ -629,11 +639,11 @@ def _notes(data: dict[str, Any]) -> list[str]:
             )
             if sq:
                 text += (
-                    " For comparison, faiss's SIMD fp16 scalar quantizer (same half memory) "
-                    f"answers in {sq[1]['median_ms']:.1f} ms against "
+                    " For comparison, faiss's SIMD fp16 scalar quantizer (same half memory, "
+                    f"optional library) answers in {sq[1]['median_ms']:.1f} ms against "
                     f"{exact[1]['median_ms']:.1f} ms for the float32 store "
                     f"({sq[1]['median_ms'] / exact[1]['median_ms']:.2f}x, recall@10 "
-                    f"{sq[1]['recall_at_10']:.4f}): a kernel library is the way to a float16 win."
+                    f"{sq[1]['recall_at_10']:.4f})."
                 )
             notes.append(text)
         batch = result.get("batch", {})

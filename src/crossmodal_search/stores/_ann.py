@@ -470,7 +470,8 @@ class HnswAccelerator:
     Args:
         m: Graph degree (``M``); more is better recall, more memory, slower build.
         ef_construction: Build-time beam width.
-        ef_search: Query-time beam width (raised to ``top_k`` or the over-fetch when needed).
+        ef_search: Query-time beam width (raised to ``top_k`` or the over-fetch when needed);
+            128 keeps recall@10 >= 0.99 on the benchmark's clustered 100k x 1024 set.
         exact_fraction: A filter keeping at most this fraction of the rows is answered by an
             exact scan of those rows only.
         num_threads: Threads used to build (``-1``: all cores).
@@ -485,7 +486,7 @@ class HnswAccelerator:
         *,
         m: int = 16,
         ef_construction: int = 100,
-        ef_search: int = 64,
+        ef_search: int = 128,
         exact_fraction: float = 0.05,
         num_threads: int = -1,
         seed: int = 100,
