@@ -81,7 +81,7 @@ def build_searcher(bucket: str, index: str, region: str, dimension: int) -> Cros
 
     embedder = NovaEmbeddings(region_name=region, dimension=dimension, cache=".nova-cache.db")
     store = S3VectorsStore(bucket, index, region_name=region, dimension=dimension)
-    return CrossmodalSearcher(embedder, store, max_concurrency=8)
+    return CrossmodalSearcher(embedder, store)  # up to 32 Nova calls in flight, adaptive
 
 
 # --8<-- [end:searcher]

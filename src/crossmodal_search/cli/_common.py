@@ -107,7 +107,7 @@ def make_searcher(
     cache: str | None = None,
     must_exist: bool = False,
     read_only: bool = False,
-    max_concurrency: int = 8,
+    max_concurrency: int = 32,
     session: boto3.Session | None = None,
 ) -> tuple[CrossmodalSearcher, str]:
     """Build a searcher from CLI-style options.
@@ -180,7 +180,7 @@ def open_searcher(
         cache=getattr(args, "cache", None),
         must_exist=must_exist,
         read_only=read_only,
-        max_concurrency=getattr(args, "concurrency", 8),
+        max_concurrency=getattr(args, "concurrency", 32),
     )
 
 

@@ -69,7 +69,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "vectors, segments included); not with --limit",
     )
     parser.add_argument(
-        "--concurrency", type=positive_int, default=8, help="embedding calls in flight"
+        "--concurrency",
+        type=positive_int,
+        default=32,
+        help="most embedding calls in flight (adaptive: halved on throttling, regrown on success)",
     )
     batch = parser.add_argument_group(
         "batch inference",
