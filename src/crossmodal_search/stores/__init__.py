@@ -1,5 +1,11 @@
 """Vector stores: Amazon S3 Vectors and an embedded local store, one contract for both."""
 
+from crossmodal_search.stores._ann import (
+    Accelerator,
+    AcceleratorName,
+    FunnelAccelerator,
+    HnswAccelerator,
+)
 from crossmodal_search.stores._filter import (
     CompiledFilter,
     MetadataColumns,
@@ -18,8 +24,12 @@ from crossmodal_search.stores._s3vectors import S3VectorsStore
 
 __all__ = [
     "DEFAULT_NON_FILTERABLE_KEYS",
+    "Accelerator",
+    "AcceleratorName",
     "CompiledFilter",
+    "FunnelAccelerator",
     "GetResult",
+    "HnswAccelerator",
     "LocalVectorStore",
     "MetadataColumns",
     "QueryMatch",
