@@ -92,6 +92,18 @@ _GATHER_FRACTION = 0.5
 _LARGE_STORE = 5_000_000
 # Relative slack when picking candidates for exact re-scoring, far above float32 matmul error.
 _RELATIVE_TOLERANCE = 1e-5
+# Rows per block when bounding the k-th best order key by block minima (see _candidates).
+_BOUND_BLOCK = 128
+
+
+@dataclass(frozen=True)
+class _RowFactors:
+    """Per-row float32 factors of the order keys, cached between writes (see _order_keys)."""
+
+    neg_inv: npt.NDArray[np.float32] | None  # cosine, raw rows: -1 / |x|
+    squared: npt.NDArray[np.float32] | None  # euclidean: |x|^2
+    scale: npt.NDArray[np.float32] | None  # euclidean, float16 unit rows: |x|
+    top_norm: float
 
 
 @dataclass
@@ -249,6 +261,7 @@ class LocalVectorStore:
         self._norms: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
         self._columns = MetadataColumns(self._non_filterable)
         self._n = 0
+        self._factors: _RowFactors | None = None
 
         if self._path is not None:
             try:
@@ -529,6 +542,7 @@ class LocalVectorStore:
         norms: npt.NDArray[np.float64],
         metadata: Sequence[dict[str, MetadataValue]],
     ) -> None:
+        self._factors = None
         rows = np.empty(len(keys), dtype=np.intp)
         old_n = n = self._n
         for i, key in enumerate(keys):
@@ -557,6 +571,7 @@ class LocalVectorStore:
         rows = sorted({self._index[k] for k in keys if k in self._index})
         if not rows:
             return
+        self._factors = None
         n = self._n
         new_n = n - len(rows)
         gone = set(rows)
@@ -605,8 +620,7 @@ class LocalVectorStore:
                 return [[] for _ in range(nq)]
             if selected < n:
                 rows = np.flatnonzero(mask)
-        norms = self._norms[:n] if rows is None else self._norms[rows]
-        scale = norms if self._scaled else None
+        factors = self._row_factors(rows)
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
@@ -614,8 +628,8 @@ class LocalVectorStore:
             q = queries[start : start + group]
             dots = self._dots(q, rows)  # (count, len(q))
             for j in range(q.shape[0]):
-                order = self._order_keys(dots[:, j], q[j], norms, scale)
-                candidates = self._candidates(order, top_k, q[j], norms)
+                order = self._order_keys(dots[:, j], factors)
+                candidates = self._candidates(order, top_k, q[j], factors.top_norm)
                 source = candidates if rows is None else rows[candidates]
                 results.append(self._exact(source, q[j], top_k))
         return results
@@ -670,21 +684,48 @@ class LocalVectorStore:
             out[s : s + m] = buf[:m] @ qt
         return out
 
+    def _row_factors(self, rows: npt.NDArray[np.intp] | None) -> _RowFactors:
+        """The order-key factors of every row (cached until the next write), or of ``rows``."""
+        if self._factors is None:
+            norms = self._norms[: self._n]
+            cosine = self._metric == "cosine"
+            self._factors = _RowFactors(
+                neg_inv=(-1.0 / norms).astype(np.float32) if cosine and not self._scaled else None,
+                squared=None if cosine else (norms * norms).astype(np.float32),
+                scale=norms.astype(np.float32) if self._scaled and not cosine else None,
+                top_norm=float(norms.max()) if norms.size else 0.0,
+            )
+        full = self._factors
+        if rows is None:
+            return full
+        # Element-wise the same values as computing the factors of the selected rows afresh.
+        return _RowFactors(
+            neg_inv=None if full.neg_inv is None else full.neg_inv[rows],
+            squared=None if full.squared is None else full.squared[rows],
+            scale=None if full.scale is None else full.scale[rows],
+            top_norm=float(self._norms[rows].max()) if rows.size else 0.0,
+        )
+
     def _order_keys(
-        self,
-        dots: npt.NDArray[np.float32],
-        q: npt.NDArray[np.float32],
-        norms: npt.NDArray[np.float64],
-        scale: npt.NDArray[np.float64] | None,
+        self, dots: npt.NDArray[np.float32], factors: _RowFactors
     ) -> npt.NDArray[np.float32]:
-        """Per-row values ordered like the distance (smaller is closer), cheap to compute."""
+        """Per-row values ordered like the distance (smaller is closer), cheap to compute.
+
+        May overwrite ``dots`` (a column of a product matrix used once).
+        """
         out: npt.NDArray[np.float32]
         if self._metric == "cosine":
             # Raw vectors are divided by their norms; float16 rows are unit vectors already.
-            out = dots * (-1.0 / norms).astype(np.float32) if scale is None else -dots
+            # In place when contiguous (single queries): no second pass over a fresh array.
+            inplace = dots if dots.flags.c_contiguous and dots.flags.writeable else None
+            if factors.neg_inv is None:
+                out = np.negative(dots, out=inplace)
+            else:
+                out = np.multiply(dots, factors.neg_inv, out=inplace)
             return out
-        scaled = dots if scale is None else dots * scale.astype(np.float32)
-        out = (norms * norms).astype(np.float32) - np.float32(2.0) * scaled
+        assert factors.squared is not None
+        scaled = dots if factors.scale is None else dots * factors.scale
+        out = factors.squared - np.float32(2.0) * scaled
         return out
 
     def _candidates(
@@ -692,18 +733,22 @@ class LocalVectorStore:
         order: npt.NDArray[np.float32],
         top_k: int,
         q: npt.NDArray[np.float32],
-        norms: npt.NDArray[np.float64],
+        top_norm: float,
     ) -> npt.NDArray[np.intp]:
         """Rows whose approximate distance is within rounding of the k-th best."""
         if order.shape[0] <= top_k:
             return np.arange(order.shape[0])
-        kth = float(np.partition(order, top_k - 1)[top_k - 1])
+        kth, bound, near = _kth_smallest(order, top_k)
         qn = float(np.linalg.norm(q))
-        top_norm = float(norms.max()) if norms.size else 0.0
-        # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q.
+        # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q. The slack is far above
+        # float32 rounding of those keys, so no row of the true top k is left out.
         magnitude = qn if self._metric == "cosine" else 2.0 * qn * top_norm + top_norm**2
         slack = _RELATIVE_TOLERANCE * magnitude + abs(kth) * 1e-6
-        return np.flatnonzero(order <= kth + slack)
+        limit = kth + slack
+        if near is not None and limit <= bound:
+            # Every key <= limit is <= bound, so it is among ``near``: same rows, same order.
+            return near[order[near] <= limit]
+        return np.flatnonzero(order <= limit)
 
     def _exact(
         self, rows: npt.NDArray[np.intp], q: npt.NDArray[np.float32], top_k: int
@@ -1035,6 +1080,7 @@ class LocalVectorStore:
         self._norms = np.empty(0, dtype=np.float64)
         self._columns = MetadataColumns(self._non_filterable)
         self._n = 0
+        self._factors = None
         if self._accelerator is not None:
             self._accelerator.invalidate()
 
@@ -1097,6 +1143,28 @@ class LocalVectorStore:
             if orphan_segment or p.name == f"{_MANIFEST}.tmp":
                 logger.info("removing %s left by an interrupted write", p)
                 p.unlink(missing_ok=True)
+
+
+def _kth_smallest(
+    order: npt.NDArray[np.float32], k: int
+) -> tuple[float, float, npt.NDArray[np.intp] | None]:
+    """The k-th smallest key (NaN last, exactly as ``np.partition``), without a full partition.
+
+    Returns ``(kth, bound, near)``: ``near`` (ascending rows whose key is <= ``bound``) holds
+    every key <= ``kth``; or ``(kth, nan, None)`` when the whole array was partitioned.
+    """
+    blocks = order.shape[0] // _BOUND_BLOCK
+    if blocks >= 4 * k:
+        # The k smallest block minima are keys in k distinct blocks, all <= the k-th smallest
+        # minimum ``bound``; so at least k keys are <= bound, hence kth <= bound, and the k
+        # smallest keys are exactly the k smallest of the (few) keys <= bound. NaN minima sort
+        # last; a non-finite bound falls back to the full partition.
+        mins = order[: blocks * _BOUND_BLOCK].reshape(blocks, _BOUND_BLOCK).min(axis=1)
+        bound = float(np.partition(mins, k - 1)[k - 1])
+        if np.isfinite(bound):
+            near = np.flatnonzero(order <= bound)
+            return float(np.partition(order[near], k - 1)[k - 1]), bound, near
+    return float(np.partition(order, k - 1)[k - 1]), float("nan"), None
 
 
 def _dumps(item: Mapping[str, object]) -> str:
