@@ -37,35 +37,11 @@ from crossmodal_search.errors import (
 from crossmodal_search.search import MediaItem, index_media
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.testing import AsyncJobScript, FakeBedrockJobs
+from tests.media_helpers import BLENDER_SCENES, KETTLE_SCENES, scenes
 
 DIM = 256
 BUCKET = "catalog-media"
 OUT = f"s3://{BUCKET}/embeddings/"
-
-# What happens in the kettle demo video, by 5-second segment (24 segments = 2 minutes).
-KETTLE_SCENES = {
-    0: "unboxing the stainless steel kettle",
-    4: "filling the kettle with cold tap water",
-    8: "blue led light glows while the water heats",
-    12: "pouring boiling water into a teapot",
-    16: "cleaning limescale with vinegar",
-    20: "storing the cord in the base",
-}
-BLENDER_SCENES = {
-    0: "unboxing the glass blender jar",
-    6: "crushing ice cubes for a smoothie",
-    12: "blending strawberries and banana",
-    18: "rinsing the blades under the tap",
-}
-
-
-def scene(scenes: dict[int, str]) -> Any:
-    def describe(start: float, end: float) -> str:
-        index = int(start // 5)
-        base = max(i for i in scenes if i <= index)
-        return f"{scenes[base]} step {index}"
-
-    return describe
 
 
 def num(metadata: Mapping[str, object], key: str) -> float:
@@ -107,8 +83,8 @@ def env(fake_credentials: None) -> Iterator[Env]:
         s3.put_object(Bucket=BUCKET, Key="products/P-BLEND/demo.mov", Body=b"\0\0\0\x14ftypqt  ")
         s3.put_object(Bucket=BUCKET, Key="products/P-KETTLE/jingle.mp3", Body=b"ID3\x03")
         fake = FakeBedrockJobs(embedder=OfflineEmbedder(dimension=DIM), s3_client=s3)
-        fake.add_media(f"s3://{BUCKET}/products/P-KETTLE/demo.mp4", 120, scene(KETTLE_SCENES))
-        fake.add_media(f"s3://{BUCKET}/products/P-BLEND/demo.mov", 95, scene(BLENDER_SCENES))
+        fake.add_media(f"s3://{BUCKET}/products/P-KETTLE/demo.mp4", 120, scenes(KETTLE_SCENES))
+        fake.add_media(f"s3://{BUCKET}/products/P-BLEND/demo.mov", 95, scenes(BLENDER_SCENES))
         fake.add_media(
             f"s3://{BUCKET}/products/P-KETTLE/jingle.mp3",
             12,

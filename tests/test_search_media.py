@@ -25,6 +25,7 @@ from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.search import CrossmodalSearcher, Product, SearchResult
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.testing import AsyncJobScript, FakeBedrock, FakeBedrockJobs
+from tests.media_helpers import BLENDER_SCENES, KETTLE_SCENES, scenes
 
 DIM = 256
 BUCKET = "catalog-media"
@@ -32,30 +33,6 @@ OUT = f"s3://{BUCKET}/embeddings/"
 KETTLE_VIDEO = f"s3://{BUCKET}/products/P-KETTLE/demo.mp4"
 BLENDER_VIDEO = f"s3://{BUCKET}/products/P-BLEND/demo.mov"
 KETTLE_AUDIO = f"s3://{BUCKET}/products/P-KETTLE/jingle.mp3"
-
-# What the kettle's 2-minute demo shows, by 5-second segment (24 segments).
-KETTLE_SCENES = {
-    0: "unboxing the stainless steel kettle",
-    4: "filling the kettle with cold tap water",
-    8: "blue led light glows while the water heats",
-    12: "pouring boiling water into a teapot",
-    16: "cleaning limescale with vinegar",
-    20: "storing the cord in the base",
-}
-BLENDER_SCENES = {
-    0: "unboxing the glass blender jar",
-    6: "crushing ice cubes for a smoothie",
-    12: "blending strawberries and banana",
-    18: "rinsing the blades under the tap",
-}
-
-
-def scenes(table: dict[int, str]) -> Any:
-    def describe(start: float, end: float) -> str:
-        index = int(start // 5)
-        return f"{table[max(i for i in table if i <= index)]} step {index}"
-
-    return describe
 
 
 @dataclass
