@@ -101,6 +101,18 @@ def screenshot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(directory) / name), full_page=True)
 
 
+def photo_loaded(img: Any) -> bool:
+    """Wait until the browser has fetched and decoded an <img>; False if it is broken."""
+    return bool(
+        img.evaluate(
+            """async (img) => {
+                try { await img.decode(); } catch { return false; }
+                return img.naturalWidth > 0;
+            }"""
+        )
+    )
+
+
 def result_ids(page: Any) -> list[str]:
     page.wait_for_selector("#results li.card", timeout=15_000)
     return list(
@@ -114,7 +126,10 @@ def test_upload_a_photo_and_see_the_product(page: Any, catalog_and_url: tuple[Pa
     assert photo is not None
     page.goto(url + "/")
     page.set_input_files("#photo-input", str(photo))
-    assert page.is_visible("#photo-preview")
+    # The preview has no size until the browser has decoded the photo: wait, do not poll once.
+    preview = page.locator("#photo-preview")
+    preview.wait_for(state="visible", timeout=10_000)
+    assert photo_loaded(preview)
     page.select_option("#mode", IMAGE_QUERY.search_mode)
     page.click("#search-button")
     ids = result_ids(page)
@@ -123,8 +138,7 @@ def test_upload_a_photo_and_see_the_product(page: Any, catalog_and_url: tuple[Pa
     assert "matched:" in first.locator(".badge").inner_text()
     assert "similarity" in first.inner_text()
     # The card's photo really loaded from /images/ (naturalWidth is 0 for a broken image).
-    first.locator("img").wait_for()
-    assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert photo_loaded(first.locator("img"))
     screenshot(page, "results-photo.png")
 
 
