@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench bench-quick browser clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[web,yaml,plot,pdf,ann]' --group dev
+	$(BIN)/python -m pip install --quiet -e '.[web,yaml,plot,pdf,ann,simd]' --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -53,6 +53,14 @@ from crossmodal_search.errors import (
 )
 from crossmodal_search.stores._ann import Accelerator, AcceleratorName, make_accelerator
 from crossmodal_search.stores._filter import CompiledFilter, MetadataColumns, compile_filter
+from crossmodal_search.stores._kernels import (
+    FLOAT16_KERNELS,
+    DotKernel,
+    Float16Kernel,
+    KernelName,
+    float16_row_error,
+    resolve_float16_kernel,
+)
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
     StoreLimits,
@@ -79,11 +87,8 @@ _VERSION = 1
 _MANIFEST = "manifest.json"
 _LOCK = ".lock"
 _SEGMENT_RE = re.compile(r"^seg-(\d{8})\.(npy|jsonl)$")
-# float16 rows are converted to float32 in blocks this size: a float16 matmul in numpy is ~15x
-# slower than float32, and converting the whole matrix at once would double memory.
+# Rows per block when converting or writing vectors: bounds temporary memory to a few MiB.
 _BLOCK_ROWS = 16384
-# float16 -> float32 conversion block (bytes of float32): small enough to stay in cache.
-_CONVERT_BYTES = 4 * 1024 * 1024
 # Score-matrix budget for query_many (elements): bounds memory to ~256 MiB of float32 scores.
 _SCORE_BUDGET = 64 * 1024 * 1024
 # A filter selecting less than this fraction of rows is answered by gathering those rows only.
@@ -155,8 +160,8 @@ class LocalVectorStore:
     Size guidance: search is exact, so a query costs one pass over every vector (measured on
     one core: ~23 ms at 100k x 1024 float32, ~230 ms at 1M; a filter selecting 1% of the rows
     cuts that to a few ms). One million 1024-d float32 vectors take ~4 GiB of RAM (float16:
-    ~2 GiB). With ``storage_dtype="float16"`` a single query is ~8x slower (numpy converts
-    float16 element by element); :meth:`query_many` shares that conversion across queries.
+    ~2 GiB). ``storage_dtype="float16"`` with the ``simd`` extra (NumKong) searches faster than
+    float32; without it, numpy converts float16 element by element and a query is ~15x slower.
     Beyond a few million vectors use ``S3VectorsStore``. One process writes a directory at a
     time (an ``flock`` lock); any number may open it ``read_only=True``.
 
@@ -178,6 +183,10 @@ class LocalVectorStore:
             float32 for a new store and the stored dtype for an existing one.
         read_only: Open an existing directory without taking the write lock; every mutating
             call raises. Reads a snapshot taken when opened.
+        float16_kernel: How float16 rows are multiplied: ``"auto"`` (default: NumKong's SIMD
+            kernels when the ``simd`` extra is installed, else numpy), ``"numkong"`` (required;
+            ConfigurationError if missing) or ``"numpy"``. Results are the same with either:
+            candidates are re-scored in float64. Ignored for float32 storage.
         accelerator: Approximate search for large stores (``stores/_ann.py``; not persisted):
             ``"funnel"`` (Matryoshka: scan 256 leading dimensions, re-rank at full dimension),
             ``"hnsw"`` (graph index; extra ``ann``; built on the first query), an
@@ -212,7 +221,10 @@ class LocalVectorStore:
         storage_dtype: StorageDType | None = None,
         read_only: bool = False,
         accelerator: AcceleratorName | Accelerator | None = None,
+        float16_kernel: Float16Kernel = "auto",
     ) -> None:
+        if float16_kernel not in FLOAT16_KERNELS:
+            resolve_float16_kernel(float16_kernel)  # raises the error for the bad value
         self._accelerator = make_accelerator(accelerator)
         self._dimension = 0
         self._scaled = False
@@ -251,6 +263,16 @@ class LocalVectorStore:
         self._dimension = validate_dimension(dimension, self._limits)
         self._dtype: np.dtype[Any] = np.dtype(storage_dtype or "float32")
         self._scaled = self._dtype == np.float16
+        self._kernel: DotKernel | None = (
+            resolve_float16_kernel(float16_kernel) if self._scaled else None
+        )
+        # Extra slack for candidates (relative to the order keys' magnitude): float16 unit rows
+        # are only unit length to within rounding, and the kernel has its own error bound.
+        self._kernel_error = (
+            1.01 * (self._kernel.error_bound(self._dimension) + float16_row_error(self._dimension))
+            if self._kernel
+            else 0.0
+        )
 
         # Row-aligned state: row i holds key _keys[i]; its vector is _matrix[i] (float32) or
         # _matrix[i] * _norms[i] (float16 unit rows).
@@ -314,6 +336,11 @@ class LocalVectorStore:
 
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def float16_kernel(self) -> KernelName | None:
+        """The kernel multiplying float16 rows (see the constructor), or None for float32."""
+        return None if self._kernel is None else self._kernel.name
 
     def __repr__(self) -> str:
         where = str(self._path) if self._path is not None else ":memory:"
@@ -670,18 +697,9 @@ class LocalVectorStore:
         else:
             # A filter keeping most rows: multiply everything, keep the selected products.
             return self._dots(q, None)[rows]
-        qt = np.ascontiguousarray(q.T)
-        if matrix.dtype == np.float32:
-            out: npt.NDArray[np.float32] = matrix @ qt
-            return out
-        # float16: convert cache-sized blocks into one reused float32 buffer, then multiply.
-        out = np.empty((matrix.shape[0], q.shape[0]), dtype=np.float32)
-        rows_per_block = max(64, _CONVERT_BYTES // (4 * self._dimension))
-        buf = np.empty((min(rows_per_block, matrix.shape[0]), self._dimension), dtype=np.float32)
-        for s in range(0, matrix.shape[0], rows_per_block):
-            m = min(rows_per_block, matrix.shape[0] - s)
-            np.copyto(buf[:m], matrix[s : s + m])
-            out[s : s + m] = buf[:m] @ qt
+        if self._kernel is not None:  # float16 rows (stores/_kernels.py)
+            return self._kernel.dots(matrix, q)
+        out: npt.NDArray[np.float32] = matrix @ np.ascontiguousarray(q.T)
         return out
 
     def _row_factors(self, rows: npt.NDArray[np.intp] | None) -> _RowFactors:
@@ -739,11 +757,11 @@ class LocalVectorStore:
         if order.shape[0] <= top_k:
             return np.arange(order.shape[0])
         kth, bound, near = _kth_smallest(order, top_k)
-        qn = float(np.linalg.norm(q))
+        qn = float(np.linalg.norm(q.astype(np.float64)))  # float32 under/overflows at 1e+-19
         # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q. The slack is far above
         # float32 rounding of those keys, so no row of the true top k is left out.
         magnitude = qn if self._metric == "cosine" else 2.0 * qn * top_norm + top_norm**2
-        slack = _RELATIVE_TOLERANCE * magnitude + abs(kth) * 1e-6
+        slack = (_RELATIVE_TOLERANCE + self._kernel_error) * magnitude + abs(kth) * 1e-6
         limit = kth + slack
         if near is not None and limit <= bound:
             # Every key <= limit is <= bound, so it is among ``near``: same rows, same order.
@@ -764,7 +782,10 @@ class LocalVectorStore:
                 x *= self._norms[block_rows][:, None]
             if self._metric == "cosine":
                 xn = np.sqrt(np.einsum("ij,ij->i", x, x))
-                dist[s : s + 4096] = 1.0 - (x @ q64) / (xn * qn)
+                # einsum, not BLAS: each row's sum is the same whatever else is in the block,
+                # so a distance does not depend on which other rows were candidates.
+                dots = np.einsum("ij,j->i", x, q64)
+                dist[s : s + 4096] = 1.0 - dots / (xn * qn)
             else:
                 diff = x - q64
                 dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from crossmodal_search._aws import RetryPolicy
     from crossmodal_search._types import DistanceMetric
     from crossmodal_search.stores._ann import Accelerator, AcceleratorName
+    from crossmodal_search.stores._kernels import Float16Kernel
     from crossmodal_search.stores._limits import StoreLimits
     from crossmodal_search.stores._local import StorageDType
 
@@ -45,6 +46,7 @@ class _LocalOptions(_CommonOptions, total=False):
     storage_dtype: StorageDType | None
     read_only: bool
     accelerator: AcceleratorName | Accelerator | None
+    float16_kernel: Float16Kernel
 
 
 class StoreOptions(_S3Options, _LocalOptions, total=False):
@@ -53,8 +55,8 @@ class StoreOptions(_S3Options, _LocalOptions, total=False):
     ``distance_metric``, ``non_filterable_metadata_keys`` and ``limits`` apply to every store;
     ``client``, ``session``, ``region_name``, ``config``, ``create``, ``retry_policy``,
     ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
-    (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only`` and
-    ``accelerator`` to local and memory stores
+    (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
+    ``accelerator`` and ``float16_kernel`` to local and memory stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
     """
 
@@ -128,7 +130,7 @@ def open_store(spec: str, *, dimension: int | None, **options: Unpack[StoreOptio
         **options: passed to the store's constructor (see :class:`StoreOptions`):
             ``distance_metric``, ``non_filterable_metadata_keys``, ``limits``; ``client``,
             ``region_name``, ``session``, ``create``... for S3 Vectors; ``storage_dtype``,
-            ``read_only``, ``accelerator`` for local stores.
+            ``read_only``, ``accelerator``, ``float16_kernel`` for local stores.
 
     Raises:
         ConfigurationError: an unknown or malformed spec, an option of the other kind of store
