@@ -186,6 +186,9 @@ def test_media_option_errors_before_any_call(
     [
         (65.0, 70.0, "seconds", "1:05-1:10"),
         (3725.5, 3730.0, "seconds", "1:02:05.5-1:02:10"),
+        (59.96, 119.95, "seconds", "1:00-2:00"),  # rounded once, not 0:59.0
+        (5.04, 9.98, "seconds", "0:05-0:10"),
+        (0.26, 3599.94, "seconds", "0:00.3-59:59.9"),
         (0.0, 1000.0, "chars", "chars 0-1000"),
         (2.0, 3.0, "pages", "p. 3"),
         (None, None, None, ""),

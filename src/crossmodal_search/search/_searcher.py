@@ -297,10 +297,11 @@ class SearchResult(BaseModel):
 
 def _clock(seconds: float) -> str:
     """``65.0`` -> ``1:05``, ``3725.5`` -> ``1:02:05.5``."""
-    whole = int(seconds)
+    tenths = round(seconds * 10)  # round once, so 59.96 is 1:00, not 0:59.10 or 0:59.0
+    whole, tenth = divmod(tenths, 10)
     minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
-    frac = f"{seconds - whole:.1f}"[1:] if seconds != whole else ""
+    frac = f".{tenth}" if tenth else ""
     return (f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}") + frac
 
 
