@@ -207,7 +207,9 @@ def blas_info() -> dict[str, Any]:
                 "OPENBLAS_CORETYPE",
                 "OPENBLAS_L2_SIZE",
                 "OPENBLAS_NUM_THREADS",
+                "OPENBLAS_THREAD_TIMEOUT",
                 "OMP_NUM_THREADS",
+                "OMP_WAIT_POLICY",
             )
             if k in os.environ
         }
@@ -274,6 +276,7 @@ def machine_info() -> dict[str, Any]:
                 "numpy",
                 "faiss-cpu",
                 "hnswlib",
+                "numkong",
                 "boto3",
                 "botocore",
                 "pydantic",

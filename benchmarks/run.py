@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(ROOT))
 
+# OpenBLAS's idle threads spin for ~2^28 cycles after each call (its default timeout) and take
+# the cores of whatever runs next: measured, a float16 query (NumKong threads) timed right after
+# a float32 one took 8.7 ms instead of 6.0; with this set, 6.6 ms and float32 unchanged. Read
+# when OpenBLAS loads, i.e. before numpy is imported.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from benchmarks._harness import Section, machine_info, machine_markdown  # noqa: E402
 
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
