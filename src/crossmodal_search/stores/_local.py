@@ -654,8 +654,11 @@ class LocalVectorStore:
         for start in range(0, nq, group):
             q = queries[start : start + group]
             dots = self._dots(q, rows)  # (count, len(q))
+            # One query's scores are a column, one cache line per row: transpose once so that
+            # each query's order keys, k-th search and comparisons stream contiguous memory.
+            per_query = dots.T if q.shape[0] == 1 else np.ascontiguousarray(dots.T)
             for j in range(q.shape[0]):
-                order = self._order_keys(dots[:, j], factors)
+                order = self._order_keys(per_query[j], factors)
                 candidates = self._candidates(order, top_k, q[j], factors.top_norm)
                 source = candidates if rows is None else rows[candidates]
                 results.append(self._exact(source, q[j], top_k))
