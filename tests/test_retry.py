@@ -97,7 +97,8 @@ def test_never_ending_throttle_stops_at_the_time_bound() -> None:
     with pytest.raises(RetryExhaustedError) as info:
         emb.embed_text("a")
     elapsed = time.monotonic() - start
-    assert elapsed < 1.0
+    # Unbounded, 1000 attempts would take ~20 s; the margin is for a loaded CI machine.
+    assert elapsed < 5.0
     assert 2 <= info.value.attempts < 1000
     assert fake.calls == info.value.attempts
 
