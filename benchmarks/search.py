@@ -337,7 +337,8 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             store_f.query(queries[0], top_k=K)  # builds the prefix copy
             contenders.append(
                 store_contender(
-                    f"LocalVectorStore funnel (256 dims, {funnel.candidates} re-ranked)",
+                    f"LocalVectorStore funnel (256 dims {funnel.prefix_storage}, "
+                    f"{funnel.candidates} re-ranked)",
                     "fast",
                     store_f,
                     x.nbytes + funnel.nbytes,

@@ -14,7 +14,6 @@ from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.stores import LocalVectorStore, VectorRecord
 from crossmodal_search.stores._ann import (
     Accelerator,
-    AcceleratorName,
     FunnelAccelerator,
     HnswAccelerator,
     exact_search,
@@ -91,12 +90,17 @@ def test_exact_search_with_empty_filter_returns_nothing(data: tuple[Matrix, Matr
 
 def accelerators() -> list[Accelerator]:
     return [
-        FunnelAccelerator(prefix_dim=16, candidates=64),
+        FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype="float32"),
+        FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype="float16"),
         HnswAccelerator(m=8, ef_construction=64, ef_search=32, num_threads=1, seed=3),
     ]
 
 
-@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+def acc_id(acc: Accelerator) -> str:
+    return acc.name + (f"-{acc.prefix_dtype}" if isinstance(acc, FunnelAccelerator) else "")
+
+
+@pytest.mark.parametrize("acc", accelerators(), ids=acc_id)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_recall_at_10_on_structured_vectors(
     data: tuple[Matrix, Matrix], acc: Accelerator, metric: str
@@ -114,7 +118,7 @@ def test_recall_at_10_on_structured_vectors(
         assert np.all(np.diff(dist) >= -1e-5)
 
 
-@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+@pytest.mark.parametrize("acc", accelerators(), ids=acc_id)
 @pytest.mark.parametrize("fraction", [0.01, 0.3])
 def test_filters_are_honoured_exactly(
     data: tuple[Matrix, Matrix], acc: Accelerator, fraction: float
@@ -135,7 +139,7 @@ def test_filters_are_honoured_exactly(
     assert np.mean(scores) >= 0.95
 
 
-@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+@pytest.mark.parametrize("acc", accelerators(), ids=acc_id)
 def test_updates_and_removals_are_seen_by_the_next_query(
     data: tuple[Matrix, Matrix], acc: Accelerator
 ) -> None:
@@ -194,6 +198,24 @@ def test_funnel_works_on_float16_storage(data: tuple[Matrix, Matrix]) -> None:
     assert np.mean(scores) >= 0.95
 
 
+def test_float16_prefix_takes_half_the_memory_and_finds_the_same_rows(
+    data: tuple[Matrix, Matrix],
+) -> None:
+    matrix, queries = data
+    wide = FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype="float32")
+    half = FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype="float16")
+    assert FunnelAccelerator().prefix_dtype == "auto"
+    assert wide.prefix_storage is None  # built by the first query
+    found = [acc.search(matrix, queries, 10, metric="cosine") for acc in (wide, half)]
+    assert [acc.prefix_storage for acc in (wide, half)] == ["float32", "float16"]
+    assert half.nbytes * 2 == wide.nbytes == matrix.shape[0] * 16 * 4
+    same = [
+        len(set(a.tolist()) & set(b.tolist())) / 10
+        for (a, _), (b, _) in zip(found[0], found[1], strict=True)
+    ]
+    assert np.mean(same) >= 0.99
+
+
 def test_make_accelerator_resolves_names_and_rejects_unknown() -> None:
     assert make_accelerator(None) is None
     assert isinstance(make_accelerator("funnel"), FunnelAccelerator)
@@ -213,11 +235,13 @@ def test_hnsw_without_the_extra_is_a_configuration_error(monkeypatch: pytest.Mon
 def test_bad_options_are_configuration_errors() -> None:
     with pytest.raises(ConfigurationError):
         FunnelAccelerator(prefix_dim=0)
+    with pytest.raises(ConfigurationError, match="prefix_dtype"):
+        FunnelAccelerator(prefix_dtype="float8")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         HnswAccelerator(m=1)
 
 
-@pytest.mark.parametrize("acc", accelerators(), ids=lambda a: a.name)
+@pytest.mark.parametrize("acc", accelerators(), ids=acc_id)
 def test_raw_rows_and_float16_unit_rows_as_the_local_store_keeps_them(
     data: tuple[Matrix, Matrix], acc: Accelerator
 ) -> None:
@@ -259,11 +283,13 @@ def test_raw_rows_and_float16_unit_rows_as_the_local_store_keeps_them(
 # --------------------------------------------------------------------------- LocalVectorStore
 
 
-def small(name: AcceleratorName) -> Accelerator:
-    """The named accelerator sized for 64-d test data (the default funnel scans 256 dims)."""
-    if name == "funnel":
-        return FunnelAccelerator(prefix_dim=16, candidates=64)
-    acc = make_accelerator(name)
+def small(name: str) -> Accelerator:
+    """The named accelerator sized for 64-d test data (the default funnel scans 256 dims);
+    ``funnel`` keeps its prefix in float16 (NumKong), ``funnel-float32`` in float32."""
+    if name.startswith("funnel"):
+        dtype: Any = "float32" if name == "funnel-float32" else "float16"
+        return FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype=dtype)
+    acc = make_accelerator(name)  # type: ignore[arg-type]
     assert acc is not None
     return acc
 
@@ -275,11 +301,11 @@ def _records(matrix: Matrix, start: int = 0) -> list[VectorRecord]:
     ]
 
 
-@pytest.mark.parametrize("name", ["funnel", "hnsw"])  # a funnel that scans 16 of 64 dims
+@pytest.mark.parametrize("name", ["funnel", "funnel-float32", "hnsw"])  # funnel: 16 of 64 dims
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_local_store_with_an_accelerator_answers_like_the_exact_store(
-    data: tuple[Matrix, Matrix], name: AcceleratorName, dtype: str, metric: str
+    data: tuple[Matrix, Matrix], name: str, dtype: str, metric: str
 ) -> None:
     matrix, queries = data
     raw = matrix * np.random.default_rng(3).uniform(0.5, 2.0, len(matrix))[:, None]
@@ -305,9 +331,9 @@ def test_local_store_with_an_accelerator_answers_like_the_exact_store(
     ]
 
 
-@pytest.mark.parametrize("name", ["funnel", "hnsw"])  # a funnel that scans 16 of 64 dims
+@pytest.mark.parametrize("name", ["funnel", "funnel-float32", "hnsw"])  # funnel: 16 of 64 dims
 def test_local_store_accelerator_honours_filters_deletes_and_overwrites(
-    data: tuple[Matrix, Matrix], name: AcceleratorName
+    data: tuple[Matrix, Matrix], name: str
 ) -> None:
     matrix, queries = data
     store = LocalVectorStore(dimension=64, accelerator=small(name))

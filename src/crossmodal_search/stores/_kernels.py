@@ -192,7 +192,7 @@ _numkong_kernel: NumKongFloat16 | None = None
 _numkong_lock = threading.Lock()
 
 
-def _load_numkong() -> NumKongFloat16 | None:
+def load_numkong() -> NumKongFloat16 | None:
     """The shared NumKong kernel (one thread pool per process), or None if not installed."""
     global _numkong_kernel
     with _numkong_lock:
@@ -215,7 +215,7 @@ def resolve_float16_kernel(choice: Float16Kernel | Any) -> DotKernel:
         )
     if choice == "numpy":
         return NumpyFloat16()
-    kernel = _load_numkong()
+    kernel = load_numkong()
     if kernel is not None:
         return kernel
     if choice == "numkong":
