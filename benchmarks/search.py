@@ -456,7 +456,7 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             )
         speeds: dict[str, float] = {}
         for c in contenders:
-            if c.kind != "fast" or "float16" in c.label:
+            if c.kind != "fast" or c.label.startswith("LocalVectorStore float16"):
                 continue
             speeds[c.label] = paired_ratio(samples[exact_label], samples[c.label])
             result["contenders"][c.label]["speedup_vs_exact"] = speeds[c.label]
