@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -165,3 +166,28 @@ def test_requiring_numkong_without_it_installed_is_a_clear_error() -> None:
     )
     assert done.stdout.startswith("ConfigurationError ")
     assert "pip install 'crossmodal-search[simd]'" in done.stdout
+
+
+# Python 3.12+ warns when a threaded process forks; forking one is the point here.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_can_still_multiply() -> None:
+    # The parent's thread pool does not survive fork(): a child (gunicorn --preload, a
+    # multiprocessing "fork" worker) must not hang on it.
+    kernel = NumKongFloat16(numkong, threads=2)
+    matrix = np.random.default_rng(6).standard_normal((40_000, 32)).astype(np.float16)
+    query = np.ones((1, 32), dtype=np.float32)
+    expected = float(kernel.dots(matrix, query).sum())  # the parent starts its pool here
+
+    def child(out: multiprocessing.Queue[float]) -> None:
+        out.put(float(kernel.dots(matrix, query).sum()))
+
+    ctx = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[float] = ctx.Queue()
+    proc = ctx.Process(target=child, args=(out,))
+    proc.start()
+    proc.join(timeout=30)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung on the parent's thread pool")
+    assert proc.exitcode == 0
+    assert out.get(timeout=5) == expected

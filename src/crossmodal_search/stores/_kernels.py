@@ -98,6 +98,7 @@ class NumKongFloat16:
         self._threads = max(1, threads)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._pool_pid = os.getpid()
 
     @property
     def name(self) -> KernelName:
@@ -155,6 +156,12 @@ class NumKongFloat16:
         return [(s, min(rows, s + step)) for s in range(0, rows, step)]
 
     def _executor(self) -> ThreadPoolExecutor:
+        if self._pool_pid != os.getpid():
+            # A forked child (gunicorn --preload, multiprocessing "fork") inherits the executor
+            # but not its threads: work submitted to it would wait forever. Start afresh.
+            self._pool_lock = threading.Lock()
+            self._pool = None
+            self._pool_pid = os.getpid()
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
