@@ -196,38 +196,49 @@ def _available_threads() -> int:
 
 
 _numkong_kernel: NumKongFloat16 | None = None
+_numkong_missing = False  # a failed import is not retried: it searches sys.path every time
 _numkong_lock = threading.Lock()
 
 
 def load_numkong() -> NumKongFloat16 | None:
     """The shared NumKong kernel (one thread pool per process), or None if not installed."""
-    global _numkong_kernel
+    global _numkong_kernel, _numkong_missing
     with _numkong_lock:
-        if _numkong_kernel is None:
+        if _numkong_kernel is None and not _numkong_missing:
             try:
                 import numkong
             except ImportError:
+                _numkong_missing = True
                 return None
             _numkong_kernel = NumKongFloat16(numkong, min(_available_threads(), 16))
             logger.debug("float16 kernel: %r", _numkong_kernel)
         return _numkong_kernel
 
 
-def resolve_float16_kernel(choice: Float16Kernel | Any) -> DotKernel:
-    """The kernel for ``choice``: ``"auto"`` (NumKong when installed, else numpy), ``"numpy"``
-    or ``"numkong"`` (an error when it is not installed)."""
+def require_numkong(what: str) -> NumKongFloat16:
+    """The NumKong kernel, or a ConfigurationError saying that ``what`` needs the extra."""
+    kernel = load_numkong()
+    if kernel is None:
+        raise ConfigurationError(
+            f"{what} needs the numkong package: pip install 'crossmodal-search[simd]'"
+        )
+    return kernel
+
+
+def validate_float16_kernel(choice: Float16Kernel | Any) -> Float16Kernel:
+    """``choice`` if it names a kernel choice, else an InvalidInputError."""
     if choice not in FLOAT16_KERNELS:
         raise InvalidInputError(
             f"float16_kernel must be one of {', '.join(FLOAT16_KERNELS)}, got {choice!r}"
         )
-    if choice == "numpy":
-        return NumpyFloat16()
-    kernel = load_numkong()
-    if kernel is not None:
-        return kernel
+    return choice
+
+
+def resolve_float16_kernel(choice: Float16Kernel | Any) -> DotKernel:
+    """The kernel for ``choice``: ``"auto"`` (NumKong when installed, else numpy), ``"numpy"``
+    or ``"numkong"`` (an error when it is not installed)."""
+    choice = validate_float16_kernel(choice)
     if choice == "numkong":
-        raise ConfigurationError(
-            "float16_kernel='numkong' needs the numkong package: "
-            "pip install 'crossmodal-search[simd]'"
-        )
-    return NumpyFloat16()
+        return require_numkong("float16_kernel='numkong'")
+    kernel = load_numkong() if choice == "auto" else None
+    return kernel if kernel is not None else NumpyFloat16()

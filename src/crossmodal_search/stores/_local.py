@@ -54,12 +54,12 @@ from crossmodal_search.errors import (
 from crossmodal_search.stores._ann import Accelerator, AcceleratorName, make_accelerator
 from crossmodal_search.stores._filter import CompiledFilter, MetadataColumns, compile_filter
 from crossmodal_search.stores._kernels import (
-    FLOAT16_KERNELS,
     DotKernel,
     Float16Kernel,
     KernelName,
     float16_row_error,
     resolve_float16_kernel,
+    validate_float16_kernel,
 )
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
@@ -223,8 +223,7 @@ class LocalVectorStore:
         accelerator: AcceleratorName | Accelerator | None = None,
         float16_kernel: Float16Kernel = "auto",
     ) -> None:
-        if float16_kernel not in FLOAT16_KERNELS:
-            resolve_float16_kernel(float16_kernel)  # raises the error for the bad value
+        validate_float16_kernel(float16_kernel)  # before the directory is opened or locked
         self._accelerator = make_accelerator(accelerator)
         self._dimension = 0
         self._scaled = False
