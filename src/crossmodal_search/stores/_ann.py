@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.stores._kernels import DotKernel, load_numkong
+from crossmodal_search.stores._kernels import DotKernel, load_numkong, require_numkong
 
 __all__ = [
     "Accelerator",
@@ -338,19 +338,17 @@ class FunnelAccelerator:
             raise ConfigurationError(
                 f"prefix_dtype must be 'auto', 'float32' or 'float16', got {prefix_dtype!r}"
             )
-        if prefix_dtype == "float16" and load_numkong() is None:
-            raise ConfigurationError(
-                "prefix_dtype='float16' needs the numkong package: "
-                "pip install 'crossmodal-search[simd]'"
-            )
+        if prefix_dtype == "float16":
+            require_numkong("prefix_dtype='float16'")
         self.prefix_dtype = prefix_dtype
         self.prefix_dim = prefix_dim
         self.candidates = candidates
         self.exact_fraction = exact_fraction
         self._lock = threading.Lock()
-        # float32: stored transposed, (prefix_dim, rows): a vector-matrix product over contiguous
-        # columns streams at full memory bandwidth (~1.4x faster than the row-major gemv).
-        # float16 (NumKong installed): row-major (rows, prefix_dim), the layout its kernel reads.
+        # Always held as a (rows, prefix_dim) view (see _new_prefix). float16 (NumKong): that is
+        # the storage, the layout its kernel reads. float32: a view of (prefix_dim, rows)
+        # storage, since a vector-matrix product over contiguous columns streams at full memory
+        # bandwidth (~1.4x faster than the row-major gemv).
         self._prefix: npt.NDArray[Any] | None = None
         self._kernel: DotKernel | None = None
         self._prefix_sq: npt.NDArray[np.float32] | None = None
@@ -387,14 +385,11 @@ class FunnelAccelerator:
             if idx.size == 0:
                 return
             needed = int(idx.max()) + 1
-            if needed > self._capacity():
+            if needed > self._prefix.shape[0]:
                 self._grow(max(needed, 2 * self._prefix.shape[1]))
             assert self._prefix is not None and self._prefix_sq is not None
             block = self._project(np.asarray(vectors)[:, : self.prefix_dim], self._metric)
-            if self._kernel is None:
-                self._prefix[:, idx] = block.T
-            else:
-                self._prefix[idx] = block
+            self._prefix[idx] = block
             self._prefix_sq[idx] = np.einsum("ij,ij->i", block, block)
             self._rows = max(self._rows, needed)
 
@@ -427,7 +422,7 @@ class FunnelAccelerator:
         prefix, prefix_sq = self._ensure(view)
         qp = self._project(q[:, : self.prefix_dim], metric)
         if self._kernel is None:
-            coarse = qp @ prefix  # (queries, rows); prefix is (prefix_dim, rows)
+            coarse = qp @ prefix.T  # (queries, rows); prefix.T is the (prefix_dim, rows) storage
         else:
             coarse = np.ascontiguousarray(self._kernel.dots(prefix, qp).T)
         if metric == "euclidean":
@@ -457,19 +452,17 @@ class FunnelAccelerator:
 
     def _grow(self, capacity: int) -> None:
         assert self._prefix is not None and self._prefix_sq is not None
-        if self._kernel is None:
-            prefix = np.zeros((self._prefix.shape[0], capacity), dtype=np.float32)
-            prefix[:, : self._prefix.shape[1]] = self._prefix
-        else:
-            prefix = np.zeros((capacity, self._prefix.shape[1]), dtype=np.float16)
-            prefix[: self._prefix.shape[0]] = self._prefix
+        prefix = self._new_prefix(capacity)
+        prefix[: self._prefix.shape[0]] = self._prefix
         sq = np.zeros(capacity, dtype=np.float32)
         sq[: self._prefix_sq.shape[0]] = self._prefix_sq
         self._prefix, self._prefix_sq = prefix, sq
 
-    def _capacity(self) -> int:
-        assert self._prefix is not None
-        return int(self._prefix.shape[0 if self._kernel is not None else 1])
+    def _new_prefix(self, rows: int) -> npt.NDArray[Any]:
+        """Zeroed prefix storage for ``rows`` rows, as its (rows, prefix_dim) view."""
+        if self._kernel is not None:
+            return np.zeros((rows, self.prefix_dim), dtype=np.float16)
+        return np.zeros((self.prefix_dim, rows), dtype=np.float32).T
 
     def _ensure(self, view: _Rows) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32]]:
         n = view.matrix.shape[0]
@@ -477,27 +470,19 @@ class FunnelAccelerator:
         with self._lock:
             if self._prefix is None or self._metric != metric or self._rows < n:
                 self._kernel = None if self.prefix_dtype == "float32" else load_numkong()
-                half = self._kernel is not None
-                prefix: npt.NDArray[Any] = np.empty(
-                    (n, self.prefix_dim) if half else (self.prefix_dim, n),
-                    dtype=np.float16 if half else np.float32,
-                )
+                prefix = self._new_prefix(n)
                 sq = np.empty(n, dtype=np.float32)
                 for start in range(0, n, _CHUNK_ROWS):
                     stop = min(n, start + _CHUNK_ROWS)
                     block = self._project(view.true_vectors(start, stop, self.prefix_dim), metric)
-                    if half:
-                        prefix[start:stop] = block
-                    else:
-                        prefix[:, start:stop] = block.T
+                    prefix[start:stop] = block
                     sq[start:stop] = np.einsum("ij,ij->i", block, block)
                 self._prefix = prefix
                 self._prefix_sq = sq
                 self._rows = n
                 self._metric = metric
             assert self._prefix_sq is not None
-            live = self._prefix[:n] if self._kernel is not None else self._prefix[:, :n]
-            return live, self._prefix_sq[:n]
+            return self._prefix[:n], self._prefix_sq[:n]
 
 
 # --------------------------------------------------------------------------- HNSW
