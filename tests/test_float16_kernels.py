@@ -15,52 +15,20 @@ import pytest
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.stores import (
     LocalVectorStore,
-    QueryMatch,
     StoreLimits,
     VectorRecord,
     open_store,
 )
-from crossmodal_search.stores._kernels import NumKongFloat16, NumpyFloat16
+from crossmodal_search.stores._kernels import (
+    BFLOAT16,
+    NumKongKernel,
+    NumpyFloat16,
+    from_bfloat16,
+    to_bfloat16,
+)
+from tests.exact_helpers import exact_reference, near_ties, pairs
 
 KERNELS = ("numpy", "numkong")
-
-
-def near_ties(
-    n: int, d: int, seed: int, *, equal_norms: bool = False
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Rows whose cosine with the query differ by ~1e-5 around the top: closer than the float16
-    rounding of the query, so a kernel that ignored its own error would return wrong rows."""
-    rng = np.random.default_rng(seed)
-    q = rng.standard_normal(d).astype(np.float32)
-    q /= np.linalg.norm(q)
-    noise = rng.standard_normal((n, d)).astype(np.float32)
-    noise -= np.outer(noise @ q, q)  # orthogonal to q
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    cos = 0.9 + 1e-5 * rng.standard_normal(n)
-    rows = cos[:, None] * q + np.sqrt(1 - cos**2)[:, None] * noise
-    if not equal_norms:  # equal norms keep euclidean distances as close as the cosines
-        rows *= rng.uniform(0.5, 3.0, size=(n, 1))
-    return rows.astype(np.float32), q
-
-
-def exact_reference(
-    store: LocalVectorStore, q: npt.NDArray[np.float32], top_k: int, keys: list[str] | None = None
-) -> list[str]:
-    """The top keys by float64 distance over the vectors the store holds (ties by key)."""
-    wanted = keys if keys is not None else sorted(r.key for r in store.records())
-    got = store.get(wanted)
-    x = np.stack([r.vector for r in got.records]).astype(np.float64)
-    q64 = q.astype(np.float64)
-    if store.distance_metric == "cosine":
-        dist = 1 - (x @ q64) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q64))
-    else:
-        dist = np.linalg.norm(x - q64, axis=1)
-    ranked = sorted(zip(dist.tolist(), [r.key for r in got.records], strict=True))
-    return [k for _, k in ranked[:top_k]]
-
-
-def pairs(matches: list[QueryMatch]) -> list[tuple[str, float]]:
-    return [(m.key, m.distance) for m in matches]
 
 
 def make_store(
@@ -120,7 +88,7 @@ def test_kernel_error_stays_within_its_bound_when_split_across_threads() -> None
     rng = np.random.default_rng(4)
     matrix = rng.standard_normal((40_000, 96)).astype(np.float16)
     queries = rng.standard_normal((3, 96)).astype(np.float32) * np.float32(50.0)
-    kernel = NumKongFloat16(numkong, threads=4)  # 40k rows: two parts of 20k
+    kernel = NumKongKernel(numkong, threads=4)  # 40k rows: two parts of 20k
     assert len(kernel._parts(matrix.shape[0])) == 2
     exact = matrix.astype(np.float64) @ queries.T.astype(np.float64)
     bound = (
@@ -173,7 +141,7 @@ def test_requiring_numkong_without_it_installed_is_a_clear_error() -> None:
 def test_a_forked_child_can_still_multiply() -> None:
     # The parent's thread pool does not survive fork(): a child (gunicorn --preload, a
     # multiprocessing "fork" worker) must not hang on it.
-    kernel = NumKongFloat16(numkong, threads=2)
+    kernel = NumKongKernel(numkong, threads=2)
     matrix = np.random.default_rng(6).standard_normal((40_000, 32)).astype(np.float16)
     query = np.ones((1, 32), dtype=np.float32)
     expected = float(kernel.dots(matrix, query).sum())  # the parent starts its pool here
@@ -191,3 +159,47 @@ def test_a_forked_child_can_still_multiply() -> None:
         pytest.fail("the forked child hung on the parent's thread pool")
     assert proc.exitcode == 0
     assert out.get(timeout=5) == expected
+
+
+def test_bfloat16_rounding_is_to_nearest_with_ties_to_even() -> None:
+    rng = np.random.default_rng(11)
+    values = (rng.standard_normal(20_000) * 10.0 ** rng.uniform(-30, 30, 20_000)).astype(np.float32)
+    bits = to_bfloat16(values)
+    got = from_bfloat16(bits).astype(np.float64)
+    # The two bfloat16 neighbours of each value: truncation and the next one up in magnitude.
+    down = from_bfloat16((values.view(np.uint32) >> np.uint32(16)).astype(np.uint16))
+    up = from_bfloat16((values.view(np.uint32) >> np.uint32(16)).astype(np.uint16) + 1)
+    exact = values.astype(np.float64)
+    nearest = np.minimum(np.abs(down - exact), np.abs(up - exact))
+    assert np.all(np.abs(got - exact) == nearest)
+    assert np.all(np.abs(got - exact) <= 2.0**-8 * np.abs(exact))
+    # Exactly halfway between two bfloat16 values: the one with an even last bit wins.
+    halfway = np.array([0x3F808000, 0x3F818000, 0xBF808000], dtype=np.uint32).view(np.float32)
+    assert to_bfloat16(halfway).tolist() == [0x3F80, 0x3F82, 0xBF80]
+    assert from_bfloat16(to_bfloat16(np.array([1.0, -2.5, 0.0], dtype=np.float32))).tolist() == [
+        1.0,
+        -2.5,
+        0.0,
+    ]
+
+
+def test_bfloat16_kernel_error_stays_within_its_bound() -> None:
+    # Unit rows (how a scan copy holds them) rounded to bfloat16, against the float32 originals.
+    rng = np.random.default_rng(12)
+    rows = rng.standard_normal((40_000, 96))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    queries = (rng.standard_normal((3, 96)) * np.array([[1e-20], [1.0], [1e20]])).astype(np.float32)
+    kernel = NumKongKernel(numkong, threads=4, fmt=BFLOAT16)
+    exact = rows @ queries.T.astype(np.float64)
+    bound = (kernel.error_bound(96) + BFLOAT16.copy_error(96) + 1e-5) * np.linalg.norm(
+        queries.astype(np.float64), axis=1
+    )
+    copy = to_bfloat16(rows.astype(np.float32))
+    assert np.all(np.abs(kernel.dots(copy, queries) - exact) <= bound)
+    for i in range(3):  # one query at a time takes another kernel
+        assert np.all(
+            np.abs(kernel.dots(copy, queries[i : i + 1]) - exact[:, i : i + 1]) <= bound[i]
+        )
+    # The bound is not slack for its own sake: the errors come within a factor ~20 of it.
+    worst = np.max(np.abs(kernel.dots(copy, queries) - exact) / bound)
+    assert worst > 0.02

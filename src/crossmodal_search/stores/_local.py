@@ -57,8 +57,10 @@ from crossmodal_search.stores._kernels import (
     DotKernel,
     Float16Kernel,
     KernelName,
-    float16_row_error,
+    ScanDType,
+    require_numkong,
     resolve_float16_kernel,
+    scan_format,
     validate_float16_kernel,
 )
 from crossmodal_search.stores._limits import (
@@ -109,6 +111,7 @@ class _RowFactors:
     squared: npt.NDArray[np.float32] | None  # euclidean: |x|^2
     scale: npt.NDArray[np.float32] | None  # euclidean, float16 unit rows: |x|
     top_norm: float
+    bottom_norm: float
 
 
 @dataclass
@@ -187,6 +190,13 @@ class LocalVectorStore:
             kernels when the ``simd`` extra is installed, else numpy), ``"numkong"`` (required;
             ConfigurationError if missing) or ``"numpy"``. Results are the same with either:
             candidates are re-scored in float64. Ignored for float32 storage.
+        scan_dtype: A float32 store can keep a 16-bit copy of its vectors for the first pass
+            of search: ``"bfloat16"`` or ``"float16"`` (extra ``simd``; 50 % more memory; built
+            by the first query, kept in step by writes, not persisted). Results are identical
+            to scanning the float32 vectors: rows within the copy's rounding bound of the k-th
+            best are re-scored from the float32 vectors in float64. Measured ~2x faster for
+            single queries and batches (``docs/benchmarks.md``). None (default): no copy. Not
+            combinable with ``accelerator``; a float16 store is scanned as float16 already.
         accelerator: Approximate search for large stores (``stores/_ann.py``; not persisted):
             ``"funnel"`` (Matryoshka: scan 256 leading dimensions, re-rank at full dimension),
             ``"hnsw"`` (graph index; extra ``ann``; built on the first query), an
@@ -222,8 +232,24 @@ class LocalVectorStore:
         read_only: bool = False,
         accelerator: AcceleratorName | Accelerator | None = None,
         float16_kernel: Float16Kernel = "auto",
+        scan_dtype: ScanDType | None = None,
     ) -> None:
-        validate_float16_kernel(float16_kernel)  # before the directory is opened or locked
+        # Options are checked before the directory is opened or locked.
+        validate_float16_kernel(float16_kernel)
+        self._scan_format = scan_format(scan_dtype)
+        scan_kernel = (
+            None
+            if self._scan_format is None
+            else require_numkong(f"scan_dtype={scan_dtype!r}", self._scan_format)
+        )
+        if self._scan_format is not None and accelerator is not None:
+            raise ConfigurationError(
+                "scan_dtype and accelerator are alternatives: the accelerator does its own scan"
+            )
+        if scan_dtype == "bfloat16" and storage_dtype == "float16":
+            raise ConfigurationError(
+                "scan_dtype='bfloat16' needs float32 storage (float16 rows are scanned as they are)"
+            )
         self._accelerator = make_accelerator(accelerator)
         self._dimension = 0
         self._scaled = False
@@ -262,16 +288,31 @@ class LocalVectorStore:
         self._dimension = validate_dimension(dimension, self._limits)
         self._dtype: np.dtype[Any] = np.dtype(storage_dtype or "float32")
         self._scaled = self._dtype == np.float16
+        if self._scaled and scan_dtype == "bfloat16":  # reopened a float16 directory
+            self._release_lock()
+            raise ConfigurationError(
+                f"scan_dtype='bfloat16' needs float32 storage; {self._path} holds float16 vectors"
+            )
+        if self._scaled:
+            self._scan_format = None  # its rows are the float16 scan
         self._kernel: DotKernel | None = (
-            resolve_float16_kernel(float16_kernel) if self._scaled else None
+            resolve_float16_kernel(float16_kernel) if self._scaled else scan_kernel
         )
-        # Extra slack for candidates (relative to the order keys' magnitude): float16 unit rows
-        # are only unit length to within rounding, and the kernel has its own error bound.
-        self._kernel_error = (
-            1.01 * (self._kernel.error_bound(self._dimension) + float16_row_error(self._dimension))
-            if self._kernel
-            else 0.0
-        )
+        # The first pass reads unit rows (float16 storage, or a scan copy): row i stands for
+        # its unit vector times _norms[i].
+        self._unit_scan = self._kernel is not None
+        # The scan copy of a float32 store's rows (same capacity as _matrix), once built.
+        self._scan_rows: npt.NDArray[Any] | None = None
+        # Extra slack for candidates (relative to the order keys' magnitude): the kernel rounds
+        # the query; float16 unit rows are only unit length to within rounding; a scan copy's
+        # rows are the float32 unit rows rounded.
+        self._kernel_error = 0.0
+        if self._kernel is not None:
+            fmt = self._kernel.format
+            rows_error = (
+                fmt.row_error(self._dimension) if self._scaled else fmt.copy_error(self._dimension)
+            )
+            self._kernel_error = 1.01 * (self._kernel.error_bound(self._dimension) + rows_error)
 
         # Row-aligned state: row i holds key _keys[i]; its vector is _matrix[i] (float32) or
         # _matrix[i] * _norms[i] (float16 unit rows).
@@ -340,6 +381,11 @@ class LocalVectorStore:
     def float16_kernel(self) -> KernelName | None:
         """The kernel multiplying float16 rows (see the constructor), or None for float32."""
         return None if self._kernel is None else self._kernel.name
+
+    @property
+    def scan_dtype(self) -> ScanDType | None:
+        """The dtype of a float32 store's scan copy (the ``scan_dtype=`` option), or None."""
+        return None if self._scan_format is None else self._scan_format.name
 
     def __repr__(self) -> str:
         where = str(self._path) if self._path is not None else ":memory:"
@@ -560,6 +606,10 @@ class LocalVectorStore:
         norms = np.zeros(new_capacity, dtype=np.float64)
         norms[: self._n] = self._norms[: self._n]
         self._matrix, self._norms = matrix, norms
+        if self._scan_rows is not None:
+            scan = np.empty((new_capacity, self._dimension), dtype=self._scan_rows.dtype)
+            scan[: self._n] = self._scan_rows[: self._n]
+            self._scan_rows = scan
 
     def _apply_put(
         self,
@@ -587,6 +637,8 @@ class LocalVectorStore:
         else:
             self._matrix[rows] = stored
         self._norms[rows] = norms
+        if self._scan_rows is not None:
+            self._scan_rows[rows] = self._scan_encode(rows)
         for i, row in enumerate(rows.tolist()):
             self._metadata[row] = metadata[i]
             self._columns.set_row(row, metadata[i], fresh=row >= old_n)
@@ -612,6 +664,8 @@ class LocalVectorStore:
             m = np.asarray(movers, dtype=np.intp)
             self._matrix[h] = self._matrix[m]
             self._norms[h] = self._norms[m]
+            if self._scan_rows is not None:
+                self._scan_rows[h] = self._scan_rows[m]
             self._columns.move_rows(m, h)
             for dst, src in zip(holes, movers, strict=True):
                 key = self._keys[src]
@@ -650,18 +704,43 @@ class LocalVectorStore:
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
+        every_row = np.arange(count)
         for start in range(0, nq, group):
             q = queries[start : start + group]
-            dots = self._dots(q, rows)  # (count, len(q))
-            # One query's scores are a column, one cache line per row: transpose once so that
-            # each query's order keys, k-th search and comparisons stream contiguous memory.
-            per_query = dots.T if q.shape[0] == 1 else np.ascontiguousarray(dots.T)
-            for j in range(q.shape[0]):
-                order = self._order_keys(per_query[j], factors)
-                candidates = self._candidates(order, top_k, q[j], factors.top_norm)
+            picks = [every_row] * q.shape[0]  # scored in float64 unless narrowed below
+            narrow = np.flatnonzero(~self._beyond_float32(q, factors))
+            if narrow.size:
+                dots = self._dots(q[narrow], rows)  # (count, len(narrow))
+                if narrow.size == 1:
+                    order = self._order_keys(dots[:, 0], factors)
+                    found = [self._candidates(order, top_k, q[narrow[0]], factors.top_norm)]
+                else:
+                    found = self._candidates_many(dots, top_k, q[narrow], factors)
+                for j, candidates in zip(narrow.tolist(), found, strict=True):
+                    picks[j] = candidates
+            for j, candidates in enumerate(picks):
                 source = candidates if rows is None else rows[candidates]
                 results.append(self._exact(source, q[j], top_k))
         return results
+
+    def _beyond_float32(
+        self, queries: npt.NDArray[np.float32], factors: _RowFactors
+    ) -> npt.NDArray[np.bool_]:
+        """Per query: could its float32 products or order keys overflow, or lose their relative
+        precision to underflow? Only vectors scaled far from unit length (norms beyond 2^+-50)
+        get here; those queries skip the float32 pass and score every row in float64."""
+        qn = np.linalg.norm(queries.astype(np.float64), axis=1)
+        top, bottom = factors.top_norm, factors.bottom_norm
+        if self._metric == "cosine":
+            if self._unit_scan:  # unit rows: the products scale with |q| only
+                high, low = qn, qn
+            else:
+                high, low = qn * top, np.minimum(qn * bottom, bottom * 2.0**40)
+        else:
+            high = np.maximum(qn * top, top * top)
+            low = 2.0 * qn * top + top * top
+        beyond: npt.NDArray[np.bool_] = (high > 2.0**100) | (low < 2.0**-60)
+        return beyond
 
     # -- accelerator wiring (stores/_ann.py): candidates from it, exact distances from _exact
 
@@ -691,30 +770,61 @@ class LocalVectorStore:
     def _dots(
         self, q: npt.NDArray[np.float32], rows: npt.NDArray[np.intp] | None
     ) -> npt.NDArray[np.float32]:
-        """Raw stored-row . query products, shape (rows, queries), in float32."""
+        """First-pass row . query products, shape (rows, queries), in float32: of the stored
+        rows, or of the scan copy's unit rows."""
+        scan = self._scan_matrix()
         if rows is None:
-            matrix = self._matrix[: self._n]
+            matrix = scan[: self._n]
         elif rows.shape[0] < self._n * _GATHER_FRACTION:
-            matrix = self._matrix[rows]
+            matrix = scan[rows]
         else:
             # A filter keeping most rows: multiply everything, keep the selected products.
             return self._dots(q, None)[rows]
-        if self._kernel is not None:  # float16 rows (stores/_kernels.py)
+        if self._kernel is not None:  # 16-bit rows (stores/_kernels.py)
             return self._kernel.dots(matrix, q)
         out: npt.NDArray[np.float32] = matrix @ np.ascontiguousarray(q.T)
         return out
+
+    def _scan_matrix(self) -> npt.NDArray[Any]:
+        """The rows the first pass reads: the stored ones, or the scan copy (built now if
+        this is the first search since the store was opened or reloaded)."""
+        if self._scan_format is None:
+            return self._matrix
+        if self._scan_rows is None:
+            scan = np.empty(self._matrix.shape, dtype=self._scan_format.storage)
+            for s in range(0, self._n, _BLOCK_ROWS):
+                block = np.arange(s, min(self._n, s + _BLOCK_ROWS))
+                scan[block] = self._scan_encode(block)
+            self._scan_rows = scan
+            logger.debug("built the %s scan copy: %d rows", self._scan_format.name, self._n)
+        return self._scan_rows
+
+    def _scan_encode(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        """Rows ``rows`` of a float32 store as the scan copy holds them: unit vectors rounded
+        to its 16-bit format (zero rows stay zero)."""
+        assert self._scan_format is not None
+        norms = self._norms[rows]
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        unit = self._matrix[rows].astype(np.float64) * inv[:, None]
+        return self._scan_format.encode(unit.astype(np.float32))
 
     def _row_factors(self, rows: npt.NDArray[np.intp] | None) -> _RowFactors:
         """The order-key factors of every row (cached until the next write), or of ``rows``."""
         if self._factors is None:
             norms = self._norms[: self._n]
             cosine = self._metric == "cosine"
-            self._factors = _RowFactors(
-                neg_inv=(-1.0 / norms).astype(np.float32) if cosine and not self._scaled else None,
-                squared=None if cosine else (norms * norms).astype(np.float32),
-                scale=norms.astype(np.float32) if self._scaled and not cosine else None,
-                top_norm=float(norms.max()) if norms.size else 0.0,
-            )
+            # Rows beyond float32's range give infinite factors; no query uses them (every query
+            # that could meet such a row is scored in float64: _beyond_float32).
+            with np.errstate(over="ignore", divide="ignore"):
+                self._factors = _RowFactors(
+                    neg_inv=(-1.0 / norms).astype(np.float32)
+                    if cosine and not self._unit_scan
+                    else None,
+                    squared=None if cosine else (norms * norms).astype(np.float32),
+                    scale=norms.astype(np.float32) if self._unit_scan and not cosine else None,
+                    top_norm=float(norms.max()) if norms.size else 0.0,
+                    bottom_norm=float(norms.min()) if norms.size else 0.0,
+                )
         full = self._factors
         if rows is None:
             return full
@@ -724,6 +834,7 @@ class LocalVectorStore:
             squared=None if full.squared is None else full.squared[rows],
             scale=None if full.scale is None else full.scale[rows],
             top_norm=float(self._norms[rows].max()) if rows.size else 0.0,
+            bottom_norm=float(self._norms[rows].min()) if rows.size else 0.0,
         )
 
     def _order_keys(
@@ -731,21 +842,31 @@ class LocalVectorStore:
     ) -> npt.NDArray[np.float32]:
         """Per-row values ordered like the distance (smaller is closer), cheap to compute.
 
-        May overwrite ``dots`` (a column of a product matrix used once).
+        ``dots`` is one query's products ``(rows,)`` or several ``(rows, queries)``; it may be
+        overwritten (a product block used once).
         """
+
+        def per_row(factor: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            return factor if dots.ndim == 1 else factor[:, None]
+
         out: npt.NDArray[np.float32]
+        # In place when contiguous: no second pass over a fresh array.
+        inplace = dots if dots.flags.c_contiguous and dots.flags.writeable else None
         if self._metric == "cosine":
             # Raw vectors are divided by their norms; float16 rows are unit vectors already.
-            # In place when contiguous (single queries): no second pass over a fresh array.
-            inplace = dots if dots.flags.c_contiguous and dots.flags.writeable else None
             if factors.neg_inv is None:
                 out = np.negative(dots, out=inplace)
             else:
-                out = np.multiply(dots, factors.neg_inv, out=inplace)
+                out = np.multiply(dots, per_row(factors.neg_inv), out=inplace)
             return out
         assert factors.squared is not None
-        scaled = dots if factors.scale is None else dots * factors.scale
-        out = factors.squared - np.float32(2.0) * scaled
+        scaled = (
+            dots
+            if factors.scale is None
+            else np.multiply(dots, per_row(factors.scale), out=inplace)
+        )
+        out = np.multiply(scaled, np.float32(-2.0), out=inplace)
+        out += per_row(factors.squared)
         return out
 
     def _candidates(
@@ -759,16 +880,74 @@ class LocalVectorStore:
         if order.shape[0] <= top_k:
             return np.arange(order.shape[0])
         kth, bound, near = _kth_smallest(order, top_k)
-        qn = float(np.linalg.norm(q.astype(np.float64)))  # float32 under/overflows at 1e+-19
-        # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q. The slack is far above
-        # float32 rounding of those keys, so no row of the true top k is left out.
-        magnitude = qn if self._metric == "cosine" else 2.0 * qn * top_norm + top_norm**2
-        slack = (_RELATIVE_TOLERANCE + self._kernel_error) * magnitude + abs(kth) * 1e-6
-        limit = kth + slack
+        limit = self._limit(kth, q, top_norm)
         if near is not None and limit <= bound:
             # Every key <= limit is <= bound, so it is among ``near``: same rows, same order.
             return near[order[near] <= limit]
         return np.flatnonzero(order <= limit)
+
+    def _limit(self, kth: float, q: npt.NDArray[np.float32], top_norm: float) -> float:
+        """The largest order key a row of the true top k can have, given the k-th best key.
+
+        Each key may be off by ``e`` (float32 rounding, plus the float16 kernel's error): a row
+        of the true top k has a key of at most true k-th + e <= approximate k-th + 2e.
+        """
+        qn = float(np.linalg.norm(q.astype(np.float64)))  # float32 under/overflows at 1e+-19
+        # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q.
+        magnitude = qn if self._metric == "cosine" else 2.0 * qn * top_norm + top_norm**2
+        error = (_RELATIVE_TOLERANCE + self._kernel_error) * magnitude + abs(kth) * 1e-6
+        return kth + 2.0 * error
+
+    def _candidates_many(
+        self,
+        dots: npt.NDArray[np.float32],
+        top_k: int,
+        queries: npt.NDArray[np.float32],
+        factors: _RowFactors,
+    ) -> list[npt.NDArray[np.intp]]:
+        """:meth:`_candidates` for each column of ``dots`` (overwritten), in whole-array passes.
+
+        Per query, the k-th smallest of the 128-row block minima bounds the k-th smallest key
+        from above (see :func:`_kth_smallest`), so ``key <= limit(bound)`` keeps every row that
+        ``key <= limit(kth)`` keeps, plus a few more that the exact re-score ranks out. One pass
+        over the ``(rows, queries)`` block does all queries: a loop of per-query selections over
+        100k rows costs ~0.3 ms per query, as much as a sixth of the matrix product.
+        """
+        count, nq = dots.shape
+        order = self._order_keys(dots, factors)
+        blocks = count // _BOUND_BLOCK
+        if blocks < 4 * top_k:
+            columns = np.ascontiguousarray(order.T)
+            return [
+                self._candidates(columns[j], top_k, queries[j], factors.top_norm) for j in range(nq)
+            ]
+        mins = _block_minima(order[: blocks * _BOUND_BLOCK].reshape(blocks, _BOUND_BLOCK, nq))
+        bounds = np.partition(mins, top_k - 1, axis=0)[top_k - 1]
+        limits = np.array(
+            [self._limit(float(b), queries[j], factors.top_norm) for j, b in enumerate(bounds)],
+            dtype=np.float64,
+        )
+        # Rounding the limits up to float32 only widens the comparison. A non-finite limit
+        # (no finite key among a query's block minima) takes the per-query path.
+        finite = np.isfinite(limits)
+        limit32 = np.nextafter(limits.astype(np.float32), np.float32(np.inf))
+        limit32[~finite] = -np.inf
+        # A row can only pass if its block's minimum does: compare the rows of those blocks
+        # (a few dozen per query) and the tail rows after the last whole block.
+        hit_block, hit_query = np.nonzero(mins <= limit32)
+        block_rows = hit_block[:, None] * _BOUND_BLOCK + np.arange(_BOUND_BLOCK)
+        passed = order[block_rows, hit_query[:, None]] <= limit32[hit_query][:, None]
+        tail_rows, tail_query = np.nonzero(order[blocks * _BOUND_BLOCK :] <= limit32)
+        rows = np.concatenate([block_rows[passed], tail_rows + blocks * _BOUND_BLOCK])
+        cols = np.concatenate(
+            [np.broadcast_to(hit_query[:, None], block_rows.shape)[passed], tail_query]
+        )
+        by_query = np.argsort(cols, kind="stable")
+        picks = np.split(rows[by_query], np.cumsum(np.bincount(cols, minlength=nq))[:-1])
+        for j in np.flatnonzero(~finite).tolist():
+            column = np.ascontiguousarray(order[:, j])
+            picks[j] = self._candidates(column, top_k, queries[j], factors.top_norm)
+        return picks
 
     def _exact(
         self, rows: npt.NDArray[np.intp], q: npt.NDArray[np.float32], top_k: int
@@ -793,6 +972,9 @@ class LocalVectorStore:
                 dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         if self._metric == "cosine":
             np.clip(dist, 0.0, 2.0, out=dist)
+        if rows.shape[0] > top_k:  # sort only the k best and rows tied with the k-th
+            keep = dist <= np.partition(dist, top_k - 1)[top_k - 1]
+            dist, rows = dist[keep], rows[keep]
         ranked = sorted(
             zip(dist.tolist(), (self._keys[r] for r in rows.tolist()), rows.tolist(), strict=True)
         )
@@ -1104,6 +1286,7 @@ class LocalVectorStore:
         self._columns = MetadataColumns(self._non_filterable)
         self._n = 0
         self._factors = None
+        self._scan_rows = None
         if self._accelerator is not None:
             self._accelerator.invalidate()
 
@@ -1166,6 +1349,23 @@ class LocalVectorStore:
             if orphan_segment or p.name == f"{_MANIFEST}.tmp":
                 logger.info("removing %s left by an interrupted write", p)
                 p.unlink(missing_ok=True)
+
+
+def _block_minima(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Per block and column, the smallest non-NaN key of a ``(blocks, rows, columns)`` array.
+
+    Halving pairwise is ~1.7x faster than ``min(axis=1)`` on (781, 128, 32); NaN keys (never
+    candidates) are skipped so that they cannot hide a block's finite keys.
+    """
+    part = blocks
+    while part.shape[1] > 1:
+        half = part.shape[1] // 2
+        merged = np.fmin(part[:, :half], part[:, half : 2 * half])
+        if part.shape[1] % 2:
+            merged[:, 0] = np.fmin(merged[:, 0], part[:, -1])
+        part = merged
+    out: npt.NDArray[np.float32] = part[:, 0]
+    return out
 
 
 def _kth_smallest(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from crossmodal_search._aws import RetryPolicy
     from crossmodal_search._types import DistanceMetric
     from crossmodal_search.stores._ann import Accelerator, AcceleratorName
-    from crossmodal_search.stores._kernels import Float16Kernel
+    from crossmodal_search.stores._kernels import Float16Kernel, ScanDType
     from crossmodal_search.stores._limits import StoreLimits
     from crossmodal_search.stores._local import StorageDType
 
@@ -47,6 +47,7 @@ class _LocalOptions(_CommonOptions, total=False):
     read_only: bool
     accelerator: AcceleratorName | Accelerator | None
     float16_kernel: Float16Kernel
+    scan_dtype: ScanDType | None
 
 
 class StoreOptions(_S3Options, _LocalOptions, total=False):
@@ -56,7 +57,7 @@ class StoreOptions(_S3Options, _LocalOptions, total=False):
     ``client``, ``session``, ``region_name``, ``config``, ``create``, ``retry_policy``,
     ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
     (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
-    ``accelerator`` and ``float16_kernel`` to local and memory stores
+    ``accelerator``, ``float16_kernel`` and ``scan_dtype`` to local and memory stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
     """
 
