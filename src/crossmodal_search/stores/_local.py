@@ -704,10 +704,9 @@ class LocalVectorStore:
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
-        every_row = np.arange(count)
         for start in range(0, nq, group):
             q = queries[start : start + group]
-            picks = [every_row] * q.shape[0]  # scored in float64 unless narrowed below
+            picks: list[npt.NDArray[np.intp] | None] = [None] * q.shape[0]  # None: every row
             narrow = np.flatnonzero(~self._beyond_float32(q, factors))
             if narrow.size:
                 dots = self._dots(q[narrow], rows)  # (count, len(narrow))
@@ -718,8 +717,11 @@ class LocalVectorStore:
                     found = self._candidates_many(dots, top_k, q[narrow], factors)
                 for j, candidates in zip(narrow.tolist(), found, strict=True):
                     picks[j] = candidates
-            for j, candidates in enumerate(picks):
-                source = candidates if rows is None else rows[candidates]
+            for j, picked in enumerate(picks):
+                if picked is None:  # beyond float32's range: every row, in float64
+                    source = np.arange(count) if rows is None else rows
+                else:
+                    source = picked if rows is None else rows[picked]
                 results.append(self._exact(source, q[j], top_k))
         return results
 
