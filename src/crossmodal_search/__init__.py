@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "StoreLimits": "crossmodal_search.stores",
     "VectorRecord": "crossmodal_search.stores",
     "VectorStore": "crossmodal_search.stores",
+    "copy_store": "crossmodal_search.stores",
     "open_store": "crossmodal_search.stores",
     "truncate_dimension": "crossmodal_search.stores",
     # search
@@ -114,6 +115,7 @@ __all__ = [
     "VectorRecord",
     "VectorStore",
     "__version__",
+    "copy_store",
     "load_abo",
     "make_embedder",
     "open_store",
@@ -171,6 +173,7 @@ if TYPE_CHECKING:
         StoreLimits,
         VectorRecord,
         VectorStore,
+        copy_store,
         open_store,
         truncate_dimension,
     )

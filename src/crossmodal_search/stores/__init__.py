@@ -6,6 +6,7 @@ from crossmodal_search.stores._ann import (
     FunnelAccelerator,
     HnswAccelerator,
 )
+from crossmodal_search.stores._copy import CopyReport, copy_store
 from crossmodal_search.stores._filter import (
     CompiledFilter,
     MetadataColumns,
@@ -27,6 +28,7 @@ __all__ = [
     "Accelerator",
     "AcceleratorName",
     "CompiledFilter",
+    "CopyReport",
     "FunnelAccelerator",
     "GetResult",
     "HnswAccelerator",
@@ -39,6 +41,7 @@ __all__ = [
     "VectorRecord",
     "VectorStore",
     "compile_filter",
+    "copy_store",
     "copy_truncated",
     "filter_mask",
     "matches",

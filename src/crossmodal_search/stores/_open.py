@@ -131,7 +131,7 @@ def open_store(spec: str, *, dimension: int | None, **options: Unpack[StoreOptio
         **options: passed to the store's constructor (see :class:`StoreOptions`):
             ``distance_metric``, ``non_filterable_metadata_keys``, ``limits``; ``client``,
             ``region_name``, ``session``, ``create``... for S3 Vectors; ``storage_dtype``,
-            ``read_only``, ``accelerator``, ``float16_kernel`` for local stores.
+            ``read_only``, ``accelerator``, ``float16_kernel``, ``scan_dtype`` for local stores.
 
     Raises:
         ConfigurationError: an unknown or malformed spec, an option of the other kind of store

@@ -1,0 +1,105 @@
+"""``crossmodal copy``: copy an index between stores (local <-> S3 Vectors) without re-embedding."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from crossmodal_search.cli._common import bounded_int
+from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.stores import CopyReport, StoreOptions, VectorStore, copy_store, open_store
+from crossmodal_search.stores._open import parse_store_spec
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``copy`` sub-command."""
+    parser = sub.add_parser(
+        "copy",
+        help="copy an index into another store (local <-> S3 Vectors)",
+        description="Copy every vector, key and metadata of SOURCE into TARGET, e.g. a local "
+        "index up to S3 Vectors for production, or an S3 Vectors index down to a local store "
+        "for offline work. Nothing is re-embedded. TARGET is created with SOURCE's dimension, "
+        "distance metric and non-filterable keys when it does not exist. Running the same "
+        "copy again resumes it: records already in TARGET unchanged are not written again.",
+    )
+    parser.add_argument("source", metavar="SOURCE", help="local:DIR or s3vectors://BUCKET/INDEX")
+    parser.add_argument("target", metavar="TARGET", help="local:DIR or s3vectors://BUCKET/INDEX")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete TARGET records whose keys are not in SOURCE (mirror it)",
+    )
+    parser.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="write every record, without first reading TARGET's copy to skip unchanged ones",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=bounded_int(1, 10_000),
+        default=500,
+        help="records per read/compare/write step (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--region", default=None, help="AWS region for S3 Vectors (default: boto3's)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _open(spec: str, region: str | None, *, like: VectorStore | None) -> VectorStore:
+    kind, _, _ = parse_store_spec(spec)
+    options: StoreOptions = {}
+    if kind == "s3vectors" and region is not None:
+        options["region_name"] = region
+    if like is None:  # the source: it must exist, and is only read
+        if kind == "memory":
+            raise ConfigurationError(
+                "SOURCE must be a local:DIR or s3vectors:// store, not memory:"
+            )
+        if kind == "s3vectors":
+            options["create"] = False
+        else:
+            options["read_only"] = True
+        return open_store(spec, dimension=None, **options)
+    options["distance_metric"] = like.distance_metric
+    options["non_filterable_metadata_keys"] = like.non_filterable_metadata_keys
+    return open_store(spec, dimension=like.dimension, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Copy SOURCE into TARGET and print the totals."""
+    if args.source == args.target:
+        raise ConfigurationError("SOURCE and TARGET are the same store")
+    source = _open(args.source, args.region, like=None)
+    target = _open(args.target, args.region, like=source)
+    shown = False
+
+    def progress(report: CopyReport) -> None:
+        nonlocal shown
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rcopying: {report.read} read, {report.written} written")
+            sys.stderr.flush()
+            shown = True
+
+    try:
+        report = copy_store(
+            source,
+            target,
+            batch_size=args.batch_size,
+            skip_unchanged=not args.rewrite,
+            prune=args.prune,
+            progress=progress,
+        )
+    finally:
+        if shown:
+            sys.stderr.write("\n")
+        for store in (source, target):
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+    print(
+        f"copied {args.source} -> {args.target}: {report.read} records read, "
+        f"{report.written} written, {report.unchanged} already there unchanged"
+        + (f", {report.deleted} deleted" if args.prune else "")
+    )
+    return 0
