@@ -287,6 +287,24 @@ def test_validation_errors_from_the_service_are_not_retried(
     assert sleeps.delays == []
 
 
+def test_a_throttled_store_sends_fewer_requests_at_once_until_successes_grow_it_back() -> None:
+    fake = FakeS3Vectors(latency=0.02)  # slow enough that a put's 8 requests overlap
+    store = make_store(fake, dimension=4, max_concurrency=8)
+    assert store.concurrency_limit == 8
+    fake.fail_next("put_vectors", "TooManyRequestsException")
+    store.put(records(4000, 4))  # 8 PutVectors requests, one throttled and retried
+    assert fake.vector_count(BUCKET, INDEX) == 4000
+    assert 4 <= store.concurrency_limit < 8  # halved, then +1 per `limit` successes in a row
+
+    fake.max_in_flight = 0
+    store.put(records(4000, 4, prefix="m"))
+    assert fake.vector_count(BUCKET, INDEX) == 8000
+    assert fake.max_in_flight <= 5  # not the 8 threads the put could run
+    for _ in range(8):  # enough successes in a row bring it back to the ceiling
+        store.put(records(4000, 4, prefix="n"))
+    assert store.concurrency_limit == 8
+
+
 class ManualClock:
     """Time that moves only when the retry policy sleeps: throttling without wall-clock flakes."""
 

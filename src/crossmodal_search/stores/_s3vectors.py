@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, build_client, call_aws
+from crossmodal_search._aws import (
+    DEFAULT_RETRY_POLICY,
+    AdaptiveLimiter,
+    RetryPolicy,
+    build_client,
+    call_aws,
+)
 from crossmodal_search._types import DistanceMetric, Filter
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -105,7 +111,10 @@ class S3VectorsStore:
         create: create the bucket and index when missing (an existing bucket is reused).
         limits: limits checked before each call; the defaults are the S3 Vectors limits.
         retry_policy: retries of throttled and transient errors (the single retry layer).
-        max_concurrency: parallel requests of one ``put``/``get``/``delete``/segmented scan.
+        max_concurrency: parallel requests of one ``put``/``get``/``delete``/segmented scan,
+            at most. A throttling answer (``TooManyRequestsException``) halves the requests this
+            store lets run at once and successes grow it back (:attr:`concurrency_limit`), so a
+            throttled index gets fewer, not more, requests while the retries back off.
         max_request_bytes: upper bound of one ``PutVectors`` request body, in bytes.
 
     Raises:
@@ -152,6 +161,7 @@ class S3VectorsStore:
             )
         self._retry_policy = retry_policy
         self._max_concurrency = max_concurrency
+        self._limiter = AdaptiveLimiter(max_concurrency)
         self._max_request_bytes = max_request_bytes
         self._client: S3VectorsClient = (
             client
@@ -208,6 +218,11 @@ class S3VectorsStore:
         """Limits checked before every call."""
         return self._limits
 
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests this store lets run at once now: ``max_concurrency`` until throttled."""
+        return self._limiter.limit
+
     def __repr__(self) -> str:
         return (
             f"S3VectorsStore(bucket={self._bucket!r}, index={self._index!r}, "
@@ -226,7 +241,9 @@ class S3VectorsStore:
     # -- index setup ----------------------------------------------------------------------------
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
-        return call_aws(f"s3vectors:{operation}", fn, policy=self._retry_policy)
+        return call_aws(
+            f"s3vectors:{operation}", fn, policy=self._retry_policy, limiter=self._limiter
+        )
 
     def _describe_index(self, *, must_exist: bool) -> IndexTypeDef | None:
         try:
