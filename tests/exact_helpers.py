@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from crossmodal_search.stores import LocalVectorStore, QueryMatch
+from crossmodal_search.stores import LocalVectorStore, QueryMatch, StoreLimits, VectorRecord
 
 
 def near_ties(
@@ -58,3 +58,25 @@ def exact_references(
 
 def pairs(matches: list[QueryMatch]) -> list[tuple[str, float]]:
     return [(m.key, m.distance) for m in matches]
+
+
+def options_for(dtype: str) -> dict[str, object]:
+    """``"float32"``, ``"float16"`` or ``"float32+bfloat16"`` (a float32 store and its scan copy)
+    as LocalVectorStore options."""
+    storage, _, scan = dtype.partition("+")
+    return {"storage_dtype": storage, "scan_dtype": scan or None}
+
+
+def build(
+    vectors: npt.NDArray[np.float32], metric: str, dtype: str, **options: object
+) -> LocalVectorStore:
+    """A relaxed-limits store of ``dtype`` holding ``vectors`` as k00000... with a "part" key."""
+    store = LocalVectorStore(
+        dimension=vectors.shape[1],
+        distance_metric=metric,  # type: ignore[arg-type]
+        limits=StoreLimits.relaxed(),
+        **options_for(dtype),  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
+    )
+    store.put([VectorRecord.create(f"k{i:05d}", v, {"part": i % 3}) for i, v in enumerate(vectors)])
+    return store

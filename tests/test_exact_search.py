@@ -18,31 +18,12 @@ import numpy.typing as npt
 import pytest
 
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
-from crossmodal_search.stores import LocalVectorStore, StoreLimits, VectorRecord, open_store
-from tests.exact_helpers import exact_reference, exact_references, near_ties, pairs
+from crossmodal_search.stores import LocalVectorStore, VectorRecord, open_store
+from tests.exact_helpers import build, exact_reference, exact_references, near_ties, pairs
 
 METRICS = ("cosine", "euclidean")
 # How the first pass reads the rows: float32 rows, float16 rows, or a float32 store's copy.
 DTYPES = ("float32", "float16", "float32+bfloat16", "float32+float16")
-
-
-def options_for(dtype: str) -> dict[str, object]:
-    storage, _, scan = dtype.partition("+")
-    return {"storage_dtype": storage, "scan_dtype": scan or None}
-
-
-def build(
-    vectors: npt.NDArray[np.float32], metric: str, dtype: str, **options: object
-) -> LocalVectorStore:
-    store = LocalVectorStore(
-        dimension=vectors.shape[1],
-        distance_metric=metric,  # type: ignore[arg-type]
-        limits=StoreLimits.relaxed(),
-        **options_for(dtype),  # type: ignore[arg-type]
-        **options,  # type: ignore[arg-type]
-    )
-    store.put([VectorRecord.create(f"k{i:05d}", v, {"part": i % 3}) for i, v in enumerate(vectors)])
-    return store
 
 
 def near_tie_batch(

@@ -15,8 +15,6 @@ import pytest
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.stores import (
     LocalVectorStore,
-    StoreLimits,
-    VectorRecord,
     open_store,
 )
 from crossmodal_search.stores._kernels import (
@@ -26,7 +24,7 @@ from crossmodal_search.stores._kernels import (
     from_bfloat16,
     to_bfloat16,
 )
-from tests.exact_helpers import exact_reference, near_ties, pairs
+from tests.exact_helpers import build, exact_reference, near_ties, pairs
 
 KERNELS = ("numpy", "numkong")
 
@@ -34,18 +32,7 @@ KERNELS = ("numpy", "numkong")
 def make_store(
     vectors: npt.NDArray[np.float32], metric: str, kernel: str, **kwargs: object
 ) -> LocalVectorStore:
-    store = LocalVectorStore(
-        dimension=vectors.shape[1],
-        distance_metric=metric,  # type: ignore[arg-type]
-        storage_dtype="float16",
-        float16_kernel=kernel,  # type: ignore[arg-type]
-        limits=StoreLimits.relaxed(),
-        **kwargs,  # type: ignore[arg-type]
-    )
-    store.put(
-        [VectorRecord.create(f"k{i:05d}", v, {"shard": i % 3}) for i, v in enumerate(vectors)]
-    )
-    return store
+    return build(vectors, metric, "float16", float16_kernel=kernel, **kwargs)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
@@ -67,7 +54,7 @@ def test_query_many_and_filters_agree_across_kernels(metric: str) -> None:
     rows = rng.standard_normal((5000, 128)).astype(np.float32)
     queries = rng.standard_normal((7, 128)).astype(np.float32)
     stores = {k: make_store(rows, metric, k) for k in KERNELS}
-    for flt in (None, {"shard": 1}, {"shard": {"$in": [0, 2]}}):
+    for flt in (None, {"part": 1}, {"part": {"$in": [0, 2]}}):
         answers = {
             k: [pairs(ms) for ms in s.query_many(queries, filter=flt)] for k, s in stores.items()
         }
