@@ -169,8 +169,12 @@ def test_rerun_skips_unchanged_media_and_reindexes_changed_products(env: Env) ->
     first = env.searcher.index_media(products, jobs=env.jobs, output_s3_uri=OUT)
     assert first.indexed == 3 and len(env.jobs_fake.async_jobs) == 3
 
-    again = env.searcher.index_media(products, jobs=env.jobs, output_s3_uri=OUT)
+    seen: list[tuple[int, int]] = []
+    again = env.searcher.index_media(
+        products, jobs=env.jobs, output_s3_uri=OUT, progress=lambda d, t: seen.append((d, t))
+    )
     assert (again.indexed, again.skipped_unchanged, again.jobs) == (0, 3, [])
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # skipped sources count as done
     assert len(env.jobs_fake.async_jobs) == 3  # nothing paid twice
 
     renamed = [
@@ -222,7 +226,13 @@ def test_failed_segments_and_jobs_are_reported_per_product(env: Env) -> None:
             metadata={"notes": "x" * 2100},  # over S3 Vectors' 2 KB of filterable metadata
         ),
     ]
-    report = env.searcher.index_media(products, jobs=env.jobs, output_s3_uri=OUT)
+    seen: list[tuple[int, int]] = []
+    report = env.searcher.index_media(
+        products, jobs=env.jobs, output_s3_uri=OUT, progress=lambda d, t: seen.append((d, t))
+    )
+    # Two sources reach the jobs (the over-limit product is refused before); both finish,
+    # the failed one too.
+    assert seen == [(1, 2), (2, 2)]
 
     failures = {(f.product_id, f.kind): f.reason for f in report.failed}
     assert set(failures) == {("P-KETTLE", "video"), ("P-X", "video"), ("P-BIG", "metadata")}
@@ -290,7 +300,11 @@ def test_pdf_manual_pages_are_searchable_in_document_mode(manual: Path, env: Env
     env.searcher.index(products)
     before = len(env.bedrock.requests)
 
-    report = env.searcher.index_media(products, dpi=72)  # PDFs alone need no async jobs
+    seen: list[tuple[int, int]] = []
+    report = env.searcher.index_media(  # PDFs alone need no async jobs
+        products, dpi=72, progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen == [(1, 1)]  # one PDF source (the mug has no media)
 
     assert report.failed == [] and report.indexed == 1
     assert report.vectors_written == 4 and report.embed_calls == 4 and report.jobs == []

@@ -397,13 +397,18 @@ def _index(
             print(f"batch job: {arn}")
         media_report = None
         if media:
-            media_report = searcher.index_media(
-                media,
-                jobs=media_jobs,
-                output_s3_uri=args.media_s3_uri,
-                segment_seconds=args.segment_seconds,
-                max_length_chars=args.segment_chars,
-            )
+            media_bar = ProgressBar("long media")
+            try:
+                media_report = searcher.index_media(
+                    media,
+                    jobs=media_jobs,
+                    output_s3_uri=args.media_s3_uri,
+                    segment_seconds=args.segment_seconds,
+                    max_length_chars=args.segment_chars,
+                    progress=media_bar,
+                )
+            finally:
+                media_bar.close()
     if left_out:
         print(
             f"long media: {left_out} video/audio/document sources in S3 not indexed; "

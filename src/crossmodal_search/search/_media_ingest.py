@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
@@ -120,6 +120,7 @@ def index_media(
     embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
     dpi: int = 150,
     timeout: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MediaIngestReport:
     """Embed products' videos, audio and documents per segment and write them to ``store``.
 
@@ -143,7 +144,9 @@ def index_media(
     ``segment_config``, ``embedding_model`` and ``metadata`` values is skipped (reruns
     resume; changed product metadata re-indexes the source). Failed segments and
     failed jobs are reported per product in ``failed``; the good segments of a partly failed
-    source are still written.
+    source are still written. ``progress(done, total)`` is called each time a source is
+    finished (skipped, written or failed): PDFs and short local text as they are embedded,
+    asynchronous jobs as each is awaited.
 
     Raises:
         InvalidInputError: bad settings, duplicate ``(product_id, kind)`` items, or a source
@@ -171,6 +174,13 @@ def index_media(
             )
     model_id = jobs.model_id if jobs is not None else str(getattr(embedder, "model_id", "unknown"))
     report = MediaIngestReport()
+    done = 0
+
+    def finished() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, len(todo))
 
     previous: dict[tuple[str, str], int] = {}
 
@@ -237,6 +247,7 @@ def index_media(
                     item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
                 )
             )
+            finished()
             continue
         tag = (
             f"{max_length_chars}chars"
@@ -245,6 +256,7 @@ def index_media(
         )
         if unchanged(item, tag):
             report.skipped_unchanged += 1
+            finished()
             continue
         try:
             if local and local_text is None:
@@ -252,12 +264,14 @@ def index_media(
                 pages = embed_pdf(item.source, embedder, dpi=dpi)
                 report.embed_calls += len(pages.segments)
                 write(item, tag, pages)
+                finished()
                 continue
             if local_text is not None and len(local_text) <= SYNC_TEXT_LIMIT_CHARS:
                 assert embedder is not None
                 whole = embed_text_document(local_text, embedder=embedder)
                 report.embed_calls += 1
                 write(item, tag, replace(whole, source_uri=_source_uri(item)))
+                finished()
                 continue
             if jobs is None or output_s3_uri is None:
                 raise InvalidInputError(
@@ -303,6 +317,7 @@ def index_media(
                     item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
                 )
             )
+            finished()
             continue
         _save_job(jobs, manifest, job)
         report.jobs.append(job.invocation_arn)
@@ -320,12 +335,14 @@ def index_media(
                     item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
                 )
             )
+            finished()
             continue
         if not result.ok:  # a rerun tries the failed segments again with a new job
             _save_job(jobs, manifest, job, retry=True)
         if not item.source.startswith("s3://"):  # a local text document, staged in S3
             result = replace(result, source_uri=_source_uri(item))
         write(item, tag, result)
+        finished()
     return report
 
 

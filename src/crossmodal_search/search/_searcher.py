@@ -827,6 +827,7 @@ class CrossmodalSearcher:
         embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
         dpi: int = 150,
         timeout: float | None = None,
+        progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Index products' ``video``, ``audio`` and ``document`` per segment; safe to rerun.
 
@@ -857,6 +858,9 @@ class CrossmodalSearcher:
             dpi: Rendering resolution of PDF pages.
             timeout: Seconds to wait for each job (default: ``jobs.timeout``); a job still
                 running is reported as failed and keeps running in AWS.
+            progress: Called as ``progress(done, total)`` each time a media source is finished
+                (skipped, written or failed); ``total`` counts sources (a product with a video
+                and a manual has two), not products.
 
         Returns:
             ``indexed`` and ``skipped_unchanged`` count media sources; ``jobs`` lists the
@@ -910,6 +914,7 @@ class CrossmodalSearcher:
             embedding_mode=embedding_mode,
             dpi=dpi,
             timeout=timeout,
+            progress=progress,
         )
         failed.extend(
             ItemFailure(product_id=f.product_id, kind=f.kind, reason=f"{f.source}: {f.reason}")
