@@ -33,9 +33,9 @@ from crossmodal_search.search import (
     load_abo,
     write_sample_catalog,
 )
-from crossmodal_search.stores import LocalVectorStore
+from crossmodal_search.stores import LocalVectorStore, VectorRecord
 from crossmodal_search.testing import FakeBedrock
-from crossmodal_search.web import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from crossmodal_search.web import DEFAULT_MAX_UPLOAD_BYTES, S3ImageLinks, create_app
 from tests.web_helpers import (
     DIMENSION,
     build_demo_searcher,
@@ -239,6 +239,86 @@ def test_no_image_root_serves_no_images(demo: tuple[CrossmodalSearcher, Path]) -
         hits = c.post("/api/search", json={"text": "red"}).json()["results"]
         assert hits and all(hit["image_url"] is None for hit in hits)
         assert_error(c.get("/images/anything.jpg"), 404)
+
+
+# --- product photos in S3 --------------------------------------------------------------------
+
+
+def _s3_catalog_searcher() -> CrossmodalSearcher:
+    """Two products whose images were indexed as s3:// URIs (one is not an image file)."""
+    searcher = CrossmodalSearcher(
+        OfflineEmbedder(dimension=DIMENSION), LocalVectorStore(dimension=DIMENSION)
+    )
+    searcher.index(
+        [Product(product_id="P-RED", text="Red summer dress"), Product("P-DOC", "Dress manual")]
+    )
+    images = {"P-RED": "s3://shop-images/abo/red dress.jpg", "P-DOC": "s3://shop-images/a.pdf"}
+    store = searcher.store
+    store.put(
+        [
+            VectorRecord(r.key, r.vector, {**r.metadata, "image_path": images[r.key.split("#")[0]]})
+            if "#" in r.key
+            else VectorRecord(
+                r.key, r.vector, {**r.metadata, "image_path": images[str(r.metadata["product_id"])]}
+            )
+            for r in store.records()
+        ]
+    )
+    return searcher
+
+
+def _signing_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="x",
+        config=Config(signature_version="s3v4"),
+    )
+
+
+def test_s3_images_are_linked_with_presigned_urls() -> None:
+    links = S3ImageLinks(_signing_client(), expires_in=600)
+    with TestClient(create_app(_s3_catalog_searcher(), s3_images=links)) as c:
+        hits = {
+            h["product_id"]: h
+            for h in c.post("/api/search", json={"text": "dress"}).json()["results"]
+        }
+        url = hits["P-RED"]["image_url"]
+        assert url.startswith("https://shop-images.s3.amazonaws.com/abo/red%20dress.jpg?")
+        assert "X-Amz-Expires=600" in url and "X-Amz-Signature=" in url
+        assert hits["P-DOC"]["image_url"] is None  # only image files are linked
+        assert c.get("/api/products/P-RED").json()["image_url"].startswith("https://shop-images.")
+        # The page lets the browser load them from S3, and nothing else new.
+        csp = c.get("/").headers["content-security-policy"]
+        assert "img-src 'self' blob: data: https://*.amazonaws.com;" in csp
+
+
+def test_s3_images_are_not_linked_unless_asked_or_without_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    searcher = _s3_catalog_searcher()
+    with TestClient(create_app(searcher)) as c:
+        hits = c.post("/api/search", json={"text": "dress"}).json()["results"]
+        assert [h["image_url"] for h in hits] == [None, None]
+        assert "amazonaws" not in c.get("/").headers["content-security-policy"]
+    import boto3
+
+    unsigned = boto3.client("s3", region_name="us-east-1")  # no credentials anywhere (conftest)
+    with TestClient(create_app(searcher, s3_images=S3ImageLinks(unsigned))) as c:
+        for _ in range(2):
+            hits = c.post("/api/search", json={"text": "dress"}).json()["results"]
+            assert [h["image_url"] for h in hits] == [None, None]
+    assert sum("cannot presign" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("seconds", [0, 7 * 24 * 3600 + 1, 1.5, True])
+def test_s3_link_lifetime_is_checked(seconds: object) -> None:
+    with pytest.raises(ConfigurationError, match="expires_in"):
+        S3ImageLinks(_signing_client(), expires_in=seconds)  # type: ignore[arg-type]
 
 
 # --- segment hits (video, audio, document) ---------------------------------------------------

@@ -39,6 +39,22 @@ def test_serve_is_a_registered_command(capsys: pytest.CaptureFixture[str]) -> No
         assert option in out
 
 
+def test_s3_images_option_links_photos_through_s3(tmp_path: Path) -> None:
+    argv = ["serve", "--demo", "--demo-dir", str(tmp_path), "--embedder", "offline"]
+    args = build_parser().parse_args([*argv, "--dimension", "256", "--s3-images"])
+    assert args.s3_image_minutes == 60
+    with contextlib.ExitStack() as stack:
+        app, description = build_app(args, stack)
+        assert "images in S3: presigned links valid 60 min" in description
+        with TestClient(app) as client:
+            assert "https://*.amazonaws.com" in client.get("/").headers["content-security-policy"]
+            # The demo's local photos are still served from its image root.
+            hits = client.post("/api/search", json={"text": TEXT_QUERY.text}).json()["results"]
+            assert hits[0]["image_url"].startswith("/images/")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--s3-images", "--s3-image-minutes", "0"])
+
+
 def test_demo_dir_keeps_catalog_and_store_and_restarts_without_reindexing(
     tmp_path: Path,
 ) -> None:

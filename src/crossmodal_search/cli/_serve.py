@@ -16,6 +16,7 @@ from crossmodal_search.cli._common import (
     DEFAULT_STORE,
     add_embedder_args,
     add_store_args,
+    bounded_int,
     open_searcher,
 )
 from crossmodal_search.errors import ConfigurationError
@@ -51,6 +52,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="the only directory product images are served from (default with --demo: the "
         "sample catalog's images; otherwise none)",
+    )
+    parser.add_argument(
+        "--s3-images",
+        action="store_true",
+        help="show product photos indexed as s3:// URIs: the page links them with presigned "
+        "URLs signed by your AWS credentials (no request to AWS), and the browser loads them "
+        "from S3",
+    )
+    parser.add_argument(
+        "--s3-image-minutes",
+        type=bounded_int(1, 7 * 24 * 60),
+        default=60,
+        metavar="MIN",
+        help="how long each presigned image link stays valid (default: %(default)s)",
     )
     parser.add_argument(
         "--demo",
@@ -117,9 +132,22 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
             f"\ndemo catalog: {root} ({report.indexed} indexed, "
             f"{report.skipped_unchanged} unchanged)"
         )
+    s3_images = None
+    if args.s3_images:
+        from botocore.config import Config
+
+        from crossmodal_search._aws import build_client
+        from crossmodal_search.web import S3ImageLinks
+
+        # SigV4: the legacy query signature botocore may pick for S3 is refused by newer regions.
+        client = build_client(
+            "s3", region_name=args.region, config=Config(signature_version="s3v4")
+        )
+        s3_images = S3ImageLinks(client, expires_in=args.s3_image_minutes * 60)
     app = create_app(
         searcher,
         image_root=image_root,
+        s3_images=s3_images,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=DEFAULT_MAX_PIXELS,
     )
@@ -127,6 +155,11 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
         description += "\nimages: none served (pass --image-root DIR to show product photos)"
     else:
         description += f"\nimages: served from {image_root}"
+    if s3_images is not None:
+        description += (
+            f"\nimages in S3: presigned links valid {args.s3_image_minutes} min "
+            "(the browser needs network access to S3)"
+        )
     return app, description
 
 

@@ -2,7 +2,9 @@
 
 ``create_app(searcher, image_root=...)`` builds a FastAPI application serving one self-contained
 HTML page at ``/``, ``POST /api/search``, ``GET /api/products/{id}``, product images from the
-catalog's image root only (``/images/{path}``) and ``/healthz``. ``crossmodal serve`` runs it.
+catalog's image root only (``/images/{path}``) and ``/healthz``; images indexed as ``s3://``
+URIs are linked with presigned URLs when ``s3_images=S3ImageLinks(s3_client)`` is given.
+``crossmodal serve`` runs it.
 
 Importing this package without FastAPI installed raises :class:`ConfigurationError` naming the
 extra to install.
@@ -22,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by te
     ) from exc
 
 from crossmodal_search.web._app import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, create_app
+from crossmodal_search.web._files import S3ImageLinks
 from crossmodal_search.web._models import (
     ErrorDetail,
     ErrorResponse,
@@ -39,6 +42,7 @@ __all__ = [
     "ErrorResponse",
     "HealthResponse",
     "ProductResponse",
+    "S3ImageLinks",
     "SearchHit",
     "SearchRequest",
     "SearchResponse",

@@ -38,7 +38,7 @@ from crossmodal_search.errors import (
 )
 from crossmodal_search.search import Fusion
 from crossmodal_search.stores import validate_filter
-from crossmodal_search.web._files import ImageRoot
+from crossmodal_search.web._files import ImageRoot, S3ImageLinks
 from crossmodal_search.web._limits import (
     BodySizeLimitMiddleware,
     HTTPProblem,
@@ -83,6 +83,7 @@ def create_app(
     searcher: CrossmodalSearcher,
     *,
     image_root: str | os.PathLike[str] | None = None,
+    s3_images: S3ImageLinks | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     title: str = "crossmodal-search",
@@ -93,6 +94,8 @@ def create_app(
         searcher: Answers the searches (its store should already be indexed).
         image_root: The only directory product images are served from (``/images/...``);
             ``None`` serves no images (cards show no photo).
+        s3_images: Link images indexed as ``s3://`` URIs with presigned URLs (the browser loads
+            them from S3); ``None``: such cards show no photo.
         max_upload_bytes: Largest query image accepted; bigger uploads get 413 while streaming.
         max_pixels: Largest query image area accepted (decompression-bomb guard); 413 above.
         title: Title of the OpenAPI description.
@@ -103,7 +106,16 @@ def create_app(
     if max_upload_bytes <= 0 or max_pixels <= 0:
         raise ConfigurationError("max_upload_bytes and max_pixels must be positive")
     images = ImageRoot(image_root) if image_root is not None else None
-    page = _render_page(max_upload_bytes=max_upload_bytes)
+    page = _render_page(
+        max_upload_bytes=max_upload_bytes,
+        image_sources=(S3ImageLinks.CSP_SOURCE,) if s3_images is not None else (),
+    )
+
+    def image_url(path: str | None) -> str | None:
+        if path is not None and path.startswith("s3://"):
+            return s3_images.url_for(path) if s3_images is not None else None
+        return images.url_for(path) if images is not None else None
+
     # A fully decoded image may take max_pixels * 4 bytes: bound how many decode at once.
     decode_slots = _Slots(os.cpu_count() or 1)
 
@@ -181,7 +193,7 @@ def create_app(
                 distance=r.distance,
                 score=r.score,
                 matched_type=r.matched_type,
-                image_url=images.url_for(r.image_path) if images is not None else None,
+                image_url=image_url(r.image_path),
                 text=r.text,
                 metadata=_public_metadata(r.metadata),
                 **_segment_fields(r),
@@ -214,7 +226,7 @@ def create_app(
             product_id=view.product_id,
             title=_title(view.text, view.product_id),
             text=view.text,
-            image_url=images.url_for(view.image_path) if images is not None else None,
+            image_url=image_url(view.image_path),
             metadata=_public_metadata(view.metadata),
             vector_types=view.vector_types,
         )
@@ -460,7 +472,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 class _Page:
     """The search page, rendered once, with a Content-Security-Policy pinning its inline code."""
 
-    def __init__(self, html: str) -> None:
+    def __init__(self, html: str, image_sources: tuple[str, ...] = ()) -> None:
         self.html = html
         script = re.search(r"<script>(.*?)</script>", html, re.S)
         style = re.search(r"<style>(.*?)</style>", html, re.S)
@@ -471,7 +483,7 @@ class _Page:
                 "default-src 'none'",
                 f"script-src '{_sha256(script.group(1))}'",
                 f"style-src '{_sha256(style.group(1))}'",
-                "img-src 'self' blob: data:",
+                " ".join(["img-src 'self' blob: data:", *image_sources]),
                 "connect-src 'self'",
                 "form-action 'self'",
                 "base-uri 'none'",
@@ -490,7 +502,7 @@ def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-def _render_page(*, max_upload_bytes: int) -> _Page:
+def _render_page(*, max_upload_bytes: int, image_sources: tuple[str, ...] = ()) -> _Page:
     template = resources.files("crossmodal_search.web").joinpath("index.html").read_text("utf-8")
     config = {
         "fusions": list(FUSIONS),
@@ -499,7 +511,8 @@ def _render_page(*, max_upload_bytes: int) -> _Page:
         "maxUploadBytes": max_upload_bytes,
     }
     # ``<`` escaped so no value can close the data block early.
-    return _Page(template.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c")))
+    html = template.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
+    return _Page(html, image_sources)
 
 
 def _search_request_body() -> dict[str, Any]:
