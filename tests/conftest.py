@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import boto3
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI must not turn red on an unlucky draw);
+# HYPOTHESIS_PROFILE=explore draws fresh ones, to look for new failures locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 _AWS_VARS = (
     "AWS_ACCESS_KEY_ID",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,32 @@ def test_satisfies_protocol_and_identifies_itself(emb: OfflineEmbedder) -> None:
     assert isinstance(emb, Embedder)
     assert emb.model_id.startswith("offline-") and emb.dimension == 1024
     assert "1024" in repr(emb)
+
+
+@pytest.mark.parametrize("dimension", [64, 128, 256])
+def test_short_texts_keep_their_words_at_small_dimensions(dimension: int) -> None:
+    # Words are hashed into slots 32-159; a 64-d vector used to cut most of them off and came
+    # out all zeros for a third of short texts (which a cosine store refuses).
+    emb = OfflineEmbedder(dimension=dimension)
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for _ in range(500):
+        text = " ".join(
+            "".join(rng.choice(letters) for _ in range(rng.randint(1, 3)))
+            for _ in range(rng.randint(1, 2))
+        )
+        assert abs(float(np.linalg.norm(emb.embed_text(text))) - 1.0) < 1e-5, text
+    same = emb.embed_text("red summer dress") @ emb.embed_text("dress summer red")
+    other = emb.embed_text("red summer dress") @ emb.embed_text("stainless kettle")
+    assert float(same) > 0.999 and float(other) < 0.5
+
+
+def test_features_that_cancel_exactly_still_give_a_direction() -> None:
+    # Found by the property test below: the signed hashes of "v" and "x" cancel in the first
+    # 256 dimensions.
+    for text in ("V:X", "v x"):
+        vec = OfflineEmbedder(dimension=256).embed_text(text)
+        assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
 
 
 @settings(max_examples=150, deadline=None)

@@ -248,8 +248,23 @@ class OfflineEmbedder:
         return int(dimension)
 
     def _finish(self, full: npt.NDArray[np.float64], dimension: int | None) -> Vector:
+        """The first ``d`` values, unit-normalised (Matryoshka-style truncation).
+
+        Below 160 dimensions truncation would cut off most of the word block (slots 32-159),
+        leaving many texts with no words at all (an all-zero vector at 64 dimensions for a
+        third of short texts): the slots cut off are folded back into the ones kept. A vector
+        whose features cancel exactly gets a direction of its own instead of zeros.
+        """
         d = self._dimension if dimension is None else self._check_dimension(dimension)
-        out = _normalise(full[:d])
+        head = full[:d].copy()
+        if d < _LEX_A.stop:
+            kept = d - _LEX_A.start
+            cut = np.arange(d, _LEX_A.stop)
+            np.add.at(head, _LEX_A.start + (cut - _LEX_A.start) % kept, full[cut])
+        if not head.any():
+            digest = hashlib.blake2b(full.tobytes(), digest_size=8).digest()
+            head[_LEX_A.start + int.from_bytes(digest, "little") % (d - _LEX_A.start)] = 1.0
+        out = _normalise(head)
         return out.astype(np.float32)
 
     @staticmethod
