@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -214,6 +214,22 @@ def test_float16_prefix_takes_half_the_memory_and_finds_the_same_rows(
         for (a, _), (b, _) in zip(found[0], found[1], strict=True)
     ]
     assert np.mean(same) >= 0.99
+
+
+@pytest.mark.parametrize("prefix_dtype", ["float32", "float16"])
+def test_funnel_prefix_grows_geometrically(
+    data: tuple[Matrix, Matrix], prefix_dtype: Literal["float32", "float16"]
+) -> None:
+    # Appending rows one put at a time must not copy the whole prefix on every put.
+    matrix, queries = data
+    acc = FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype=prefix_dtype)
+    acc.search(matrix, queries[:1], 10, metric="cosine")
+    built = acc.nbytes
+    n = matrix.shape[0]
+    acc.update([n], matrix[:1])
+    assert acc.nbytes == 2 * built  # room for n more rows, not just the one added
+    acc.update([n + 1], matrix[1:2])
+    assert acc.nbytes == 2 * built
 
 
 def test_make_accelerator_resolves_names_and_rejects_unknown() -> None:

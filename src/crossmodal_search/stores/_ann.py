@@ -386,7 +386,7 @@ class FunnelAccelerator:
                 return
             needed = int(idx.max()) + 1
             if needed > self._prefix.shape[0]:
-                self._grow(max(needed, 2 * self._prefix.shape[1]))
+                self._grow(max(needed, 2 * self._prefix.shape[0]))
             assert self._prefix is not None and self._prefix_sq is not None
             block = self._project(np.asarray(vectors)[:, : self.prefix_dim], self._metric)
             self._prefix[idx] = block
