@@ -590,9 +590,8 @@ class LocalVectorStore:
             return vectors, norms
         stored = np.empty(vectors.shape, dtype=self._dtype)
         for s in range(0, vectors.shape[0], _BLOCK_ROWS):
-            n = norms[s : s + _BLOCK_ROWS]
-            inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
-            stored[s : s + _BLOCK_ROWS] = vectors[s : s + _BLOCK_ROWS] * inv[:, None]
+            block = slice(s, s + _BLOCK_ROWS)
+            stored[block] = _unit_rows(vectors[block], norms[block])
         return stored, norms
 
     def _reserve(self, rows: int) -> None:
@@ -639,7 +638,7 @@ class LocalVectorStore:
             self._matrix[rows] = stored
         self._norms[rows] = norms
         if self._scan_rows is not None:
-            self._scan_rows[rows] = self._scan_encode(rows)
+            self._write_scan(rows)
         for i, row in enumerate(rows.tolist()):
             self._metadata[row] = metadata[i]
             self._columns.set_row(row, metadata[i], fresh=row >= old_n)
@@ -794,22 +793,19 @@ class LocalVectorStore:
         if self._scan_format is None:
             return self._matrix
         if self._scan_rows is None:
-            scan = np.empty(self._matrix.shape, dtype=self._scan_format.storage)
-            for s in range(0, self._n, _BLOCK_ROWS):
-                block = np.arange(s, min(self._n, s + _BLOCK_ROWS))
-                scan[block] = self._scan_encode(block)
-            self._scan_rows = scan
+            self._scan_rows = np.empty(self._matrix.shape, dtype=self._scan_format.storage)
+            self._write_scan(np.arange(self._n))
             logger.debug("built the %s scan copy: %d rows", self._scan_format.name, self._n)
         return self._scan_rows
 
-    def _scan_encode(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
-        """Rows ``rows`` of a float32 store as the scan copy holds them: unit vectors rounded
-        to its 16-bit format (zero rows stay zero)."""
-        assert self._scan_format is not None
-        norms = self._norms[rows]
-        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        unit = self._matrix[rows].astype(np.float64) * inv[:, None]
-        return self._scan_format.encode(unit.astype(np.float32))
+    def _write_scan(self, rows: npt.NDArray[np.intp]) -> None:
+        """Copy rows ``rows`` of a float32 store into the scan copy: unit vectors rounded to
+        its 16-bit format (zero rows stay zero), a block at a time."""
+        assert self._scan_format is not None and self._scan_rows is not None
+        for s in range(0, rows.shape[0], _BLOCK_ROWS):
+            block = rows[s : s + _BLOCK_ROWS]
+            unit = _unit_rows(self._matrix[block], self._norms[block])
+            self._scan_rows[block] = self._scan_format.encode(unit)
 
     def _row_factors(self, rows: npt.NDArray[np.intp] | None) -> _RowFactors:
         """The order-key factors of every row (cached until the next write), or of ``rows``."""
@@ -1352,6 +1348,15 @@ class LocalVectorStore:
             if orphan_segment or p.name == f"{_MANIFEST}.tmp":
                 logger.info("removing %s left by an interrupted write", p)
                 p.unlink(missing_ok=True)
+
+
+def _unit_rows(
+    vectors: npt.NDArray[Any], norms: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``vectors`` divided by their ``norms`` in float64; all-zero rows stay zero."""
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    unit: npt.NDArray[np.float64] = vectors * inv[:, None]
+    return unit
 
 
 def _block_minima(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
