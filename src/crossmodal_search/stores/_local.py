@@ -704,17 +704,20 @@ class LocalVectorStore:
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
+        # float64: float32 squares under/overflow at 1e+-19.
+        norms = np.linalg.norm(queries.astype(np.float64), axis=1)
         for start in range(0, nq, group):
             q = queries[start : start + group]
+            qn = norms[start : start + group]
             picks: list[npt.NDArray[np.intp] | None] = [None] * q.shape[0]  # None: every row
-            narrow = np.flatnonzero(~self._beyond_float32(q, factors))
+            narrow = np.flatnonzero(~self._beyond_float32(qn, factors))
             if narrow.size:
                 dots = self._dots(q[narrow], rows)  # (count, len(narrow))
                 if narrow.size == 1:
                     order = self._order_keys(dots[:, 0], factors)
-                    found = [self._candidates(order, top_k, q[narrow[0]], factors.top_norm)]
+                    found = [self._candidates(order, top_k, float(qn[narrow[0]]), factors.top_norm)]
                 else:
-                    found = self._candidates_many(dots, top_k, q[narrow], factors)
+                    found = self._candidates_many(dots, top_k, qn[narrow], factors)
                 for j, candidates in zip(narrow.tolist(), found, strict=True):
                     picks[j] = candidates
             for j, picked in enumerate(picks):
@@ -726,12 +729,12 @@ class LocalVectorStore:
         return results
 
     def _beyond_float32(
-        self, queries: npt.NDArray[np.float32], factors: _RowFactors
+        self, qn: npt.NDArray[np.float64], factors: _RowFactors
     ) -> npt.NDArray[np.bool_]:
-        """Per query: could its float32 products or order keys overflow, or lose their relative
-        precision to underflow? Only vectors scaled far from unit length (norms beyond 2^+-50)
-        get here; those queries skip the float32 pass and score every row in float64."""
-        qn = np.linalg.norm(queries.astype(np.float64), axis=1)
+        """Per query of norm ``qn``: could its float32 products or order keys overflow, or lose
+        their relative precision to underflow? Only vectors scaled far from unit length (norms
+        beyond 2^+-50) get here; those queries skip the float32 pass and score every row in
+        float64."""
         top, bottom = factors.top_norm, factors.bottom_norm
         if self._metric == "cosine":
             if self._unit_scan:  # unit rows: the products scale with |q| only
@@ -872,26 +875,27 @@ class LocalVectorStore:
         self,
         order: npt.NDArray[np.float32],
         top_k: int,
-        q: npt.NDArray[np.float32],
+        qn: float,
         top_norm: float,
     ) -> npt.NDArray[np.intp]:
-        """Rows whose approximate distance is within rounding of the k-th best."""
+        """Rows whose approximate distance is within rounding of the k-th best, for a query of
+        norm ``qn``."""
         if order.shape[0] <= top_k:
             return np.arange(order.shape[0])
         kth, bound, near = _kth_smallest(order, top_k)
-        limit = self._limit(kth, q, top_norm)
+        limit = self._limit(kth, qn, top_norm)
         if near is not None and limit <= bound:
             # Every key <= limit is <= bound, so it is among ``near``: same rows, same order.
             return near[order[near] <= limit]
         return np.flatnonzero(order <= limit)
 
-    def _limit(self, kth: float, q: npt.NDArray[np.float32], top_norm: float) -> float:
+    def _limit(self, kth: float, qn: float, top_norm: float) -> float:
         """The largest order key a row of the true top k can have, given the k-th best key.
 
         Each key may be off by ``e`` (float32 rounding, plus the float16 kernel's error): a row
-        of the true top k has a key of at most true k-th + e <= approximate k-th + 2e.
+        of the true top k has a key of at most true k-th + e <= approximate k-th + 2e. ``qn`` is
+        the query's norm.
         """
-        qn = float(np.linalg.norm(q.astype(np.float64)))  # float32 under/overflows at 1e+-19
         # Cosine order keys are -|q| cos; euclidean ones |x|^2 - 2 x.q.
         magnitude = qn if self._metric == "cosine" else 2.0 * qn * top_norm + top_norm**2
         error = (_RELATIVE_TOLERANCE + self._kernel_error) * magnitude + abs(kth) * 1e-6
@@ -901,10 +905,11 @@ class LocalVectorStore:
         self,
         dots: npt.NDArray[np.float32],
         top_k: int,
-        queries: npt.NDArray[np.float32],
+        qn: npt.NDArray[np.float64],
         factors: _RowFactors,
     ) -> list[npt.NDArray[np.intp]]:
-        """:meth:`_candidates` for each column of ``dots`` (overwritten), in whole-array passes.
+        """:meth:`_candidates` for each column of ``dots`` (overwritten; the queries' norms are
+        ``qn``), in whole-array passes.
 
         Per query, the k-th smallest of the 128-row block minima bounds the k-th smallest key
         from above (see :func:`_kth_smallest`), so ``key <= limit(bound)`` keeps every row that
@@ -918,12 +923,13 @@ class LocalVectorStore:
         if blocks < 4 * top_k:
             columns = np.ascontiguousarray(order.T)
             return [
-                self._candidates(columns[j], top_k, queries[j], factors.top_norm) for j in range(nq)
+                self._candidates(columns[j], top_k, float(qn[j]), factors.top_norm)
+                for j in range(nq)
             ]
         mins = _block_minima(order[: blocks * _BOUND_BLOCK].reshape(blocks, _BOUND_BLOCK, nq))
         bounds = np.partition(mins, top_k - 1, axis=0)[top_k - 1]
         limits = np.array(
-            [self._limit(float(b), queries[j], factors.top_norm) for j, b in enumerate(bounds)],
+            [self._limit(float(b), float(qn[j]), factors.top_norm) for j, b in enumerate(bounds)],
             dtype=np.float64,
         )
         # Rounding the limits up to float32 only widens the comparison. A non-finite limit
@@ -945,7 +951,7 @@ class LocalVectorStore:
         picks = np.split(rows[by_query], np.cumsum(np.bincount(cols, minlength=nq))[:-1])
         for j in np.flatnonzero(~finite).tolist():
             column = np.ascontiguousarray(order[:, j])
-            picks[j] = self._candidates(column, top_k, queries[j], factors.top_norm)
+            picks[j] = self._candidates(column, top_k, float(qn[j]), factors.top_norm)
         return picks
 
     def _exact(
