@@ -40,14 +40,6 @@ SCAN_DTYPES: tuple[ScanDType, ...] = ("float16", "bfloat16")
 _CONVERT_BYTES = 4 * 1024 * 1024
 # Rows below which splitting a product across threads costs more than it saves.
 _ROWS_PER_THREAD = 16384
-# Unit roundoff of float16 (10 stored mantissa bits, round to nearest).
-_F16_ROUNDOFF = 2.0**-11
-# Largest absolute rounding error of a float16 subnormal (spacing 2**-24).
-_F16_SUBNORMAL_ERROR = 2.0**-25
-# Unit roundoff of bfloat16 (7 stored mantissa bits, round to nearest).
-_BF16_ROUNDOFF = 2.0**-8
-# bfloat16 kernels flush subnormals (below 2**-126) to zero, inputs and products alike.
-_BF16_FLUSH_ERROR = 2.0**-126
 
 
 @dataclass(frozen=True)
@@ -57,7 +49,9 @@ class _Format:
     name: ScanDType
     numkong: str  # dtype name for NumKong's pack and tensor functions
     storage: type[np.generic]  # numpy dtype holding the 16-bit values
-    roundoff: float
+    roundoff: float  # unit roundoff (relative error of one rounded component)
+    subnormal: float  # largest absolute error of one component below the normal range
+    flushes_products: bool  # the kernel flushes each tiny product to zero (bfloat16 dot units)
 
     def encode(self, block: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """``block`` rounded to this format (round to nearest even), as numpy holds it."""
@@ -65,32 +59,31 @@ class _Format:
             return np.asarray(block, dtype=np.float16)
         return to_bfloat16(block)
 
-    def query_error(self, dimension: int) -> float:
-        """Bound on |computed - exact product| / (|row| |query|) from rounding the query (scaled
-        to a largest component in (0.5, 1], so |q| > 0.5) and from subnormals."""
-        if self.name == "float16":
-            # |sum x_i (q_i - fl16(q_i))| <= 2^-11 |x||q| + 2^-25 |x|_1, and |x|_1 <= sqrt(d)|x|.
-            return _F16_ROUNDOFF + 2.0 * _F16_SUBNORMAL_ERROR * math.sqrt(dimension)
-        # bfloat16 also flushes each of the d products to zero below 2^-126 (|row| <= 1 here).
-        return _BF16_ROUNDOFF + 2.0 * _BF16_FLUSH_ERROR * dimension
+    def copy_error(self, dimension: int) -> float:
+        """Bound on |(fmt(u) - u) . q| / |q| for a unit row u (a scan copy of a float32 row):
+        each component is off by at most the roundoff (relative) or the subnormal error, and
+        |u|_1 <= sqrt(d)."""
+        return self.roundoff + 2.0 * self.subnormal * math.sqrt(dimension)
 
     def row_error(self, dimension: int) -> float:
         """Bound on the order-key error, relative to |query|, from a unit row held in this format
         (its components rounded, so its norm is 1 only to within rounding)."""
-        if self.name == "float16":
-            return 2.0 * _F16_ROUNDOFF + 2.0 * _F16_SUBNORMAL_ERROR * math.sqrt(dimension)
-        return 2.0 * _BF16_ROUNDOFF + 2.0 * _BF16_FLUSH_ERROR * math.sqrt(dimension)
+        return self.roundoff + self.copy_error(dimension)
 
-    def copy_error(self, dimension: int) -> float:
-        """Bound on |(fmt(u) - u) . q| / |q| for a unit row u (a scan copy of a float32 row):
-        each component is off by at most the roundoff (relative) or the subnormal error."""
-        if self.name == "float16":
-            return _F16_ROUNDOFF + 2.0 * _F16_SUBNORMAL_ERROR * math.sqrt(dimension)
-        return _BF16_ROUNDOFF + 2.0 * _BF16_FLUSH_ERROR * math.sqrt(dimension)
+    def query_error(self, dimension: int) -> float:
+        """Bound on |computed - exact product| / (|row| |query|) from rounding the query (scaled
+        to a largest component in (0.5, 1], so |q| > 0.5) and from subnormals: the query's
+        rounding is a copy error of its own, and flushed products add up to d of them (|row| <= 1
+        here)."""
+        if self.flushes_products:
+            return self.roundoff + 2.0 * self.subnormal * dimension
+        return self.copy_error(dimension)
 
 
-FLOAT16 = _Format("float16", "float16", np.float16, _F16_ROUNDOFF)
-BFLOAT16 = _Format("bfloat16", "bfloat16", np.uint16, _BF16_ROUNDOFF)
+# float16: 10 stored mantissa bits (roundoff 2^-11), subnormals spaced 2^-24 (error 2^-25).
+FLOAT16 = _Format("float16", "float16", np.float16, 2.0**-11, 2.0**-25, flushes_products=False)
+# bfloat16: 7 stored mantissa bits (roundoff 2^-8); its kernels flush values below 2^-126.
+BFLOAT16 = _Format("bfloat16", "bfloat16", np.uint16, 2.0**-8, 2.0**-126, flushes_products=True)
 
 
 def to_bfloat16(block: npt.ArrayLike) -> npt.NDArray[np.uint16]:
