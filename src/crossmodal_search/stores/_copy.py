@@ -7,7 +7,7 @@ once on Bedrock) can move between the embedded store and S3 Vectors without re-e
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,7 +17,7 @@ from crossmodal_search.errors import (
     IndexMismatchError,
     InvalidInputError,
 )
-from crossmodal_search.stores._models import VectorRecord
+from crossmodal_search.stores._models import VectorRecord, batched
 from crossmodal_search.stores._protocol import VectorStore
 
 __all__ = ["CopyReport", "copy_store"]
@@ -124,7 +124,7 @@ def copy_store(
     tolerance = _FLOAT16_RTOL if getattr(target, "storage_dtype", "float32") == "float16" else 0.0
     report = CopyReport()
     seen: set[str] | None = set() if prune else None
-    for batch in _batches(source.records(), batch_size):
+    for batch in batched(source.records(), batch_size):
         if seen is not None:
             seen.update(r.key for r in batch)
         changed = _changed(batch, target, tolerance) if skip_unchanged else batch
@@ -149,17 +149,6 @@ def copy_store(
                 progress(report)
     logger.info("copied %s", report)
     return report
-
-
-def _batches(records: Iterator[VectorRecord], size: int) -> Iterator[list[VectorRecord]]:
-    batch: list[VectorRecord] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _changed(

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.stores._models import VectorRecord
+from crossmodal_search.stores._models import VectorRecord, batched
 from crossmodal_search.stores._protocol import VectorStore
 
 __all__ = ["copy_truncated", "truncate_dimension", "truncated_records"]
@@ -62,20 +62,10 @@ def truncated_records(
     records: Iterable[VectorRecord], dim: int, *, batch_size: int = 4096
 ) -> Iterator[VectorRecord]:
     """Records with vectors truncated to ``dim`` and re-normalised; keys and metadata kept."""
-    batch: list[VectorRecord] = []
-
-    def flush() -> Iterator[VectorRecord]:
+    for batch in batched(records, batch_size):
         matrix = truncate_dimension(np.stack([np.asarray(r.vector) for r in batch]), dim)
         for rec, vec in zip(batch, matrix, strict=True):
             yield VectorRecord(rec.key, vec, rec.metadata)
-        batch.clear()
-
-    for rec in records:
-        batch.append(rec)
-        if len(batch) >= batch_size:
-            yield from flush()
-    if batch:
-        yield from flush()
 
 
 def copy_truncated(
@@ -114,12 +104,6 @@ def copy_truncated(
     store = target if isinstance(target, VectorStore) else target(dim)
     if store.dimension != dim:
         raise InvalidInputError(f"target store has dimension {store.dimension}, expected {dim}")
-    pending: list[VectorRecord] = []
-    for rec in truncated_records(source.records(), dim):
-        pending.append(rec)
-        if len(pending) >= batch_size:
-            store.put(pending)
-            pending = []
-    if pending:
-        store.put(pending)
+    for batch in batched(truncated_records(source.records(), dim), batch_size):
+        store.put(batch)
     return store
