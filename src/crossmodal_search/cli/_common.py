@@ -149,19 +149,38 @@ def make_searcher(
         session=session,
         cache=cache,
     )
-    store_kwargs: StoreOptions = {}
-    if kind == "s3vectors":
-        if region is not None:
-            store_kwargs["region_name"] = region
-        if session is not None:
-            store_kwargs["session"] = session
-        if must_exist or read_only:
-            store_kwargs["create"] = False
-    if kind == "local" and read_only:
-        store_kwargs["read_only"] = True
+    store_kwargs = store_options(
+        kind, region=region, session=session, must_exist=must_exist, read_only=read_only
+    )
     vector_store = open_store(store, dimension=dimension, **store_kwargs)
     searcher = CrossmodalSearcher(emb, vector_store, max_concurrency=max_concurrency)
     return searcher, f"embedder: {why}\nstore: {store} ({dimension} dimensions)"
+
+
+def store_options(
+    kind: str,
+    *,
+    region: str | None,
+    session: boto3.Session | None = None,
+    must_exist: bool = False,
+    read_only: bool = False,
+) -> StoreOptions:
+    """``open_store`` options for a store of ``kind`` (from ``parse_store_spec``).
+
+    ``must_exist`` or ``read_only``: an S3 Vectors index is not created; ``read_only``: a local
+    store is opened without its write lock.
+    """
+    options: StoreOptions = {}
+    if kind == "s3vectors":
+        if region is not None:
+            options["region_name"] = region
+        if session is not None:
+            options["session"] = session
+        if must_exist or read_only:
+            options["create"] = False
+    if kind == "local" and read_only:
+        options["read_only"] = True
+    return options
 
 
 def open_searcher(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crossmodal_search.cli._common import bounded_int
+from crossmodal_search.cli._common import bounded_int, store_options
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.stores import CopyReport, StoreOptions, VectorStore, copy_store, open_store
+from crossmodal_search.stores import CopyReport, VectorStore, copy_store, open_store
 from crossmodal_search.stores._open import parse_store_spec
 
 
@@ -48,19 +48,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _open(spec: str, region: str | None, *, like: VectorStore | None) -> VectorStore:
     kind, _, _ = parse_store_spec(spec)
-    options: StoreOptions = {}
-    if kind == "s3vectors" and region is not None:
-        options["region_name"] = region
     if like is None:  # the source: it must exist, and is only read
         if kind == "memory":
             raise ConfigurationError(
                 "SOURCE must be a local:DIR or s3vectors:// store, not memory:"
             )
-        if kind == "s3vectors":
-            options["create"] = False
-        else:
-            options["read_only"] = True
+        options = store_options(kind, region=region, read_only=True)
         return open_store(spec, dimension=None, **options)
+    options = store_options(kind, region=region)
     options["distance_metric"] = like.distance_metric
     options["non_filterable_metadata_keys"] = like.non_filterable_metadata_keys
     return open_store(spec, dimension=like.dimension, **options)
