@@ -140,11 +140,9 @@ def copy_store(
             progress(report)
     if seen is not None:
         stale = [key for key in target.keys() if key not in seen]  # noqa: SIM118 (a store)
-        for start in range(0, len(stale), batch_size):
-            target.delete(stale[start : start + batch_size])
-            report = replace(
-                report, deleted=report.deleted + len(stale[start : start + batch_size])
-            )
+        for doomed in batched(stale, batch_size):
+            target.delete(doomed)
+            report = replace(report, deleted=report.deleted + len(doomed))
             if progress is not None:
                 progress(report)
     logger.info("copied %s", report)
