@@ -509,6 +509,13 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
                 bfns[c.label] = (lambda f: lambda: f(qb))(c.batch)
         log.info("search: %s: timing batches of %d", ds.name, BATCH)
         bs = _timed(bfns, plan)
+
+        def batch_of(label: str) -> list[list[int]]:
+            """The answer of contender ``label`` to the timed batch."""
+            found = next(c for c in contenders if c.label == label).batch
+            assert found is not None
+            return found(qb)
+
         btable = Table(
             f"{ds.name}: batch of {BATCH} queries (`query_many`), top {K}",
             ["contender", "ms per query", "x floor (per batch)", "x numpy"],
@@ -534,7 +541,7 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
         section.tables.append(btable)
         if exact_label and exact_label in bs:
             per_query = median(bs[exact_label]) / BATCH * 1e3
-            found = contenders[[c.label for c in contenders].index(exact_label)].batch(qb)  # type: ignore[misc]
+            found = batch_of(exact_label)
             batch_truth = exact_top(x, qb, K)
             section.check(
                 f"{ds.name}: query_many returns the exact top 10",
@@ -558,7 +565,7 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
                     ),
                 )
             if scan is not None:
-                found_b = contenders[[c.label for c in contenders].index(SCAN_COPY)].batch(qb)  # type: ignore[misc]
+                found_b = batch_of(SCAN_COPY)
                 section.check(
                     f"{ds.name}: the bfloat16 scan copy's query_many returns the exact top 10",
                     "smoke",
@@ -570,8 +577,7 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             (label for label in bs if label.startswith("LocalVectorStore float16")), None
         )
         if f16_batch is not None:
-            f16c = contenders[[c.label for c in contenders].index(f16_batch)]
-            found16 = f16c.batch(qb)  # type: ignore[misc]
+            found16 = batch_of(f16_batch)
             r16 = recall_at(found16, exact_top(x, qb, K), K)
             section.check(
                 f"{ds.name}: float16 query_many at 0.5x memory, recall@10 >= 0.999",
