@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -331,24 +332,52 @@ def render_results(results: Sequence[SearchResult], *, width: int | None = None)
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal; silent when the stream is not a TTY."""
+    """A one-line progress bar with rate and ETA on a terminal; silent when the stream is not a
+    TTY. ``done`` and ``total`` keep the last counts reported (for an interruption message)."""
 
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._label = label
         self._stream = stream if stream is not None else sys.stderr
         self._enabled = self._stream.isatty()
         self._shown = False
+        self._clock = clock
+        self._started: float | None = None
+        self.done = 0
+        self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
         """Redraw for ``done`` of ``total``."""
+        now = self._clock()
+        if self._started is None:
+            self._started = now
+        self.done, self.total = done, total
         if not self._enabled or total <= 0:
             return
         cells = 30
-        filled = cells * done // total
+        filled = cells * min(done, total) // total
         bar = "#" * filled + "." * (cells - filled)
-        self._stream.write(f"\r{self._label} [{bar}] {done}/{total}")
+        self._stream.write(f"\r{self._label} [{bar}] {done}/{total}{self._pace(now)}")
         self._stream.flush()
         self._shown = True
+
+    def _pace(self, now: float) -> str:
+        """`` 12.5/s ETA 1:05`` once a rate can be measured, else ``""``."""
+        assert self._started is not None
+        elapsed = now - self._started
+        if self.done <= 0 or elapsed < 0.5:
+            return ""
+        rate = self.done / elapsed
+        left = max(self.total - self.done, 0) / rate
+        minutes, seconds = divmod(int(left + 0.5), 60)
+        hours, minutes = divmod(minutes, 60)
+        eta = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+        return f" {rate:.1f}/s ETA {eta}   "
 
     def close(self) -> None:
         """End the line so that later output starts on a fresh one."""
