@@ -25,6 +25,7 @@ from crossmodal_search.errors import (
     InvalidFilterError,
     InvalidInputError,
     MetadataLimitError,
+    StoreCorruptedError,
     StoreLockedError,
 )
 from crossmodal_search.stores import (
@@ -537,6 +538,19 @@ def test_corrupt_directories_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ConfigurationError, match="cannot read"):
         LocalVectorStore(tmp_path)
+
+
+def test_a_lost_manifest_is_an_error_that_deletes_nothing(tmp_path: Path) -> None:
+    with LocalVectorStore(tmp_path, dimension=8) as store:
+        for start in range(0, 300, 50):
+            store.put([rec(f"k{i}", np.eye(8)[i % 8] + 0.1) for i in range(start, start + 50)])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    (tmp_path / "manifest.json").unlink()
+    for read_only in (False, True):
+        with pytest.raises(StoreCorruptedError, match="crossmodal store recover") as info:
+            LocalVectorStore(tmp_path, dimension=8, read_only=read_only)
+        assert info.value.path == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f for f in files if f != "manifest.json"]
 
 
 def test_orphans_from_an_interrupted_write_are_removed(tmp_path: Path) -> None:

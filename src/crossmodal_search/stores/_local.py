@@ -49,6 +49,7 @@ from crossmodal_search.errors import (
     ConfigurationError,
     IndexMismatchError,
     InvalidInputError,
+    StoreCorruptedError,
     StoreLockedError,
 )
 from crossmodal_search.stores._ann import Accelerator, AcceleratorName, make_accelerator
@@ -1005,6 +1006,15 @@ class LocalVectorStore:
             manifest_path = path / _MANIFEST
             if manifest_path.exists():
                 return self._read_manifest(manifest_path)
+            segments = sorted(p.name for p in path.iterdir() if _SEGMENT_RE.match(p.name))
+            if segments:
+                # Never an empty store over data: the segments may hold every record.
+                raise StoreCorruptedError(
+                    f"local vector store at {path} has {len(segments)} segment files but no "
+                    f"{_MANIFEST}; nothing was changed. Rebuild the manifest from its complete "
+                    f"segments with `crossmodal store recover {path}`",
+                    path=str(path),
+                )
             foreign = [
                 p.name
                 for p in path.iterdir()
