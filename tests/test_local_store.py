@@ -268,16 +268,22 @@ def test_query_many_equals_query(make_store: Any, metric: str, dtype: str) -> No
     assert store.query_many(np.empty((0, 24)), top_k=3) == []
 
 
-def test_float16_storage_keeps_recall(make_store: Any) -> None:
+def test_float16_storage_keeps_recall(make_store: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(3000, 64)).astype(np.float32)
     records = [VectorRecord(f"k{i}", v, {}) for i, v in enumerate(vectors)]
     exact = make_store(dimension=64, storage_dtype="float32")
     exact.put(records)
-    half = LocalVectorStore(dimension=64, storage_dtype="float16")
+    half = LocalVectorStore(tmp_path / "half", dimension=64, storage_dtype="float16")
     half.put(records)
     assert half.storage_dtype == "float16"
-    assert half._matrix.dtype == np.float16  # half the bytes per vector
+    with LocalVectorStore(tmp_path / "full", dimension=64) as full:
+        full.put(records)
+    vector_bytes = {
+        name: sum(f.stat().st_size for f in (tmp_path / name).glob("*.npy"))
+        for name in ("half", "full")
+    }
+    assert vector_bytes["half"] < 0.51 * vector_bytes["full"]  # half the bytes per vector
     queries = rng.normal(size=(40, 64)).astype(np.float32)
     hits = 0
     for q in queries:
@@ -529,14 +535,14 @@ def test_corrupt_directories_are_clear_errors(tmp_path: Path) -> None:
     npy = tmp_path / f"seg-{seg['id']:08d}.npy"
     data = npy.read_bytes()
     npy.write_bytes(data[:-4])
-    with pytest.raises(ConfigurationError, match="bytes, expected"):
+    with pytest.raises(StoreCorruptedError, match="bytes, expected"):
         LocalVectorStore(tmp_path)
     npy.write_bytes(data)
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
-    with pytest.raises(ConfigurationError, match="version 99"):
+    with pytest.raises(StoreCorruptedError, match="version 99"):
         LocalVectorStore(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ConfigurationError, match="cannot read"):
+    with pytest.raises(StoreCorruptedError, match="cannot read"):
         LocalVectorStore(tmp_path)
 
 
