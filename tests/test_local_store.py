@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -415,13 +416,26 @@ def test_manifest_is_versioned_json_and_vectors_are_plain_npy(tmp_path: Path) ->
         store.put([rec("a", [1, 2, 3], n=1)])
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["format"] == "crossmodal-search/local-vector-store"
-    assert manifest["version"] == 1
+    assert manifest["version"] == 2
     assert (manifest["dimension"], manifest["distance_metric"]) == (3, "euclidean")
     [seg] = manifest["segments"]
-    vectors = np.load(tmp_path / f"seg-{seg['id']:08d}.npy", allow_pickle=False)
+    npy = tmp_path / f"seg-{seg['id']:08d}.npy"
+    vectors = np.load(npy, allow_pickle=False)
     assert vectors.tolist() == [[1, 2, 3]]
-    line = json.loads((tmp_path / f"seg-{seg['id']:08d}.jsonl").read_text())
-    assert line["k"] == "a" and line["m"] == {"n": 1}
+    jsonl = tmp_path / f"seg-{seg['id']:08d}.jsonl"
+    record, end = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert record["k"] == "a" and record["m"] == {"n": 1}
+    # The segment describes itself (a lost manifest can be rebuilt) and carries checksums.
+    trailer = end["end"]
+    assert (trailer["id"], trailer["puts"], trailer["deletes"], trailer["base"]) == (
+        seg["id"],
+        1,
+        0,
+        True,
+    )
+    assert trailer["store"]["distance_metric"] == "euclidean"
+    assert trailer["vectors_crc"] == seg["vectors_crc"] == zlib.crc32(npy.read_bytes())
+    assert seg["records_crc"] == zlib.crc32(jsonl.read_bytes())
 
 
 def test_many_small_writes_keep_few_segments(tmp_path: Path) -> None:

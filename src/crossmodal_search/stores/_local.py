@@ -190,7 +190,9 @@ class LocalVectorStore:
             within ~1e-3 relative error and search is computed in float32 blocks). None means
             float32 for a new store and the stored dtype for an existing one.
         read_only: Open an existing directory without taking the write lock; every mutating
-            call raises. Reads a snapshot taken when opened.
+            call raises. Each call first checks (one ``stat``) whether a writer has committed
+            since, and if so applies the new segments, so a reader serves what the writer
+            wrote as soon as its call returns.
         float16_kernel: How float16 rows are multiplied: ``"auto"`` (default: NumKong's SIMD
             kernels when the ``simd`` extra is installed, else numpy), ``"numkong"`` (required;
             ConfigurationError if missing) or ``"numpy"``. Results are the same with either:
@@ -292,29 +294,17 @@ class LocalVectorStore:
         dtype: np.dtype[Any] = np.dtype(manifest.storage_dtype)
         scaled = dtype == np.float16
         # A float16 store's rows are the 16-bit scan already.
-        fmt = None if scaled else options.scan_format
+        self._scan_format = None if scaled else options.scan_format
         kernel = resolve_float16_kernel(options.float16_kernel) if scaled else options.scan_kernel
-        kernel_error = 0.0
+        self._kernel_error = 0.0
         if kernel is not None:
             d = manifest.dimension
             rows_error = kernel.format.row_error(d) if scaled else kernel.format.copy_error(d)
-            kernel_error = 1.01 * (kernel.error_bound(d) + rows_error)
+            self._kernel_error = 1.01 * (kernel.error_bound(d) + rows_error)
         self._kernel = kernel
-        self._scan_format = fmt
-        self._rows = RowTable(
-            dimension=manifest.dimension,
-            dtype=dtype,
-            non_filterable=manifest.non_filterable_metadata_keys,
-            scan_format=fmt,
-            accelerator=options.accelerator,
-        )
-        self._exact = ExactSearch(
-            self._rows,
-            metric=manifest.distance_metric,
-            kernel=kernel,
-            kernel_error=kernel_error,
-            accelerator=options.accelerator,
-        )
+        self._dtype = dtype
+        self._accelerator = options.accelerator
+        self._bind(self._new_rows())
         if self._log is None:
             return
         try:
@@ -324,6 +314,36 @@ class LocalVectorStore:
         except BaseException:
             self._log.close()
             raise
+
+    def _new_rows(self) -> RowTable:
+        return RowTable(
+            dimension=self._dimension,
+            dtype=self._dtype,
+            non_filterable=self._non_filterable,
+            scan_format=self._scan_format,
+            accelerator=self._accelerator,
+        )
+
+    def _bind(self, rows: RowTable) -> None:
+        """Search ``rows`` from now on."""
+        self._rows = rows
+        self._exact = ExactSearch(
+            rows,
+            metric=self._metric,
+            kernel=self._kernel,
+            kernel_error=self._kernel_error,
+            accelerator=self._accelerator,
+        )
+
+    def _catch_up(self) -> None:
+        """A reader serves what the writer has committed since (one stat when nothing has)."""
+        if not self._read_only or self._log is None:
+            return
+        rows = self._log.refresh(self._rows, self._new_rows)
+        if rows is not None and rows is not self._rows:
+            self._bind(rows)
+        if rows is not None and self._log.manifest is not None:
+            logger.debug("%r caught up with generation %d", self, self._log.manifest.generation)
 
     # ------------------------------------------------------------------ properties
 
@@ -358,7 +378,10 @@ class LocalVectorStore:
         return self._path
 
     def __len__(self) -> int:
-        return self._rows.n
+        with self._mutex:
+            if not self._closed:
+                self._catch_up()
+            return self._rows.n
 
     @property
     def float16_kernel(self) -> KernelName | None:
@@ -403,6 +426,8 @@ class LocalVectorStore:
             raise ConfigurationError(f"{self!r} is closed")
         if write and self._read_only:
             raise ConfigurationError(f"{self!r} was opened read_only=True")
+        if not write:
+            self._catch_up()
 
     # ------------------------------------------------------------------ public API
 
