@@ -124,7 +124,7 @@ def test_bad_filter_json_says_why(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["search", "x", "--filter", '{"color": red}'])
     err = capsys.readouterr().err
-    assert "argument --filter: invalid JSON" in err
+    assert "argument --filter: not valid JSON (Expecting value at column 11)" in err
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

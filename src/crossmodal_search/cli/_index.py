@@ -70,6 +70,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "vectors, segments included); not with --limit",
     )
     parser.add_argument(
+        "--non-filterable",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="metadata keys to store but not filter on (long ones: they escape the 2 KB "
+        "filterable limit), besides text, description, image_path and source_uri; fixed when "
+        "the store is created",
+    )
+    parser.add_argument(
         "--report",
         metavar="PATH",
         help="also write the run's report as JSON: counts, each failure with its AWS error code "
@@ -212,6 +221,7 @@ def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, st
         dimension=args.dimension,
         region=args.region,
         cache=args.cache,
+        non_filterable=args.non_filterable,
     )
     embedder_line = description.splitlines()[0]
     return (
@@ -377,6 +387,7 @@ def _index(
         cache=args.cache,
         max_concurrency=args.concurrency,
         session=session,
+        non_filterable=args.non_filterable,
     )
     with searcher:
         for flag, model_id in (

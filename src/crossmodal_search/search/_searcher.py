@@ -29,6 +29,7 @@ product and where in the media it matched.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -1257,6 +1258,41 @@ class CrossmodalSearcher:
         order = sorted(scores, key=lambda pid: (-scores[pid], chosen[pid][1].distance, pid))
         return [self._result(chosen[pid][1], scores[pid]) for pid in order[:top_k]]
 
+    def explain_no_results(
+        self, *, search_mode: SearchMode = "combined", filter: Filter | None = None
+    ) -> str:
+        """Why a search in ``search_mode`` with ``filter`` found nothing, in one line a person
+        can act on: the store holds no vectors of that kind, or no product has a key the
+        filter names (with the closest key that exists), or no product matches it. Two store
+        queries, no embedding call.
+
+        Example:
+            >>> searcher.explain_no_results(filter={"colour": "red"})  # doctest: +SKIP
+            "no combined vector has metadata key 'colour' (did you mean 'color'?); ..."
+        """
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        sample = self._store.query(
+            probe, top_k=_MAX_TOP_K, filter=self._query_filter(search_mode, None)
+        )
+        if not sample:
+            return _no_vectors_hint(search_mode)
+        if not filter:
+            return f"the store holds {search_mode} vectors, but none came back for this query"
+        seen = {k for m in sample for k in m.metadata if k not in RESERVED_METADATA_KEYS}
+        named = sorted(_filter_keys(filter) - RESERVED_METADATA_KEYS)
+        unknown = [k for k in named if k not in seen]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, sorted(seen), n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            keys = ", ".join(sorted(seen)[:12]) or "none"
+            return (
+                f"no {search_mode} vector has metadata key {key!r}{guess}; keys seen on "
+                f"products: {keys}"
+            )
+        return f"no {search_mode} vector matches the filter {json.dumps(filter)[:200]}"
+
     def _validate_search(
         self,
         text: object,
@@ -1724,6 +1760,32 @@ def _key_products(key: str) -> tuple[str, ...]:
     if match.group(1) == "video" and rest.endswith("-audio") and len(rest) > len("-audio"):
         return (rest, rest[: -len("-audio")])
     return (rest,)
+
+
+def _no_vectors_hint(search_mode: str) -> str:
+    if search_mode in _MEDIA_TYPES:
+        return (
+            f"the store holds no {search_mode} segments: index products' {search_mode} with "
+            "index_media (CLI: crossmodal index --media-s3-uri s3://...; local PDF documents "
+            "are indexed by crossmodal index)"
+        )
+    return (
+        f"the store holds no {search_mode} vectors written by crossmodal-search: index a "
+        "catalog first (crossmodal index)"
+    )
+
+
+def _filter_keys(filter: Mapping[str, object]) -> set[str]:
+    """The metadata keys a filter names (operators and ``$and``/``$or`` looked through)."""
+    keys: set[str] = set()
+    for key, value in filter.items():
+        if key in ("$and", "$or") and isinstance(value, list):
+            for part in value:
+                if isinstance(part, Mapping):
+                    keys |= _filter_keys(part)
+        elif not key.startswith("$"):
+            keys.add(key)
+    return keys
 
 
 def _is_tag_key(key: str) -> bool:
