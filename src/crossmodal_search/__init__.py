@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from crossmodal_search._version import __version__
 
 # name -> module that defines it. Kept in step with __all__ by tests/test_public_api.py.
 _LAZY: dict[str, str] = {

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from crossmodal_search import __version__
+from crossmodal_search._version import __version__
 from crossmodal_search.errors import CrossmodalSearchError
 
 __all__ = ["main"]
