@@ -294,8 +294,6 @@ def test_the_estimate_prices_each_unit() -> None:
         + 10 * PRICES.nova_audio_per_second
         + 10 * PRICES.nova_video_per_second
         + PRICES.s3v_query_per_million
-        # every query is charged as processing at least the minimum
-        + 1_000_000 * PRICES.s3v_query_minimum_bytes / 1024**3 * PRICES.s3v_query_processed_per_gb
     )
     assert usage.estimate() == pytest.approx(expected)
     assert usage.bound() == pytest.approx(expected * PRICES.safety_factor)
@@ -346,3 +344,58 @@ def test_the_meter_counts_billable_requests_per_scope(account: Account) -> None:
     assert tests.s3v_query_processed_bytes == put_sizes[0]
     assert tests.s3_put_requests == 3 and tests.s3_stored_bytes == 3 and tests.s3_get_requests == 1
     assert meter.total() == meter.usage["lifecycle"] + tests
+
+
+# -- the generated media ---------------------------------------------------------------------------
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> dict[bytes, tuple[int, int]]:
+    out: dict[bytes, tuple[int, int]] = {}
+    position, stop = start, len(data) if end is None else end
+    while position < stop:
+        size = int.from_bytes(data[position : position + 4], "big")
+        out.setdefault(data[position + 4 : position + 8], (position + 8, position + size))
+        position += size
+    assert position == stop, "boxes must tile their parent exactly"
+    return out
+
+
+def test_generated_media_are_what_the_sdk_and_nova_expect() -> None:
+    import io
+
+    from PIL import Image
+
+    from crossmodal_search.embeddings import prepare_audio, prepare_image, prepare_video
+    from crossmodal_search.embeddings._media import wav_duration
+    from tests.integration import media
+
+    audio, seconds = media.wav(1.0)
+    assert prepare_audio(audio).format == "wav" and wav_duration(audio) == seconds == 1.0
+    assert prepare_image(media.png()).format == "png"
+
+    movie, seconds = media.mov(3.0, fps=4)
+    assert seconds == 3.0 and prepare_video(movie).format == "mov"
+    top = _boxes(movie)
+    assert list(top) == [b"ftyp", b"mdat", b"moov"]
+    moov = _boxes(movie, *top[b"moov"])
+    assert b"mvhd" in moov
+    video = _boxes(movie, *_boxes(movie, *moov[b"trak"])[b"mdia"])  # the first track
+    # Every frame the sample table points at is a JPEG Pillow decodes, inside mdat.
+    stbl = _boxes(movie, *_boxes(movie, *video[b"minf"])[b"stbl"])
+    sizes_at, _ = stbl[b"stsz"]
+    count = int.from_bytes(movie[sizes_at + 8 : sizes_at + 12], "big")
+    sizes = [
+        int.from_bytes(movie[sizes_at + 12 + 4 * i : sizes_at + 16 + 4 * i], "big")
+        for i in range(count)
+    ]
+    offsets_at, _ = stbl[b"stco"]
+    offsets = [
+        int.from_bytes(movie[offsets_at + 8 + 4 * i : offsets_at + 12 + 4 * i], "big")
+        for i in range(count)
+    ]
+    assert count == 12
+    mdat_start, mdat_end = top[b"mdat"]
+    for offset, size in zip(offsets, sizes, strict=True):
+        assert mdat_start <= offset and offset + size <= mdat_end
+        with Image.open(io.BytesIO(movie[offset : offset + size])) as frame:
+            assert frame.format == "JPEG" and frame.size == (128, 128)

@@ -37,9 +37,8 @@ StoreFactory = Callable[..., VectorStore]
 StoreOpeners = dict[str, Callable[..., VectorStore]]
 
 
-@pytest.fixture
-def store_openers(tmp_path: Path) -> StoreOpeners:
-    """How to open each kind of store; every store in this module is opened through these."""
+def offline_store_openers(tmp_path: Path) -> StoreOpeners:
+    """Openers of the three offline kinds (``KINDS``), stores under ``tmp_path``."""
     counter = itertools.count()
 
     def memory(*, dimension: int, **kw: Any) -> VectorStore:
@@ -58,6 +57,12 @@ def store_openers(tmp_path: Path) -> StoreOpeners:
         )
 
     return {"memory": memory, "directory": directory, "s3vectors": s3vectors}
+
+
+@pytest.fixture
+def store_openers(tmp_path: Path) -> StoreOpeners:
+    """How to open each kind of store; every store in this module is opened through these."""
+    return offline_store_openers(tmp_path)
 
 
 @pytest.fixture

@@ -86,8 +86,6 @@ class Prices:
     s3v_storage_per_gb_month: float = 0.06
     s3v_query_per_million: float = 2.50
     s3v_query_processed_per_gb: float = 0.01
-    #: Each query is charged as processing at least this much data (assumed).
-    s3v_query_minimum_bytes: int = 128 * 1024
     s3v_other_per_million: float = 5.00
     s3_put_per_1k: float = 0.005
     s3_get_per_1k: float = 0.0004
@@ -107,8 +105,9 @@ PRICE_SOURCES = (
     "$0.00018 per image, $0.00014 per audio second, $0.0007 per video second (third-party cost "
     "trackers citing the Amazon Bedrock pricing page). S3 Vectors: PUT $0.20 per GB with a "
     "128 KB minimum per request, storage $0.06 per GB-month, queries $2.50 per million plus "
-    "$0.01 per GB processed (the highest third-party figure; others say $0.004 per TB) with a "
-    "128 KB minimum per query, every other request $5 per million (assumed, as S3 PUT). S3 "
+    "$0.01 per GB processed (the highest third-party figure; others say $0.004 per TB; a query "
+    "is counted as processing every byte ever put in its index), every other request $5 per "
+    "million (assumed, as S3 PUT). S3 "
     "Standard: $0.005 per 1K PUT/LIST, $0.0004 per 1K GET, $0.023 per GB-month. Storage is "
     "charged as if kept a whole month. Check https://aws.amazon.com/bedrock/pricing/ and "
     "https://aws.amazon.com/s3/pricing/ before relying on the figure."
@@ -163,13 +162,7 @@ class Usage:
         """Estimated USD (storage counted as a whole month), before the safety factor."""
         p = prices
         put_gb = max(self.s3v_put_bytes, self.s3v_put_requests * p.s3v_put_minimum_bytes) / _GB
-        processed_gb = (
-            max(
-                self.s3v_query_processed_bytes,
-                self.s3v_query_requests * p.s3v_query_minimum_bytes,
-            )
-            / _GB
-        )
+        processed_gb = self.s3v_query_processed_bytes / _GB
         return (
             self.nova_text_chars / 1000 * p.nova_text_per_1k_tokens
             + self.nova_image_calls * p.nova_image
@@ -190,6 +183,11 @@ class Usage:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: What creating and deleting the run's two buckets costs, at most (the indexes the tests create
+#: are deleted with the bucket: one ListIndexes page and one DeleteIndex each).
+LIFECYCLE_PLAN = Usage(s3v_other_requests=300, s3_put_requests=10)
 
 
 # -- measuring usage from boto3 events -------------------------------------------------------------
