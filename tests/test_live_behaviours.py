@@ -95,3 +95,25 @@ def test_docs_list_every_behaviour_as_the_table_says() -> None:
     assert shown == markdown_table(), (
         "docs/testing.md is out of date: paste `python -m tests.integration.behaviours`"
     )
+
+
+def test_throttling_is_asked_again_and_never_taken_for_the_services_answer() -> None:
+    fake = FakeS3Vectors()
+    client = fake.client()
+    client.create_vector_bucket(vectorBucketName="pinned")
+    runner = ServiceRunner(client, "pinned")
+    behaviour = {b.id: b for b in BEHAVIOURS}["implicit_and_of_top_level_keys"]
+
+    fake.fail_next("PutVectors", "TooManyRequestsException", times=2)
+    fake.fail_next("QueryVectors", "ServiceUnavailableException")
+    assert differences(behaviour, runner.run(behaviour)) == []
+    assert fake.calls["put_vectors"] == 3 and fake.calls["query_vectors"] == 2
+
+    fake.fail_next("QueryVectors", "ValidationException", message="no such form")
+    answered = runner.run(behaviour)
+    assert answered[1] == {
+        "rejected": True,
+        "code": "ValidationException",
+        "message": "no such form",
+    }
+    assert len(differences(behaviour, answered)) == 1

@@ -121,7 +121,10 @@ def test_a_rehearsal_passes_within_its_plan_and_removes_what_it_created(tmp_path
     assert {"boto3", "botocore", "crossmodal-search"} <= set(report["versions"])
     assert report["behaviours_summary"] == {"agree": 18, "differ": []}
     first = report["behaviours"][0]
-    assert {"assumption", "assumed", "answered", "agrees", "where", "index_mode"} <= set(first)
+    assert {"assumption", "assumed", "answered", "ours", "agrees", "where", "index_mode"} <= set(
+        first
+    )
+    assert set(first["ours"]) == {"FakeS3Vectors", "LocalVectorStore"}
     assert len(report["nova"]["norms"]) == 16 and len(report["nova"]["truncation_cosine"]) == 12
     assert report["async_job"]["video"]["status"] == "SUCCESS"
     assert report["e2e"]["sample_catalog"]["overall"]["recall@10"] > 0

@@ -18,6 +18,7 @@ Run ``python -m tests.integration.behaviours`` to print the docs table.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -399,11 +400,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Answers that say nothing about the request (throttling, a busy service): asked again.
+_TRANSIENT = frozenset(
+    {
+        "TooManyRequestsException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "RequestTimeoutException",
+    }
+)
+
+
 class ServiceRunner:
     """Runs behaviours on an S3 Vectors service (real, or a fake attached to a boto3 client).
 
     Each behaviour gets its own index in ``bucket`` (which must exist), tagged with ``tags``.
+    Throttled or transient answers are retried (up to ``attempts`` times, backing off), so only
+    the service's verdict on the request itself is recorded.
     """
+
+    attempts = 6
 
     def __init__(
         self, client: S3VectorsClient, bucket: str, *, tags: Mapping[str, str] | None = None
@@ -442,7 +458,7 @@ class ServiceRunner:
         try:
             for step in behaviour.steps:
                 try:
-                    out.append(self._step(step, address, arn))
+                    out.append(self._retrying(step, address, arn))
                 except ClientError as exc:
                     error = exc.response.get("Error", {})
                     out.append(
@@ -455,6 +471,19 @@ class ServiceRunner:
         finally:
             self.client.delete_index(**address)
         return out
+
+    def _retrying(self, step: Action, address: dict[str, str], arn: str) -> Step:
+        from botocore.exceptions import ClientError
+
+        for attempt in range(self.attempts):
+            try:
+                return self._step(step, address, arn)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in _TRANSIENT or attempt == self.attempts - 1:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _step(self, step: Action, address: dict[str, str], arn: str) -> Step:
         client: Any = self.client

@@ -57,8 +57,12 @@ class LiveReport:
         differences: list[str],
         *,
         index_mode: str | None,
+        ours: dict[str, list[Step]] | None = None,
     ) -> None:
-        """Record one pinned behaviour: our assumption, the service's answer, pass or fail."""
+        """Record one pinned behaviour: our assumption, the service's answer, pass or fail.
+
+        ``ours`` holds what FakeS3Vectors and LocalVectorStore answered to the same script.
+        """
         with self._lock:
             self.behaviours.append(
                 {
@@ -69,6 +73,7 @@ class LiveReport:
                     "requests": [repr(step) for step in behaviour.steps],
                     "assumed": _plain(list(behaviour.expected)),
                     "answered": _plain(answered),
+                    "ours": _plain(ours or {}),
                     "index_mode": index_mode,
                     "agrees": not differences,
                     "differences": differences,

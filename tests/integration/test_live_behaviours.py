@@ -11,7 +11,17 @@ import json
 
 import pytest
 
-from tests.integration.behaviours import BEHAVIOURS, Behaviour, Get, Put, Query, ServiceRunner
+from crossmodal_search.testing import FakeS3Vectors
+from tests.integration.behaviours import (
+    BEHAVIOURS,
+    Behaviour,
+    Get,
+    LocalRunner,
+    Put,
+    Query,
+    ServiceRunner,
+    Step,
+)
 from tests.integration.behaviours import differences as compare
 from tests.integration.env import LiveEnv
 from tests.integration.lifecycle import Usage
@@ -44,17 +54,29 @@ def _plan() -> Usage:
 LIVE_PLAN = _plan()
 
 
+def ours(behaviour: Behaviour) -> dict[str, list[Step]]:
+    """What FakeS3Vectors and LocalVectorStore answer to the same script (in-process)."""
+    fake = FakeS3Vectors().client()
+    fake.create_vector_bucket(vectorBucketName="ours")
+    out = {"FakeS3Vectors": ServiceRunner(fake, "ours").run(behaviour)}
+    if behaviour.local:
+        out["LocalVectorStore"] = LocalRunner().run(behaviour)
+    return out
+
+
 @pytest.mark.parametrize("behaviour", BEHAVIOURS, ids=[b.id for b in BEHAVIOURS])
 def test_service_matches_assumption(behaviour: Behaviour, live: LiveEnv) -> None:
     runner = ServiceRunner(live.s3vectors, live.run.vector_bucket, tags=live.run.tags)
     answered = runner.run(behaviour)
     found = compare(behaviour, answered)
+    mine = ours(behaviour)
     live.report.behaviour(
-        behaviour, answered, found, index_mode=runner.index_modes.get(behaviour.id)
+        behaviour, answered, found, index_mode=runner.index_modes.get(behaviour.id), ours=mine
     )
     assert not found, (
         f"S3 Vectors in {live.region} answers {behaviour.title} differently from what we assume "
-        f"({behaviour.assumption}): {found}. Change {behaviour.where} so FakeS3Vectors and "
-        "LocalVectorStore follow the service, then the table in tests/integration/behaviours.py "
-        "(python -m tests.integration.behaviours > the docs/testing.md table)."
+        f"({behaviour.assumption}): {found}; our implementations answer {mine}. Change "
+        f"{behaviour.where} so FakeS3Vectors and LocalVectorStore follow the service, then the "
+        "table in tests/integration/behaviours.py (python -m tests.integration.behaviours > "
+        "the docs/testing.md table)."
     )
