@@ -317,7 +317,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="cosine_distance_of_identical_vectors",
         title="cosine distance of a vector to itself (and to an orthogonal one)",
         assumption="1 - cosine similarity: 0.0 for identical, 1.0 for orthogonal",
-        where=f"{LOCAL}: LocalVectorStore._exact; {FAKE}: _query_vectors",
+        where=f"{LOCAL}: LocalVectorStore.query (exact distances); {FAKE}: _query_vectors",
         steps=(
             Put((Vec("a", (0.1, 0.2, 0.3, 0.4)), Vec("b", (0.4, -0.3, 0.2, -0.1)))),
             Query((0.1, 0.2, 0.3, 0.4), ranked=True),
@@ -328,7 +328,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="euclidean_is_plain_l2",
         title="Euclidean `distance`: plain or squared L2",
         assumption="plain L2 (5.0 for a (3, 4) difference, not 25.0)",
-        where=f"{LOCAL}: LocalVectorStore._exact; {FAKE}: _query_vectors",
+        where=f"{LOCAL}: LocalVectorStore.query (exact distances); {FAKE}: _query_vectors",
         steps=(
             Put((Vec("a", (4.0, 5.0, 0.0, 0.0)), Vec("b", (1.0, 1.0, 1.0, 0.0)))),
             Query((1.0, 1.0, 0.0, 0.0), ranked=True),
