@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import crossmodal_search
 
 
@@ -102,3 +104,13 @@ def test_embedder_protocol_and_eval_adapters_document_their_members() -> None:
     for cls in (CountingEmbedder, TruncatingEmbedder):
         doc = cls.__dict__["dimension"].__doc__
         assert doc and doc.strip(), f"{cls.__name__}.dimension"
+
+
+def test_names_that_left_the_top_level_still_resolve_with_a_deprecation_warning() -> None:
+    import crossmodal_search
+    from crossmodal_search import datasets
+
+    for name in ("load_abo", "write_sample_catalog"):
+        with pytest.warns(DeprecationWarning, match=f"crossmodal_search.datasets.{name}"):
+            assert getattr(crossmodal_search, name) is getattr(datasets, name)
+        assert name not in crossmodal_search.__all__

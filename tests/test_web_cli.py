@@ -20,7 +20,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search.cli import build_parser, main
 from crossmodal_search.cli._serve import build_app
-from crossmodal_search.search import SAMPLE_QUERIES
+from crossmodal_search.datasets import SAMPLE_QUERIES
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 instead of httpx; the client behaves the same for these tests.
@@ -89,8 +89,12 @@ def test_explicit_store_is_honoured_with_demo(tmp_path: Path) -> None:
 
 def test_serving_an_existing_store_does_not_take_its_write_lock(tmp_path: Path) -> None:
     # A live page must not stop `crossmodal index` from updating the same store.
+    from crossmodal_search.datasets import (
+        load_abo,
+        write_sample_catalog,
+    )
     from crossmodal_search.embeddings import OfflineEmbedder
-    from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+    from crossmodal_search.search import CrossmodalSearcher
     from crossmodal_search.stores import LocalVectorStore
 
     root = write_sample_catalog(tmp_path / "catalog")

@@ -313,7 +313,7 @@ def _print_report(
 
 
 def _build(args: argparse.Namespace) -> int:
-    from crossmodal_search.search import load_abo
+    from crossmodal_search.datasets import load_abo
 
     if not args.output:
         args._parser.error("--build-from-catalog needs -o/--output QUERIES.jsonl")
@@ -347,7 +347,10 @@ def run(args: argparse.Namespace) -> int:
     store = args.store
     products = None
     if args.sample:
-        from crossmodal_search.search import load_abo, write_sample_catalog
+        from crossmodal_search.datasets import (
+            load_abo,
+            write_sample_catalog,
+        )
 
         root = Path(args.sample).expanduser()
         if not (root / "listings").is_dir():

@@ -23,6 +23,7 @@ from crossmodal_search.cli._common import (
     positive_float,
     positive_int,
 )
+from crossmodal_search.datasets import load_abo
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
     CrossmodalSearcher,
@@ -30,10 +31,9 @@ from crossmodal_search.search import (
     IngestStoppedError,
     Product,
     index_with_batch,
-    load_abo,
     load_products,
 )
-from crossmodal_search.stores._open import parse_store_spec
+from crossmodal_search.stores import parse_store_spec
 
 if TYPE_CHECKING:
     import boto3
@@ -462,6 +462,10 @@ def _index(
     return report, media_report
 
 
+def _products(n: int) -> str:
+    return f"{n} product" if n == 1 else f"{n} products"
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, then index (or estimate); exit 1 when some products or media failed."""
     _check_batch_args(args)
@@ -476,12 +480,13 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     retry = len(report.retry_ids)
     if len(report.failed) > retry:
-        problems.append(f"{len(report.failed) - retry} products must be fixed")
+        problems.append(f"{_products(len(report.failed) - retry)} must be fixed")
     if retry:
-        problems.append(f"{retry} products met service errors a rerun may get past")
+        problems.append(f"{_products(retry)} met service errors a rerun may get past")
     if media_report is not None and media_report.failed:
         sources = {(f.product_id, f.kind) for f in media_report.failed}
-        problems.append(f"{len(sources)} media sources were not fully indexed")
+        noun = "media source was" if len(sources) == 1 else "media sources were"
+        problems.append(f"{len(sources)} {noun} not fully indexed")
     if problems:
         print(
             f"crossmodal: {' and '.join(problems)} (listed above); rerun when fixed: what is "

@@ -105,7 +105,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
     image_root: Path | None = args.image_root
     root: Path | None = None
     if args.demo:
-        from crossmodal_search.search import write_sample_catalog
+        from crossmodal_search.datasets import write_sample_catalog
 
         directory = args.demo_dir
         if directory is None:
@@ -120,7 +120,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
     searcher, description = open_searcher(args, must_exist=not args.demo, read_only=not args.demo)
     stack.enter_context(searcher)
     if root is not None:
-        from crossmodal_search.search import load_abo
+        from crossmodal_search.datasets import load_abo
 
         catalog = load_abo(root)
         report = searcher.index(catalog.products)

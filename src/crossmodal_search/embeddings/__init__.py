@@ -36,7 +36,6 @@ from crossmodal_search.embeddings._segments import (
     SegmentationConfig,
     SegmentedResult,
     embed_pdf,
-    segment_records,
 )
 from crossmodal_search.embeddings._select import EmbedderKind, make_embedder
 
@@ -71,5 +70,4 @@ __all__ = [
     "prepare_audio",
     "prepare_image",
     "prepare_video",
-    "segment_records",
 ]

@@ -105,7 +105,10 @@ def write_sample_evaluation(
     Raises:
         InvalidInputError: ``root`` is not a sample catalog (no products with colour and type).
     """
-    from crossmodal_search.search import load_abo, load_sample_queries
+    from crossmodal_search.datasets import (
+        load_abo,
+        load_sample_queries,
+    )
 
     base = Path(root).expanduser().resolve()
     products = load_abo(base).products

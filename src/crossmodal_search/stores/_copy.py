@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from crossmodal_search._batching import batched
 from crossmodal_search.errors import (
     DimensionMismatchError,
     IndexMismatchError,
     InvalidInputError,
 )
-from crossmodal_search.stores._models import VectorRecord, batched
+from crossmodal_search.stores._models import VectorRecord
 from crossmodal_search.stores._protocol import VectorStore
 
 __all__ = ["CopyReport", "copy_store"]
