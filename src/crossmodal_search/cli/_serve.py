@@ -18,6 +18,7 @@ from crossmodal_search.cli._common import (
     add_store_args,
     bounded_int,
     open_searcher,
+    positive_float,
 )
 from crossmodal_search.errors import ConfigurationError
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PORT = 8000
+#: ``crossmodal_search.web.DEFAULT_DECODE_MEMORY_BUDGET`` in MiB (the web extra may be missing).
+DEFAULT_DECODE_MEMORY_MB = 256.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,6 +88,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=10.0,
         metavar="MB",
         help="largest query photo accepted, in MiB (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--decode-memory-mb",
+        type=positive_float,
+        default=DEFAULT_DECODE_MEMORY_MB,
+        metavar="MB",
+        help="memory the query photos being decoded at once may take, in MiB; uploads wait for "
+        "their share, and a photo that alone needs more is refused (default: %(default)s)",
     )
     add_store_args(parser)
     add_embedder_args(parser)
@@ -150,6 +161,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
         s3_images=s3_images,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=DEFAULT_MAX_PIXELS,
+        decode_memory_budget=int(args.decode_memory_mb * 1024 * 1024),
     )
     if image_root is None:
         description += "\nimages: none served (pass --image-root DIR to show product photos)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -13,7 +14,6 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
@@ -29,7 +29,14 @@ from crossmodal_search.errors import (
 from crossmodal_search.stores import validate_filter
 from crossmodal_search.web._errors import install_error_handlers
 from crossmodal_search.web._files import ImageRoot, S3ImageLinks
-from crossmodal_search.web._limits import BodySizeLimitMiddleware, HTTPProblem, check_image
+from crossmodal_search.web._images import (
+    DecodeBudget,
+    QueryImage,
+    read_header,
+    shrink_image,
+)
+from crossmodal_search.web._limits import BodySizeLimitMiddleware, HTTPProblem, PayloadTooLarge
+from crossmodal_search.web._memory import return_large_frees_to_the_system
 from crossmodal_search.web._models import (
     ErrorResponse,
     HealthResponse,
@@ -45,14 +52,22 @@ from crossmodal_search.web._requests import merge_filters, parse_where, read_sea
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher, SearchResult
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
+__all__ = [
+    "DEFAULT_DECODE_MEMORY_BUDGET",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "create_app",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Largest accepted upload: 10 MiB covers phone photos (the page shrinks bigger ones first).
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-#: Largest accepted image area: 40 megapixels (8000 x 5000), about 120 MB once decoded as RGB.
+#: Largest accepted image area: 40 megapixels (8000 x 5000), about 160 MB once decoded.
 DEFAULT_MAX_PIXELS = 40_000_000
+#: Memory all query images being decoded at once may take: 256 MiB, enough for one 40 MP PNG
+#: (about 200 MiB to decode and shrink) or a dozen phone photos at a time.
+DEFAULT_DECODE_MEMORY_BUDGET = 256 * 1024 * 1024
 
 _INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Invalid input"},
@@ -66,6 +81,7 @@ def create_app(
     s3_images: S3ImageLinks | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    decode_memory_budget: int = DEFAULT_DECODE_MEMORY_BUDGET,
     title: str = "crossmodal-search",
 ) -> FastAPI:
     """Build the web application over a ready :class:`CrossmodalSearcher`.
@@ -78,22 +94,29 @@ def create_app(
             them from S3); ``None``: such cards show no photo.
         max_upload_bytes: Largest query image accepted; bigger uploads get 413 while streaming.
         max_pixels: Largest query image area accepted (decompression-bomb guard); 413 above.
+        decode_memory_budget: Bytes of memory the query images being decoded at once may take
+            (each upload's need is estimated from its header); uploads wait for their share, and
+            one that alone needs more gets 413. The search itself gets the image shrunk to at
+            most 2048 px a side. So that freed pixel buffers leave the process, this fixes
+            glibc's malloc mmap threshold at 4 MiB (unless the environment sets one).
         title: Title of the OpenAPI description.
 
     Raises:
         ConfigurationError: ``image_root`` is not a directory, or a limit is not positive.
     """
-    if max_upload_bytes <= 0 or max_pixels <= 0:
-        raise ConfigurationError("max_upload_bytes and max_pixels must be positive")
+    if max_upload_bytes <= 0 or max_pixels <= 0 or decode_memory_budget <= 0:
+        raise ConfigurationError(
+            "max_upload_bytes, max_pixels and decode_memory_budget must be positive"
+        )
     service = _Service(
         searcher=searcher,
         images=ImageRoot(image_root) if image_root is not None else None,
         s3_images=s3_images,
         max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels,
-        # A fully decoded image may take max_pixels * 4 bytes: bound how many decode at once.
-        decode_slots=_Slots(os.cpu_count() or 1),
+        decode_budget=DecodeBudget(decode_memory_budget),
     )
+    return_large_frees_to_the_system()
     page = render_page(
         max_upload_bytes=max_upload_bytes,
         image_sources=(S3ImageLinks.CSP_SOURCE,) if s3_images is not None else (),
@@ -124,7 +147,7 @@ class _Service:
     s3_images: S3ImageLinks | None
     max_upload_bytes: int
     max_pixels: int
-    decode_slots: _Slots
+    decode_budget: DecodeBudget
 
     def image_url(self, path: str | None) -> str | None:
         """Where the browser loads a product image from (``None``: no photo)."""
@@ -141,28 +164,21 @@ class _Service:
         filter_ = merge_filters(query.filter, parse_where(query.where))
         if filter_ is not None:
             validate_filter(filter_)
-        image = None
-        if image_bytes is not None:
-            image = await anyio.to_thread.run_sync(
-                functools.partial(
-                    check_image,
-                    image_bytes,
-                    max_bytes=self.max_upload_bytes,
-                    max_pixels=self.max_pixels,
-                ),
-                limiter=self.decode_slots.get(),
-            )
+        image = await self._query_image(image_bytes) if image_bytes is not None else None
         started = time.perf_counter()
-        found = await _call(
-            self.searcher.search,
-            text=text,
-            image=image.data if image is not None else None,
-            search_mode=query.mode,
-            top_k=query.top_k,
-            filter=filter_,
-            text_weight=query.text_weight,
-            fusion=query.fusion,
-        )
+        # The embedder decodes the (small) image again: its share of the budget is held too.
+        held = min(image.decode_bytes, self.decode_budget.total_bytes) if image else 0
+        async with self.decode_budget.reserve(held) if held else contextlib.nullcontext():
+            found = await _call(
+                self.searcher.search,
+                text=text,
+                image=image.data if image is not None else None,
+                search_mode=query.mode,
+                top_k=query.top_k,
+                filter=filter_,
+                text_weight=query.text_weight,
+                fusion=query.fusion,
+            )
         took_ms = (time.perf_counter() - started) * 1000
         echo = QueryEcho(
             text=text,
@@ -175,6 +191,23 @@ class _Service:
         )
         hits = [self._hit(r) for r in found]
         return SearchResponse(results=hits, query=echo, took_ms=round(took_ms, 2))
+
+    async def _query_image(self, data: bytes) -> QueryImage:
+        """The upload checked, then decoded once within the budget and shrunk for the search."""
+        header = await anyio.to_thread.run_sync(
+            functools.partial(
+                read_header, data, max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels
+            )
+        )
+        budget = self.decode_budget.total_bytes
+        if header.decode_bytes > budget:
+            raise PayloadTooLarge(
+                f"decoding this {header.width}x{header.height} {header.format} image takes about "
+                f"{_mib(header.decode_bytes)} MiB; this server decodes at most {_mib(budget)} MiB "
+                "of images at once: send a smaller image"
+            )
+        async with self.decode_budget.reserve(header.decode_bytes):
+            return await anyio.to_thread.run_sync(shrink_image, data, header)
 
     def _hit(self, result: SearchResult) -> SearchHit:
         return SearchHit(
@@ -275,19 +308,6 @@ def _add_image_routes(app: FastAPI, service: _Service) -> None:
         return service.product_image(path)
 
 
-class _Slots:
-    """An anyio capacity limiter created on first use, inside the server's event loop."""
-
-    def __init__(self, total: int) -> None:
-        self._total = total
-        self._limiter: anyio.CapacityLimiter | None = None
-
-    def get(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._total)
-        return self._limiter
-
-
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a blocking searcher call off the event loop; unexpected failures become a clean 500."""
     try:
@@ -297,6 +317,10 @@ async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except Exception as exc:
         logger.exception("search backend failed")
         raise HTTPProblem(500, "InternalServerError", "the search backend failed") from exc
+
+
+def _mib(nbytes: int) -> int:
+    return max(1, round(nbytes / (1024 * 1024)))
 
 
 def _title(text: str, product_id: str) -> str:

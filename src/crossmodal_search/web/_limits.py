@@ -1,31 +1,17 @@
-"""Request limits: body size enforced while the body streams in, and image checks from the bytes."""
+"""Request limits: the body size, enforced while the body streams in, and the HTTP refusals."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
-
-from PIL import Image, UnidentifiedImageError
-
-from crossmodal_search.errors import UnsupportedMediaError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-#: Pillow format name -> MIME type, for the formats Nova Multimodal Embeddings accepts.
-ACCEPTED_IMAGE_FORMATS: dict[str, str] = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "GIF": "image/gif",
-    "WEBP": "image/webp",
-}
 
 #: Room for the form fields / JSON keys around the image itself.
 _FIELDS_ALLOWANCE = 64 * 1024
@@ -122,61 +108,3 @@ async def _send_error(send: Send, problem: HTTPProblem) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-@dataclass(frozen=True, slots=True)
-class CheckedImage:
-    """An uploaded image that decoded fully within the limits."""
-
-    data: bytes
-    format: str
-    mime_type: str
-    width: int
-    height: int
-
-
-def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Verify ``data`` is a whole image of an accepted type within the size and pixel limits.
-
-    The type comes from the bytes (Pillow's format detection), never from a file name or a
-    declared content type. Only the header is parsed before the pixel check, so a small file
-    declaring huge dimensions (a decompression bomb) is refused without being decoded.
-
-    Raises:
-        PayloadTooLarge: over ``max_bytes`` or ``max_pixels`` (413).
-        UnsupportedImageType: not a JPEG, PNG, GIF or WebP image (415).
-        UnsupportedMediaError: an accepted type that does not decode (corrupt, truncated; 422).
-    """
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
-    if not data:
-        raise UnsupportedMediaError("the uploaded image is empty")
-    accepted = ", ".join(sorted(ACCEPTED_IMAGE_FORMATS))
-    try:
-        # ``formats=`` keeps Pillow from trying its other (rarely used, larger attack surface)
-        # decoders on untrusted bytes.
-        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_IMAGE_FORMATS)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"the image is {width}x{height} = {width * height} pixels; "
-                    f"the limit is {max_pixels} pixels"
-                )
-            image_format = str(image.format)
-            image.load()
-    except UnidentifiedImageError as exc:
-        raise UnsupportedImageType(
-            f"the upload is not an image of an accepted type ({accepted})"
-        ) from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's own global guard fired first (only for sizes above our default limit).
-        raise PayloadTooLarge(f"the image declares too many pixels: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnsupportedMediaError(f"the image is corrupt or truncated: {exc}") from exc
-    return CheckedImage(
-        data=data,
-        format=image_format,
-        mime_type=ACCEPTED_IMAGE_FORMATS[image_format],
-        width=width,
-        height=height,
-    )
