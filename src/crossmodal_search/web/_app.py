@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crossmodal_search import __version__
 from crossmodal_search.errors import (
     ConfigurationError,
-    CrossmodalSearchError,
     InvalidInputError,
 )
 from crossmodal_search.stores import validate_filter
@@ -35,8 +34,9 @@ from crossmodal_search.web._images import (
     read_header,
     shrink_image,
 )
-from crossmodal_search.web._limits import BodySizeLimitMiddleware, HTTPProblem, PayloadTooLarge
+from crossmodal_search.web._limits import BodySizeLimitMiddleware, PayloadTooLarge
 from crossmodal_search.web._memory import return_large_frees_to_the_system
+from crossmodal_search.web._middleware import CatchAllMiddleware, SecurityHeadersMiddleware
 from crossmodal_search.web._models import (
     ErrorResponse,
     HealthResponse,
@@ -47,7 +47,12 @@ from crossmodal_search.web._models import (
     SearchResponse,
 )
 from crossmodal_search.web._page import Page, render_page
-from crossmodal_search.web._requests import merge_filters, parse_where, read_search_request
+from crossmodal_search.web._requests import (
+    clip,
+    merge_filters,
+    parse_where,
+    read_search_request,
+)
 
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher, SearchResult
@@ -130,7 +135,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    # The last added runs first: headers on everything, including the catch-all's 500.
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
     _add_page_routes(app, page)
     _add_api_routes(app, service)
@@ -227,7 +235,7 @@ class _Service:
         """Answer ``GET /api/products/{product_id}``."""
         view = await _call(self.searcher.get_product, product_id)
         if view is None:
-            raise StarletteHTTPException(404, f"no product {product_id!r}")
+            raise StarletteHTTPException(404, f"no product {clip(product_id)}")
         return ProductResponse(
             product_id=view.product_id,
             title=_title(view.text, view.product_id),
@@ -309,14 +317,8 @@ def _add_image_routes(app: FastAPI, service: _Service) -> None:
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking searcher call off the event loop; unexpected failures become a clean 500."""
-    try:
-        return await run_in_threadpool(fn, *args, **kwargs)
-    except (CrossmodalSearchError, HTTPProblem):
-        raise
-    except Exception as exc:
-        logger.exception("search backend failed")
-        raise HTTPProblem(500, "InternalServerError", "the search backend failed") from exc
+    """Run a blocking searcher call off the event loop (failures: see ``_errors``)."""
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 def _mib(nbytes: int) -> int:

@@ -1,4 +1,9 @@
-"""Every error the application answers, as one JSON shape (``ErrorResponse``)."""
+"""Every error the application answers, as one JSON shape (``ErrorResponse``).
+
+Client errors (4xx) say what was wrong with the request. Server and service errors (5xx) say
+nothing about the server's inside: the full error goes to the ``crossmodal_search.web`` log,
+and the answer quotes the AWS request id (502) or a reference to that log line (500).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,14 @@ from crossmodal_search.errors import (
     StoreLockedError,
 )
 from crossmodal_search.web._limits import HTTPProblem
+from crossmodal_search.web._middleware import error_reference
 from crossmodal_search.web._models import ErrorResponse
 from crossmodal_search.web._requests import describe_errors
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("crossmodal_search.web")
+
+#: Longest error message answered; longer ones (echoing a huge input) are cut.
+MAX_MESSAGE_CHARS = 1000
 
 _HTTP_TYPES = {
     400: "BadRequest",
@@ -35,6 +44,8 @@ def error_response(
     status: int, type_: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The JSON error body every refusal uses."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
     body = ErrorResponse.model_validate({"error": {"type": type_, "message": message}})
     return JSONResponse(body.model_dump(), status_code=status, headers=dict(headers or {}))
 
@@ -61,12 +72,30 @@ async def _validation(request: Request, exc: RequestValidationError) -> Response
 
 
 async def _ours(request: Request, exc: CrossmodalSearchError) -> Response:
+    name = type(exc).__name__
     if isinstance(exc, InvalidInputError):
-        return error_response(422, type(exc).__name__, str(exc))
+        return error_response(422, name, str(exc))
     if isinstance(exc, ServiceError):
-        logger.warning("service error during %s: %s", request.url.path, exc)
-        return error_response(502, type(exc).__name__, str(exc))
+        # AWS's own message can name accounts, ARNs, models and quotas: it stays in the log.
+        logger.warning(
+            "%s during %s (AWS code %s, request id %s): %s",
+            name,
+            request.url.path,
+            exc.code or "-",
+            exc.request_id or "-",
+            exc,
+        )
+        request_id = f"AWS request id {exc.request_id}" if exc.request_id else "no AWS request id"
+        return error_response(
+            502, name, f"the embedding or vector service failed ({request_id}); see the server log"
+        )
     if isinstance(exc, StoreLockedError):
-        return error_response(503, type(exc).__name__, str(exc), {"Retry-After": "1"})
-    logger.error("%s during %s: %s", type(exc).__name__, request.url.path, exc)
-    return error_response(500, type(exc).__name__, str(exc))
+        logger.warning("%s during %s: %s", name, request.url.path, exc)
+        return error_response(
+            503, name, "the store is being rewritten; try again in a moment", {"Retry-After": "1"}
+        )
+    reference = error_reference()
+    logger.error("%s %s during %s: %s", name, reference, request.url.path, exc, exc_info=exc)
+    return error_response(
+        500, name, f"the server cannot answer; the details are in its log under {reference}"
+    )

@@ -71,8 +71,9 @@ class BodySizeLimitMiddleware:
         content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
         limit = body_limit(content_type, self.max_upload_bytes)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_error(send, PayloadTooLarge(_too_large_message(int(declared), limit)))
+        if declared is not None and declared.isdigit() and _over(declared, limit):
+            too_large = PayloadTooLarge(_too_large_message(declared.decode(), limit))
+            await send_problem(send, too_large)
             return
 
         received = 0
@@ -89,12 +90,21 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-def _too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
+def _over(declared: bytes, limit: int) -> bool:
+    # int() of thousands of digits raises ValueError (and would be slow): a number that long is
+    # over any limit.
+    return len(declared) > len(str(limit)) or int(declared) > limit
+
+
+def _too_large_message(size: int | str, limit: int, *, at_least: bool = False) -> str:
     prefix = "more than " if at_least else ""
+    if isinstance(size, str) and len(size) > 20:
+        size = f"a {len(size)}-digit number of"
     return f"request body is {prefix}{size} bytes; the limit is {limit} bytes"
 
 
-async def _send_error(send: Send, problem: HTTPProblem) -> None:
+async def send_problem(send: Send, problem: HTTPProblem) -> None:
+    """Answer with ``problem`` as the JSON error body, from ASGI middleware."""
     body = json.dumps({"error": {"type": problem.type, "message": problem.message}}).encode()
     await send(
         {
