@@ -164,7 +164,7 @@ def test_aws_sample_flow_runs_against_fakes(
     ]
 
 
-_CLI_COMMANDS = ("index", "search", "copy", "demo")
+_CLI_COMMANDS = ("index", "search", "copy", "demo", "serve")
 _CLI_HEADER = """# Command-line reference
 
 Generated from `crossmodal COMMAND --help` by `tests/test_docs.py`, which fails when this page
