@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quick browser clean
+.PHONY: demo test lint typecheck unit bench bench-quick browser clean integration integration-rehearsal integration-sweep
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,23 @@ test: $(STAMP) browser
 	$(BIN)/mypy
 	$(BIN)/python benchmarks/run.py --quick --output-dir $(VENV)/bench-quick
 	$(BIN)/pytest
+
+# The opt-in live AWS suite (docs/live-aws.md): real Bedrock and S3 Vectors with
+# CROSSMODAL_LIVE_AWS=1 and credentials; without them every test skips with one line on how to
+# run it (-rfE: that line once, not once per skipped file). Sockets are opened: pyproject
+# restricts them to localhost for `make test`.
+LIVE_PYTEST := $(BIN)/pytest tests/integration -m integration --force-enable-socket -rfE
+integration: $(STAMP)
+	$(LIVE_PYTEST) $(PYTEST_ARGS)
+
+# The same suite against the package's fakes and moto: wiring, lifecycle and cost accounting.
+integration-rehearsal: $(STAMP)
+	CROSSMODAL_LIVE_AWS=rehearsal CROSSMODAL_LIVE_REPORT=$(VENV)/rehearsal-report.json \
+		$(LIVE_PYTEST) --live-budget-usd 1 -p no:cacheprovider $(PYTEST_ARGS)
+
+# Removes buckets of earlier live runs that were killed before cleaning up (older than an hour).
+integration-sweep: $(STAMP)
+	$(BIN)/python -m tests.integration.sweep --older-than-minutes $${OLDER_THAN_MINUTES:-60}
 
 # Installs Debian's chromium for the browser test where the machine allows it; the test skips
 # itself with a reason elsewhere.

@@ -31,10 +31,27 @@ _AWS_VARS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _clean_aws_env(
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Options of the opt-in live AWS suite (tests/integration; docs/live-aws.md). Declared here:
+    # pytest reads options only from the conftest at the root of the tests.
+    group = parser.getgroup("live AWS suite")
+    group.addoption(
+        "--live-budget-usd",
+        type=float,
+        default=float(os.environ.get("CROSSMODAL_LIVE_BUDGET_USD", "0.03")),
+        help="upper bound of the live suite's AWS cost; larger media tests that do not fit "
+        "are skipped (default: $CROSSMODAL_LIVE_BUDGET_USD or 0.03)",
+    )
+    group.addoption(
+        "--live-report",
+        default=os.environ.get("CROSSMODAL_LIVE_REPORT", "integration-report.json"),
+        help="where the live suite writes its report (default: %(default)s)",
+    )
+
+
+def isolate_from_aws(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
+) -> None:
     """Unset every AWS credential source; point config files at nothing; no IMDS lookups."""
     for var in _AWS_VARS:
         monkeypatch.delenv(var, raising=False)
@@ -46,6 +63,14 @@ def _clean_aws_env(
     # boto3's default session caches the credentials it first saw; a session made by an
     # earlier test (with its fake credentials) must not leak into the next one.
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Every test runs without AWS credentials, config files or instance metadata."""
+    isolate_from_aws(monkeypatch, tmp_path_factory)
     yield
 
 

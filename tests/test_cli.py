@@ -124,7 +124,7 @@ def test_bad_filter_json_says_why(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["search", "x", "--filter", '{"color": red}'])
     err = capsys.readouterr().err
-    assert "argument --filter: invalid JSON" in err
+    assert "argument --filter: not valid JSON (Expecting value at column 11)" in err
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -181,7 +181,39 @@ def test_index_jsonl_reports_failed_products(
     assert code == 1
     assert "indexed 1 products, 0 unchanged, 1 failed" in captured.out
     assert "failed bad (image)" in captured.err
-    assert "1 products were not indexed" in captured.err
+    assert "1 products must be fixed" in captured.err
+
+
+@pytest.mark.usefixtures("fake_credentials")
+def test_index_report_names_products_to_retry_with_code_and_request_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from crossmodal_search.testing import FakeBedrock
+
+    fake = FakeBedrock()
+    fake.fail_matching("ModelErrorException", contains="Cursed lamp", message="model crashed")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", fake.session())
+    lines = [
+        {"product_id": "lamp", "text": "Cursed lamp"},
+        *({"product_id": f"mug-{i}", "text": f"Blue mug number {i}"} for i in range(3)),
+    ]
+    path = tmp_path / "products.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    out = tmp_path / "report.json"
+    argv = ["index", str(path), "--store", f"local:{tmp_path / 'v'}", "--embedder", "nova"]
+    code = main([*argv, "--dimension", "256", "--report", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "indexed 3 products, 0 unchanged, 1 failed" in captured.out
+    assert "failed lamp (text): ServiceError:" in captured.err
+    assert "ModelErrorException" in captured.err and "[request id " in captured.err
+    assert "1 products met service errors a rerun may get past" in captured.err
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["retry_ids"] == ["lamp"]
+    assert report["failed"][0]["code"] == "ModelErrorException"
+    assert report["failed"][0]["request_id"]
 
 
 def test_demo_prints_three_result_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,6 +247,21 @@ def test_progress_bar_only_on_a_terminal() -> None:
     bar.close()
     assert tty.getvalue().startswith("\rindexing [")
     assert tty.getvalue().endswith("2/2\n")
+
+
+def test_progress_bar_shows_rate_and_time_left() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    now = [100.0]
+    tty = Tty()
+    bar = ProgressBar("indexing", tty, clock=lambda: now[0])
+    bar(0, 100)
+    now[0] += 10.0
+    bar(25, 100)  # 2.5 products/s, 75 left: 30 s
+    assert "25/100 2.5/s ETA 0:30" in tty.getvalue()
+    assert (bar.done, bar.total) == (25, 100)
 
 
 def test_console_script_runs_the_demo(tmp_path: Path) -> None:

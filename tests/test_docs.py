@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from crossmodal_search.cli import build_parser
+from crossmodal_search.cli import _COMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [
@@ -164,7 +164,6 @@ def test_aws_sample_flow_runs_against_fakes(
     ]
 
 
-_CLI_COMMANDS = ("index", "search", "copy", "demo", "serve")
 _CLI_HEADER = """# Command-line reference
 
 Generated from `crossmodal COMMAND --help` by `tests/test_docs.py`, which fails when this page
@@ -173,14 +172,26 @@ See [getting-started.md](getting-started.md) for examples.
 """
 
 
+def _sections(prefix: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The help of every command under ``parser`` (nested ones too), in declaration order."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    out = []
+    for sub in subs:
+        for name, command in sub.choices.items():
+            out.append(f"\n## {prefix} {name}\n\n```text\n{command.format_help()}```\n")
+            out += _sections(f"{prefix} {name}", command)
+    return out
+
+
 def _cli_reference() -> str:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    sections = [
-        f"\n## crossmodal {name}\n\n```text\n{sub.choices[name].format_help()}```\n"
-        for name in _CLI_COMMANDS
-    ]
-    return _CLI_HEADER + "".join(sections)
+    return _CLI_HEADER + "".join(_sections("crossmodal", build_parser()))
+
+
+def test_cli_reference_covers_every_command() -> None:
+    page = _cli_reference()
+    for name in _COMMANDS:
+        assert f"\n## crossmodal {name}\n" in page
+    assert "\n## crossmodal store recover\n" in page
 
 
 def test_cli_reference_is_current(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from crossmodal_search.errors import (
     InvalidFilterError,
     InvalidInputError,
     MetadataLimitError,
+    StoreCorruptedError,
     StoreLockedError,
 )
 from crossmodal_search.stores import (
@@ -267,16 +269,22 @@ def test_query_many_equals_query(make_store: Any, metric: str, dtype: str) -> No
     assert store.query_many(np.empty((0, 24)), top_k=3) == []
 
 
-def test_float16_storage_keeps_recall(make_store: Any) -> None:
+def test_float16_storage_keeps_recall(make_store: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(3000, 64)).astype(np.float32)
     records = [VectorRecord(f"k{i}", v, {}) for i, v in enumerate(vectors)]
     exact = make_store(dimension=64, storage_dtype="float32")
     exact.put(records)
-    half = LocalVectorStore(dimension=64, storage_dtype="float16")
+    half = LocalVectorStore(tmp_path / "half", dimension=64, storage_dtype="float16")
     half.put(records)
     assert half.storage_dtype == "float16"
-    assert half._matrix.dtype == np.float16  # half the bytes per vector
+    with LocalVectorStore(tmp_path / "full", dimension=64) as full:
+        full.put(records)
+    vector_bytes = {
+        name: sum(f.stat().st_size for f in (tmp_path / name).glob("*.npy"))
+        for name in ("half", "full")
+    }
+    assert vector_bytes["half"] < 0.51 * vector_bytes["full"]  # half the bytes per vector
     queries = rng.normal(size=(40, 64)).astype(np.float32)
     hits = 0
     for q in queries:
@@ -408,13 +416,26 @@ def test_manifest_is_versioned_json_and_vectors_are_plain_npy(tmp_path: Path) ->
         store.put([rec("a", [1, 2, 3], n=1)])
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["format"] == "crossmodal-search/local-vector-store"
-    assert manifest["version"] == 1
+    assert manifest["version"] == 2
     assert (manifest["dimension"], manifest["distance_metric"]) == (3, "euclidean")
     [seg] = manifest["segments"]
-    vectors = np.load(tmp_path / f"seg-{seg['id']:08d}.npy", allow_pickle=False)
+    npy = tmp_path / f"seg-{seg['id']:08d}.npy"
+    vectors = np.load(npy, allow_pickle=False)
     assert vectors.tolist() == [[1, 2, 3]]
-    line = json.loads((tmp_path / f"seg-{seg['id']:08d}.jsonl").read_text())
-    assert line["k"] == "a" and line["m"] == {"n": 1}
+    jsonl = tmp_path / f"seg-{seg['id']:08d}.jsonl"
+    record, end = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert record["k"] == "a" and record["m"] == {"n": 1}
+    # The segment describes itself (a lost manifest can be rebuilt) and carries checksums.
+    trailer = end["end"]
+    assert (trailer["id"], trailer["puts"], trailer["deletes"], trailer["base"]) == (
+        seg["id"],
+        1,
+        0,
+        True,
+    )
+    assert trailer["store"]["distance_metric"] == "euclidean"
+    assert trailer["vectors_crc"] == seg["vectors_crc"] == zlib.crc32(npy.read_bytes())
+    assert seg["records_crc"] == zlib.crc32(jsonl.read_bytes())
 
 
 def test_many_small_writes_keep_few_segments(tmp_path: Path) -> None:
@@ -528,15 +549,28 @@ def test_corrupt_directories_are_clear_errors(tmp_path: Path) -> None:
     npy = tmp_path / f"seg-{seg['id']:08d}.npy"
     data = npy.read_bytes()
     npy.write_bytes(data[:-4])
-    with pytest.raises(ConfigurationError, match="bytes, expected"):
+    with pytest.raises(StoreCorruptedError, match="bytes, expected"):
         LocalVectorStore(tmp_path)
     npy.write_bytes(data)
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
-    with pytest.raises(ConfigurationError, match="version 99"):
+    with pytest.raises(StoreCorruptedError, match="version 99"):
         LocalVectorStore(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ConfigurationError, match="cannot read"):
+    with pytest.raises(StoreCorruptedError, match="cannot read"):
         LocalVectorStore(tmp_path)
+
+
+def test_a_lost_manifest_is_an_error_that_deletes_nothing(tmp_path: Path) -> None:
+    with LocalVectorStore(tmp_path, dimension=8) as store:
+        for start in range(0, 300, 50):
+            store.put([rec(f"k{i}", np.eye(8)[i % 8] + 0.1) for i in range(start, start + 50)])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    (tmp_path / "manifest.json").unlink()
+    for read_only in (False, True):
+        with pytest.raises(StoreCorruptedError, match="crossmodal store recover") as info:
+            LocalVectorStore(tmp_path, dimension=8, read_only=read_only)
+        assert info.value.path == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f for f in files if f != "manifest.json"]
 
 
 def test_orphans_from_an_interrupted_write_are_removed(tmp_path: Path) -> None:

@@ -346,3 +346,41 @@ def test_attach_to_a_user_built_client() -> None:
     c.create_vector_bucket(vectorBucketName=B)
     assert fake.calls["create_vector_bucket"] == 1
     assert np.isclose(len(c.list_vector_buckets()["vectorBuckets"]), 1)
+
+
+def test_tags_on_buckets_and_indexes(fake: FakeS3Vectors) -> None:
+    c: Any = fake.client()
+    bucket_arn = c.create_vector_bucket(vectorBucketName="tagged", tags={"team": "search"})[
+        "vectorBucketArn"
+    ]
+    index_arn = c.create_index(
+        vectorBucketName="tagged",
+        indexName="idx",
+        dataType="float32",
+        dimension=4,
+        distanceMetric="cosine",
+        tags={"run": "r1"},
+    )["indexArn"]
+
+    assert c.list_tags_for_resource(resourceArn=bucket_arn)["tags"] == {"team": "search"}
+    c.tag_resource(resourceArn=index_arn, tags={"owner": "me", "run": "r2"})
+    assert c.list_tags_for_resource(resourceArn=index_arn)["tags"] == {"run": "r2", "owner": "me"}
+    c.untag_resource(resourceArn=index_arn, tagKeys=["run", "absent"])
+    assert c.list_tags_for_resource(resourceArn=index_arn)["tags"] == {"owner": "me"}
+
+    with pytest.raises(ClientError) as info:
+        c.list_tags_for_resource(resourceArn=bucket_arn.replace("tagged", "nope"))
+    assert info.value.response["Error"]["Code"] == "NotFoundException"
+    with pytest.raises(ClientError) as info:
+        c.tag_resource(resourceArn=bucket_arn, tags={f"k{i}": "v" for i in range(51)})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1.0, float("-inf")]])
+def test_non_finite_metadata_is_rejected(client: Any, value: Any) -> None:
+    # botocore writes NaN/Infinity as bare tokens, which are not JSON: the service cannot read them.
+    with pytest.raises(ClientError) as info:
+        item = {"key": "a", "data": {"float32": [1, 0, 0, 0]}, "metadata": {"x": value}}
+        client.put_vectors(**IDX, vectors=[item])
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert client.get_vectors(**IDX, keys=["a"])["vectors"] == []

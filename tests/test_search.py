@@ -25,6 +25,8 @@ from crossmodal_search.errors import (
 from crossmodal_search.search import (
     SAMPLE_QUERIES,
     CrossmodalSearcher,
+    IngestPolicy,
+    IngestStoppedError,
     Product,
     load_abo,
     write_sample_catalog,
@@ -434,11 +436,19 @@ def test_errors_concerning_every_product_stop_the_run(code: str, products: list[
     no_wait = RetryPolicy(max_attempts=3, sleep=lambda s: None)
     embedder = NovaEmbeddings(client=bedrock.client(), dimension=DIM, retry_policy=no_wait)
     store = LocalVectorStore(dimension=DIM)
-    searcher = CrossmodalSearcher(embedder, store, max_concurrency=2)
+    pauses: list[float] = []
+    policy = IngestPolicy(pause_budget_seconds=20, sleep=pauses.append)
+    searcher = CrossmodalSearcher(embedder, store, max_concurrency=2, ingest_policy=policy)
     bedrock.fail_always(code)
-    with pytest.raises(ServiceError) as info:
-        searcher.index(products[:10])
-    assert info.value.code == code
+    with pytest.raises(IngestStoppedError) as info:
+        searcher.index(products[:12])
+    cause = info.value.__cause__
+    assert isinstance(cause, ServiceError) and cause.code == code
+    assert info.value.report.indexed == 0 and info.value.report.failed
+    assert all(f.retryable for f in info.value.report.failed)
+    # Access denied on product after product stops at the tenth; throttling pauses first
+    # (5 s, then 10 s), and stops when the next pause would pass the 20 s budget.
+    assert pauses == ([] if code == "AccessDeniedException" else [5.0, 10.0])
     assert list(store.keys()) == []
     # Once the service answers again, the rerun indexes everything.
     bedrock.reset_failures()
@@ -485,9 +495,13 @@ def test_vectors_embedded_before_a_fatal_error_are_kept(products: list[Product])
     store = LocalVectorStore(dimension=DIM)
     denied = AccessDeniedError("no access", code="AccessDeniedException")
     flaky = StopsAfter(OfflineEmbedder(DIM), 6, denied)
-    searcher = CrossmodalSearcher(flaky, store, max_concurrency=1)  # batch of 500: not yet full
-    with pytest.raises(AccessDeniedError):
+    policy = IngestPolicy(max_consecutive_failures=3)
+    # max_concurrency 1, and a batch of 500 is not yet full when the run stops.
+    searcher = CrossmodalSearcher(flaky, store, max_concurrency=1, ingest_policy=policy)
+    with pytest.raises(IngestStoppedError) as info:
         searcher.index(products[:10])
+    assert isinstance(info.value.__cause__, AccessDeniedError)
+    assert [f.product_id for f in info.value.report.failed] == [p.product_id for p in products[3:6]]
     assert _all_keys(store) == _expected_keys(products[:3])  # 3 products = 6 embedding calls
     report = CrossmodalSearcher(OfflineEmbedder(DIM), store).index(products[:10])
     assert (report.skipped_unchanged, report.indexed, report.embed_calls) == (3, 7, 14)
@@ -537,7 +551,9 @@ def test_constructor_rejects_mismatched_dimension_and_bad_settings() -> None:
     store = LocalVectorStore(dimension=DIM)
     with pytest.raises(ConfigurationError, match="dimension"):
         CrossmodalSearcher(OfflineEmbedder(256), store)
-    for kwargs in ({"batch_size": 0}, {"max_concurrency": 0}, {"combined_text_weight": 2}):
+    bad: list[dict[str, Any]] = [{"batch_size": 0}, {"max_concurrency": 0}]
+    bad.append({"combined_text_weight": 2})
+    for kwargs in bad:
         with pytest.raises(ConfigurationError):
             CrossmodalSearcher(OfflineEmbedder(DIM), store, **kwargs)
 

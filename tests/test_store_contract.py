@@ -33,31 +33,47 @@ DIM = 16
 ATOL = 1e-5
 
 StoreFactory = Callable[..., VectorStore]
+#: kind -> ``open(dimension=..., **kw)``; the live suite adds a real S3 Vectors index as one more.
+StoreOpeners = dict[str, Callable[..., VectorStore]]
+
+
+def offline_store_openers(tmp_path: Path) -> StoreOpeners:
+    """Openers of the three offline kinds (``KINDS``), stores under ``tmp_path``."""
+    counter = itertools.count()
+
+    def memory(*, dimension: int, **kw: Any) -> VectorStore:
+        return LocalVectorStore(dimension=dimension, **kw)
+
+    def directory(*, dimension: int, **kw: Any) -> VectorStore:
+        return LocalVectorStore(tmp_path / f"store-{next(counter)}", dimension=dimension, **kw)
+
+    def s3vectors(*, dimension: int, **kw: Any) -> VectorStore:
+        return S3VectorsStore(
+            "shop-vectors",
+            f"index-{next(counter)}",
+            client=FakeS3Vectors().client(),
+            dimension=dimension,
+            **kw,
+        )
+
+    return {"memory": memory, "directory": directory, "s3vectors": s3vectors}
 
 
 @pytest.fixture
-def open_store_of_kind(tmp_path: Path) -> Iterator[Callable[..., VectorStore]]:
-    """``open(kind, dimension=..., **kw)`` for any of the three kinds; closes them afterwards."""
+def store_openers(tmp_path: Path) -> StoreOpeners:
+    """How to open each kind of store; every store in this module is opened through these."""
+    return offline_store_openers(tmp_path)
+
+
+@pytest.fixture
+def open_store_of_kind(store_openers: StoreOpeners) -> Iterator[Callable[..., VectorStore]]:
+    """``open(kind, dimension=..., **kw)`` for any kind in ``store_openers``; closes them after."""
     opened: list[Any] = []
-    counter = itertools.count()
 
     def open_(kind: str, *, dimension: int = DIM, **kw: Any) -> VectorStore:
-        store: Any
-        if kind == "memory":
-            store = LocalVectorStore(dimension=dimension, **kw)
-        elif kind == "directory":
-            store = LocalVectorStore(tmp_path / f"store-{next(counter)}", dimension=dimension, **kw)
-        else:
-            store = S3VectorsStore(
-                "shop-vectors",
-                f"index-{next(counter)}",
-                client=FakeS3Vectors().client(),
-                dimension=dimension,
-                **kw,
-            )
+        store = store_openers[kind](dimension=dimension, **kw)
         opened.append(store)
-        result: VectorStore = store
-        return result
+        return store
 
     yield open_
     for store in opened:
@@ -65,23 +81,31 @@ def open_store_of_kind(tmp_path: Path) -> Iterator[Callable[..., VectorStore]]:
 
 
 @pytest.fixture(params=KINDS)
-def make_store(request: pytest.FixtureRequest, open_store_of_kind: Any) -> StoreFactory:
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of store one parametrisation of the contract runs on."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def make_store(store_kind: str, open_store_of_kind: Any) -> StoreFactory:
     """A factory for the store kind of this parametrisation."""
-    kind = request.param
 
     def make(**kw: Any) -> VectorStore:
-        store: VectorStore = open_store_of_kind(kind, **kw)
+        store: VectorStore = open_store_of_kind(store_kind, **kw)
         return store
 
     return make
 
 
 @pytest.fixture
-def all_stores(open_store_of_kind: Any) -> Callable[..., list[VectorStore]]:
-    """One store of each kind, configured alike."""
+def all_stores(
+    open_store_of_kind: Any, store_openers: StoreOpeners
+) -> Callable[..., list[tuple[str, VectorStore]]]:
+    """One store of each kind in ``store_openers``, configured alike, with its kind."""
 
-    def make(**kw: Any) -> list[VectorStore]:
-        return [open_store_of_kind(kind, **kw) for kind in KINDS]
+    def make(**kw: Any) -> list[tuple[str, VectorStore]]:
+        return [(kind, open_store_of_kind(kind, **kw)) for kind in store_openers]
 
     return make
 
@@ -406,21 +430,21 @@ def test_generated_filters_cover_the_language() -> None:
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_generated_filters_give_identical_results_on_every_store(
-    all_stores: Callable[..., list[VectorStore]], metric: DistanceMetric
+    all_stores: Callable[..., list[tuple[str, VectorStore]]], metric: DistanceMetric
 ) -> None:
     recs = catalog(300)
     stores = all_stores(distance_metric=metric)
-    for store in stores:
+    for _, store in stores:
         store.put(recs)
     rng = np.random.default_rng(11)
     for i, flt in enumerate(GENERATED_FILTERS):
         q = rng.normal(size=DIM).astype(np.float32)
         expected = ref_query(recs, q, 100, metric, flt)
-        results = [store.query(q, top_k=100, filter=flt) for store in stores]
-        for kind, got in zip(KINDS, results, strict=True):
+        results = [(kind, store.query(q, top_k=100, filter=flt)) for kind, store in stores]
+        for kind, got in results:
             assert_matches_equal(got, expected, context=(i, kind, flt))
-        # Metadata comes back identically too (types included: JSON keeps int vs float).
-        assert [m.metadata for m in results[0]] == [m.metadata for m in results[2]], flt
+            # Metadata comes back identically too (types included: JSON keeps int vs float).
+            assert [m.metadata for m in got] == [m.metadata for m in results[0][1]], (kind, flt)
 
 
 def _put_nan(s: VectorStore) -> None:
@@ -458,18 +482,18 @@ BAD_CALLS: list[tuple[str, Callable[[VectorStore], object]]] = [
 
 @pytest.mark.parametrize("call", [c[1] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
 def test_bad_input_gives_the_same_error_on_every_store_and_changes_nothing(
-    all_stores: Callable[..., list[VectorStore]], call: Callable[[VectorStore], object]
+    all_stores: Callable[..., list[tuple[str, VectorStore]]], call: Callable[[VectorStore], object]
 ) -> None:
     stores = all_stores()
     recs = catalog(5)
-    errors = []
-    for store in stores:
+    errors = {}
+    for kind, store in stores:
         store.put(recs)
         with pytest.raises(CrossmodalSearchError) as info:
             call(store)
-        errors.append((type(info.value), str(info.value)))
+        errors[kind] = (type(info.value), str(info.value))
         assert sorted(store.keys()) == sorted(r.key for r in recs)
-    assert errors[0] == errors[1] == errors[2]
+    assert len(set(errors.values())) == 1, errors
 
 
 def test_code_outside_the_project_gets_identical_results_from_both_stores() -> None:

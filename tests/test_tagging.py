@@ -281,7 +281,9 @@ def test_cli_tag_then_filtered_search(tmp_path, demo, vectors, capsys):
     vocab = demo.root / "eval" / "tags.json"
     gold = demo.root / "eval" / "gold_tags.json"
 
-    assert main(["tag", *opts, "--vocab", str(vocab), "--dry-run", "--show", "0"]) == 0
+    # A dry run only reads: it runs while another process holds the store's write lock.
+    with LocalVectorStore(directory):
+        assert main(["tag", *opts, "--vocab", str(vocab), "--dry-run", "--show", "0"]) == 0
     out = capsys.readouterr().out
     assert "nothing written (dry run)" in out
     assert "B0SAMPLE36" in out  # --show 0 lists every product

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from crossmodal_search._version import __version__
 
 # name -> module that defines it. Kept in step with __all__ by tests/test_public_api.py.
 _LAZY: dict[str, str] = {
@@ -44,7 +44,9 @@ _LAZY: dict[str, str] = {
     # search
     "CostEstimate": "crossmodal_search.search",
     "CrossmodalSearcher": "crossmodal_search.search",
+    "IngestPolicy": "crossmodal_search.search",
     "IngestReport": "crossmodal_search.search",
+    "IngestStoppedError": "crossmodal_search.search",
     "ItemFailure": "crossmodal_search.search",
     "Product": "crossmodal_search.search",
     "SearchResult": "crossmodal_search.search",
@@ -69,6 +71,9 @@ _LAZY: dict[str, str] = {
     "RetryExhaustedError": "crossmodal_search.errors",
     "ServiceError": "crossmodal_search.errors",
     "ServiceValidationError": "crossmodal_search.errors",
+    "StoreCorruptedError": "crossmodal_search.errors",
+    "StoreError": "crossmodal_search.errors",
+    "StoreIOError": "crossmodal_search.errors",
     "StoreLockedError": "crossmodal_search.errors",
     "TransientServiceError": "crossmodal_search.errors",
     "UnsupportedMediaError": "crossmodal_search.errors",
@@ -88,7 +93,9 @@ __all__ = [
     "GetResult",
     "IndexMismatchError",
     "IngestError",
+    "IngestPolicy",
     "IngestReport",
+    "IngestStoppedError",
     "InvalidFilterError",
     "InvalidInputError",
     "ItemFailure",
@@ -108,6 +115,9 @@ __all__ = [
     "SearchResult",
     "ServiceError",
     "ServiceValidationError",
+    "StoreCorruptedError",
+    "StoreError",
+    "StoreIOError",
     "StoreLimits",
     "StoreLockedError",
     "TransientServiceError",
@@ -151,6 +161,9 @@ if TYPE_CHECKING:
         RetryExhaustedError,
         ServiceError,
         ServiceValidationError,
+        StoreCorruptedError,
+        StoreError,
+        StoreIOError,
         StoreLockedError,
         TransientServiceError,
         UnsupportedMediaError,
@@ -158,7 +171,9 @@ if TYPE_CHECKING:
     from crossmodal_search.search import (
         CostEstimate,
         CrossmodalSearcher,
+        IngestPolicy,
         IngestReport,
+        IngestStoppedError,
         ItemFailure,
         Product,
         SearchResult,

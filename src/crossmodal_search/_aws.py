@@ -43,7 +43,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from crossmodal_search import __version__
+from crossmodal_search._version import __version__
 from crossmodal_search.errors import (
     AccessDeniedError,
     ConfigurationError,

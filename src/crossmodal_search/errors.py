@@ -13,7 +13,12 @@ Every error the SDK raises on purpose derives from :class:`CrossmodalSearchError
     │   └── MetadataLimitError                    metadata over the S3 Vectors size/key limits
     ├── ConfigurationError                        wrong settings, missing optional extra
     │   └── IndexMismatchError                    existing index has another dimension/metric
-    ├── StoreLockedError                          another process writes the local store
+    ├── StoreError(path)                          a local store directory cannot be used as is
+    │   ├── StoreLockedError                      another process writes the local store
+    │   ├── StoreCorruptedError                   manifest lost or unreadable, a segment damaged:
+    │   │                                         nothing is deleted; `crossmodal store recover`
+    │   └── StoreIOError(errno)                   the file system refused a read or write (disk
+    │                                             full, read-only mount); nothing was changed
     ├── ServiceError(code, request_id, status)    AWS answered with an error
     │   ├── AccessDeniedError                     missing IAM permission / model access
     │   ├── ResourceNotFoundError                 bucket, index, model or job does not exist
@@ -47,6 +52,9 @@ __all__ = [
     "RetryExhaustedError",
     "ServiceError",
     "ServiceValidationError",
+    "StoreCorruptedError",
+    "StoreError",
+    "StoreIOError",
     "StoreLockedError",
     "TransientServiceError",
     "UnsupportedMediaError",
@@ -97,8 +105,33 @@ class IndexMismatchError(ConfigurationError):
     """An existing index is incompatible with the requested dimension or metric."""
 
 
-class StoreLockedError(CrossmodalSearchError):
+class StoreError(CrossmodalSearchError):
+    """A local store directory cannot be used as it is; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreLockedError(StoreError):
     """Another process holds the write lock of a local store directory."""
+
+
+class StoreCorruptedError(StoreError):
+    """A local store's manifest is missing or unreadable, or a segment is damaged.
+
+    Nothing was deleted: the message names the directory and the command that rebuilds or
+    explains it (``crossmodal store recover DIR`` / ``crossmodal store check DIR``).
+    """
+
+
+class StoreIOError(StoreError):
+    """The file system refused a read or write of a local store (disk full, read-only mount,
+    permissions). ``errno`` is the OS error number; the store holds what it held before."""
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None):
+        super().__init__(message, path=path)
+        self.errno = errno
 
 
 class ServiceError(CrossmodalSearchError):

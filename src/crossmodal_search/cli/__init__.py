@@ -14,14 +14,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from crossmodal_search import __version__
+from crossmodal_search._version import __version__
 from crossmodal_search.cli._logging import configure_logging
 from crossmodal_search.errors import CrossmodalSearchError
 
 __all__ = ["main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("index", "search", "copy", "demo", "serve", "eval", "tag")
+_COMMANDS: tuple[str, ...] = ("index", "search", "copy", "store", "demo", "serve", "eval", "tag")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

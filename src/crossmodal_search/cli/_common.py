@@ -18,14 +18,15 @@ an embedder the same way::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from crossmodal_search._json import JSONInputError, loads_strict
 from crossmodal_search._types import NOVA_DIMENSIONS
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.search import CrossmodalSearcher, SearchResult
@@ -109,6 +110,7 @@ def make_searcher(
     read_only: bool = False,
     max_concurrency: int = 32,
     session: boto3.Session | None = None,
+    non_filterable: Sequence[str] = (),
 ) -> tuple[CrossmodalSearcher, str]:
     """Build a searcher from CLI-style options.
 
@@ -125,6 +127,8 @@ def make_searcher(
             error instead of being created.
         max_concurrency: Embedding calls in flight while indexing.
         session: A ``boto3.Session`` for Bedrock and S3 Vectors (default: boto3's).
+        non_filterable: Metadata keys to declare non-filterable, besides the defaults, when
+            the store is created (an existing store must have been created with them).
 
     Returns:
         The searcher and a one-line description of which embedder and store run.
@@ -152,6 +156,11 @@ def make_searcher(
     store_kwargs = store_options(
         kind, region=region, session=session, must_exist=must_exist, read_only=read_only
     )
+    if non_filterable:
+        from crossmodal_search.stores import DEFAULT_NON_FILTERABLE_KEYS
+
+        keys = dict.fromkeys([*DEFAULT_NON_FILTERABLE_KEYS, *non_filterable])
+        store_kwargs["non_filterable_metadata_keys"] = tuple(keys)
     vector_store = open_store(store, dimension=dimension, **store_kwargs)
     searcher = CrossmodalSearcher(emb, vector_store, max_concurrency=max_concurrency)
     return searcher, f"embedder: {why}\nstore: {store} ({dimension} dimensions)"
@@ -206,12 +215,17 @@ def open_searcher(
 # ----------------------------------------------------------------------- argparse types
 
 
+def _echo(value: str, limit: int = 60) -> str:
+    """``value`` quoted for an error message, cut short: errors never echo huge input."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} chars)"
+
+
 def as_int(value: str) -> int:
     """``int(value)``, or the argparse error ``not an integer``."""
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"not an integer: {_echo(value)}") from None
 
 
 def as_float(value: str) -> float:
@@ -219,7 +233,7 @@ def as_float(value: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number: {_echo(value)}") from None
 
 
 def positive_int(value: str) -> int:
@@ -242,7 +256,7 @@ def weight(value: str) -> float:
     """argparse type: a float in [0, 1]."""
     w = as_float(value)
     if not 0.0 <= w <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {_echo(value)}")
     return w
 
 
@@ -269,14 +283,12 @@ def positive_float(value: str) -> float:
 def parse_filter(value: str) -> dict[str, object]:
     """argparse type: a JSON object in the S3 Vectors filter language."""
     try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f"invalid JSON ({exc.msg} at character {exc.pos}): {value!r}"
-        ) from None
+        parsed = loads_strict(value, max_bytes=64 * 1024)
+    except JSONInputError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: {_echo(value)}") from None
     if not isinstance(parsed, dict):
         raise argparse.ArgumentTypeError(
-            f'must be a JSON object such as \'{{"color": "red"}}\', got {value!r}'
+            f'must be a JSON object such as \'{{"color": "red"}}\', got {_echo(value)}'
         )
     return parsed
 
@@ -331,24 +343,52 @@ def render_results(results: Sequence[SearchResult], *, width: int | None = None)
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal; silent when the stream is not a TTY."""
+    """A one-line progress bar with rate and ETA on a terminal; silent when the stream is not a
+    TTY. ``done`` and ``total`` keep the last counts reported (for an interruption message)."""
 
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._label = label
         self._stream = stream if stream is not None else sys.stderr
         self._enabled = self._stream.isatty()
         self._shown = False
+        self._clock = clock
+        self._started: float | None = None
+        self.done = 0
+        self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
         """Redraw for ``done`` of ``total``."""
+        now = self._clock()
+        if self._started is None:
+            self._started = now
+        self.done, self.total = done, total
         if not self._enabled or total <= 0:
             return
         cells = 30
-        filled = cells * done // total
+        filled = cells * min(done, total) // total
         bar = "#" * filled + "." * (cells - filled)
-        self._stream.write(f"\r{self._label} [{bar}] {done}/{total}")
+        self._stream.write(f"\r{self._label} [{bar}] {done}/{total}{self._pace(now)}")
         self._stream.flush()
         self._shown = True
+
+    def _pace(self, now: float) -> str:
+        """`` 12.5/s ETA 1:05`` once a rate can be measured, else ``""``."""
+        assert self._started is not None
+        elapsed = now - self._started
+        if self.done <= 0 or elapsed < 0.5:
+            return ""
+        rate = self.done / elapsed
+        left = max(self.total - self.done, 0) / rate
+        minutes, seconds = divmod(int(left + 0.5), 60)
+        hours, minutes = divmod(minutes, 60)
+        eta = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+        return f" {rate:.1f}/s ETA {eta}   "
 
     def close(self) -> None:
         """End the line so that later output starts on a fresh one."""

@@ -27,6 +27,7 @@ from crossmodal_search.errors import ConfigurationError, InvalidInputError, Reso
 from crossmodal_search.search import (
     CrossmodalSearcher,
     IngestReport,
+    IngestStoppedError,
     Product,
     index_with_batch,
     load_abo,
@@ -67,6 +68,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="CATALOG is complete: delete from the store every product not in it (all its "
         "vectors, segments included); not with --limit",
+    )
+    parser.add_argument(
+        "--non-filterable",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="metadata keys to store but not filter on (long ones: they escape the 2 KB "
+        "filterable limit), besides text, description, image_path and source_uri; fixed when "
+        "the store is created",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="PATH",
+        help="also write the run's report as JSON: counts, each failure with its AWS error code "
+        "and request id, and retry_ids (the products a rerun may index)",
     )
     parser.add_argument(
         "--concurrency",
@@ -163,7 +179,20 @@ def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
 
 def _print_failures(report: IngestReport) -> None:
     for failure in report.failed:
-        print(f"  failed {failure.product_id} ({failure.kind}): {failure.reason}", file=sys.stderr)
+        aws = f" [request id {failure.request_id}]" if failure.request_id else ""
+        print(
+            f"  failed {failure.product_id} ({failure.kind}): {failure.reason}{aws}",
+            file=sys.stderr,
+        )
+
+
+def _write_report(path: str | None, report: IngestReport) -> None:
+    """``--report PATH``: the run's report as JSON (failures with codes, request ids and
+    ``retry_ids``), for scripts and support cases."""
+    if path is None:
+        return
+    Path(path).expanduser().write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    print(f"report written to {path}")
 
 
 def _print_report(report: IngestReport) -> None:
@@ -192,6 +221,7 @@ def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, st
         dimension=args.dimension,
         region=args.region,
         cache=args.cache,
+        non_filterable=args.non_filterable,
     )
     embedder_line = description.splitlines()[0]
     return (
@@ -357,6 +387,7 @@ def _index(
         cache=args.cache,
         max_concurrency=args.concurrency,
         session=session,
+        non_filterable=args.non_filterable,
     )
     with searcher:
         for flag, model_id in (
@@ -391,6 +422,20 @@ def _index(
                     )
             else:
                 report = searcher.index(products, progress=bar, prune=args.prune)
+        except IngestStoppedError as exc:
+            bar.close()
+            _print_report(exc.report)
+            _write_report(args.report, exc.report)
+            raise
+        except KeyboardInterrupt:
+            bar.close()
+            print(
+                f"interrupted after {bar.done} of {bar.total or len(products)} products: every "
+                "product finished before the interrupt is written; rerun the same command to "
+                "resume (indexed products are skipped)",
+                file=sys.stderr,
+            )
+            raise
         finally:
             bar.close()
         for arn in report.jobs:
@@ -427,16 +472,20 @@ def run(args: argparse.Namespace) -> int:
     _print_report(report)
     if media_report is not None:
         _print_media_report(media_report)
+    _write_report(args.report, report)
     problems = []
-    if report.failed:
-        problems.append(f"{len(report.failed)} products were not indexed")
+    retry = len(report.retry_ids)
+    if len(report.failed) > retry:
+        problems.append(f"{len(report.failed) - retry} products must be fixed")
+    if retry:
+        problems.append(f"{retry} products met service errors a rerun may get past")
     if media_report is not None and media_report.failed:
         sources = {(f.product_id, f.kind) for f in media_report.failed}
         problems.append(f"{len(sources)} media sources were not fully indexed")
     if problems:
         print(
-            f"crossmodal: {' and '.join(problems)} (listed above); fix them and rerun: what "
-            "is indexed is skipped",
+            f"crossmodal: {' and '.join(problems)} (listed above); rerun when fixed: what is "
+            "indexed is skipped",
             file=sys.stderr,
         )
         return 1

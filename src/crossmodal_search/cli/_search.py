@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -82,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
             text_weight=args.text_weight,
             fusion=args.fusion,
         )
+        hint = (
+            searcher.explain_no_results(search_mode=args.mode, filter=args.filter)
+            if not results
+            else None
+        )
+    if hint is not None:
+        print(f"crossmodal: no results: {hint}", file=sys.stderr)
     if args.json:
         payload = {
             "embedder": description.splitlines()[0].removeprefix("embedder: "),

@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--template: {exc.errors()[0]['msg']}") from None
     gold = _read_gold(args.gold) if args.gold else None
     top1 = args.top1_per_group or args.threshold is None
-    searcher, description = open_searcher(args, must_exist=True)
+    # A dry run only reads: it must not wait for (or block) a writer of a local store.
+    searcher, description = open_searcher(args, must_exist=True, read_only=args.dry_run)
     out = sys.stderr if args.json else sys.stdout
     with searcher:
         print(description, file=out)

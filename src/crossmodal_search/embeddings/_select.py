@@ -59,7 +59,9 @@ def make_embedder(
 
     import boto3
 
-    sess = session or boto3.Session(region_name=region_name)
+    # boto3's default session when there is one (boto3.setup_default_session(profile_name=...)),
+    # as crossmodal_search._aws.build_client does.
+    sess = session or boto3.DEFAULT_SESSION or boto3.Session(region_name=region_name)
     credentials = sess.get_credentials()
     if credentials is None:
         if kind == "nova":

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
-import json
 import logging
+import math
 import os
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crossmodal_search._json import JSONInputError, loads_strict
 from crossmodal_search._types import MetadataValue, Scalar
 from crossmodal_search.errors import InvalidInputError
 
@@ -146,6 +148,8 @@ class Product(BaseModel):
     def _id_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("product_id must not be blank")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("product_id must not contain control characters (NUL, newline, ...)")
         return value
 
     @field_validator("image", mode="before")
@@ -181,7 +185,32 @@ class Product(BaseModel):
         reserved = sorted(RESERVED_METADATA_KEYS.intersection(value))
         if reserved:
             raise ValueError(f"metadata keys {reserved} are reserved for the searcher")
+        for key, item in value.items():
+            members = item if isinstance(item, list) else [item]
+            if any(isinstance(m, float) and not math.isfinite(m) for m in members):
+                raise ValueError(
+                    f"key {key!r} holds NaN or infinity, which JSON and S3 Vectors cannot store"
+                )
         return value
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Product:
+        """Validate a mapping (``{"product_id": ..., "text": ..., ...}``) into a Product.
+
+        Raises:
+            InvalidInputError: The mapping is not a valid product (also a pydantic
+                ``ValidationError``), a missing ``product_id`` included.
+        """
+        if isinstance(obj, Mapping) and "product_id" not in obj:
+            raise ProductValidationError.from_exception_data(
+                cls.__name__, [{"type": "missing", "loc": ("product_id",), "input": dict(obj)}]
+            )
+        if isinstance(obj, Mapping):
+            try:
+                return cls(**obj)
+            except TypeError as exc:  # a key our __init__ takes positionally, given twice
+                raise InvalidInputError(f"invalid product: {exc}") from exc
+        return super().model_validate(obj, **kwargs)
 
     @model_validator(mode="after")
     def _has_content(self) -> Product:
@@ -286,18 +315,33 @@ def _read_image_paths(root: Path) -> dict[str, str]:
         return {row["image_id"]: row["path"] for row in reader if row.get("image_id")}
 
 
+#: Longest catalog line accepted (a product with a 50,000-character text is ~200 KB of JSON).
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+def parse_json_line(raw: bytes) -> object:
+    """One JSON-lines record: strict UTF-8, at most :data:`MAX_LINE_BYTES`, no NaN/Infinity,
+    no integer beyond 20 digits, no absurd nesting (``crossmodal_search._json``).
+
+    Raises:
+        JSONInputError: Why the line cannot be read (the caller adds file and line).
+    """
+    return loads_strict(raw, max_bytes=MAX_LINE_BYTES)
+
+
 def _iter_listings(paths: Iterable[Path]) -> Iterator[tuple[Path, int, object]]:
     for path in paths:
         try:
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
+            with gzip.open(path, "rb") as fh:
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
                     try:
-                        yield path, lineno, json.loads(line)
-                    except json.JSONDecodeError:
+                        yield path, lineno, parse_json_line(line)
+                    except JSONInputError as exc:
+                        logger.debug("%s:%d: %s", path.name, lineno, exc)
                         yield path, lineno, None
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise InvalidInputError(f"{path}: cannot read gzipped JSON lines ({exc})") from exc
 
 
@@ -471,26 +515,34 @@ def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> 
     base = file.resolve().parent
     products: list[Product] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(io.StringIO(raw.decode("utf-8")), 1):
+    # A byte order mark, as some Windows editors write, is not part of the first line.
+    for lineno, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
         if limit is not None and len(products) >= limit:
             break
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            if isinstance(data, dict):
-                for name in ("image", "document"):
-                    value = data.get(name)
-                    relative = isinstance(value, str) and value and not Path(value).is_absolute()
-                    if relative and not str(value).startswith("s3://"):
-                        data[name] = str(base / str(value))
+            data = parse_json_line(line)
+        except JSONInputError as exc:
+            raise InvalidInputError(f"{file}:{lineno}: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidInputError(
+                f"{file}:{lineno}: expected a JSON object (a product), got {type(data).__name__}"
+            )
+        for name in ("image", "document"):
+            value = data.get(name)
+            relative = isinstance(value, str) and value and not Path(value).is_absolute()
+            if relative and not str(value).startswith("s3://"):
+                data[name] = str(base / str(value))
+        try:
             product = Product.model_validate(data)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{file}:{lineno}: not valid JSON ({exc.msg})") from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "product"
-            raise InvalidInputError(f"{file}:{lineno}: {where}: {first['msg']}") from exc
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            raise InvalidInputError(f"{file}:{lineno}: {where}: {msg}") from exc
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{file}:{lineno}: {exc}") from exc
         if product.product_id in seen:
             raise InvalidInputError(f"{file}:{lineno}: duplicate product_id {product.product_id!r}")
         seen.add(product.product_id)

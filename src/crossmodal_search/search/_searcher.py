@@ -29,6 +29,7 @@ product and where in the media it matched.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -41,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Literal, TypeAlias, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -53,8 +54,12 @@ from crossmodal_search.errors import (
     ConfigurationError,
     CrossmodalSearchError,
     EmbeddingJobError,
+    IngestError,
     InvalidInputError,
+    RetryExhaustedError,
+    ServiceError,
     ServiceValidationError,
+    TransientServiceError,
     UnsupportedMediaError,
 )
 from crossmodal_search.search._catalog import RESERVED_METADATA_KEYS, Product
@@ -80,7 +85,9 @@ __all__ = [
     "CrossmodalSearcher",
     "FailureKind",
     "Fusion",
+    "IngestPolicy",
     "IngestReport",
+    "IngestStoppedError",
     "ItemFailure",
     "ProductVectorType",
     "ProductView",
@@ -124,10 +131,9 @@ _MAX_TOP_K = 100
 _RRF_K = 60
 _HASH_VERSION = "crossmodal-content-v1"
 
-#: Errors that concern one product's input and must not stop the rest of the catalog. Throttling
-#: that outlived the retry policy, access and configuration errors concern every product: they
-#: stop the run (what was embedded is still written) and a rerun continues from there.
-_ITEM_ERRORS: tuple[type[CrossmodalSearchError], ...] = (
+#: Errors about one product's own input: the product fails, a rerun fails it again until the
+#: product is fixed. Every other service error fails the product as retryable (see IngestPolicy).
+_INPUT_ERRORS: tuple[type[CrossmodalSearchError], ...] = (
     InvalidInputError,
     ServiceValidationError,
     EmbeddingJobError,
@@ -139,8 +145,18 @@ ProgressCallback: TypeAlias = Callable[[int, int], None]
 class ItemFailure(BaseModel):
     """A product that could not be indexed, and why (the rest of the catalog still lands).
 
-    ``kind`` is ``"input"`` (the image file is unreadable), ``"text"`` or ``"image"`` (the
-    embedding call rejected it), or ``"metadata"`` (over the store's metadata limits).
+    Attributes:
+        product_id: The product.
+        kind: ``"input"`` (the image file is unreadable), ``"text"`` or ``"image"`` (its
+            embedding call failed), ``"metadata"`` (over the store's metadata limits), or the
+            media kind for :meth:`CrossmodalSearcher.index_media`.
+        reason: What went wrong, in one line.
+        code: The AWS error code, when the service answered with one.
+        request_id: The AWS request id of the failed call, for a support case.
+        retryable: A rerun may succeed without changing the product: throttling or a service
+            fault outlived the retries, or an access or model error that concerns the service.
+            ``False`` means the product itself must be fixed (bad image, text refused, metadata
+            over the limits).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -148,6 +164,9 @@ class ItemFailure(BaseModel):
     product_id: str
     kind: FailureKind
     reason: str
+    code: str | None = None
+    request_id: str | None = None
+    retryable: bool = False
 
 
 class CostEstimate(BaseModel):
@@ -225,6 +244,71 @@ class IngestReport(BaseModel):
     estimate: CostEstimate | None = None
     jobs: list[str] = Field(default_factory=list)
     pruned: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def retry_ids(self) -> list[str]:
+        """Products that failed for reasons a rerun may not meet again (``retryable``)."""
+        return list(dict.fromkeys(f.product_id for f in self.failed if f.retryable))
+
+
+class IngestStoppedError(IngestError):
+    """:meth:`CrossmodalSearcher.index` stopped before the end of the catalog.
+
+    Raised when an error concerns every product rather than one (the same service error for
+    ``IngestPolicy.max_consecutive_failures`` products in a row: access denied, a missing
+    model), or when the service kept throttling for longer than
+    ``IngestPolicy.pause_budget_seconds``. Everything embedded before the stop is written;
+    ``report`` says what was, and a rerun resumes (indexed products are skipped). The error
+    that caused the stop is ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, report: IngestReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestPolicy:
+    """How :meth:`CrossmodalSearcher.index` keeps going when products fail.
+
+    The embedder's retry policy retries each call first; this policy decides what happens once
+    a call's retries are spent. A product whose error concerns its own input fails at once; one
+    that met throttling or a service fault is tried again later in the same run; an error that
+    repeats for product after product stops the run.
+
+    Attributes:
+        max_consecutive_failures: Products failing in a row with the same service error (not
+            a validation error) after which the run stops with :class:`IngestStoppedError`:
+            an error every product meets (default 10).
+        product_attempts: Rounds a product that met a transient error is tried in one run
+            before it is reported as failed and ``retryable`` (default 3).
+        storm_threshold: Products failing in a row on transient errors that pause the run
+            (default 3): no new embedding call starts until the pause ends.
+        pause_seconds: The first pause; pauses in a row (no product succeeded in between)
+            double, up to ``max_pause_seconds`` (defaults 5 and 60).
+        pause_budget_seconds: Pausing allowed in one run, in total; when the next pause would
+            pass it, the run stops with :class:`IngestStoppedError` (default 600).
+        sleep: The sleep function (tests pass a recorder).
+    """
+
+    max_consecutive_failures: int = 10
+    product_attempts: int = 3
+    storm_threshold: int = 3
+    pause_seconds: float = 5.0
+    max_pause_seconds: float = 60.0
+    pause_budget_seconds: float = 600.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("max_consecutive_failures", "product_attempts", "storm_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"IngestPolicy.{name} must be an int >= 1, got {value!r}")
+        for name in ("pause_seconds", "max_pause_seconds", "pause_budget_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"IngestPolicy.{name} must be a number >= 0")
 
 
 class SearchResult(BaseModel):
@@ -374,6 +458,9 @@ class CrossmodalSearcher:
         combined_text_weight: Weight of the text vector in the stored ``combined`` vector
             (the image gets ``1 - weight``). Part of the content hash: changing it re-embeds.
         batch_size: Records per ``store.put`` call (S3 Vectors accepts at most 500).
+        ingest_policy: What :meth:`index` does when products fail: retry later in the run,
+            pause through a throttling storm, stop when every product meets the same error
+            (:class:`IngestPolicy`; the defaults suit Bedrock).
 
     Raises:
         ConfigurationError: The embedder and store dimensions differ, or an argument is out of
@@ -393,6 +480,7 @@ class CrossmodalSearcher:
         max_concurrency: int = 32,
         combined_text_weight: float = 0.5,
         batch_size: int = 500,
+        ingest_policy: IngestPolicy | None = None,
     ) -> None:
         if embedder.dimension != store.dimension:
             raise ConfigurationError(
@@ -414,6 +502,7 @@ class CrossmodalSearcher:
         self._max_concurrency = max_concurrency
         self._weight = float(combined_text_weight)
         self._batch_size = batch_size
+        self._policy = ingest_policy or IngestPolicy()
         self._limits: StoreLimits = getattr(store, "limits", None) or StoreLimits()
 
     def __repr__(self) -> str:
@@ -796,6 +885,10 @@ class CrossmodalSearcher:
                 for window in self._windows(items):
                     run.window(self._plan(window, pool), pool)
                 run.flush(final=True)
+            except IngestStoppedError as exc:
+                run.abort(pool)
+                exc.report = run.report(time.perf_counter() - started)
+                raise
             except BaseException:
                 run.abort(pool)
                 raise
@@ -1165,6 +1258,41 @@ class CrossmodalSearcher:
         order = sorted(scores, key=lambda pid: (-scores[pid], chosen[pid][1].distance, pid))
         return [self._result(chosen[pid][1], scores[pid]) for pid in order[:top_k]]
 
+    def explain_no_results(
+        self, *, search_mode: SearchMode = "combined", filter: Filter | None = None
+    ) -> str:
+        """Why a search in ``search_mode`` with ``filter`` found nothing, in one line a person
+        can act on: the store holds no vectors of that kind, or no product has a key the
+        filter names (with the closest key that exists), or no product matches it. Two store
+        queries, no embedding call.
+
+        Example:
+            >>> searcher.explain_no_results(filter={"colour": "red"})  # doctest: +SKIP
+            "no combined vector has metadata key 'colour' (did you mean 'color'?); ..."
+        """
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        sample = self._store.query(
+            probe, top_k=_MAX_TOP_K, filter=self._query_filter(search_mode, None)
+        )
+        if not sample:
+            return _no_vectors_hint(search_mode)
+        if not filter:
+            return f"the store holds {search_mode} vectors, but none came back for this query"
+        seen = {k for m in sample for k in m.metadata if k not in RESERVED_METADATA_KEYS}
+        named = sorted(_filter_keys(filter) - RESERVED_METADATA_KEYS)
+        unknown = [k for k in named if k not in seen]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, sorted(seen), n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            keys = ", ".join(sorted(seen)[:12]) or "none"
+            return (
+                f"no {search_mode} vector has metadata key {key!r}{guess}; keys seen on "
+                f"products: {keys}"
+            )
+        return f"no {search_mode} vector matches the filter {json.dumps(filter)[:200]}"
+
     def _validate_search(
         self,
         text: object,
@@ -1312,13 +1440,38 @@ class _Match:
     metadata: dict[str, MetadataValue]
 
 
+@dataclass
+class _Embedding:
+    """One product being embedded in an ``index`` run: the vectors it has so far."""
+
+    plan: _Plan
+    vectors: dict[ProductVectorType, Vector] = field(default_factory=dict)
+    jobs: dict[ProductVectorType, Future[Vector]] = field(default_factory=dict)
+    rounds: int = 0
+    # The run's pause epoch when each call started: a failure from before the last pause
+    # was answered by that pause already.
+    epochs: dict[ProductVectorType, int] = field(default_factory=dict)
+    # The transient error that deferred it to a later round, if any.
+    deferred_by: tuple[ProductVectorType, CrossmodalSearchError] | None = None
+
+    def missing(self) -> list[ProductVectorType]:
+        wanted: list[ProductVectorType] = []
+        if "text" in self.plan.expected:
+            wanted.append("text")
+        if self.plan.image_input is not None:
+            wanted.append("image")
+        return [part for part in wanted if part not in self.vectors]
+
+
 class _Run:
-    """The mutable state of one ``index`` call: buffer, counters and failures."""
+    """The mutable state of one ``index`` call: buffer, counters, failures and the policy's
+    bookkeeping (failures in a row, pauses)."""
 
     def __init__(
         self, searcher: CrossmodalSearcher, total: int, progress: ProgressCallback | None
     ) -> None:
         self._s = searcher
+        self._policy = searcher._policy
         self._total = total
         self._progress = progress
         self._done = 0
@@ -1333,70 +1486,173 @@ class _Run:
         self.deleted = 0
         self.pruned = 0
         self.failed: list[ItemFailure] = []
-        self._pending: list[Future[Vector]] = []
+        # Products with embedding calls submitted and not yet settled (drained on a stop), and
+        # products waiting for a later round (reported as retryable failures on a stop).
+        self._open: list[_Embedding] = []
+        self._deferred: list[_Embedding] = []
+        # No call starts while the gate is closed (a pause through a throttling storm).
+        self._gate = threading.Event()
+        self._gate.set()
+        self._same_code: tuple[str, int] = ("", 0)
+        self._transient_in_row = 0
+        self._next_pause = self._policy.pause_seconds
+        self._paused = 0.0
+        self._epoch = 0
 
     def _tick(self) -> None:
         self._done += 1
         if self._progress is not None:
             self._progress(self._done, self._total)
 
-    def _counted(self, fn: Callable[[Any], Vector], arg: Any) -> Vector:
+    def _call(self, item: _Embedding, part: ProductVectorType) -> Vector:
+        self._gate.wait()
         with self._lock:
             self._embed_calls += 1
-        return fn(arg)
+            item.epochs[part] = self._epoch
+        if part == "text":
+            return self._s._embed_text(item.plan.product.text)
+        assert item.plan.image_input is not None
+        return self._s._embed_image(item.plan.image_input)
+
+    def _submit(self, item: _Embedding, pool: ThreadPoolExecutor) -> None:
+        item.rounds += 1
+        item.jobs = {part: pool.submit(self._call, item, part) for part in item.missing()}
+        self._open.append(item)
 
     def window(self, plans: Sequence[_Plan], pool: ThreadPoolExecutor) -> None:
-        s = self._s
-        futures: list[dict[ProductVectorType, Future[Vector]]] = []
+        """Settle every plan of a window: write, skip, fail, or embed (retrying products that
+        met transient errors, in later rounds of the same window)."""
+        embedding = {id(p): _Embedding(p) for p in plans if p.action == "embed"}
+        for item in embedding.values():
+            self._submit(item, pool)
+        deferred: list[_Embedding] = []
         for plan in plans:
-            jobs: dict[ProductVectorType, Future[Vector]] = {}
-            if plan.action == "embed":
-                if "text" in plan.expected:
-                    jobs["text"] = pool.submit(self._counted, s._embed_text, plan.product.text)
-                if plan.image_input is not None:
-                    jobs["image"] = pool.submit(self._counted, s._embed_image, plan.image_input)
-            futures.append(jobs)
-            self._pending.extend(jobs.values())
-
-        for plan, jobs in zip(plans, futures, strict=True):
-            pid = plan.product.product_id
-            if plan.action == "fail":
-                assert plan.failure is not None
-                self.failed.append(plan.failure)
-                logger.info("not indexed: %s: %s", pid, plan.failure.reason)
-            elif plan.action == "skip":
-                self.skipped += 1
-                self._stale.extend(plan.stale)
-            elif plan.action == "rewrite":
-                pairs = ((t, plan.stored[_key(t, pid)]) for t in plan.expected)
-                self._buffer.extend(
-                    VectorRecord(r.key, r.vector, plan.metadata[t]) for t, r in pairs
-                )
-                self._stale.extend(plan.stale)
-                self.indexed += 1
-            else:
-                vectors: dict[ProductVectorType, Vector] = {}
-                failure: ItemFailure | None = None
-                for kind, fut in jobs.items():
-                    try:
-                        vectors[kind] = fut.result()
-                    except _ITEM_ERRORS as exc:
-                        if failure is None:
-                            failure = ItemFailure(
-                                product_id=pid,
-                                kind="image" if kind == "image" else "text",
-                                reason=f"{type(exc).__name__}: {exc}",
-                            )
-                if failure is not None:
-                    logger.info("not indexed: %s: %s", pid, failure.reason)
-                    self.failed.append(failure)
-                else:
-                    self._buffer.extend(s._records(plan, vectors))
-                    self._stale.extend(plan.stale)
-                    self.indexed += 1
+            current = embedding.get(id(plan))
+            if current is None:
+                self._settle_plan(plan)
+            elif not self._settle(current):
+                deferred.append(current)
+                continue
             self._tick()
             self.flush(final=False)
-        self._pending.clear()
+        while deferred:
+            for item in deferred:
+                self._submit(item, pool)
+            retry, deferred = deferred, []
+            for item in retry:
+                if self._settle(item):
+                    self._tick()
+                    self.flush(final=False)
+                else:
+                    deferred.append(item)
+
+    def _settle_plan(self, plan: _Plan) -> None:
+        """A product that needs no embedding call: failed, unchanged or metadata-only."""
+        pid = plan.product.product_id
+        if plan.action == "fail":
+            assert plan.failure is not None
+            self.failed.append(plan.failure)
+            logger.info("not indexed: %s: %s", pid, plan.failure.reason)
+        elif plan.action == "skip":
+            self.skipped += 1
+            self._stale.extend(plan.stale)
+        else:  # rewrite: same embedding inputs, new metadata
+            pairs = ((t, plan.stored[_key(t, pid)]) for t in plan.expected)
+            self._buffer.extend(VectorRecord(r.key, r.vector, plan.metadata[t]) for t, r in pairs)
+            self._stale.extend(plan.stale)
+            self.indexed += 1
+
+    def _settle(self, item: _Embedding) -> bool:
+        """Wait for a product's calls. True when it is settled (buffered or failed); False
+        when it met a transient error and is tried again in a later round."""
+        error: tuple[ProductVectorType, CrossmodalSearchError] | None = None
+        for part, fut in item.jobs.items():
+            try:
+                item.vectors[part] = fut.result()
+            except _INPUT_ERRORS as exc:
+                error = error if error is not None and _is_input(error[1]) else (part, exc)
+            except ServiceError as exc:
+                error = error or (part, exc)
+        self._open.remove(item)
+        if item.deferred_by is not None:
+            self._deferred.remove(item)
+            item.deferred_by = None
+        pid = item.plan.product.product_id
+        if error is None:
+            self._buffer.extend(self._s._records(item.plan, item.vectors))
+            self._stale.extend(item.plan.stale)
+            self.indexed += 1
+            self._same_code, self._transient_in_row = ("", 0), 0
+            self._next_pause = self._policy.pause_seconds
+            return True
+        part, cause = error
+        transient = isinstance(cause, RetryExhaustedError | TransientServiceError)
+        if transient:
+            with self._lock:
+                fresh = item.epochs.get(part, self._epoch) == self._epoch
+            if fresh:
+                self._transient_in_row += 1
+            if self._transient_in_row >= self._policy.storm_threshold:
+                self._pause(cause)
+            if item.rounds < self._policy.product_attempts:
+                logger.info("%s met %s; trying it again later in this run", pid, _code(cause))
+                item.deferred_by = (part, cause)
+                self._deferred.append(item)
+                return False
+        self._fail(item, part, cause, transient=transient)
+        return True
+
+    def _fail(
+        self,
+        item: _Embedding,
+        part: ProductVectorType,
+        exc: CrossmodalSearchError,
+        *,
+        transient: bool,
+    ) -> None:
+        failure = _failure(item.plan.product.product_id, part, exc)
+        logger.info("not indexed: %s: %s", failure.product_id, failure.reason)
+        self.failed.append(failure)
+        code = failure.code
+        if transient or _is_input(exc) or code is None:
+            return
+        # The same service error for product after product concerns the service, not them.
+        last, count = self._same_code
+        self._same_code = (code, count + 1 if code == last else 1)
+        if self._same_code[1] >= self._policy.max_consecutive_failures:
+            raise IngestStoppedError(
+                f"{self._same_code[1]} products in a row failed with {code} ({exc}); it "
+                "concerns every product, so the run stopped. What was embedded is written: "
+                "fix the cause and rerun, indexed products are skipped.",
+                report=self.report(0.0),
+            ) from exc
+
+    def _pause(self, exc: CrossmodalSearchError) -> None:
+        """Hold every new call for a while: the service is throttling or failing."""
+        self._transient_in_row = 0
+        pause = min(self._next_pause, self._policy.max_pause_seconds)
+        if self._paused + pause > self._policy.pause_budget_seconds:
+            raise IngestStoppedError(
+                f"the service kept failing with {_code(exc)} through {self._paused:.0f} s of "
+                "pauses, so the run stopped. What was embedded is written: rerun later, "
+                "indexed products are skipped.",
+                report=self.report(0.0),
+            ) from exc
+        logger.warning(
+            "%s on %d products in a row: pausing new embedding calls for %.1f s",
+            _code(exc),
+            self._policy.storm_threshold,
+            pause,
+        )
+        with self._lock:
+            self._epoch += 1
+        self._gate.clear()
+        try:
+            self._policy.sleep(pause)
+        finally:
+            self._gate.set()
+        self._paused += pause
+        self._next_pause = pause * 2
 
     def _put(self, records: list[VectorRecord]) -> None:
         try:
@@ -1418,10 +1674,33 @@ class _Run:
                 self.deleted += len(batch_keys)
 
     def abort(self, pool: ThreadPoolExecutor) -> None:
-        """Stop embedding; keep what was already embedded unless the store itself failed."""
-        for fut in self._pending:
-            fut.cancel()
+        """Stop embedding; keep what was already embedded unless the store itself failed.
+
+        Products whose calls all finished are written too: their embeddings were paid for.
+        """
+        self._gate.set()  # threads held by a pause must not hold up the shutdown
+        for item in self._open:
+            for fut in item.jobs.values():
+                fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        for item in list(self._open):
+            jobs = item.jobs.values()
+            if all(f.done() and not f.cancelled() and f.exception() is None for f in jobs):
+                item.vectors.update((part, fut.result()) for part, fut in item.jobs.items())
+                if not item.missing():
+                    self._buffer.extend(self._s._records(item.plan, item.vectors))
+                    self._stale.extend(item.plan.stale)
+                    self.indexed += 1
+                    if item.deferred_by is not None:
+                        self._deferred.remove(item)
+        self._open.clear()
+        # Products that met transient errors and were waiting for another round.
+        self.failed.extend(
+            _failure(item.plan.product.product_id, *item.deferred_by)
+            for item in self._deferred
+            if item.deferred_by is not None
+        )
+        self._deferred.clear()
         if self._store_failed or not self._buffer:
             return
         try:
@@ -1433,13 +1712,33 @@ class _Run:
         return IngestReport(
             indexed=self.indexed,
             skipped_unchanged=self.skipped,
-            failed=self.failed,
+            failed=list(self.failed),
             vectors_written=self.written,
             vectors_deleted=self.deleted,
             embed_calls=self._embed_calls,
             seconds=seconds,
             pruned=self.pruned,
         )
+
+
+def _failure(product_id: str, part: ProductVectorType, exc: CrossmodalSearchError) -> ItemFailure:
+    return ItemFailure(
+        product_id=product_id,
+        kind="image" if part == "image" else "text",
+        reason=f"{type(exc).__name__}: {exc}",
+        code=_code(exc),
+        request_id=getattr(exc, "request_id", None),
+        retryable=not _is_input(exc),
+    )
+
+
+def _is_input(exc: BaseException) -> bool:
+    return isinstance(exc, _INPUT_ERRORS)
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and code else None
 
 
 _SEGMENT_KEY = re.compile(r"(video|audio|document)-(.+)-(\d+)")
@@ -1461,6 +1760,32 @@ def _key_products(key: str) -> tuple[str, ...]:
     if match.group(1) == "video" and rest.endswith("-audio") and len(rest) > len("-audio"):
         return (rest, rest[: -len("-audio")])
     return (rest,)
+
+
+def _no_vectors_hint(search_mode: str) -> str:
+    if search_mode in _MEDIA_TYPES:
+        return (
+            f"the store holds no {search_mode} segments: index products' {search_mode} with "
+            "index_media (CLI: crossmodal index --media-s3-uri s3://...; local PDF documents "
+            "are indexed by crossmodal index)"
+        )
+    return (
+        f"the store holds no {search_mode} vectors written by crossmodal-search: index a "
+        "catalog first (crossmodal index)"
+    )
+
+
+def _filter_keys(filter: Mapping[str, object]) -> set[str]:
+    """The metadata keys a filter names (operators and ``$and``/``$or`` looked through)."""
+    keys: set[str] = set()
+    for key, value in filter.items():
+        if key in ("$and", "$or") and isinstance(value, list):
+            for part in value:
+                if isinstance(part, Mapping):
+                    keys |= _filter_keys(part)
+        elif not key.startswith("$"):
+            keys.add(key)
+    return keys
 
 
 def _is_tag_key(key: str) -> bool:

@@ -21,6 +21,13 @@ from crossmodal_search.stores._matryoshka import copy_truncated, truncate_dimens
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 from crossmodal_search.stores._open import StoreOptions, open_store
 from crossmodal_search.stores._protocol import VectorStore
+from crossmodal_search.stores._recover import (
+    RecoveryReport,
+    SegmentCheck,
+    StoreCheck,
+    check_local_store,
+    recover_local_store,
+)
 from crossmodal_search.stores._s3vectors import S3VectorsStore
 
 __all__ = [
@@ -35,17 +42,22 @@ __all__ = [
     "LocalVectorStore",
     "MetadataColumns",
     "QueryMatch",
+    "RecoveryReport",
     "S3VectorsStore",
+    "SegmentCheck",
+    "StoreCheck",
     "StoreLimits",
     "StoreOptions",
     "VectorRecord",
     "VectorStore",
+    "check_local_store",
     "compile_filter",
     "copy_store",
     "copy_truncated",
     "filter_mask",
     "matches",
     "open_store",
+    "recover_local_store",
     "truncate_dimension",
     "validate_filter",
 ]

@@ -335,7 +335,8 @@ def _check_metadata_limits(
             f"record {record_key!r}: filterable metadata is {size} bytes as UTF-8 JSON, over the "
             f"{limits.max_filterable_bytes}-byte limit; the largest filterable key is {largest!r} "
             f"({json_size({largest: filterable[largest]})} bytes): declare it in "
-            "non_filterable_metadata_keys when creating the index, or shorten it",
+            "non_filterable_metadata_keys when creating the index (CLI: crossmodal index "
+            f"--non-filterable {largest}), or shorten it",
             record_key=record_key,
             metadata_key=largest,
         )

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import io
 import json
+import random
 import re
 import threading
 import time
@@ -144,6 +145,8 @@ class FakeBedrock:
         self.record_requests = record_requests
         self._calls = 0
         self._failures: deque[tuple[str, str | None]] = deque()
+        self._matching: list[tuple[str, str, str | None]] = []
+        self._random: tuple[str, float, random.Random] | None = None
         self._lock = threading.Lock()
         self._ok = 0
         self._errors: dict[str, int] = {}
@@ -220,10 +223,31 @@ class FakeBedrock:
         """Answer every following call with ``code`` (until :meth:`reset_failures`)."""
         self.fail_next(code, times=1_000_000, message=message)
 
+    def fail_matching(self, code: str, *, contains: str, message: str | None = None) -> None:
+        """Answer every call whose request body contains ``contains`` with ``code``.
+
+        For a product that always fails: ``fail_matching("ModelErrorException",
+        contains="cursed lamp")`` fails every request embedding a text with those words,
+        however often it is retried, while every other request is answered.
+        """
+        if not contains:
+            raise ValueError("contains must be a non-empty string")
+        with self._lock:
+            self._matching.append((contains, code, message))
+
+    def fail_randomly(self, code: str, *, rate: float, seed: int = 0) -> None:
+        """Answer each call with ``code`` with probability ``rate`` (a seeded storm)."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be in [0, 1]")
+        with self._lock:
+            self._random = (code, rate, random.Random(seed))
+
     def reset_failures(self) -> None:
-        """Drop queued error injections."""
+        """Drop every error injection (queued, matching and random)."""
         with self._lock:
             self._failures.clear()
+            self._matching.clear()
+            self._random = None
 
     @property
     def calls(self) -> int:
@@ -284,6 +308,18 @@ class FakeBedrock:
             return True
         return False
 
+    def _injected(self, raw: bytes) -> tuple[str, str | None] | None:
+        """The matching or random failure for a request (called under the lock)."""
+        text = raw.decode("utf-8", "replace")
+        for contains, code, message in self._matching:
+            if contains in text:
+                return code, message
+        if self._random is not None:
+            code, rate, rng = self._random
+            if rng.random() < rate:
+                return code, None
+        return None
+
     def _handle(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         with self._lock:
             self._in_flight += 1
@@ -305,6 +341,8 @@ class FakeBedrock:
             if self.record_requests:
                 self.requests.append(body if isinstance(body, dict) else {"_raw": raw_bytes[:1000]})
             failure = self._failures.popleft() if self._failures else None
+            if failure is None:
+                failure = self._injected(raw_bytes)
             allowed = self._take_token()
         if self.latency:
             time.sleep(self.latency)

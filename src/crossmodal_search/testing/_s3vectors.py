@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 import threading
 import time
@@ -29,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import botocore.config
 import numpy as np
@@ -76,6 +78,7 @@ MAX_METADATA_KEYS = 50
 MAX_NON_FILTERABLE_KEYS = 10
 MAX_LIST_RESULTS = 1000
 MAX_LIST_SEGMENTS = 16
+MAX_TAGS = 50
 #: A list_vectors page stops early once about this much data has been gathered.
 LIST_PAGE_BYTES = 1024 * 1024
 
@@ -86,6 +89,7 @@ _INDEX_ARN = re.compile(
 )
 _BUCKET_ARN = re.compile(r"^arn:aws[-a-z0-9]*:s3vectors:[a-z0-9-]+:[0-9]{12}:bucket/([^/]+)$")
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_TAG_OPERATIONS = frozenset({"TagResource", "UntagResource", "ListTagsForResource"})
 
 
 class _ServiceError(Exception):
@@ -124,6 +128,7 @@ class _Index:
     non_filterable: tuple[str, ...]
     creation_time: float
     vectors: dict[str, _StoredVector] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +137,7 @@ class _Bucket:
     arn: str
     creation_time: float
     indexes: dict[str, _Index] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -245,6 +251,9 @@ class FakeS3Vectors:
             "ListVectors": self._list_vectors,
             "DeleteVectors": self._delete_vectors,
             "QueryVectors": self._query_vectors,
+            "TagResource": self._tag_resource,
+            "UntagResource": self._untag_resource,
+            "ListTagsForResource": self._list_tags_for_resource,
         }
 
     def __repr__(self) -> str:
@@ -366,6 +375,13 @@ class FakeS3Vectors:
             params: dict[str, Any] = json.loads(raw_body) if raw_body else {}
         except ValueError:
             params = {}
+        if api_name in _TAG_OPERATIONS:
+            # The resource ARN travels in the path (/tags/{resourceArn}), tag keys in the query.
+            url = urlsplit(request.url)
+            params["resourceArn"] = unquote(url.path.split("/tags/", 1)[-1])
+            keys = parse_qs(url.query).get("tagKeys")
+            if keys is not None:
+                params["tagKeys"] = keys
         with self._lock:
             self.calls[op] += 1
             if self.record_requests:
@@ -477,7 +493,8 @@ class FakeS3Vectors:
             )
         if name in self._buckets:
             raise _ServiceError("ConflictException", f"Vector bucket {name} already exists")
-        bucket = _Bucket(name, self._bucket_arn(name), time.time())
+        tags = self._check_tags(params.get("tags", {}))
+        bucket = _Bucket(name, self._bucket_arn(name), time.time(), tags=tags)
         self._buckets[name] = bucket
         return {"vectorBucketArn": bucket.arn}
 
@@ -559,6 +576,7 @@ class FakeS3Vectors:
             distance_metric=str(metric),
             non_filterable=tuple(non_filterable),
             creation_time=time.time(),
+            tags=self._check_tags(params.get("tags", {})),
         )
         bucket.indexes[name] = index
         return {"indexArn": index.arn}
@@ -769,6 +787,45 @@ class FakeS3Vectors:
                 results.append(item)
         return {"vectors": results, "distanceMetric": index.distance_metric}
 
+    # -- tags -----------------------------------------------------------------------------------
+
+    def _tagged(self, arn: object) -> _Bucket | _Index:
+        text = str(arn)
+        index = _INDEX_ARN.match(text)
+        if index is not None:
+            return self._index({"indexArn": text})
+        if _BUCKET_ARN.match(text) is None:
+            raise _validation(f"Invalid resourceArn: {text}")
+        return self._bucket({"vectorBucketArn": text})
+
+    @staticmethod
+    def _check_tags(tags: object) -> dict[str, str]:
+        if not isinstance(tags, dict):
+            raise _validation("tags must be a map of strings")
+        if len(tags) > MAX_TAGS:
+            raise _validation(f"{len(tags)} tags; a resource has at most {MAX_TAGS}")
+        for k, v in tags.items():
+            if not isinstance(k, str) or not 1 <= len(k) <= 128:
+                raise _validation(f"Tag keys must be 1 to 128 characters: {k!r}")
+            if not isinstance(v, str) or len(v) > 256:
+                raise _validation(f"Tag values must be at most 256 characters: {v!r}")
+        return dict(tags)
+
+    def _tag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        resource = self._tagged(params.get("resourceArn"))
+        merged = {**resource.tags, **self._check_tags(params.get("tags", {}))}
+        resource.tags = self._check_tags(merged)
+        return {}
+
+    def _untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        resource = self._tagged(params.get("resourceArn"))
+        for key in params.get("tagKeys", []):
+            resource.tags.pop(key, None)
+        return {}
+
+    def _list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"tags": dict(self._tagged(params.get("resourceArn")).tags)}
+
     # -- validation shared by handlers -----------------------------------------------------------
 
     @staticmethod
@@ -820,6 +877,9 @@ class FakeS3Vectors:
                         f"vector {key!r}: metadata {name!r} must be a string, number, boolean "
                         "or a list of those"
                     )
+                if isinstance(v, float) and not math.isfinite(v):
+                    # botocore sends NaN/Infinity as bare tokens, which are not JSON.
+                    raise _validation(f"vector {key!r}: metadata {name!r} is not valid JSON ({v})")
         if _json_size(metadata) > MAX_TOTAL_METADATA_BYTES:
             raise _validation(f"vector {key!r}: metadata exceeds {MAX_TOTAL_METADATA_BYTES} bytes")
         filterable = {k: v for k, v in metadata.items() if k not in index.non_filterable}
