@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -14,6 +15,7 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from crossmodal_search._json import MAX_INT_DIGITS, JSONInputError, loads_strict
 from crossmodal_search.errors import InvalidFilterError, InvalidInputError
 from crossmodal_search.web._limits import HTTPProblem
 from crossmodal_search.web._models import SearchRequest
@@ -21,8 +23,6 @@ from crossmodal_search.web._models import SearchRequest
 #: Deepest JSON nesting accepted: room for the filter language's 64 levels of ``$and``/``$or``
 #: (an object and an array each).
 MAX_JSON_DEPTH = 160
-#: Longest JSON integer accepted; 20 digits hold any 64-bit number, longer ones mean nothing here.
-MAX_INT_DIGITS = 20
 #: Largest filter accepted (as JSON), after ``filter`` and ``where`` are combined.
 MAX_FILTER_CHARS = 16 * 1024
 #: Longest name or value echoed back in an error message.
@@ -32,6 +32,7 @@ _FORM_FIELDS = frozenset(SearchRequest.model_fields)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 _WHERE_SPLIT = re.compile(r"[,\n]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_INTEGER = re.compile(r"-?\d+")
 
 
 async def read_search_request(request: Request) -> tuple[SearchRequest, bytes | None]:
@@ -58,68 +59,32 @@ def _read_json(body: bytes) -> tuple[SearchRequest, bytes | None]:
 def loads_json(
     data: bytes | str, what: str, error: type[InvalidInputError] = InvalidInputError
 ) -> object:
-    """Parse untrusted JSON: UTF-8, nested at most MAX_JSON_DEPTH deep, integers of at most
-    MAX_INT_DIGITS digits, no NaN/Infinity, no unpaired surrogates; else ``error`` (422)."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise error(f"{what} is not valid UTF-8 (byte {exc.start})") from exc
+    """Parse untrusted JSON with :func:`~crossmodal_search._json.loads_strict` (UTF-8, integers
+    of at most 20 digits, no NaN/Infinity), at most MAX_JSON_DEPTH deep and without unpaired
+    surrogates; anything else raises ``error`` (422) naming ``what``."""
     try:
-        value = json.loads(
-            data,
-            parse_int=_int_parser(what, error),
-            parse_constant=_constant_refuser(what, error),
-        )
-    except json.JSONDecodeError as exc:
-        raise error(f"{what} is not valid JSON: {exc}") from exc
-    except RecursionError as exc:  # the C parser's own guard, long before memory runs out
-        raise error(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from exc
-    _check_structure(value, what, error)
+        value = loads_strict(data, max_depth=MAX_JSON_DEPTH)
+    except JSONInputError as exc:
+        raise error(f"{what}: {exc}") from exc
+    _check_texts(value, what, error)
     return value
 
 
-def _int_parser(what: str, error: type[InvalidInputError]) -> Callable[[str], int]:
-    def parse(digits: str) -> int:
-        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-            raise error(
-                f"{what} holds an integer of {len(digits.lstrip('-'))} digits; "
-                f"at most {MAX_INT_DIGITS} are accepted"
-            )
-        return int(digits)
-
-    return parse
-
-
-def _constant_refuser(what: str, error: type[InvalidInputError]) -> Callable[[str], object]:
-    def refuse(name: str) -> object:
-        raise error(f"{what} holds {name}, which is not a JSON number")
-
-    return refuse
-
-
-def _check_structure(value: object, what: str, error: type[InvalidInputError]) -> None:
-    """Depth and text checks, without recursion (the value may be ~1000 levels deep)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
+def _check_texts(value: object, what: str, error: type[InvalidInputError]) -> None:
+    """No unpaired surrogate in any key or string (walked without recursion)."""
+    stack = [value]
     while stack:
-        item, depth = stack.pop()
+        item = stack.pop()
         if isinstance(item, str):
-            _check_text(item, what, error)
-        elif isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise error(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
-            if isinstance(item, dict):
-                for key in item:
-                    _check_text(key, what, error)
-                stack.extend((v, depth + 1) for v in item.values())
-            else:
-                stack.extend((v, depth + 1) for v in item)
-
-
-def _check_text(text: str, what: str, error: type[InvalidInputError]) -> None:
-    # JSON may escape an unpaired UTF-16 surrogate (\ud800); no UTF-8 text can hold one.
-    if not text.isascii() and _SURROGATE.search(text):
-        raise error(f"{what} holds an unpaired UTF-16 surrogate escape")
+            # JSON may escape an unpaired UTF-16 surrogate (\ud800); no UTF-8 text holds one,
+            # so the answer echoing it could not even be encoded.
+            if not item.isascii() and _SURROGATE.search(item):
+                raise error(f"{what}: an unpaired UTF-16 surrogate escape")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def clip(value: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -196,13 +161,13 @@ def parse_where(where: str | None) -> dict[str, Any] | None:
 def _scalar(raw: str) -> Any:
     """A number, boolean or quoted JSON string as typed; anything else is the raw text."""
     try:
-        # NaN and Infinity stay text; an integer of thousands of digits is refused.
-        value = json.loads(
-            raw,
-            parse_int=_int_parser("a simple filter value", InvalidFilterError),
-            parse_constant=lambda name: name,
-        )
-    except (json.JSONDecodeError, RecursionError):
+        value = loads_strict(raw, max_depth=1)
+    except JSONInputError as exc:
+        if _INTEGER.fullmatch(raw) and len(raw.lstrip("-")) > MAX_INT_DIGITS:
+            # Thousands of digits: refused, not taken as text.
+            raise InvalidFilterError(f"simple filter value: {exc}") from exc
+        return raw  # NaN, Infinity, text, nested JSON
+    if isinstance(value, float) and not math.isfinite(value):
         return raw
     return value if isinstance(value, str | int | float) else raw
 
