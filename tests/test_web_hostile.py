@@ -26,8 +26,12 @@ from PIL import Image
 from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search import RetryPolicy
+from crossmodal_search.datasets import (
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
-from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock
 from crossmodal_search.web import create_app

@@ -18,8 +18,12 @@ from benchmarks.web_memory import solid_rgba_png
 from PIL import Image
 from starlette.exceptions import StarletteDeprecationWarning
 
+from crossmodal_search.datasets import (
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import NovaEmbeddings
-from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock
 from crossmodal_search.web import DEFAULT_DECODE_MEMORY_BUDGET, create_app
