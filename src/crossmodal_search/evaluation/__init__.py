@@ -22,17 +22,7 @@ The same from the command line: ``crossmodal eval``, ``crossmodal tag``.
 """
 
 from crossmodal_search.evaluation._adapters import CountingEmbedder, TruncatingEmbedder
-from crossmodal_search.evaluation._harness import (
-    Comparison,
-    EvalReport,
-    EvalSettings,
-    MetricSummary,
-    QueryDetail,
-    SettingResult,
-    SkippedSetting,
-    compare,
-    evaluate,
-)
+from crossmodal_search.evaluation._harness import compare, evaluate
 from crossmodal_search.evaluation._metrics import (
     Relevance,
     dcg_at_k,
@@ -52,6 +42,15 @@ from crossmodal_search.evaluation._queries import (
     read_abo_other_images,
     read_queries,
     write_queries,
+)
+from crossmodal_search.evaluation._reports import (
+    Comparison,
+    EvalReport,
+    EvalSettings,
+    MetricSummary,
+    QueryDetail,
+    SettingResult,
+    SkippedSetting,
 )
 from crossmodal_search.evaluation._sample import SampleEvaluation, write_sample_evaluation
 from crossmodal_search.evaluation._tag_quality import (
