@@ -275,51 +275,37 @@ class CrossmodalSearcher:
     ) -> IngestReport:
         """Index products' ``video``, ``audio`` and ``document`` per segment; safe to rerun.
 
-        Videos and audio (``s3://``) and plain-text documents in S3 are segmented by Nova's
-        asynchronous API (``jobs``; every job is started first, then each is awaited, and the
-        results are written to ``output_s3_uri``). Local PDF documents are rendered page by
-        page and embedded as document images with this searcher's embedder; a local text
-        document is one segment when it fits a synchronous call (8,192 characters) and is
-        uploaded to ``output_s3_uri`` and segmented by a job when longer. Each segment is
-        stored with the product's ``text``, ``image_path`` and metadata, so a segment hit is
-        displayed and filtered like the product, plus where it sits in the media. Products
-        without media are ignored; text and image are indexed by :meth:`index`.
-
-        A source already stored with the same settings, model and product metadata is skipped;
-        segments left over from a run with other settings are deleted. Failed jobs and failed
-        segments are reported per product in ``IngestReport.failed`` (``kind`` = the media
-        kind), and the good segments of a partly failed source are still written.
+        Video and audio (``s3://``) and text documents in S3 (or local ones over 8,192
+        characters, uploaded to ``output_s3_uri``) are segmented by Nova's asynchronous jobs
+        (``jobs``: all started first, then awaited); local PDFs are embedded page by page with
+        this searcher's embedder. Each segment carries the product's ``text``, ``image_path``
+        and metadata plus where it sits in the media (docs/search.md, "Long media"). A source
+        already stored with the same settings, model and metadata is skipped; stale segments
+        are deleted; failed jobs and segments are reported per product (``kind`` = the media
+        kind) and the good segments of a partly failed source are still written.
 
         Args:
-            products: The catalog (product ids must be unique).
-            jobs: Nova asynchronous jobs; needed for video, audio and text documents in S3.
-                Its model and dimension must be this searcher's.
+            products: The catalog (product ids must be unique; products without media are
+                ignored: text and image are indexed by :meth:`index`).
+            jobs: Nova asynchronous jobs (same model and dimension as the searcher).
             output_s3_uri: Where Nova writes segment results (``s3://bucket/prefix/``).
             segment_seconds: Seconds per audio/video segment, 1-30.
             max_length_chars: Characters per text-document segment, 800-50,000.
-            embedding_mode: ``AUDIO_VIDEO_COMBINED`` (one vector per video segment) or
-                ``AUDIO_VIDEO_SEPARATE`` (a visual and an audio vector per segment).
+            embedding_mode: ``AUDIO_VIDEO_COMBINED`` or ``AUDIO_VIDEO_SEPARATE``.
             dpi: Rendering resolution of PDF pages.
-            timeout: Seconds to wait for each job (default: ``jobs.timeout``); a job still
-                running is reported as failed and keeps running in AWS.
-            progress: Called as ``progress(done, total)`` each time a media source is finished
-                (skipped, written or failed); ``total`` counts sources (a product with a video
-                and a manual has two), not products.
+            timeout: Seconds to wait for each job; a job still running is reported as failed
+                and keeps running in AWS (a rerun resumes it).
+            progress: ``progress(done, total)`` per media source finished.
 
         Returns:
-            ``indexed`` and ``skipped_unchanged`` count media sources; ``jobs`` lists the
-            asynchronous jobs started; ``embed_calls`` counts jobs plus PDF pages embedded.
+            ``indexed``/``skipped_unchanged`` count media sources, ``jobs`` the jobs started,
+            ``embed_calls`` jobs plus PDF pages embedded.
 
         Raises:
             InvalidInputError: Bad settings, a product twice, or S3 media without ``jobs`` and
                 ``output_s3_uri`` (before any call).
-            ConfigurationError: ``jobs`` embeds with another model or dimension than the
-                searcher; a PDF without the ``pdf`` extra (pypdfium2).
-
-        Example:
-            >>> jobs = AsyncEmbeddingJobs(dimension=1024)  # doctest: +SKIP
-            >>> out = "s3://my-bucket/embeddings/"
-            >>> searcher.index_media(products, jobs=jobs, output_s3_uri=out)  # doctest: +SKIP
+            ConfigurationError: ``jobs`` embeds with another model or dimension; a PDF without
+                the ``pdf`` extra (pypdfium2).
         """
         started = time.perf_counter()
         items = self._check_products(products)

@@ -293,10 +293,8 @@ def tag_products(
 ) -> TaggingReport:
     """Tag the products of a store zero-shot and write the tags back as filterable metadata.
 
-    Reads every record of the store once (or, with ``product_ids``, gets just those
-    products' vectors by key), embeds each label once,
-    then re-puts each tagged product's vectors with the new metadata in one ``put`` (the
-    store validates the whole batch before writing anything).
+    Reads every record once (or just ``product_ids``' vectors), embeds each label once, and
+    re-puts each tagged product's vectors with the new metadata in one ``put``.
 
     Args:
         store: A store indexed by :class:`~crossmodal_search.search.CrossmodalSearcher`
