@@ -17,6 +17,9 @@ from crossmodal_search.search import CrossmodalSearcher, Product
 from crossmodal_search.stores import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock
 
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+
 KEY_ID = "ASIAQX7EXAMPLEKEY4ID"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLESECRET"
 TOKEN = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN+/=abcdefghijklmnop0123456789"

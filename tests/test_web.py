@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search import RetryPolicy
 from crossmodal_search.datasets import (
@@ -37,6 +36,11 @@ from crossmodal_search.search import (
 )
 from crossmodal_search.stores import LocalVectorStore, VectorRecord
 from crossmodal_search.testing import FakeBedrock
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+from starlette.exceptions import StarletteDeprecationWarning
+
 from crossmodal_search.web import DEFAULT_MAX_UPLOAD_BYTES, S3ImageLinks, create_app
 from tests.web_helpers import (
     DIMENSION,

@@ -17,6 +17,9 @@ import pytest
 
 from crossmodal_search.datasets import SAMPLE_QUERIES
 from crossmodal_search.search import CrossmodalSearcher
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
 from crossmodal_search.web import create_app
 from tests.web_helpers import build_demo_searcher, live_server
 

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search.cli import build_parser, main
 from crossmodal_search.cli._serve import build_app
 from crossmodal_search.datasets import SAMPLE_QUERIES
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+from starlette.exceptions import StarletteDeprecationWarning
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 instead of httpx; the client behaves the same for these tests.

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search import RetryPolicy
 from crossmodal_search.datasets import (
@@ -34,6 +33,11 @@ from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+from starlette.exceptions import StarletteDeprecationWarning
+
 from crossmodal_search.web import create_app
 from tests.web_helpers import DIMENSION, build_demo_searcher, live_server, png_declaring
 

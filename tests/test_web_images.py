@@ -14,9 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from benchmarks.web_memory import solid_rgba_png
 from PIL import Image
-from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search.datasets import (
     load_abo,
@@ -26,6 +24,12 @@ from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+from benchmarks.web_memory import solid_rgba_png
+from starlette.exceptions import StarletteDeprecationWarning
+
 from crossmodal_search.web import DEFAULT_DECODE_MEMORY_BUDGET, create_app
 from crossmodal_search.web._images import QUERY_IMAGE_MAX_SIDE, DecodeBudget
 
