@@ -77,43 +77,8 @@ class ProductSearch:
         text_weight: float = 0.5,
         fusion: Fusion = "mean",
     ) -> list[SearchResult]:
-        """Find the ``top_k`` products closest to a text, an image, or both.
-
-        Args:
-            text: What the shopper typed.
-            image: A photo: bytes, a local path, an ``s3://`` URI or a Pillow image.
-            search_mode: Which stored vectors to search: ``"text"``, ``"image"``,
-                ``"combined"``, the segments of products' ``"video"``, ``"audio"`` or
-                ``"document"`` (see :meth:`index_media`), or ``"all"`` (every type; each
-                product appears once, with the vector that matched best).
-            top_k: Products to return, 1..100.
-            filter: Metadata filter (S3 Vectors filter language), AND-ed with the mode's
-                ``type`` filter.
-            text_weight: Weight of the text part when both are given (image: ``1 - w``).
-            fusion: ``"mean"`` queries once with the normalised weighted mean of both query
-                vectors (as the AWS sample does); ``"rrf"`` queries with each and merges the two
-                rankings by weighted reciprocal rank (k = 60).
-
-        Query embeddings use a retrieval purpose named after what is searched:
-        ``TEXT_RETRIEVAL`` for text vectors, ``IMAGE_RETRIEVAL`` for image vectors,
-        ``VIDEO_RETRIEVAL``, ``AUDIO_RETRIEVAL`` and ``DOCUMENT_RETRIEVAL`` for segments,
-        ``GENERIC_RETRIEVAL`` for combined vectors or all types. A segment hit carries
-        ``segment_start``/``segment_end``/``segment_unit`` and ``source_uri``.
-
-        Raises:
-            InvalidInputError: Bad arguments (checked before any embedding or store call);
-                ``UnsupportedMediaError`` for an image file that does not exist.
-            InvalidFilterError: ``filter`` is outside the filter language.
-            ConfigurationError: The store holds vectors of another embedding model.
-
-        Example:
-            >>> searcher.search("red summer dress", top_k=3)  # doctest: +SKIP
-            >>> searcher.search(image="photo.jpg", search_mode="image")  # doctest: +SKIP
-            >>> searcher.search("in green", image="photo.jpg", fusion="rrf")  # doctest: +SKIP
-            >>> hits = searcher.search("descaling", search_mode="video")  # doctest: +SKIP
-            >>> hits[0].product_id, hits[0].segment_start, hits[0].segment_end  # doctest: +SKIP
-            ('P-KETTLE', 80.0, 85.0)
-        """
+        """:meth:`CrossmodalSearcher.search <crossmodal_search.search.CrossmodalSearcher.search>`
+        (the arguments are documented there)."""
         self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
         purpose = _QUERY_PURPOSE.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
 
