@@ -84,11 +84,13 @@ def test_english_name_preferred_then_any_language(tmp_path: Path) -> None:
     )
     catalog = load_abo(root)
     by_id = {p.product_id: p for p in catalog.products}
-    assert by_id["A"].text == "Red mug (UK)"
+    assert (by_id["A"].title, by_id["A"].text) == ("Red mug (UK)", "")
     assert by_id["A"].metadata["language"] == "en_GB"
-    assert by_id["B"].text == "Red mug\nDishwasher safe\nHolds 15 oz"
-    assert by_id["C"].text == "赤いマグカップ" and by_id["C"].metadata["language"] == "ja_JP"
-    assert by_id["D"].text == "Untagged name" and "language" not in by_id["D"].metadata
+    # The name is the title; the bullets in the name's language are the text; both are embedded.
+    assert (by_id["B"].title, by_id["B"].text) == ("Red mug", "Dishwasher safe\nHolds 15 oz")
+    assert by_id["B"].embedding_text == "Red mug\nDishwasher safe\nHolds 15 oz"
+    assert by_id["C"].title == "赤いマグカップ" and by_id["C"].metadata["language"] == "ja_JP"
+    assert by_id["D"].title == "Untagged name" and "language" not in by_id["D"].metadata
 
 
 def test_metadata_fields_and_main_image(tmp_path: Path) -> None:
@@ -155,8 +157,8 @@ def test_skips_counts_duplicates_missing_images_and_malformed_lines(tmp_path: Pa
         "unknown-image",
         "no-file",
     ]
-    assert catalog.products[0].text == "Lamp"  # the first occurrence wins
-    assert catalog.products[1].text == "" and catalog.products[1].image is not None
+    assert catalog.products[0].title == "Lamp"  # the first occurrence wins
+    assert catalog.products[1].title is None and catalog.products[1].image is not None
     assert catalog.products[2].image is None and catalog.products[3].image is None
     assert catalog.skipped_no_content == 2
     assert catalog.duplicates == 1
@@ -185,7 +187,8 @@ def test_long_bullets_are_capped(tmp_path: Path) -> None:
         tmp_path, [[{"item_id": "L", "item_name": [_lang("Long")], "bullet_point": bullets}]], {}
     )
     (product,) = load_abo(root).products
-    assert product.text.count("\n") == 2  # name + the two bullets that fit in 1500 characters
+    assert product.title == "Long"
+    assert product.text.count("\n") == 1  # the two bullets that fit in 1500 characters
     huge = tmp_path / "huge"
     _write_abo(
         huge,
@@ -193,7 +196,7 @@ def test_long_bullets_are_capped(tmp_path: Path) -> None:
         {},
     )
     (product,) = load_abo(huge).products
-    assert product.text == "Huge\n" + "y" * 1499 + "…"
+    assert product.text == "y" * 1499 + "…"
 
 
 def test_not_an_abo_directory(tmp_path: Path) -> None:
@@ -289,7 +292,7 @@ def test_sample_catalog_is_deterministic_and_abo_shaped(tmp_path: Path) -> None:
     assert len(catalog.products) == 38
     assert (catalog.skipped_no_content, catalog.duplicates, catalog.missing_images) == (1, 0, 0)
     by_id = {p.product_id: p for p in catalog.products}
-    assert by_id["B0SAMPLE03"].text.startswith("Daisy Row Women's Green Summer Midi Dress")
+    assert str(by_id["B0SAMPLE03"].title).startswith("Daisy Row Women's Green Summer Midi Dress")
     assert by_id["B0SAMPLE08"].metadata["language"] == "en_GB"
     assert by_id["B0SAMPLEDE"].metadata["language"] == "de_DE"
     assert by_id["B0SAMPLEJP"].metadata["color"] == ["yellow"]

@@ -31,7 +31,7 @@ def products(tmp_path_factory: pytest.TempPathFactory) -> list[Product]:
 
 
 def _calls_needed(products: list[Product]) -> int:
-    return sum(bool(p.text.strip()) + (p.image is not None) for p in products)
+    return sum(bool(p.embedding_text.strip()) + (p.image is not None) for p in products)
 
 
 def _searcher(
@@ -64,7 +64,7 @@ def test_a_product_that_always_fails_is_reported_and_the_rest_land_in_one_run(
 ) -> None:
     cursed = products[7]
     bedrock = FakeBedrock()
-    bedrock.fail_matching(code, contains=cursed.text.split("\n")[0], message="cannot embed this")
+    bedrock.fail_matching(code, contains=cursed.display_title, message="cannot embed this")
     store = LocalVectorStore(dimension=DIM)
     searcher, pauses = _searcher(bedrock, store)
 
@@ -139,7 +139,7 @@ def test_the_policy_rejects_nonsense() -> None:
 
 def test_retry_ids_round_trip_through_json(products: list[Product], tmp_path: Path) -> None:
     bedrock = FakeBedrock()
-    bedrock.fail_matching("ModelErrorException", contains=products[0].text.split("\n")[0])
+    bedrock.fail_matching("ModelErrorException", contains=products[0].display_title)
     searcher, _ = _searcher(bedrock, LocalVectorStore(dimension=DIM))
     report = searcher.index(products[:3])
     data = report.model_dump(mode="json")

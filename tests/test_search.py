@@ -118,7 +118,7 @@ def _all_keys(store: VectorStore) -> list[str]:
 def _expected_keys(products: Sequence[Product]) -> list[str]:
     keys = []
     for p in products:
-        if p.text.strip():
+        if p.embedding_text.strip():
             keys.append(f"text-{p.product_id}")
         if p.image:
             keys.append(f"image-{p.product_id}")

@@ -153,11 +153,11 @@ def load_abo(
     """Load an Amazon Berkeley Objects catalog (or a sample in the same layout).
 
     Reads ``listings/metadata/listings_*.json.gz`` (sorted) and ``images/metadata/images.csv.gz``.
-    Each product gets the English item name when there is one (``en_US`` first, then other
-    ``en_*``, else the listing's first language) followed by bullet points in the same
-    preference order as ``text``; metadata ``brand``, ``product_type``, ``color`` (standardised
-    colour names, lower case), ``language`` (tag of the chosen name) and ``country`` when present;
-    and the main image under ``image_root`` (default ``ROOT/images/small``; may be an ``s3://``
+    Each product gets the English item name as its ``title`` when there is one (``en_US``
+    first, then other ``en_*``, else the listing's first language), the bullet points in the
+    same preference order as its ``text``; metadata ``brand``, ``product_type``, ``color``
+    (standardised colour names, lower case), ``language`` (tag of the chosen name) and
+    ``country`` when present; and the main image under ``image_root`` (default ``ROOT/images/small``; may be an ``s3://``
     prefix such as ``s3://amazon-berkeley-objects/images/small/``, which is not checked).
 
     Args:
@@ -250,13 +250,15 @@ class _Reader:
             return
         self._seen.add(item_id)
         names = _pick_language(listing.get("item_name"))
-        text = _text(names, _pick_language(listing.get("bullet_point")))
+        title = names[0][0] if names else None
+        text = _text(_pick_language(listing.get("bullet_point")))
         image = self._image(listing.get("main_image_id"))
-        if not text and image is None:
+        if not text and title is None and image is None:
             self.skipped += 1
             return
         try:
-            product = Product(item_id, text, image=image, metadata=_metadata(listing, names))
+            metadata = _metadata(listing, names)
+            product = Product(item_id, text, title=title, image=image, metadata=metadata)
         except InvalidInputError as exc:
             logger.debug("%s: %s", where, exc)
             self.malformed += 1
@@ -279,9 +281,9 @@ class _Reader:
         return candidate
 
 
-def _text(names: list[tuple[str, str | None]], bullets: list[tuple[str, str | None]]) -> str:
-    """The item name, then the bullet points up to :data:`_MAX_BULLETS_CHARS`."""
-    lines = [names[0][0]] if names else []
+def _text(bullets: list[tuple[str, str | None]]) -> str:
+    """The bullet points, one per line, up to :data:`_MAX_BULLETS_CHARS`."""
+    lines: list[str] = []
     bullet_chars = 0
     for value, _ in bullets:
         if bullet_chars + len(value) > _MAX_BULLETS_CHARS:

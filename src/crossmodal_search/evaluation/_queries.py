@@ -286,7 +286,7 @@ def build_queries_from_catalog(
                     id=f"{pid}:image", image=product.image, relevant={pid: 1.0}, kind="own-image"
                 )
             )
-        name = product.title.strip() if title else ""
+        name = product.display_title.strip() if title else ""
         if name:
             queries.append(
                 LabelledQuery(id=f"{pid}:title", text=name, relevant={pid: 1.0}, kind="title")

@@ -47,7 +47,7 @@ def _content_key(kind: EmbedPart, value: bytes | str) -> str:
 
 def _part_input(plan: ProductPlan, part: EmbedPart) -> bytes | str:
     if part == "text":
-        return plan.product.text
+        return plan.product.embedding_text
     assert plan.image_input is not None
     return plan.image_input
 

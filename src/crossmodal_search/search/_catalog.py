@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Longest product id: keys are ``combined-{id}`` and S3 Vectors keys hold at most 1024 chars.
 MAX_PRODUCT_ID_CHARS = 1000
+#: Longest title: a title is filterable metadata, and S3 Vectors allows 2 KB of that per vector.
+MAX_TITLE_CHARS = 500
 
 
 class ProductValidationError(InvalidInputError, ValidationError):
@@ -67,16 +69,23 @@ class Product(BaseModel):
     invalid field raises :class:`~crossmodal_search.errors.InvalidInputError` (still a pydantic
     ``ValidationError`` too); ``Product.model_validate(data)`` raises pydantic's own.
 
+    ``title`` is the product's name (an ABO ``item_name``); when it is given, the text that is
+    embedded is the title then the description, and search results show it. Without one,
+    results show the first line of ``text``.
+
     Example:
-        >>> p = Product("B01", "Red summer dress", metadata={"color": "red"})
-        >>> p.title
-        'Red summer dress'
+        >>> p = Product("B01", "A light cotton dress.", title="Red summer dress")
+        >>> p.display_title, p.embedding_text
+        ('Red summer dress', 'Red summer dress\nA light cotton dress.')
+        >>> Product("B02", "Blue mug\n15 oz").display_title
+        'Blue mug'
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     product_id: str = Field(min_length=1, max_length=MAX_PRODUCT_ID_CHARS)
     text: str = ""
+    title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS)
     image: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     video: str | None = None
@@ -88,6 +97,7 @@ class Product(BaseModel):
         product_id: str,
         text: str = "",
         *,
+        title: str | None = None,
         image: str | os.PathLike[str] | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
         video: str | None = None,
@@ -102,7 +112,13 @@ class Product(BaseModel):
                 ``ValidationError``, with ``errors()``); the message is one line.
         """
         data: dict[str, object] = {"product_id": product_id, "text": text, **extra}
-        optional = {"image": image, "video": video, "audio": audio, "document": document}
+        optional = {
+            "title": title,
+            "image": image,
+            "video": video,
+            "audio": audio,
+            "document": document,
+        }
         data.update({k: v for k, v in optional.items() if v is not None})
         if metadata is not None:
             data["metadata"] = metadata
@@ -121,6 +137,14 @@ class Product(BaseModel):
             raise ValueError("product_id must not be blank")
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError("product_id must not contain control characters (NUL, newline, ...)")
+        return value
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _title_stripped(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = " ".join(value.split())  # one line: it is shown and stored as metadata
+            return value or None
         return value
 
     @field_validator("image", mode="before")
@@ -185,14 +209,23 @@ class Product(BaseModel):
 
     @model_validator(mode="after")
     def _has_content(self) -> Product:
-        if not self.text.strip() and self.image is None:
+        if not self.text.strip() and self.title is None and self.image is None:
             raise ValueError(f"product {self.product_id!r} has neither text nor image")
         return self
 
     @property
-    def title(self) -> str:
-        """The first line of ``text`` (the item name for ABO listings)."""
+    def display_title(self) -> str:
+        """``title``, or the first line of ``text`` (the item name for ABO listings)."""
+        if self.title is not None:
+            return self.title
         return self.text.strip().split("\n", 1)[0]
+
+    @property
+    def embedding_text(self) -> str:
+        """What the text vector embeds: the title then the text, or the text alone."""
+        if self.title is None:
+            return self.text
+        return f"{self.title}\n{self.text}" if self.text.strip() else self.title
 
 
 def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> list[Product]:

@@ -46,7 +46,7 @@ def embed_with(embedder: Embedder) -> EmbedFn:
     def embed(plan: ProductPlan, part: EmbedPart) -> Vector:
         purpose = EmbeddingPurpose.GENERIC_INDEX
         if part == "text":
-            return embedder.embed_text(plan.product.text, purpose=purpose)
+            return embedder.embed_text(plan.product.embedding_text, purpose=purpose)
         assert plan.image_input is not None
         return embedder.embed_image(plan.image_input, purpose=purpose)
 

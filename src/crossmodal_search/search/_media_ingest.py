@@ -596,12 +596,17 @@ def media_items(
 
 def _media_metadata(product: Product) -> dict[str, MetadataValue]:
     md: dict[str, MetadataValue] = dict(product.metadata)
+    if product.title is not None:
+        md["title"] = product.title
     md["text"] = product.text
     if product.image is not None:
         md["image_path"] = product.image
     # A rerun compares every key stored on the first segment, so changed product metadata (or
     # text) re-indexes the media instead of leaving stale segments.
+    described: list[object] = [product.metadata, product.text, product.image]
+    if product.title is not None:
+        described.append(product.title)
     md["metadata_hash"] = hashlib.sha256(
-        json.dumps([product.metadata, product.text, product.image], sort_keys=True).encode()
+        json.dumps(described, sort_keys=True).encode()
     ).hexdigest()[:32]
     return md

@@ -142,13 +142,15 @@ class Planner:
             image_id = plan.image_input
         plan.content_hash = self._content_hash(product, image_id)
         types: list[ProductVectorType] = []
-        if product.text.strip():
+        if product.embedding_text.strip():
             types.append("text")
         if product.image is not None:
             types.append("image")
         types.append("combined")
         plan.expected = tuple(types)
-        described = [product.metadata, product.text, product.image, self._model_id]
+        described: list[object] = [product.metadata, product.text, product.image, self._model_id]
+        if product.title is not None:  # absent: the hash of a product from before titles
+            described.append(product.title)
         plan.metadata_hash = hashlib.sha256(
             json.dumps(described, sort_keys=True, ensure_ascii=False).encode("utf-8")
         ).hexdigest()[:32]
@@ -156,6 +158,8 @@ class Planner:
             md: dict[str, MetadataValue] = dict(product.metadata)
             md["type"] = vtype
             md["product_id"] = product.product_id
+            if product.title is not None:
+                md["title"] = product.title
             md["text"] = product.text
             if product.image is not None:
                 md["image_path"] = product.image
@@ -203,7 +207,7 @@ class Planner:
                 _HASH_VERSION,
                 self._model_id,
                 self._store.dimension,
-                product.text,
+                product.embedding_text,
                 image_id,
                 self._weight,
             ],

@@ -23,7 +23,7 @@ import numpy as np
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
-from crossmodal_search.search._results import SearchResult
+from crossmodal_search.search._results import QueryPart, SearchResult
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
     RESERVED_METADATA_KEYS,
@@ -81,35 +81,91 @@ class ProductSearch:
         (the arguments are documented there)."""
         self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
         purpose = _QUERY_PURPOSE.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
+        parts = self._embed_parts(text, image, purpose, text_weight)
+        whole = parts[0].vector
+        if len(parts) == 2:
+            whole = weighted_mean(parts[0].vector, parts[1].vector, parts[0].weight)
+        if fusion == "mean" or len(parts) == 1:
+            best = self._grouped(whole, search_mode, filter, top_k)[:top_k]
+            return self._results(
+                [(m, m.similarity) for m in best], parts, whole, ranked_by_whole=True
+            )
+        return self._results(
+            self._rrf(parts, search_mode, filter, top_k), parts, whole, ranked_by_whole=False
+        )
 
-        # A part with weight 0 cannot change the ranking: it is not embedded at all.
-        vectors: list[tuple[Vector, float]] = []
-        if text is not None and (image is None or text_weight > 0):
-            vec = self._embedder.embed_text(text, purpose=purpose)
-            vectors.append((unit(vec), text_weight if image is not None else 1.0))
-        if image is not None and (text is None or text_weight < 1):
-            vec = self._embedder.embed_image(image, purpose=purpose)
-            vectors.append((unit(vec), 1.0 - text_weight if text is not None else 1.0))
+    def _embed_parts(
+        self, text: str | None, image: ImageInput | None, purpose: EmbeddingPurpose, weight: float
+    ) -> list[_Part]:
+        """The query's parts as unit vectors with their weights. A part with weight 0 cannot
+        change the ranking: it is not embedded at all."""
+        parts: list[_Part] = []
+        if text is not None and (image is None or weight > 0):
+            vec = unit(self._embedder.embed_text(text, purpose=purpose))
+            parts.append(_Part("text", vec, weight if image is not None else 1.0))
+        if image is not None and (text is None or weight < 1):
+            vec = unit(self._embedder.embed_image(image, purpose=purpose))
+            parts.append(_Part("image", vec, 1.0 - weight if text is not None else 1.0))
+        return parts
 
-        if fusion == "mean" or len(vectors) == 1:
-            query = vectors[0][0]
-            if len(vectors) == 2:
-                query = weighted_mean(vectors[0][0], vectors[1][0], vectors[0][1])
-            best = self._grouped(query, search_mode, filter, top_k)
-            results = [self._result(m, m.similarity) for m in best]
-            return results[:top_k]
-
-        # Reciprocal rank fusion over the per-part product rankings.
+    def _rrf(
+        self, parts: Sequence[_Part], search_mode: str, user_filter: Filter | None, top_k: int
+    ) -> list[tuple[_Match, float]]:
+        """Reciprocal rank fusion of the parts' product rankings: each product's score is the
+        sum of ``weight / (60 + rank)``; its match is the one that contributed most."""
         scores: dict[str, float] = {}
         chosen: dict[str, tuple[float, _Match]] = {}
-        for vec, weight in vectors:
-            for rank, match in enumerate(self._grouped(vec, search_mode, filter, top_k), 1):
-                term = weight / (_RRF_K + rank)
+        for part in parts:
+            for rank, match in enumerate(
+                self._grouped(part.vector, search_mode, user_filter, top_k), 1
+            ):
+                term = part.weight / (_RRF_K + rank)
                 scores[match.product_id] = scores.get(match.product_id, 0.0) + term
                 if match.product_id not in chosen or term > chosen[match.product_id][0]:
                     chosen[match.product_id] = (term, match)
         order = sorted(scores, key=lambda pid: (-scores[pid], chosen[pid][1].distance, pid))
-        return [self._result(chosen[pid][1], scores[pid]) for pid in order[:top_k]]
+        return [(chosen[pid][1], scores[pid]) for pid in order[:top_k]]
+
+    def _results(
+        self,
+        ranked: Sequence[tuple[_Match, float]],
+        parts: Sequence[_Part],
+        whole: Vector,
+        *,
+        ranked_by_whole: bool,
+    ) -> list[SearchResult]:
+        """Results with the three numbers: the similarity to the whole query, each part's, and
+        the score. One query part ranked by the whole query needs nothing more; otherwise the
+        matched vectors are read back (one ``get``) and compared with each vector of the
+        query."""
+        if ranked_by_whole and len(parts) == 1:
+            name = parts[0].name
+            return [
+                self._result(m, score, m.distance, m.similarity, {name: m.similarity})
+                for m, score in ranked
+            ]
+        stored = {r.key: r.vector for r in self._store.get([m.key for m, _ in ranked]).records}
+        results = []
+        for match, score in ranked:
+            vector = stored.get(match.key)
+            if vector is None:  # deleted since the query: the ranking's numbers are all we have
+                results.append(self._result(match, score, match.distance, match.similarity, {}))
+                continue
+            distance = match.distance if ranked_by_whole else self._distance(vector, whole)
+            by_part = {p.name: self._similarity(self._distance(vector, p.vector)) for p in parts}
+            results.append(
+                self._result(match, score, distance, self._similarity(distance), by_part)
+            )
+        return results
+
+    def _distance(self, stored: Vector, query: Vector) -> float:
+        """The store metric's distance between a stored vector and a unit query, in float64."""
+        v = np.asarray(stored, dtype=np.float64)
+        q = np.asarray(query, dtype=np.float64)
+        if self._store.distance_metric == "euclidean":
+            return float(np.linalg.norm(v - q))
+        norm = float(np.linalg.norm(v)) or 1.0
+        return float(min(max(1.0 - float(v @ q) / norm, 0.0), 2.0))
 
     def explain_no_results(
         self, *, search_mode: SearchMode = "combined", filter: Filter | None = None
@@ -250,15 +306,23 @@ class ProductSearch:
         return sorted(best.values(), key=lambda x: (x.distance, x.product_id))
 
     @staticmethod
-    def _result(match: _Match, score: float) -> SearchResult:
+    def _result(
+        match: _Match,
+        score: float,
+        distance: float,
+        similarity: float,
+        part_similarities: dict[QueryPart, float],
+    ) -> SearchResult:
         md = match.metadata
         vtype = md.get("type")
         return SearchResult(
             product_id=match.product_id,
+            title=_opt_str(md.get("title")) or "",
             text=str(md.get("text", "")),
             image_path=_opt_str(md.get("image_path")),
-            similarity=match.similarity,
-            distance=match.distance,
+            similarity=similarity,
+            part_similarities=part_similarities,
+            distance=distance,
             matched_type=vtype if vtype in VECTOR_TYPES else "combined",
             score=score,
             key=match.key,
@@ -268,6 +332,15 @@ class ProductSearch:
             segment_unit=_segment_unit(md.get("segment_unit")),
             source_uri=_opt_str(md.get("source_uri")),
         )
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part of a query: which, its unit vector, its weight."""
+
+    name: QueryPart
+    vector: Vector
+    weight: float
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from crossmodal_search._types import MetadataValue
 from crossmodal_search.errors import IngestError
@@ -17,9 +17,12 @@ __all__ = [
     "IngestStoppedError",
     "ItemFailure",
     "ProductView",
+    "QueryPart",
     "SearchResult",
 ]
 
+#: The parts of a query: what the shopper typed and the photo.
+QueryPart: TypeAlias = Literal["text", "image"]
 #: What failed for a product that could not be indexed.
 FailureKind: TypeAlias = Literal["input", "text", "image", "metadata", "video", "audio", "document"]
 
@@ -153,17 +156,28 @@ class IngestStoppedError(IngestError):
 class SearchResult(BaseModel):
     """One product found by :meth:`CrossmodalSearcher.search` (its best-matching vector).
 
+    Three numbers, each with one meaning in every search mode and fusion:
+
+    * ``similarity``: how close the matched vector is to the query *as a whole* (the normalised
+      weighted mean of its text and photo vectors, whatever the fusion): the cosine similarity
+      on a cosine store, ``1 - d**2 / 2`` (the cosine of unit vectors) on a Euclidean one;
+    * ``part_similarities``: the same for each part of the query alone (``{"text": 0.41,
+      "image": 0.73}``), so a person sees why the product came up;
+    * ``score``: what ranked it: the similarity for ``fusion="mean"``, the weighted
+      reciprocal-rank score (``sum of weight / (60 + rank)`` over the parts) for ``"rrf"``.
+
     Attributes:
         product_id: The product.
+        title: Its title (or the first line of its text, for products indexed without one).
         text: Its description as indexed.
         image_path: Its image (local path or ``s3://`` URI) as indexed, if any.
-        similarity: Higher is closer: cosine similarity (``1 - d``) on a cosine store,
-            ``1 - d**2 / 2`` (the cosine of unit vectors) on a Euclidean one.
-        distance: The store's distance for the best-matching vector: lower is closer.
+        similarity: See above. Higher is closer.
+        part_similarities: See above (one entry for a text-only or photo-only query).
+        distance: The store metric's distance between the matched vector and the whole query:
+            lower is closer (``similarity`` is derived from it).
+        score: See above; results are sorted by it.
         matched_type: Which stored vector matched best: ``text``, ``image``, ``combined``, or a
             segment of the product's ``video``, ``audio`` or ``document``.
-        score: What the ranking used: ``similarity`` for ``fusion="mean"``, the weighted
-            reciprocal-rank score for ``fusion="rrf"``.
         key: The matched vector's key.
         metadata: The product's own metadata (the searcher's bookkeeping keys removed).
         segment_start: For a segment hit: where the segment starts, in ``segment_unit``
@@ -178,9 +192,11 @@ class SearchResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     product_id: str
+    title: str = ""
     text: str
     image_path: str | None
     similarity: float
+    part_similarities: dict[QueryPart, float] = Field(default_factory=dict)
     distance: float
     matched_type: VectorType
     score: float
@@ -191,11 +207,12 @@ class SearchResult(BaseModel):
     segment_unit: SegmentUnit | None = None
     source_uri: str | None = None
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def title(self) -> str:
-        """First line of ``text`` (the item name for ABO listings)."""
-        return self.text.strip().split("\n", 1)[0]
+    @model_validator(mode="after")
+    def _default_title(self) -> SearchResult:
+        if not self.title:
+            first = self.text.strip().split("\n", 1)[0].strip()
+            object.__setattr__(self, "title", first or self.product_id)
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -234,6 +251,7 @@ class ProductView(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     product_id: str
+    title: str
     text: str
     image_path: str | None
     metadata: dict[str, MetadataValue]

@@ -73,6 +73,7 @@ RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
     {
         "type",
         "product_id",
+        "title",
         "text",
         "image_path",
         "content_hash",

@@ -426,9 +426,12 @@ class CrossmodalSearcher:
         # Prefer a product vector's metadata: it carries the content hash.
         records = sorted(result.records, key=lambda r: r.metadata.get("type") in MEDIA_TYPES)
         md = dict(records[0].metadata)
+        text = str(md.get("text", ""))
+        title = _text_or_none(md.get("title")) or text.strip().split("\n", 1)[0].strip()
         return ProductView(
             product_id=product_id,
-            text=str(md.get("text", "")),
+            title=title or product_id,
+            text=text,
             image_path=_text_or_none(md.get("image_path")),
             metadata=public_metadata(md),
             vector_types=[t for t in VECTOR_TYPES if t in types],
