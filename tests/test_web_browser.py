@@ -255,3 +255,37 @@ def test_photo_over_the_limit_is_shrunk_by_the_page(
             assert result_ids(page)[0] == IMAGE_QUERY.expected
     finally:
         context.close()
+
+
+def test_the_bar_is_the_similarity_and_rrf_shows_why(
+    page: Any, catalog_and_url: tuple[Path, str]
+) -> None:
+    import httpx
+
+    root, url = catalog_and_url
+    photo = BOTH_QUERY.image_path(root)
+    assert photo is not None and BOTH_QUERY.text
+    page.goto(url + "/")
+    page.set_input_files("#photo-input", str(photo))
+    page.fill("#query-text", BOTH_QUERY.text)
+    page.select_option("#mode", BOTH_QUERY.search_mode)
+    page.select_option("#fusion", "rrf")
+    page.fill("#text-weight", str(BOTH_QUERY.text_weight))
+    page.click("#search-button")
+    ids = result_ids(page)
+    bars = page.eval_on_selector_all("#results li.card meter", "els => els.map(e => e.value)")
+    why = page.eval_on_selector_all("#results li.card .why", "els => els.map(e => e.textContent)")
+    with open(photo, "rb") as fh:
+        api = httpx.post(
+            url + "/api/search",
+            data={
+                "text": BOTH_QUERY.text,
+                "mode": BOTH_QUERY.search_mode,
+                "fusion": "rrf",
+                "text_weight": str(BOTH_QUERY.text_weight),
+            },
+            files={"image": ("photo.jpg", fh, "image/jpeg")},
+        ).json()["results"]
+    assert ids == [hit["product_id"] for hit in api]
+    assert bars == pytest.approx([max(0.0, hit["similarity"]) for hit in api], abs=1e-6)
+    assert why and all("text " in w and "image " in w and "rank score" in w for w in why)

@@ -12,7 +12,8 @@ Every error the SDK raises on purpose derives from :class:`CrossmodalSearchError
     │   ├── InvalidFilterError                    filter outside the S3 Vectors filter language
     │   └── MetadataLimitError                    metadata over the S3 Vectors size/key limits
     ├── ConfigurationError                        wrong settings, missing optional extra
-    │   └── IndexMismatchError                    existing index has another dimension/metric
+    │   ├── IndexMismatchError                    existing index has another dimension/metric
+    │   └── ForeignIndexError                     the index holds vectors another tool wrote
     ├── StoreError(path)                          a local store directory cannot be used as is
     │   ├── StoreLockedError                      another process writes the local store
     │   ├── StoreCorruptedError                   manifest lost or unreadable, a segment damaged:
@@ -41,6 +42,7 @@ __all__ = [
     "CrossmodalSearchError",
     "DimensionMismatchError",
     "EmbeddingJobError",
+    "ForeignIndexError",
     "IndexMismatchError",
     "IngestError",
     "InvalidFilterError",
@@ -103,6 +105,22 @@ class ConfigurationError(CrossmodalSearchError):
 
 class IndexMismatchError(ConfigurationError):
     """An existing index is incompatible with the requested dimension or metric."""
+
+
+class ForeignIndexError(ConfigurationError):
+    """The store holds vectors, but none written by crossmodal-search, so a product search
+    cannot use them (an index built by the S3 Vectors CLI or langchain-aws, say).
+
+    ``sample_keys`` and ``metadata_keys`` say what it holds; query it directly with
+    ``store.query`` (CLI: ``crossmodal search --raw``), or index the catalog with the searcher.
+    """
+
+    def __init__(
+        self, message: str, *, sample_keys: Sequence[str], metadata_keys: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.sample_keys = tuple(sample_keys)
+        self.metadata_keys = tuple(metadata_keys)
 
 
 class StoreError(CrossmodalSearchError):

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from crossmodal_search.cli._common import (
     add_embedder_args,
@@ -19,6 +19,9 @@ from crossmodal_search.cli._common import (
 )
 from crossmodal_search.errors import UnsupportedMediaError
 from crossmodal_search.search import SearchMode
+
+if TYPE_CHECKING:
+    from crossmodal_search.search import CrossmodalSearcher
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +62,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="weight of the text when both are given, 0..1 (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="query the index directly: the nearest vectors with their keys, distances and "
+        "metadata, for any S3 Vectors or local index (one written by another tool too); "
+        "--mode, --fusion and product grouping do not apply",
+    )
     add_store_args(parser)
     add_embedder_args(parser)
     parser.set_defaults(func=run, _parser=parser)
@@ -73,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
             raise UnsupportedMediaError(f"image file not found: {args.image}")
         args.image = str(Path(args.image).expanduser())
     searcher, description = open_searcher(args, read_only=True)
+    if args.raw:
+        with searcher:
+            return _raw(args, searcher, description)
     with searcher:
         results = searcher.search(
             args.text,
@@ -109,4 +122,35 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(description)
     print(render_results(results))
+    return 0
+
+
+def _raw(args: argparse.Namespace, searcher: CrossmodalSearcher, description: str) -> int:
+    """``--raw``: embed the query (the weighted mean of text and photo) and print the store's
+    own answer: keys, distances, metadata."""
+    import numpy as np
+
+    from crossmodal_search import EmbeddingPurpose
+
+    purpose = EmbeddingPurpose.GENERIC_RETRIEVAL
+    vectors = []
+    if args.text is not None:
+        weight = args.text_weight if args.image is not None else 1.0
+        vectors.append((searcher.embedder.embed_text(args.text, purpose=purpose), weight))
+    if args.image is not None:
+        weight = 1.0 - args.text_weight if args.text is not None else 1.0
+        vectors.append((searcher.embedder.embed_image(args.image, purpose=purpose), weight))
+    query = sum(w * v / np.linalg.norm(v) for v, w in vectors)
+    matches = searcher.store.query(np.asarray(query), top_k=args.top_k, filter=args.filter)
+    if args.json:
+        found = [{"key": m.key, "distance": m.distance, "metadata": m.metadata} for m in matches]
+        print(json.dumps({"store": args.store, "results": found}, indent=2, ensure_ascii=False))
+        return 0
+    print(description)
+    if not matches:
+        print("  (no results)")
+    for rank, m in enumerate(matches, 1):
+        metadata = json.dumps(m.metadata, ensure_ascii=False)
+        metadata = metadata if len(metadata) <= 120 else metadata[:119] + "…"
+        print(f"{rank:>2}  {m.distance:.4f}  {m.key}  {metadata}")
     return 0

@@ -157,8 +157,9 @@ def load_abo(
     first, then other ``en_*``, else the listing's first language), the bullet points in the
     same preference order as its ``text``; metadata ``brand``, ``product_type``, ``color``
     (standardised colour names, lower case), ``language`` (tag of the chosen name) and
-    ``country`` when present; and the main image under ``image_root`` (default ``ROOT/images/small``; may be an ``s3://``
-    prefix such as ``s3://amazon-berkeley-objects/images/small/``, which is not checked).
+    ``country`` when present; and the main image under ``image_root`` (default
+    ``ROOT/images/small``; may be an ``s3://`` prefix such as
+    ``s3://amazon-berkeley-objects/images/small/``, which is not checked).
 
     Args:
         root: The dataset directory (contains ``listings/`` and ``images/``).

@@ -22,7 +22,12 @@ import numpy as np
 
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
-from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
+from crossmodal_search.errors import (
+    ConfigurationError,
+    ForeignIndexError,
+    InvalidInputError,
+    UnsupportedMediaError,
+)
 from crossmodal_search.search._results import QueryPart, SearchResult
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
@@ -85,13 +90,38 @@ class ProductSearch:
         whole = parts[0].vector
         if len(parts) == 2:
             whole = weighted_mean(parts[0].vector, parts[1].vector, parts[0].weight)
-        if fusion == "mean" or len(parts) == 1:
+        by_whole = fusion == "mean" or len(parts) == 1
+        if by_whole:
             best = self._grouped(whole, search_mode, filter, top_k)[:top_k]
-            return self._results(
-                [(m, m.similarity) for m in best], parts, whole, ranked_by_whole=True
-            )
-        return self._results(
-            self._rrf(parts, search_mode, filter, top_k), parts, whole, ranked_by_whole=False
+            ranked = [(m, m.similarity) for m in best]
+        else:
+            ranked = self._rrf(parts, search_mode, filter, top_k)
+        if not ranked:
+            self._check_not_foreign()
+        return self._results(ranked, parts, whole, ranked_by_whole=by_whole)
+
+    def _check_not_foreign(self) -> None:
+        """An empty answer from a store whose vectors were all written by another tool is
+        not "no match": say so (two store queries, only when nothing was found)."""
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        if self._store.query(probe, top_k=1, filter=type_filter("all")):
+            return
+        sample = self._store.query(probe, top_k=10)
+        if not sample:
+            return
+        keys = [m.key for m in sample]
+        metadata_keys = sorted({k for m in sample for k in m.metadata})
+        raise ForeignIndexError(
+            "the store holds vectors, but none written by crossmodal-search: it looks for "
+            f"vectors with metadata 'type' ({', '.join(VECTOR_TYPES)}) and keys like "
+            f"combined-PRODUCT_ID, and found keys like {', '.join(map(repr, keys[:3]))} with "
+            f"metadata keys {', '.join(metadata_keys[:8]) or '(none)'}. Index your catalog with "
+            "the searcher (crossmodal index CATALOG --store ...), or query this index "
+            "directly: store.query(vector) in Python, crossmodal search --raw on the command "
+            "line",
+            sample_keys=keys,
+            metadata_keys=metadata_keys,
         )
 
     def _embed_parts(

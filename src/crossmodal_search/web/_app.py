@@ -220,8 +220,9 @@ class _Service:
     def _hit(self, result: SearchResult) -> SearchHit:
         return SearchHit(
             product_id=result.product_id,
-            title=_title(result.text, result.product_id),
+            title=result.title,
             similarity=result.similarity,
+            part_similarities=result.part_similarities,
             distance=result.distance,
             score=result.score,
             matched_type=result.matched_type,
@@ -238,7 +239,7 @@ class _Service:
             raise StarletteHTTPException(404, f"no product {clip(product_id)}")
         return ProductResponse(
             product_id=view.product_id,
-            title=_title(view.text, view.product_id),
+            title=view.title,
             text=view.text,
             image_url=self.image_url(view.image_path),
             metadata=_public_metadata(view.metadata),
@@ -323,11 +324,6 @@ async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _mib(nbytes: int) -> int:
     return max(1, round(nbytes / (1024 * 1024)))
-
-
-def _title(text: str, product_id: str) -> str:
-    first = text.strip().split("\n", 1)[0].strip()
-    return first or product_id
 
 
 def _segment_fields(result: SearchResult) -> dict[str, Any]:

@@ -59,11 +59,21 @@ class SearchHit(BaseModel):
 
     product_id: str
     title: str
-    similarity: float = Field(description="Higher is closer (cosine similarity for cosine stores).")
-    distance: float = Field(description="The store metric's distance: lower is closer.")
+    similarity: float = Field(
+        description="How close the matched vector is to the whole query (the weighted mean of its "
+        "text and photo), whatever the fusion: the cosine similarity on a cosine store. Higher "
+        "is closer."
+    )
+    part_similarities: dict[Literal["text", "image"], float] = Field(
+        default_factory=dict,
+        description="The same for each part of the query alone: why the product came up.",
+    )
+    distance: float = Field(
+        description="The store metric's distance to the whole query: lower is closer."
+    )
     score: float = Field(
-        description="What the ranking used: the similarity for `mean` fusion, the weighted "
-        "reciprocal-rank score for `rrf`."
+        description="What ranked it (results are sorted by it): the similarity for `mean` "
+        "fusion, the weighted reciprocal-rank score for `rrf`."
     )
     matched_type: VectorType = Field(description="Which stored vector matched best.")
     image_url: str | None = Field(description="URL of the product photo, when the server has it.")
