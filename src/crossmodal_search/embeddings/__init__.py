@@ -6,6 +6,7 @@ from crossmodal_search.embeddings._async import (
     AsyncJob,
     embed_text_document,
 )
+from crossmodal_search.embeddings._base import BaseEmbedder, EmbedInput, Media
 from crossmodal_search.embeddings._batch import (
     BatchEmbeddingJobs,
     BatchRequest,
@@ -47,15 +48,18 @@ __all__ = [
     "VIDEO_FORMATS",
     "AsyncEmbeddingJobs",
     "AsyncJob",
+    "BaseEmbedder",
     "BatchEmbeddingJobs",
     "BatchRequest",
     "BatchResult",
     "DetailLevel",
+    "EmbedInput",
     "Embedder",
     "EmbedderKind",
     "EmbeddingCache",
     "EmbeddingPurpose",
     "ImageInput",
+    "Media",
     "NovaEmbeddings",
     "OfflineEmbedder",
     "PreparedMedia",

@@ -27,6 +27,7 @@ from crossmodal_search._types import (
     PurposeLike,
     Vector,
 )
+from crossmodal_search.embeddings._base import parse_purpose
 from crossmodal_search.embeddings._cache import EmbeddingCache, cache_key
 from crossmodal_search.embeddings._media import (
     INLINE_LIMIT_BYTES,
@@ -75,17 +76,6 @@ _DETAIL: tuple[str, ...] = get_args(DetailLevel)
 _VIDEO_MODES: tuple[str, ...] = get_args(VideoEmbeddingMode)
 
 T = TypeVar("T")
-
-
-def parse_purpose(purpose: PurposeLike) -> EmbeddingPurpose:
-    """The :class:`EmbeddingPurpose` named by ``purpose``, or :class:`InvalidInputError`."""
-    try:
-        return EmbeddingPurpose(purpose)
-    except ValueError:
-        raise InvalidInputError(
-            f"unknown embedding purpose {purpose!r}; one of "
-            f"{', '.join(p.value for p in EmbeddingPurpose)}"
-        ) from None
 
 
 def check_dimension(dimension: object) -> int:
