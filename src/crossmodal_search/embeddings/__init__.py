@@ -24,9 +24,9 @@ from crossmodal_search.embeddings._media import (
     prepare_image,
     prepare_video,
 )
-from crossmodal_search.embeddings._nova import (
+from crossmodal_search.embeddings._nova import NovaEmbeddings
+from crossmodal_search.embeddings._nova_wire import (
     DetailLevel,
-    NovaEmbeddings,
     TruncationMode,
     VideoEmbeddingMode,
 )

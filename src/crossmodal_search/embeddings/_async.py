@@ -46,7 +46,7 @@ from crossmodal_search._types import (
 from crossmodal_search.embeddings._base import parse_purpose
 from crossmodal_search.embeddings._jobs import JobRunner, first_failures
 from crossmodal_search.embeddings._media import AUDIO_FORMATS, VIDEO_FORMATS, S3Source
-from crossmodal_search.embeddings._nova import check_dimension
+from crossmodal_search.embeddings._nova_wire import check_dimension
 from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
     OutputFailure,

@@ -47,7 +47,7 @@ from crossmodal_search._types import (
 from crossmodal_search.embeddings._base import parse_purpose
 from crossmodal_search.embeddings._jobs import JobRunner, first_failures
 from crossmodal_search.embeddings._media import INLINE_LIMIT_BYTES, prepare_image
-from crossmodal_search.embeddings._nova import build_request, check_dimension
+from crossmodal_search.embeddings._nova_wire import build_request, check_dimension
 from crossmodal_search.embeddings._segments import check_s3_uri
 from crossmodal_search.errors import (
     ConfigurationError,

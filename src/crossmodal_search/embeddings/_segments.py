@@ -41,6 +41,7 @@ __all__ = [
     "SegmentationConfig",
     "SegmentedResult",
     "embed_pdf",
+    "render_pdf_page",
     "render_pdf_pages",
     "segment_key",
     "segment_records",
@@ -273,9 +274,55 @@ def _import_pdfium() -> Any:
         import pypdfium2
     except ImportError as exc:
         raise ConfigurationError(
-            f"rendering PDF pages needs the optional 'pdf' extra: {PDF_EXTRA_HINT}"
+            f"rendering PDF pages needs the optional 'pdf' extra: {PDF_EXTRA_HINT} "
+            "(or pass rendered page images)"
         ) from exc
     return pypdfium2
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(5)
+    except OSError:
+        return b""
+
+
+def render_pdf_page(page: object, page_number: int) -> object:
+    """Page ``page_number`` of a PDF (bytes or a local path) as a PIL image, at 144 dpi.
+
+    Any input that is not a PDF is returned unchanged, so a caller can take page images and
+    PDFs alike.
+
+    Raises:
+        ConfigurationError: pypdfium2 (the ``pdf`` extra) is not installed.
+        InvalidInputError: the PDF cannot be read, or has no page ``page_number``.
+    """
+    data: bytes | None = None
+    if isinstance(page, (bytes, bytearray)) and bytes(page[:5]) == b"%PDF-":
+        data = bytes(page)
+    elif isinstance(page, (str, os.PathLike)) and not str(page).startswith("s3://"):
+        p = Path(page)
+        if p.suffix.lower() == ".pdf" or (p.is_file() and _head(p) == b"%PDF-"):
+            try:
+                data = p.read_bytes()
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read document {str(p)!r}: {exc}") from exc
+    if data is None:
+        return page
+    pdfium = _import_pdfium()
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except Exception as exc:
+        raise InvalidInputError(f"not a readable PDF: {exc}") from exc
+    try:
+        if not 0 <= page_number < len(pdf):
+            raise InvalidInputError(
+                f"page_number {page_number} is out of range; the PDF has {len(pdf)} pages"
+            )
+        return pdf[page_number].render(scale=2.0).to_pil()
+    finally:
+        pdf.close()
 
 
 def render_pdf_pages(
