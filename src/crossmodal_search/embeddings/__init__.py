@@ -1,11 +1,9 @@
 """Embedding backends: Amazon Nova (Bedrock) and a deterministic offline embedder."""
 
+import warnings
+from typing import Any
+
 from crossmodal_search._types import EmbeddingPurpose
-from crossmodal_search.embeddings._async import (
-    AsyncEmbeddingJobs,
-    AsyncJob,
-    embed_text_document,
-)
 from crossmodal_search.embeddings._base import BaseEmbedder, EmbedInput, Media
 from crossmodal_search.embeddings._batch import (
     BatchEmbeddingJobs,
@@ -32,6 +30,8 @@ from crossmodal_search.embeddings._nova_wire import (
 )
 from crossmodal_search.embeddings._offline import OfflineEmbedder
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.embeddings._segmented import SegmentedEmbeddingJobs, embed_text_document
+from crossmodal_search.embeddings._segmented_wire import SegmentedJob
 from crossmodal_search.embeddings._segments import (
     Segment,
     SegmentationConfig,
@@ -46,8 +46,6 @@ __all__ = [
     "IMAGE_FORMATS",
     "INLINE_LIMIT_BYTES",
     "VIDEO_FORMATS",
-    "AsyncEmbeddingJobs",
-    "AsyncJob",
     "BaseEmbedder",
     "BatchEmbeddingJobs",
     "BatchRequest",
@@ -66,6 +64,8 @@ __all__ = [
     "S3Source",
     "Segment",
     "SegmentationConfig",
+    "SegmentedEmbeddingJobs",
+    "SegmentedJob",
     "SegmentedResult",
     "TruncationMode",
     "VideoEmbeddingMode",
@@ -77,3 +77,19 @@ __all__ = [
     "prepare_video",
     "segment_records",
 ]
+
+#: Old names -> new ones. ``Async*`` promised an asyncio twin; these are Bedrock's asynchronous
+#: invocations, whose methods block.
+_DEPRECATED = {"AsyncEmbeddingJobs": "SegmentedEmbeddingJobs", "AsyncJob": "SegmentedJob"}
+
+
+def __getattr__(name: str) -> Any:
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"crossmodal_search.embeddings.{name} is deprecated; use {new} (the same class)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

@@ -1,7 +1,7 @@
 """Segmented embeddings: settings, results, document pages and the records they become.
 
 Long media and long text are embedded per segment by Nova's asynchronous API (see
-:mod:`crossmodal_search.embeddings._async`); PDF manuals are embedded per page, each page
+:mod:`crossmodal_search.embeddings._segmented`); PDF manuals are embedded per page, each page
 rendered to an image and sent with ``detailLevel="DOCUMENT_IMAGE"``. Both produce a
 :class:`SegmentedResult`, and :func:`segment_records` turns one into store records that keep
 the product id and the segment's position (seconds, characters or page numbers).
@@ -77,13 +77,14 @@ class SegmentationConfig:
     Attributes:
         max_length_chars: characters per text segment, 800-50,000 (default 32,000). Nova
             splits at word boundaries.
-        duration_seconds: seconds per audio or video segment, 1-30 (default 5).
+        segment_seconds: seconds per audio or video segment, 1-30 (default 5); sent as
+            Nova's ``durationSeconds``.
 
     Both are checked here, before any request is built.
     """
 
     max_length_chars: int = 32_000
-    duration_seconds: int = 5
+    segment_seconds: int = 5
 
     def __post_init__(self) -> None:
         lo, hi = TEXT_SEGMENT_CHARS_RANGE
@@ -92,9 +93,9 @@ class SegmentationConfig:
                 f"max_length_chars must be an integer in {lo}-{hi}, got {self.max_length_chars!r}"
             )
         lo, hi = MEDIA_SEGMENT_SECONDS_RANGE
-        if type(self.duration_seconds) is not int or not lo <= self.duration_seconds <= hi:
+        if type(self.segment_seconds) is not int or not lo <= self.segment_seconds <= hi:
             raise InvalidInputError(
-                f"duration_seconds must be an integer in {lo}-{hi}, got {self.duration_seconds!r}"
+                f"segment_seconds must be an integer in {lo}-{hi}, got {self.segment_seconds!r}"
             )
 
     def text_payload(self) -> dict[str, int]:
@@ -103,7 +104,7 @@ class SegmentationConfig:
 
     def media_payload(self) -> dict[str, int]:
         """The ``segmentationConfig`` object of an audio or video request."""
-        return {"durationSeconds": self.duration_seconds}
+        return {"durationSeconds": self.segment_seconds}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Ingestion of products' long media (video, audio, documents) into a vector store.
 
-:func:`index_media` orchestrates the embedding layer (:class:`AsyncEmbeddingJobs` for media in
+:func:`index_media` orchestrates the embedding layer (:class:`SegmentedEmbeddingJobs` for media in
 S3, ``embed_pdf`` / ``embed_text_document`` for local documents) and writes one record per
 segment to a :class:`~crossmodal_search.stores.VectorStore`. It lives in the search layer
 because it drives a store; :meth:`CrossmodalSearcher.index_media` builds its items from
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from crossmodal_search._aws import join_s3
 from crossmodal_search._types import MetadataValue
-from crossmodal_search.embeddings._async import (
-    AsyncEmbeddingJobs,
-    AsyncJob,
-    EmbeddingMode,
+from crossmodal_search.embeddings import (
+    SegmentedEmbeddingJobs,
+    SegmentedJob,
+    VideoEmbeddingMode,
     embed_text_document,
 )
 from crossmodal_search.embeddings._segments import (
@@ -112,12 +112,12 @@ def index_media(
     store: VectorStore,
     items: Iterable[MediaItem],
     *,
-    jobs: AsyncEmbeddingJobs | None = None,
+    jobs: SegmentedEmbeddingJobs | None = None,
     embedder: Embedder | None = None,
     output_s3_uri: str | None = None,
     segment_seconds: int = 5,
     max_length_chars: int = 32_000,
-    embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+    embedding_mode: VideoEmbeddingMode = "AUDIO_VIDEO_COMBINED",
     dpi: int = 150,
     timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -152,7 +152,7 @@ def index_media(
         InvalidInputError: bad settings, duplicate ``(product_id, kind)`` items, or a source
             of the wrong kind (before any call).
     """
-    SegmentationConfig(max_length_chars=max_length_chars, duration_seconds=segment_seconds)
+    SegmentationConfig(max_length_chars=max_length_chars, segment_seconds=segment_seconds)
     todo = list(items)
     seen: set[tuple[str, str]] = set()
     for item in todo:
@@ -234,7 +234,7 @@ def index_media(
         if records:
             report.indexed += 1
 
-    started: list[tuple[MediaItem, str, AsyncJob, str]] = []
+    started: list[tuple[MediaItem, str, SegmentedJob, str]] = []
     for item in todo:
         local_text: str | None = None
         local = item.kind == "document" and not item.source.startswith("s3://")
@@ -373,12 +373,12 @@ def _read_text_document(path: str) -> str | None:
 
 
 def _job_manifest_uri(
-    jobs: AsyncEmbeddingJobs,
+    jobs: SegmentedEmbeddingJobs,
     item: MediaItem,
     source: str,
     tag: str,
     output_s3_uri: str,
-    embedding_mode: EmbeddingMode,
+    embedding_mode: VideoEmbeddingMode,
 ) -> str:
     """Where the job for this source and these settings is recorded (content-addressed)."""
     mode = embedding_mode if item.kind == "video" else None
@@ -387,7 +387,9 @@ def _job_manifest_uri(
     return join_s3(output_s3_uri, JOB_MANIFEST_PREFIX, f"{digest}.json")
 
 
-def _save_job(jobs: AsyncEmbeddingJobs, uri: str, job: AsyncJob, *, retry: bool = False) -> None:
+def _save_job(
+    jobs: SegmentedEmbeddingJobs, uri: str, job: SegmentedJob, *, retry: bool = False
+) -> None:
     record = {
         "retry": retry,
         "invocationArn": job.invocation_arn,
@@ -397,13 +399,13 @@ def _save_job(jobs: AsyncEmbeddingJobs, uri: str, job: AsyncJob, *, retry: bool 
         "dimension": job.dimension,
         "purpose": job.purpose,
         "maxLengthChars": job.segmentation.max_length_chars,
-        "durationSeconds": job.segmentation.duration_seconds,
+        "durationSeconds": job.segmentation.segment_seconds,
         "embeddingMode": job.embedding_mode,
     }
     jobs._write(uri, json.dumps(record).encode("utf-8"), content_type="application/json")
 
 
-def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
+def _resume_job(jobs: SegmentedEmbeddingJobs, uri: str) -> SegmentedJob | None:
     """The recorded job for ``uri`` when it is still running or completed, else ``None``."""
     try:
         raw = jobs._read(uri)
@@ -411,7 +413,7 @@ def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
         return None
     try:
         m = json.loads(raw)
-        job = AsyncJob(
+        job = SegmentedJob(
             invocation_arn=str(m["invocationArn"]),
             modality=m["modality"],
             source_uri=str(m["sourceUri"]),
@@ -420,7 +422,7 @@ def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
             purpose=str(m["purpose"]),
             segmentation=SegmentationConfig(
                 max_length_chars=int(m["maxLengthChars"]),
-                duration_seconds=int(m["durationSeconds"]),
+                segment_seconds=int(m["durationSeconds"]),
             ),
             embedding_mode=m.get("embeddingMode"),
         )

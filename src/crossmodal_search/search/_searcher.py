@@ -48,7 +48,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
-from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, EmbeddingMode
+from crossmodal_search.embeddings import SegmentedEmbeddingJobs, VideoEmbeddingMode
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -913,11 +913,11 @@ class CrossmodalSearcher:
         self,
         products: Iterable[Product],
         *,
-        jobs: AsyncEmbeddingJobs | None = None,
+        jobs: SegmentedEmbeddingJobs | None = None,
         output_s3_uri: str | None = None,
         segment_seconds: int = 5,
         max_length_chars: int = 32_000,
-        embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+        embedding_mode: VideoEmbeddingMode = "AUDIO_VIDEO_COMBINED",
         dpi: int = 150,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
@@ -966,7 +966,7 @@ class CrossmodalSearcher:
                 searcher; a PDF without the ``pdf`` extra (pypdfium2).
 
         Example:
-            >>> jobs = AsyncEmbeddingJobs(dimension=1024)  # doctest: +SKIP
+            >>> jobs = SegmentedEmbeddingJobs(dimension=1024)  # doctest: +SKIP
             >>> out = "s3://my-bucket/embeddings/"
             >>> searcher.index_media(products, jobs=jobs, output_s3_uri=out)  # doctest: +SKIP
         """
