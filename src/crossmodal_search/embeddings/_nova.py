@@ -36,7 +36,6 @@ from crossmodal_search.embeddings._media import (
 from crossmodal_search.embeddings._nova_wire import (
     DETAIL_LEVELS,
     DOCUMENTED_TEXT_CHARS,
-    MAX_TEXT_CHARS,
     TRUNCATION_MODES,
     VIDEO_MODES,
     DetailLevel,
@@ -45,9 +44,12 @@ from crossmodal_search.embeddings._nova_wire import (
     VideoEmbeddingMode,
     build_request,
     check_dimension,
+    check_inline_text,
     choice,
+    image_payload,
     parse_answer,
     pick_vectors,
+    text_payload,
 )
 from crossmodal_search.embeddings._segments import render_pdf_page
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
@@ -226,22 +228,15 @@ class NovaEmbeddings(BaseEmbedder):
     def _text_input(self, text: object, label: str, mode: str | None = None) -> EmbedInput:
         if isinstance(text, S3Source):
             return EmbedInput("text", label, media=Media(s3=text), mode=mode)
-        item = super()._text_input(text, label, mode)
-        assert item.text is not None
-        if len(item.text) > MAX_TEXT_CHARS:
-            raise InvalidInputError(
-                f"{label} has {len(item.text)} characters; Nova accepts at most {MAX_TEXT_CHARS} "
-                "inline (embed longer text with SegmentedEmbeddingJobs.embed_long_text, or pass "
-                "an S3Source)"
-            )
-        if len(item.text) > DOCUMENTED_TEXT_CHARS:
+        value = check_inline_text(text, label)
+        if len(value) > DOCUMENTED_TEXT_CHARS:
             logger.debug(
                 "%s: %d characters is over the documented %d; Nova truncates by tokens",
                 label,
-                len(item.text),
+                len(value),
                 DOCUMENTED_TEXT_CHARS,
             )
-        return item
+        return EmbedInput("text", label, text=value, mode=mode)
 
     def _cache_keys(
         self,
@@ -272,21 +267,14 @@ class NovaEmbeddings(BaseEmbedder):
         """The request for one checked input (an image is prepared here: format, size)."""
         if item.kind == "text":
             mode = item.mode or "END"
-            if item.media is not None and item.media.s3 is not None:
-                payload: dict[str, Any] = {
-                    "truncationMode": mode,
-                    "source": item.media.s3.to_source(),
-                }
-                keys = None
+            if item.text is None:  # a text object in S3: not cached, it can change
+                assert item.media is not None and item.media.s3 is not None
+                payload, keys = text_payload(item.media.s3, mode), None
             else:
-                assert item.text is not None
-                payload = {"truncationMode": mode, "value": item.text}
-                keys = self._cache_keys("text", dimension, purpose, mode, item.text.encode("utf-8"))
-            return NovaRequest(
-                build_request("text", payload, purpose=purpose, dimension=dimension),
-                ("TEXT",),
-                keys,
-            )
+                payload = text_payload(item.text, mode)
+                keys = self._cache_keys("text", dimension, purpose, mode, item.text.encode())
+            body = build_request("text", payload, purpose=purpose, dimension=dimension)
+            return NovaRequest(body, ("TEXT",), keys)
         assert item.media is not None
         detail = item.mode or "STANDARD_IMAGE"
         media = prepare_image(
@@ -295,9 +283,10 @@ class NovaEmbeddings(BaseEmbedder):
             max_inline_bytes=self._max_inline_bytes,
             label=item.label,
         )
-        payload = {"format": media.format, "source": media.source(), "detailLevel": detail}
         keys = self._cache_keys("image", dimension, purpose, f"{detail}:{media.format}", media.data)
-        body = build_request("image", payload, purpose=purpose, dimension=dimension)
+        body = build_request(
+            "image", image_payload(media, detail), purpose=purpose, dimension=dimension
+        )
         return NovaRequest(body, ("IMAGE",), keys)
 
     # ------------------------------------------------------------------ invocation

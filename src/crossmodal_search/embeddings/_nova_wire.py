@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeAlias, get_args
 import numpy as np
 
 from crossmodal_search._types import NOVA_DIMENSIONS, EmbeddingPurpose, Vector
+from crossmodal_search.embeddings._base import check_text
+from crossmodal_search.embeddings._media import PreparedMedia, S3Source
 from crossmodal_search.errors import InvalidInputError, ServiceError
 
 __all__ = [
@@ -29,9 +31,12 @@ __all__ = [
     "VideoEmbeddingMode",
     "build_request",
     "check_dimension",
+    "check_inline_text",
     "choice",
+    "image_payload",
     "parse_answer",
     "pick_vectors",
+    "text_payload",
 ]
 
 TruncationMode: TypeAlias = Literal["START", "END", "NONE"]
@@ -64,6 +69,30 @@ def choice(value: object, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise InvalidInputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
     return str(value)
+
+
+def check_inline_text(text: object, label: str = "text") -> str:
+    """``text`` when Nova takes it inline: a str, not blank, at most ``MAX_TEXT_CHARS``."""
+    value = check_text(text, label)
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidInputError(
+            f"{label} has {len(value)} characters; Nova accepts at most {MAX_TEXT_CHARS} "
+            "inline (embed longer text with SegmentedEmbeddingJobs.embed_long_text, or pass "
+            "an S3Source)"
+        )
+    return value
+
+
+def text_payload(text: str | S3Source, truncation: str) -> dict[str, Any]:
+    """The ``text`` object of a request: an inline value or an S3 source."""
+    if isinstance(text, S3Source):
+        return {"truncationMode": truncation, "source": text.to_source()}
+    return {"truncationMode": truncation, "value": text}
+
+
+def image_payload(media: PreparedMedia, detail_level: str) -> dict[str, Any]:
+    """The ``image`` object of a request for a prepared image."""
+    return {"format": media.format, "source": media.source(), "detailLevel": detail_level}
 
 
 def build_request(
