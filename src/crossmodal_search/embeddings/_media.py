@@ -50,6 +50,7 @@ __all__ = [
     "S3Source",
     "VideoFormat",
     "base64_size",
+    "is_s3_uri",
     "load_pil_image",
     "prepare_audio",
     "prepare_image",
@@ -76,6 +77,11 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
 _ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 
 
+def is_s3_uri(value: object) -> bool:
+    """True for a string Bedrock accepts as an ``s3Uri`` (``s3://bucket/key``, <= 1024 chars)."""
+    return isinstance(value, str) and bool(_S3_URI.match(value)) and len(value) <= 1024
+
+
 @dataclass(frozen=True)
 class S3Source:
     """An object in Amazon S3 that Bedrock reads itself.
@@ -93,7 +99,7 @@ class S3Source:
     bucket_owner: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.uri, str) or not _S3_URI.match(self.uri) or len(self.uri) > 1024:
+        if not is_s3_uri(self.uri):
             raise InvalidInputError(
                 f"not a valid S3 URI: {self.uri!r} (expected s3://bucket/key, at most 1024 chars)"
             )

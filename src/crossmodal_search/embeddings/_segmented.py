@@ -27,13 +27,13 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, call_aws
 from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, PurposeLike
-from crossmodal_search.embeddings._base import parse_purpose
+from crossmodal_search.embeddings._base import check_text, parse_purpose
 from crossmodal_search.embeddings._jobs import JobRunner, first_failures
 from crossmodal_search.embeddings._media import AUDIO_FORMATS, VIDEO_FORMATS, S3Source
 from crossmodal_search.embeddings._nova_wire import (
@@ -158,12 +158,8 @@ class SegmentedEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         seg = SegmentationConfig(segment_seconds=segment_seconds)
         if embedding_mode not in VIDEO_MODES:
             raise InvalidInputError(f"unknown embedding_mode {embedding_mode!r}")
-        params: dict[str, Any] = {
-            "format": media_format(s3_uri, format, VIDEO_FORMATS, "video"),
-            "source": self._source(s3_uri, bucket_owner),
-            "embeddingMode": embedding_mode,
-            "segmentationConfig": seg.media_payload(),
-        }
+        params = self._media_params(s3_uri, format, "video", seg, bucket_owner)
+        params["embeddingMode"] = embedding_mode
         return self._start(
             "video", s3_uri, output_s3_uri, params, seg, purpose, dimension, embedding_mode
         )
@@ -181,11 +177,7 @@ class SegmentedEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
     ) -> SegmentedJob:
         """Start segmenting audio (mp3, wav, ogg) in S3 into ``segment_seconds`` (1-30) pieces."""
         seg = SegmentationConfig(segment_seconds=segment_seconds)
-        params: dict[str, Any] = {
-            "format": media_format(s3_uri, format, AUDIO_FORMATS, "audio"),
-            "source": self._source(s3_uri, bucket_owner),
-            "segmentationConfig": seg.media_payload(),
-        }
+        params = self._media_params(s3_uri, format, "audio", seg, bucket_owner)
         return self._start("audio", s3_uri, output_s3_uri, params, seg, purpose, dimension, None)
 
     def start_text(
@@ -215,6 +207,23 @@ class SegmentedEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
     def _source(s3_uri: str, bucket_owner: str | None) -> dict[str, Any]:
         check_s3_uri(s3_uri, what="source")
         return dict(S3Source(s3_uri, bucket_owner=bucket_owner).to_source())
+
+    @classmethod
+    def _media_params(
+        cls,
+        s3_uri: str,
+        format: str | None,
+        modality: Literal["video", "audio"],
+        seg: SegmentationConfig,
+        bucket_owner: str | None,
+    ) -> dict[str, Any]:
+        """The ``video`` or ``audio`` object of a request (without the video's mode)."""
+        formats = VIDEO_FORMATS if modality == "video" else AUDIO_FORMATS
+        return {
+            "format": media_format(s3_uri, format, formats, modality),
+            "source": cls._source(s3_uri, bucket_owner),
+            "segmentationConfig": seg.media_payload(),
+        }
 
     def _start(
         self,
@@ -391,8 +400,7 @@ class SegmentedEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         The text is uploaded to ``staging_s3_uri`` (an object URI) and segmented by Nova;
         text within :data:`SYNC_TEXT_LIMIT_CHARS` should go through the synchronous embedder.
         """
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("text must be a non-empty string")
+        check_text(text)
         SegmentationConfig(max_length_chars=max_length_chars)
         check_s3_uri(staging_s3_uri, what="staging_s3_uri")
         check_s3_uri(output_s3_uri, what="output_s3_uri")
@@ -427,8 +435,7 @@ def embed_text_document(
     Raises:
         InvalidInputError: empty text, or long text without the async settings (no call made).
     """
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInputError("text must be a non-empty string")
+    check_text(text)
     if len(text) <= SYNC_TEXT_LIMIT_CHARS:
         vector = np.asarray(embedder.embed_text(text, purpose=purpose), dtype=np.float32)
         segment = Segment(vector.reshape(-1), 0, 0.0, float(len(text)), "chars", "TEXT")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import numpy as np
 
 from crossmodal_search._types import EmbeddingPurpose, MetadataValue, PurposeLike, Vector
+from crossmodal_search.embeddings._media import is_s3_uri
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
 from crossmodal_search.stores._models import VectorRecord
 
@@ -59,12 +59,10 @@ SegmentUnit: TypeAlias = Literal["seconds", "chars", "pages"]
 SegmentType: TypeAlias = Literal["video", "audio", "document"]
 SegmentStatus: TypeAlias = Literal["SUCCESS", "FAILURE"]
 
-_S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
-
 
 def check_s3_uri(uri: str, *, what: str) -> None:
     """Raise :class:`InvalidInputError` unless ``uri`` fits Bedrock's ``s3Uri`` pattern."""
-    if not isinstance(uri, str) or not _S3_URI.match(uri) or len(uri) > 1024:
+    if not is_s3_uri(uri):
         raise InvalidInputError(
             f"{what} must be an s3://bucket/key URI (<= 1024 chars), got {uri!r}"
         )
