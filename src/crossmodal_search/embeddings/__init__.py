@@ -1,4 +1,4 @@
-"""Embedding backends: Amazon Nova (Bedrock) and a deterministic offline embedder."""
+"""Embedding backends: Amazon Nova (Bedrock), a deterministic offline embedder, and BaseEmbedder."""
 
 import warnings
 from typing import Any
