@@ -339,6 +339,8 @@ class NovaEmbeddings(BaseEmbedder):
         return self._answer(request)[""]
 
     def _map(self, fn: Callable[[NovaRequest], T], requests: Sequence[NovaRequest]) -> list[T]:
+        if len(requests) == 1:  # nothing to share or run in parallel: no body serialised twice
+            return [fn(requests[0])]
         # Identical requests in one batch (the same text twice) are sent once.
         unique: dict[str, int] = {}
         slots = [
