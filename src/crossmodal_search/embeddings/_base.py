@@ -21,7 +21,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeGuard
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def check_text(text: object, label: str = "text") -> str:
     return text
 
 
-def _is_pil(value: object) -> bool:
+def _is_pil(value: object) -> TypeGuard[Image.Image]:
     from PIL import Image
 
     return isinstance(value, Image.Image)
@@ -145,7 +145,7 @@ class EmbedInput:
         elif isinstance(image, (str, os.PathLike)):
             media, label = Media(data=read_path(image, "image")), f"{label} {str(image)!r}"
         elif _is_pil(image):
-            media = Media(image=image)  # type: ignore[arg-type]  # narrowed by _is_pil
+            media = Media(image=image)
         else:
             raise InvalidInputError(
                 f"{label}: expected bytes, a path, an s3:// URI, an S3Source or a PIL image, "
