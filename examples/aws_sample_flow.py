@@ -45,7 +45,7 @@ def public_s3_client(region: str) -> S3Client:
 
 def download_abo_subset(dest: Path, *, limit: int, region: str) -> list[Product]:
     """Fetch listings_0, images.csv and the main images of the first ``limit`` English items."""
-    from crossmodal_search.search import load_abo
+    from crossmodal_search.datasets import load_abo
 
     s3 = public_s3_client(region)
     for key in ABO_FILES:

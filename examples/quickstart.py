@@ -10,13 +10,8 @@ from __future__ import annotations
 def main() -> None:
     """Index the sample catalog into ./quickstart-vectors and run one query."""
     # --8<-- [start:quickstart]
-    from crossmodal_search import (
-        CrossmodalSearcher,
-        LocalVectorStore,
-        OfflineEmbedder,
-        load_abo,
-        write_sample_catalog,
-    )
+    from crossmodal_search import CrossmodalSearcher, LocalVectorStore, OfflineEmbedder
+    from crossmodal_search.datasets import load_abo, write_sample_catalog
 
     catalog = load_abo(write_sample_catalog("sample-catalog"))
     store = LocalVectorStore("quickstart-vectors", dimension=1024)

@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.search import (
+from crossmodal_search.datasets import (
     SAMPLE_QUERIES,
-    Product,
     load_abo,
-    load_products,
     load_sample_queries,
     write_sample_catalog,
+)
+from crossmodal_search.errors import InvalidInputError
+from crossmodal_search.search import (
+    Product,
+    load_products,
 )
 
 

@@ -24,7 +24,6 @@ from crossmodal_search.embeddings import OfflineEmbedder, SegmentedEmbeddingJobs
 from crossmodal_search.embeddings._segments import (
     SegmentationConfig,
     SegmentedResult,
-    segment_records,
 )
 from crossmodal_search.errors import (
     EmbeddingJobError,
@@ -33,7 +32,7 @@ from crossmodal_search.errors import (
     RetryExhaustedError,
     UnsupportedMediaError,
 )
-from crossmodal_search.search import MediaItem, index_media
+from crossmodal_search.search import MediaItem, index_media, segment_records
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.testing import AsyncJobScript, FakeBedrockJobs
 from tests.media_helpers import BLENDER_SCENES, KETTLE_SCENES, scenes
@@ -135,8 +134,8 @@ def test_two_minute_video_becomes_24_segments_whose_hits_name_product_and_time_r
     assert (blender.segments[-1].start, blender.segments[-1].end) == (90.0, 95.0)
 
     store = LocalVectorStore(dimension=DIM)
-    store.put(segment_records("P-KETTLE", result, segment_type="video"))
-    store.put(segment_records("P-BLEND", blender, segment_type="video"))
+    store.put(segment_records("P-KETTLE", result, kind="video"))
+    store.put(segment_records("P-BLEND", blender, kind="video"))
     assert len(store) == 24 + 19
 
     query = OfflineEmbedder(dimension=DIM).embed_text("pouring boiling water into a teapot")
@@ -186,7 +185,7 @@ def test_separate_audio_and_video_vectors_get_distinct_keys(env: Env) -> None:
     assert sorted((s.embedding_type, s.index) for s in result.segments) == sorted(
         [("VIDEO", i) for i in range(4)] + [("AUDIO", i) for i in range(4)]
     )
-    records = segment_records("P-KETTLE", result, segment_type="video")
+    records = segment_records("P-KETTLE", result, kind="video")
     assert len({r.key for r in records}) == 8
     assert {r.metadata["embedding_type"] for r in records} == {"VIDEO", "AUDIO"}
 
@@ -197,7 +196,7 @@ def test_audio_segments(env: Env) -> None:
     )
     assert [(s.start, s.end) for s in result.segments] == [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]
     assert {s.embedding_type for s in result.segments} == {"AUDIO"}
-    records = segment_records("P-KETTLE", result, segment_type="audio")
+    records = segment_records("P-KETTLE", result, kind="audio")
     assert [r.key for r in records] == ["audio-P-KETTLE-0", "audio-P-KETTLE-1", "audio-P-KETTLE-2"]
 
 
@@ -226,7 +225,7 @@ def test_long_text_is_uploaded_and_segmented_with_character_positions(env: Env) 
     assert text_params["source"] == {
         "s3Location": {"uri": f"s3://{BUCKET}/staging/P-KETTLE-manual.txt"}
     }
-    records = segment_records("P-KETTLE", result, segment_type="document")
+    records = segment_records("P-KETTLE", result, kind="document")
     assert records[1].metadata["segment_unit"] == "chars"
     assert records[1].metadata["segment_start"] == float(segs[1].start or 0)
 
@@ -256,7 +255,7 @@ def test_failed_segments_are_reported_per_segment(env: Env, status_string: str) 
     assert (first.start, first.end) == (15.0, 20.0)
     assert 3 not in {s.index for s in result.segments}
     # Records exist only for good segments; the failed ones are named in the result.
-    assert len(segment_records("P-KETTLE", result, segment_type="video")) == 22
+    assert len(segment_records("P-KETTLE", result, kind="video")) == 22
 
     with pytest.raises(EmbeddingJobError) as info:
         env.jobs.fetch_results(job, status=status)  # default: raise
@@ -471,9 +470,9 @@ def test_segmentation_config_ranges_and_defaults() -> None:
 def test_segment_records_refuse_to_overwrite_reserved_metadata() -> None:
     result = SegmentedResult(segments=())
     with pytest.raises(InvalidInputError, match="reserved"):
-        segment_records("P1", result, segment_type="video", extra_metadata={"product_id": "x"})
+        segment_records("P1", result, kind="video", extra_metadata={"product_id": "x"})
     with pytest.raises(InvalidInputError):
-        segment_records("", result, segment_type="video")
+        segment_records("", result, kind="video")
     assert SegmentedResult(segments=()).vectors().shape[0] == 0
     assert np.asarray(SegmentedResult(segments=(), embedding_dimension=4).vectors()).shape == (0, 4)
 

@@ -14,8 +14,11 @@ import pytest
 
 from crossmodal_search.cli import main
 from crossmodal_search.cli._common import ProgressBar
+from crossmodal_search.datasets import (
+    SAMPLE_QUERIES,
+    write_sample_catalog,
+)
 from crossmodal_search.errors import UnsupportedMediaError
-from crossmodal_search.search import SAMPLE_QUERIES, write_sample_catalog
 
 OFFLINE = ["--embedder", "offline", "--dimension", "384"]
 
@@ -181,7 +184,7 @@ def test_index_jsonl_reports_failed_products(
     assert code == 1
     assert "indexed 1 products, 0 unchanged, 1 failed" in captured.out
     assert "failed bad (image)" in captured.err
-    assert "1 products must be fixed" in captured.err
+    assert "1 product must be fixed" in captured.err
 
 
 @pytest.mark.usefixtures("fake_credentials")
@@ -209,7 +212,7 @@ def test_index_report_names_products_to_retry_with_code_and_request_id(
     assert "indexed 3 products, 0 unchanged, 1 failed" in captured.out
     assert "failed lamp (text): ServiceError:" in captured.err
     assert "ModelErrorException" in captured.err and "[request id " in captured.err
-    assert "1 products met service errors a rerun may get past" in captured.err
+    assert "1 product met service errors a rerun may get past" in captured.err
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["retry_ids"] == ["lamp"]
     assert report["failed"][0]["code"] == "ModelErrorException"

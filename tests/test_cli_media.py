@@ -142,7 +142,7 @@ def test_videos_in_s3_are_segmented_with_media_s3_uri(
     # segments 1-11 overwritten; the old 0 (failed now) and 12-23 deleted, not left stale
     assert "11 segment vectors written, 13 stale segments deleted" in captured.out
     assert "failed P-KETTLE (video)" in captured.err and "RAI_VIOLATION_INPUT_VIDEO" in captured.err
-    assert "1 media sources were not fully indexed" in captured.err
+    assert "1 media source was not fully indexed" in captured.err
 
 
 @pytest.mark.parametrize(

@@ -137,8 +137,8 @@ def test_testing_example_runs() -> None:
 def test_aws_sample_flow_runs_against_fakes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from crossmodal_search import CrossmodalSearcher, NovaEmbeddings, S3VectorsStore, load_abo
-    from crossmodal_search.search import write_sample_catalog
+    from crossmodal_search import CrossmodalSearcher, NovaEmbeddings, S3VectorsStore
+    from crossmodal_search.datasets import load_abo, write_sample_catalog
     from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
 
     flow = runpy.run_path(str(ROOT / "examples" / "aws_sample_flow.py"))

@@ -27,9 +27,9 @@ from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
     embed_pdf,
     render_pdf_pages,
-    segment_records,
 )
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
+from crossmodal_search.search import segment_records
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock, FakeBedrockJobs
 
@@ -87,7 +87,7 @@ def test_pages_are_embedded_as_document_images_and_queried_with_document_retriev
     assert result.source_uri == manual.resolve().as_uri()
 
     store = LocalVectorStore(dimension=DIM)
-    store.put(segment_records("P-KETTLE", result, segment_type="document"))
+    store.put(segment_records("P-KETTLE", result, kind="document"))
     query = nova.embed_text("blue", purpose="DOCUMENT_RETRIEVAL")
     assert fake.requests[-1]["singleEmbeddingParams"]["embeddingPurpose"] == "DOCUMENT_RETRIEVAL"
     hit = store.query(query, top_k=1, filter={"type": "document"})[0]
@@ -180,5 +180,5 @@ def test_long_text_document_goes_through_segmentation(
     assert [op for op, _ in fake.requests] == ["StartAsyncInvoke", "GetAsyncInvoke"] + [
         "GetAsyncInvoke"
     ] * (len(fake.requests) - 2)
-    records = segment_records("P-KETTLE", result, segment_type="document")
+    records = segment_records("P-KETTLE", result, kind="document")
     assert {r.metadata["segment_unit"] for r in records} == {"chars"}

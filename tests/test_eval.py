@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from crossmodal_search.cli import main
+from crossmodal_search.datasets import load_abo
 from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
 from crossmodal_search.evaluation import (
@@ -28,7 +29,7 @@ from crossmodal_search.evaluation import (
     read_queries,
     write_queries,
 )
-from crossmodal_search.search import CrossmodalSearcher, load_abo
+from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import LocalVectorStore
 from crossmodal_search.testing import FakeBedrock
 from tests.eval_helpers import COLOURS, colour_products, colour_queries, photo, pid

@@ -99,8 +99,12 @@ def test_query_is_immutable():
 
 
 def test_sample_evaluation_files_for_the_demo_catalog(tmp_path):
-    from crossmodal_search.evaluation import load_vocabulary, write_sample_evaluation
-    from crossmodal_search.search import load_abo, write_sample_catalog
+    from crossmodal_search.datasets import (
+        load_abo,
+        write_sample_catalog,
+    )
+    from crossmodal_search.evaluation import write_sample_evaluation
+    from crossmodal_search.search import load_vocabulary
 
     a = write_sample_evaluation(write_sample_catalog(tmp_path / "a"))
     b = write_sample_evaluation(write_sample_catalog(tmp_path / "b"))

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import numkong
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -25,6 +24,10 @@ from crossmodal_search.stores._kernels import (
     to_bfloat16,
 )
 from tests.exact_helpers import build, exact_reference, near_ties, pairs
+
+pytest.importorskip("numkong", reason="needs the 'simd' extra")
+
+import numkong
 
 KERNELS = ("numpy", "numkong")
 

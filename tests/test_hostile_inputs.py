@@ -16,8 +16,12 @@ from PIL import Image
 
 from crossmodal_search._types import MetadataValue
 from crossmodal_search.cli import main
+from crossmodal_search.datasets import load_abo
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.search import Product, load_abo, load_products
+from crossmodal_search.search import (
+    Product,
+    load_products,
+)
 
 OFFLINE = ["--embedder", "offline", "--dimension", "256"]
 

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 
 from crossmodal_search._aws import RetryPolicy
+from crossmodal_search.datasets import (
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.search import (
     CrossmodalSearcher,
     IngestPolicy,
     Product,
-    load_abo,
-    write_sample_catalog,
 )
 from crossmodal_search.stores import LocalVectorStore, VectorStore
 from crossmodal_search.testing import FakeBedrock

@@ -1,4 +1,5 @@
-"""The package's layers depend one way: embeddings & stores <- search <- evaluation <- cli / web.
+"""The package's layers depend one way:
+embeddings & stores <- search <- datasets <- evaluation <- cli / web.
 
 Every import in every module under ``src/crossmodal_search`` is parsed with :mod:`ast`, including
 imports under ``if TYPE_CHECKING:`` and inside functions, so a lower layer cannot reach up even
@@ -20,10 +21,11 @@ ROOT = Path(crossmodal_search.__file__).resolve().parent
 #: Top-level part of the package -> the higher parts it must never import.
 _FORBIDDEN: dict[str, frozenset[str]] = {
     **dict.fromkeys(
-        ("embeddings", "stores", "_aws", "_types", "errors"),
-        frozenset({"search", "evaluation", "cli", "web"}),
+        ("embeddings", "stores", "_aws", "_types", "_json", "_batching", "_version", "errors"),
+        frozenset({"search", "datasets", "evaluation", "cli", "web"}),
     ),
-    "search": frozenset({"evaluation", "cli", "web"}),
+    "search": frozenset({"datasets", "evaluation", "cli", "web"}),
+    "datasets": frozenset({"evaluation", "cli", "web"}),
     "evaluation": frozenset({"cli", "web"}),
 }
 
@@ -77,7 +79,7 @@ MODULES = sorted(p for p in ROOT.rglob("*.py") if _part(_module_name(p)) != "tes
 
 def test_every_layer_is_checked() -> None:
     parts = {_part(_module_name(p)) for p in MODULES}
-    assert set(_FORBIDDEN) - {"_aws", "_types", "errors"} <= parts
+    assert set(_FORBIDDEN) - {"_aws", "_types", "_json", "_batching", "_version", "errors"} <= parts
     assert {"cli", "web"} <= parts
 
 

@@ -106,6 +106,16 @@ def test_embedder_protocol_and_eval_adapters_document_their_members() -> None:
         assert doc and doc.strip(), f"{cls.__name__}.dimension"
 
 
+def test_names_that_left_the_top_level_still_resolve_with_a_deprecation_warning() -> None:
+    import crossmodal_search
+    from crossmodal_search import datasets
+
+    for name in ("load_abo", "write_sample_catalog"):
+        with pytest.warns(DeprecationWarning, match=f"crossmodal_search.datasets.{name}"):
+            assert getattr(crossmodal_search, name) is getattr(datasets, name)
+        assert name not in crossmodal_search.__all__
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [("AsyncEmbeddingJobs", "SegmentedEmbeddingJobs"), ("AsyncJob", "SegmentedJob")],

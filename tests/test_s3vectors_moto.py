@@ -4,7 +4,7 @@ FakeS3Vectors is ours; moto is not. Running the same store code against moto che
 send is accepted by an independent implementation (botocore serialises the real requests) and
 that we cope with its answers: ``{}`` from create calls (no ARNs), ``get_vectors`` results in
 insertion order with unknown keys dropped, ``get_index`` without ``metadataConfiguration``, one
-unpaginated ``list_vectors`` page. moto has no ``query_vectors`` (aws-apis.md B8), so queries are
+unpaginated ``list_vectors`` page. moto has no ``query_vectors`` (moto 5.2), so queries are
 covered by the fake only.
 """
 

@@ -14,6 +14,11 @@ import pytest
 
 from crossmodal_search._aws import RetryPolicy
 from crossmodal_search._types import DistanceMetric, EmbeddingPurpose, Filter, MetadataValue
+from crossmodal_search.datasets import (
+    SAMPLE_QUERIES,
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import (
     BaseEmbedder,
     Embedder,
@@ -30,15 +35,18 @@ from crossmodal_search.errors import (
     UnsupportedMediaError,
 )
 from crossmodal_search.search import (
-    SAMPLE_QUERIES,
     CrossmodalSearcher,
     IngestPolicy,
     IngestStoppedError,
     Product,
-    load_abo,
-    write_sample_catalog,
 )
-from crossmodal_search.stores import GetResult, QueryMatch, VectorRecord, VectorStore
+from crossmodal_search.stores import (
+    GetResult,
+    QueryMatch,
+    StoreLimits,
+    VectorRecord,
+    VectorStore,
+)
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.stores._s3vectors import S3VectorsStore
 from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
@@ -252,6 +260,13 @@ class FailingPutStore:
     def non_filterable_metadata_keys(self) -> frozenset[str]:
         return self.inner.non_filterable_metadata_keys
 
+    @property
+    def limits(self) -> StoreLimits:
+        return self.inner.limits
+
+    def close(self) -> None:
+        self.inner.close()
+
     def put(self, records: Iterable[VectorRecord]) -> None:
         self.puts += 1
         if self.puts == self.fail_on:
@@ -268,6 +283,11 @@ class FailingPutStore:
         self, vector: npt.ArrayLike, *, top_k: int = 10, filter: Filter | None = None
     ) -> list[QueryMatch]:
         return self.inner.query(vector, top_k=top_k, filter=filter)
+
+    def query_many(
+        self, vectors: npt.ArrayLike, *, top_k: int = 10, filter: Filter | None = None
+    ) -> list[list[QueryMatch]]:
+        return self.inner.query_many(vectors, top_k=top_k, filter=filter)
 
     def keys(self) -> Iterator[str]:
         return self.inner.keys()

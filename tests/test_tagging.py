@@ -11,16 +11,23 @@ from pathlib import Path
 import pytest
 
 from crossmodal_search.cli import main
+from crossmodal_search.datasets import (
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import Embedder, NovaEmbeddings, OfflineEmbedder
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.evaluation import (
-    TagVocabulary,
     evaluate_tags,
-    load_vocabulary,
-    tag_products,
     write_sample_evaluation,
 )
-from crossmodal_search.search import CrossmodalSearcher, Product, load_abo, write_sample_catalog
+from crossmodal_search.search import (
+    CrossmodalSearcher,
+    Product,
+    TagVocabulary,
+    load_vocabulary,
+    tag_products,
+)
 from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorRecord, VectorStore
 from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
 

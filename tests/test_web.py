@@ -14,27 +14,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.exceptions import StarletteDeprecationWarning
 
 from crossmodal_search import RetryPolicy
+from crossmodal_search.datasets import (
+    SAMPLE_QUERIES,
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import (
     NovaEmbeddings,
     OfflineEmbedder,
     Segment,
     SegmentedResult,
-    segment_records,
 )
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.search import (
-    SAMPLE_QUERIES,
     CrossmodalSearcher,
     Product,
     SegmentUnit,
-    load_abo,
-    write_sample_catalog,
+    segment_records,
 )
 from crossmodal_search.stores import LocalVectorStore, VectorRecord
 from crossmodal_search.testing import FakeBedrock
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+from starlette.exceptions import StarletteDeprecationWarning
+
 from crossmodal_search.web import DEFAULT_MAX_UPLOAD_BYTES, S3ImageLinks, create_app
 from tests.web_helpers import (
     DIMENSION,
@@ -352,14 +358,10 @@ def media_client() -> Iterator[TestClient]:
     )
     store = searcher.store
     store.put(
-        segment_records(
-            "P-KETTLE", video, segment_type="video", extra_metadata={"text": kettle.text}
-        )
+        segment_records("P-KETTLE", video, kind="video", extra_metadata={"text": kettle.text})
     )
     store.put(
-        segment_records(
-            "P-LAMP", manual, segment_type="document", extra_metadata={"text": lamp.text}
-        )
+        segment_records("P-LAMP", manual, kind="document", extra_metadata={"text": lamp.text})
     )
     with TestClient(create_app(searcher)) as c:
         yield c

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
-from crossmodal_search.search import SAMPLE_QUERIES, CrossmodalSearcher
+from crossmodal_search.datasets import SAMPLE_QUERIES
+from crossmodal_search.search import CrossmodalSearcher
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
 from crossmodal_search.web import create_app
 from tests.web_helpers import build_demo_searcher, live_server
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import os
 import signal
@@ -16,11 +17,15 @@ import warnings
 from pathlib import Path
 
 import pytest
-from starlette.exceptions import StarletteDeprecationWarning
+from PIL import Image
 
 from crossmodal_search.cli import build_parser, main
 from crossmodal_search.cli._serve import build_app
-from crossmodal_search.search import SAMPLE_QUERIES
+from crossmodal_search.datasets import SAMPLE_QUERIES
+
+pytest.importorskip("fastapi", reason="needs the 'web' extra")
+
+from starlette.exceptions import StarletteDeprecationWarning
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 instead of httpx; the client behaves the same for these tests.
@@ -89,8 +94,12 @@ def test_explicit_store_is_honoured_with_demo(tmp_path: Path) -> None:
 
 def test_serving_an_existing_store_does_not_take_its_write_lock(tmp_path: Path) -> None:
     # A live page must not stop `crossmodal index` from updating the same store.
+    from crossmodal_search.datasets import (
+        load_abo,
+        write_sample_catalog,
+    )
     from crossmodal_search.embeddings import OfflineEmbedder
-    from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+    from crossmodal_search.search import CrossmodalSearcher
     from crossmodal_search.stores import LocalVectorStore
 
     root = write_sample_catalog(tmp_path / "catalog")
@@ -174,3 +183,50 @@ def test_crossmodal_serve_demo_end_to_end(tmp_path: Path) -> None:
     assert "serving on" in out, err
     # SIGTERM shuts down cleanly and removes the temporary demo catalog.
     assert list(tmp_path.glob("crossmodal-demo-*")) == []
+
+
+def test_decode_memory_option_sets_the_servers_budget(tmp_path: Path) -> None:
+    argv = ["serve", "--demo", "--demo-dir", str(tmp_path), "--embedder", "offline"]
+    args = build_parser().parse_args([*argv, "--dimension", "256", "--decode-memory-mb", "2"])
+    with contextlib.ExitStack() as stack:
+        app, _ = build_app(args, stack)
+        with TestClient(app) as client:
+            big = io.BytesIO()
+            Image.new("RGB", (1000, 1000), "red").save(big, format="PNG")
+            response = client.post("/api/search", files={"image": ("a.png", big.getvalue())})
+            assert response.status_code == 413
+            assert "at most 2 MiB" in response.json()["error"]["message"]
+    for bad in ("0", "-1", "nan", "lots"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*argv, "--decode-memory-mb", bad])
+
+
+def test_a_busy_port_fails_with_one_line_before_anything_is_served(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--demo", "--demo-dir", str(tmp_path / "demo"), "--port", str(port)]
+        code = main([*argv, "--embedder", "offline", "--dimension", "256"])
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no description, no "serving on"
+    (line,) = err.strip().splitlines()
+    assert f"port {port} on 127.0.0.1 is in use" in line
+    assert f"--port {port + 1}" in line
+    assert not (tmp_path / "demo").exists()  # the demo was not even written
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "says"),
+    [("127.0.0.1", 70000, "not a port number"), ("192.0.2.1", 0, "not an address of this")],
+)
+def test_an_impossible_address_fails_with_one_line(
+    host: str, port: int, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["serve", "--host", host, "--port", str(port), "--embedder", "offline"])
+    assert code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert says in line

@@ -16,8 +16,12 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
+from crossmodal_search.datasets import (
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import OfflineEmbedder
-from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import LocalVectorStore
 
 DIMENSION = 256

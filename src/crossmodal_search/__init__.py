@@ -9,8 +9,9 @@ The public API, re-exported here and loaded lazily so that ``import crossmodal_s
     searcher.index([Product(product_id="p1", text="red summer dress", image="dress.jpg")])
     results = searcher.search(text="red dress", top_k=5)
 
-Sub-packages are public namespaces too: ``embeddings``, ``stores``, ``search``,
-``evaluation``, ``testing`` (fakes for your own tests), ``web`` and ``errors``.
+Sub-packages are public namespaces too: ``embeddings``, ``stores``, ``search``, ``datasets``
+(the ABO loader and the sample catalog), ``evaluation``, ``testing`` (fakes for your own tests),
+``web`` and ``errors``.
 """
 
 from __future__ import annotations
@@ -50,8 +51,6 @@ _LAZY: dict[str, str] = {
     "ItemFailure": "crossmodal_search.search",
     "Product": "crossmodal_search.search",
     "SearchResult": "crossmodal_search.search",
-    "load_abo": "crossmodal_search.search",
-    "write_sample_catalog": "crossmodal_search.search",
     # configuration of the AWS boundary
     "RetryPolicy": "crossmodal_search._aws",
     # errors
@@ -126,11 +125,9 @@ __all__ = [
     "VectorStore",
     "__version__",
     "copy_store",
-    "load_abo",
     "make_embedder",
     "open_store",
     "truncate_dimension",
-    "write_sample_catalog",
 ]
 
 if TYPE_CHECKING:
@@ -177,8 +174,6 @@ if TYPE_CHECKING:
         ItemFailure,
         Product,
         SearchResult,
-        load_abo,
-        write_sample_catalog,
     )
     from crossmodal_search.stores import (
         GetResult,
@@ -194,7 +189,25 @@ if TYPE_CHECKING:
     )
 
 
+#: Names that left the top level, with where they live now (deprecated aliases for a release).
+_MOVED: dict[str, str] = {
+    "load_abo": "crossmodal_search.datasets",
+    "write_sample_catalog": "crossmodal_search.datasets",
+}
+
+
 def __getattr__(name: str) -> Any:
+    moved = _MOVED.get(name)
+    if moved is not None:
+        import warnings
+
+        warnings.warn(
+            f"crossmodal_search.{name} moved to {moved}.{name}; the top-level name goes away "
+            "in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(moved), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'crossmodal_search' has no attribute {name!r}")

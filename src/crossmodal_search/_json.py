@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["MAX_INT_DIGITS", "JSONInputError", "loads_strict"]
+__all__ = ["MAX_INT_DIGITS", "MAX_LINE_BYTES", "JSONInputError", "loads_strict", "parse_json_line"]
 
 #: Longest integer accepted: int64 fits; beyond it S3 Vectors' numbers lose precision anyway.
 MAX_INT_DIGITS = 20
 #: Deepest nesting accepted: metadata and filters are a few levels deep.
 MAX_DEPTH = 64
+#: Longest catalog line accepted (a product with a 50,000-character text is ~200 KB of JSON).
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 class JSONInputError(ValueError):
@@ -82,3 +84,12 @@ def _depth(value: object) -> int:
         deepest = max(deepest, depth + 1)
         stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def parse_json_line(raw: bytes) -> object:
+    """One record of a JSON-lines catalog: :func:`loads_strict` with :data:`MAX_LINE_BYTES`.
+
+    Raises:
+        JSONInputError: Why the line cannot be read (the caller adds file and line).
+    """
+    return loads_strict(raw, max_bytes=MAX_LINE_BYTES)

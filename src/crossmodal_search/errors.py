@@ -199,8 +199,10 @@ class PartialWriteError(CrossmodalSearchError):
 class EmbeddingJobError(CrossmodalSearchError):
     """An asynchronous or batch Bedrock job failed, wholly or for some segments.
 
-    ``job_id`` names the job (invocation or job ARN), ``status`` is its last known status and
-    ``failures`` lists one line per failed segment or record (empty when the whole job failed).
+    ``job_id`` names the job (invocation or job ARN), ``status`` is its last known status,
+    ``failures`` lists one line per failed segment or record (empty when the whole job failed)
+    and ``retryable`` says a new job may succeed where this one did not (throttled inside the
+    job, a record left out of its output) rather than the input being refused.
     """
 
     def __init__(
@@ -210,11 +212,13 @@ class EmbeddingJobError(CrossmodalSearchError):
         job_id: str | None = None,
         status: str | None = None,
         failures: Sequence[str] = (),
+        retryable: bool = False,
     ) -> None:
         super().__init__(message)
         self.job_id = job_id
         self.status = status
         self.failures = tuple(failures)
+        self.retryable = retryable
 
 
 class JobTimeoutError(EmbeddingJobError):

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from crossmodal_search.datasets import (
+    load_abo,
+    write_sample_catalog,
+)
 from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.evaluation import (
     EvalSettings,
@@ -19,7 +23,7 @@ from crossmodal_search.evaluation import (
     read_queries,
     write_sample_evaluation,
 )
-from crossmodal_search.search import CrossmodalSearcher, load_abo, write_sample_catalog
+from crossmodal_search.search import CrossmodalSearcher
 from crossmodal_search.stores import S3VectorsStore
 from tests.integration.env import LiveEnv
 from tests.integration.lifecycle import Usage

@@ -2,19 +2,20 @@
 
 Each sub-command lives in its own module ``crossmodal_search.cli._<name>`` exposing
 ``register(subparsers)`` (adds its parser and sets ``func``) and is listed in ``_COMMANDS``.
-``main`` owns logging configuration and turns :class:`CrossmodalSearchError` into one clear
-line on stderr and a non-zero exit (``--debug`` shows the traceback).
+``main`` owns logging configuration (AWS secrets redacted at any verbosity) and turns
+:class:`CrossmodalSearchError` into one clear line on stderr and a non-zero exit (``--debug``
+shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from crossmodal_search._version import __version__
+from crossmodal_search.cli._logging import configure_logging
 from crossmodal_search.errors import CrossmodalSearchError
 
 __all__ = ["main"]
@@ -57,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crossmodal`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         code: int = args.func(args)
     except (CrossmodalSearchError, OSError) as exc:

@@ -137,8 +137,7 @@ def make_searcher(
         ConfigurationError: Bad spec, Nova requested without credentials, missing store.
     """
     from crossmodal_search.embeddings import make_embedder
-    from crossmodal_search.stores import open_store
-    from crossmodal_search.stores._open import parse_store_spec
+    from crossmodal_search.stores import open_store, parse_store_spec
 
     kind, location, _ = parse_store_spec(store)
     missing = kind == "local" and location is not None and not Path(location).is_dir()

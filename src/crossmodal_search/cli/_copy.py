@@ -7,8 +7,13 @@ import sys
 
 from crossmodal_search.cli._common import bounded_int, store_options
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.stores import CopyReport, VectorStore, copy_store, open_store
-from crossmodal_search.stores._open import parse_store_spec
+from crossmodal_search.stores import (
+    CopyReport,
+    VectorStore,
+    copy_store,
+    open_store,
+    parse_store_spec,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

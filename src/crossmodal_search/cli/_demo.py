@@ -16,13 +16,13 @@ from crossmodal_search.cli._common import (
     render_results,
     top_k,
 )
-from crossmodal_search.search import (
+from crossmodal_search.datasets import (
     SAMPLE_QUERIES,
     SampleQuery,
-    SearchResult,
     load_abo,
     write_sample_catalog,
 )
+from crossmodal_search.search import SearchResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

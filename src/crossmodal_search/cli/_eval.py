@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from crossmodal_search.cli._common import (
     ProgressBar,
@@ -38,6 +39,9 @@ from crossmodal_search.evaluation import (
     write_queries,
     write_sample_evaluation,
 )
+
+if TYPE_CHECKING:
+    from crossmodal_search.search import CrossmodalSearcher, Product
 
 _QUERY_TYPES = ("text", "image", "text+image")
 
@@ -91,7 +95,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--per-query", action="store_true", help="also list each query's result (best setting)"
     )
-    setting = parser.add_argument_group("settings")
+    _add_setting_args(parser.add_argument_group("settings"))
+    _add_build_args(parser.add_argument_group("building query sets"))
+    add_store_args(parser)
+    add_embedder_args(parser)
+    parser.set_defaults(func=run, _parser=parser)
+
+
+def _add_setting_args(setting: argparse._ArgumentGroup) -> None:
     setting.add_argument(
         "--no-compare", action="store_true", help="evaluate only the base setting below"
     )
@@ -131,7 +142,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="queries searched at once (default: %(default)s)",
     )
-    build = parser.add_argument_group("building query sets")
+
+
+def _add_build_args(build: argparse._ArgumentGroup) -> None:
     build.add_argument(
         "--build-from-catalog",
         metavar="ABO_ROOT",
@@ -146,9 +159,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the demo catalog in DIR (written if missing): write DIR/eval/queries.jsonl, "
         "tags.json and gold_tags.json, index it into --store (default: in memory) and evaluate",
     )
-    add_store_args(parser)
-    add_embedder_args(parser)
-    parser.set_defaults(func=run, _parser=parser)
 
 
 def _fmt_bytes(n: int) -> str:
@@ -313,7 +323,7 @@ def _print_report(
 
 
 def _build(args: argparse.Namespace) -> int:
-    from crossmodal_search.search import load_abo
+    from crossmodal_search.datasets import load_abo
 
     if not args.output:
         args._parser.error("--build-from-catalog needs -o/--output QUERIES.jsonl")
@@ -343,29 +353,16 @@ def run(args: argparse.Namespace) -> int:
         return _build(args)
     if args.plot and args.no_compare:
         parser.error("--plot draws the comparison sweeps; drop --no-compare")
-
+    out = sys.stderr if args.json else sys.stdout
     store = args.store
     products = None
     if args.sample:
-        from crossmodal_search.search import load_abo, write_sample_catalog
-
-        root = Path(args.sample).expanduser()
-        if not (root / "listings").is_dir():
-            write_sample_catalog(root)
-        files = write_sample_evaluation(root, seed=args.seed)
-        queries_path = files.queries
-        products = load_abo(root).products
+        queries_path, products = _sample(args, out)
         if store == parser.get_default("store"):
             store = "memory:"
-        info = (
-            f"sample catalog at {root}: queries {files.queries}, tag vocabulary "
-            f"{files.vocabulary}, gold tags {files.gold_tags}"
-        )
-        print(info, file=sys.stderr if args.json else sys.stdout)
     else:
         queries_path = Path(args.queries)
     queries = read_queries(queries_path)
-
     searcher, description = make_searcher(
         store=store,
         embedder=args.embedder,
@@ -375,49 +372,69 @@ def run(args: argparse.Namespace) -> int:
         read_only=products is None,  # evaluating only reads: no write lock needed
         max_concurrency=args.concurrency,
     )
-    out = sys.stderr if args.json else sys.stdout
     with searcher:
         print(description, file=out)
         if products is not None:
-            # Only products the store lacks: re-indexing a stored product would rewrite its
-            # metadata and drop the tags `crossmodal tag` added.
-            keys = searcher.store.keys()  # a store method, not dict.keys()
-            stored = {key.split("-", 1)[1] for key in keys if "-" in key}
-            missing = [p for p in products if p.product_id not in stored]
-            if missing:
-                bar = ProgressBar("indexing")
-                try:
-                    ingest = searcher.index(missing, progress=bar)
-                finally:
-                    bar.close()
-                print(f"indexed {ingest.indexed} sample products", file=out)
-            else:
-                print(f"all {len(products)} sample products already indexed", file=out)
-        base = EvalSettings(search_mode=args.mode, fusion=args.fusion, text_weight=args.text_weight)
-        if args.no_compare:
-            report = evaluate(
-                searcher,
-                queries,
-                k_values=args.k,
-                settings=base,
-                max_concurrency=args.concurrency,
-            )
-            _warn_missing(report)
-            if args.json:
-                print(report.model_dump_json(indent=2))
-            else:
-                _print_report(report, queries, args)
-            return 0
-        comparison = compare(
-            searcher,
-            queries,
-            k_values=args.k,
-            base=base,
-            text_weights=args.weights,
-            dimensions=args.dimensions,
-            primary_metric=args.primary,
-            max_concurrency=args.concurrency,
+            _index_sample(searcher, products, out)
+        return _evaluate(args, searcher, queries, out)
+
+
+def _sample(args: argparse.Namespace, out: TextIO) -> tuple[Path, list[Product]]:
+    """The sample catalog at ``--sample DIR`` (written if missing) and its labelled queries."""
+    from crossmodal_search.datasets import load_abo, write_sample_catalog
+
+    root = Path(args.sample).expanduser()
+    if not (root / "listings").is_dir():
+        write_sample_catalog(root)
+    files = write_sample_evaluation(root, seed=args.seed)
+    info = (
+        f"sample catalog at {root}: queries {files.queries}, tag vocabulary "
+        f"{files.vocabulary}, gold tags {files.gold_tags}"
+    )
+    print(info, file=out)
+    return files.queries, load_abo(root).products
+
+
+def _index_sample(searcher: CrossmodalSearcher, products: list[Product], out: TextIO) -> None:
+    """Index the sample (products already stored unchanged are skipped, tags kept)."""
+    bar = ProgressBar("indexing")
+    try:
+        ingest = searcher.index(products, progress=bar)
+    finally:
+        bar.close()
+    if ingest.indexed:
+        print(f"indexed {ingest.indexed} sample products", file=out)
+    else:
+        print(f"all {len(products)} sample products already indexed", file=out)
+
+
+def _evaluate(
+    args: argparse.Namespace,
+    searcher: CrossmodalSearcher,
+    queries: list[LabelledQuery],
+    out: TextIO,
+) -> int:
+    base = EvalSettings(search_mode=args.mode, fusion=args.fusion, text_weight=args.text_weight)
+    if args.no_compare:
+        report = evaluate(
+            searcher, queries, k_values=args.k, settings=base, max_concurrency=args.concurrency
         )
+        _warn_missing(report)
+        if args.json:
+            print(report.model_dump_json(indent=2))
+        else:
+            _print_report(report, queries, args)
+        return 0
+    comparison = compare(
+        searcher,
+        queries,
+        k_values=args.k,
+        base=base,
+        text_weights=args.weights,
+        dimensions=args.dimensions,
+        primary_metric=args.primary,
+        max_concurrency=args.concurrency,
+    )
     _warn_missing(comparison.best_report)
     if args.json:
         print(comparison.model_dump_json(indent=2))

@@ -23,6 +23,7 @@ from crossmodal_search.cli._common import (
     positive_float,
     positive_int,
 )
+from crossmodal_search.datasets import load_abo
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
     CrossmodalSearcher,
@@ -30,10 +31,9 @@ from crossmodal_search.search import (
     IngestStoppedError,
     Product,
     index_with_batch,
-    load_abo,
     load_products,
 )
-from crossmodal_search.stores._open import parse_store_spec
+from crossmodal_search.stores import parse_store_spec
 
 if TYPE_CHECKING:
     import boto3
@@ -90,6 +90,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=32,
         help="most embedding calls in flight (adaptive: halved on throttling, regrown on success)",
     )
+    _add_batch_args(parser)
+    _add_media_args(parser)
+    add_store_args(parser)
+    add_embedder_args(parser)
+    parser.set_defaults(func=run, _parser=parser)
+
+
+def _add_batch_args(parser: argparse.ArgumentParser) -> None:
     batch = parser.add_argument_group(
         "batch inference",
         "Embed through Amazon Bedrock batch inference (Nova only): the texts and images to embed "
@@ -123,6 +131,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop waiting after this long; the job keeps running and a rerun resumes it "
         "(default: 24)",
     )
+
+
+def _add_media_args(parser: argparse.ArgumentParser) -> None:
     media = parser.add_argument_group(
         "long media",
         "Products' video, audio and document fields (products.jsonl) are indexed per segment "
@@ -155,9 +166,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="first wait between job status checks; doubles up to a minute (default: 5)",
     )
-    add_store_args(parser)
-    add_embedder_args(parser)
-    parser.set_defaults(func=run, _parser=parser)
 
 
 def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
@@ -406,38 +414,7 @@ def _index(
                 f"batch inference: role {batch_jobs.role_arn}, "
                 f"work prefix {batch_jobs.work_s3_uri}/"
             )
-        bar = ProgressBar("indexing")
-        try:
-            if batch_jobs is not None:
-                report: IngestReport = index_with_batch(
-                    searcher, products, jobs=batch_jobs, progress=bar
-                )
-                if args.prune:
-                    removed = searcher.prune(p.product_id for p in products)
-                    report = report.model_copy(
-                        update={
-                            "pruned": removed.pruned,
-                            "vectors_deleted": report.vectors_deleted + removed.vectors_deleted,
-                        }
-                    )
-            else:
-                report = searcher.index(products, progress=bar, prune=args.prune)
-        except IngestStoppedError as exc:
-            bar.close()
-            _print_report(exc.report)
-            _write_report(args.report, exc.report)
-            raise
-        except KeyboardInterrupt:
-            bar.close()
-            print(
-                f"interrupted after {bar.done} of {bar.total or len(products)} products: every "
-                "product finished before the interrupt is written; rerun the same command to "
-                "resume (indexed products are skipped)",
-                file=sys.stderr,
-            )
-            raise
-        finally:
-            bar.close()
+        report = _index_products(args, searcher, products, batch_jobs)
         for arn in report.jobs:
             print(f"batch job: {arn}")
         media_report = None
@@ -462,6 +439,50 @@ def _index(
     return report, media_report
 
 
+def _index_products(
+    args: argparse.Namespace,
+    searcher: CrossmodalSearcher,
+    products: list[Product],
+    batch_jobs: BatchEmbeddingJobs | None,
+) -> IngestReport:
+    """Index the products (through batch inference with ``batch_jobs``) with a progress bar;
+    on a stop or an interrupt, say what was saved and that a rerun resumes."""
+    bar = ProgressBar("indexing")
+    try:
+        if batch_jobs is None:
+            return searcher.index(products, progress=bar, prune=args.prune)
+        report = index_with_batch(searcher, products, jobs=batch_jobs, progress=bar)
+        if not args.prune:
+            return report
+        removed = searcher.prune(p.product_id for p in products)
+        return report.model_copy(
+            update={
+                "pruned": removed.pruned,
+                "vectors_deleted": report.vectors_deleted + removed.vectors_deleted,
+            }
+        )
+    except IngestStoppedError as exc:
+        bar.close()
+        _print_report(exc.report)
+        _write_report(args.report, exc.report)
+        raise
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"interrupted after {bar.done} of {bar.total or len(products)} products: every "
+            "product finished before the interrupt is written; rerun the same command to "
+            "resume (indexed products are skipped)",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        bar.close()
+
+
+def _products(n: int) -> str:
+    return f"{n} product" if n == 1 else f"{n} products"
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, then index (or estimate); exit 1 when some products or media failed."""
     _check_batch_args(args)
@@ -476,12 +497,13 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     retry = len(report.retry_ids)
     if len(report.failed) > retry:
-        problems.append(f"{len(report.failed) - retry} products must be fixed")
+        problems.append(f"{_products(len(report.failed) - retry)} must be fixed")
     if retry:
-        problems.append(f"{retry} products met service errors a rerun may get past")
+        problems.append(f"{_products(retry)} met service errors a rerun may get past")
     if media_report is not None and media_report.failed:
         sources = {(f.product_id, f.kind) for f in media_report.failed}
-        problems.append(f"{len(sources)} media sources were not fully indexed")
+        noun = "media source was" if len(sources) == 1 else "media sources were"
+        problems.append(f"{len(sources)} {noun} not fully indexed")
     if problems:
         print(
             f"crossmodal: {' and '.join(problems)} (listed above); rerun when fixed: what is "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +20,7 @@ from crossmodal_search.cli._common import (
     add_store_args,
     bounded_int,
     open_searcher,
+    positive_float,
 )
 from crossmodal_search.errors import ConfigurationError
 
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PORT = 8000
+#: ``crossmodal_search.web.DEFAULT_DECODE_MEMORY_BUDGET`` in MiB (the web extra may be missing).
+DEFAULT_DECODE_MEMORY_MB = 256.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +49,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=_DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+        "--port",
+        type=int,
+        default=_DEFAULT_PORT,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
     parser.add_argument(
         "--image-root",
@@ -86,6 +94,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="MB",
         help="largest query photo accepted, in MiB (default: %(default)s)",
     )
+    parser.add_argument(
+        "--decode-memory-mb",
+        type=positive_float,
+        default=DEFAULT_DECODE_MEMORY_MB,
+        metavar="MB",
+        help="memory the query photos being decoded at once may take, in MiB; uploads wait for "
+        "their share, and a photo that alone needs more is refused (default: %(default)s)",
+    )
     add_store_args(parser)
     add_embedder_args(parser)
     parser.set_defaults(func=run)
@@ -105,7 +121,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
     image_root: Path | None = args.image_root
     root: Path | None = None
     if args.demo:
-        from crossmodal_search.search import write_sample_catalog
+        from crossmodal_search.datasets import write_sample_catalog
 
         directory = args.demo_dir
         if directory is None:
@@ -120,7 +136,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
     searcher, description = open_searcher(args, must_exist=not args.demo, read_only=not args.demo)
     stack.enter_context(searcher)
     if root is not None:
-        from crossmodal_search.search import load_abo
+        from crossmodal_search.datasets import load_abo
 
         catalog = load_abo(root)
         report = searcher.index(catalog.products)
@@ -150,6 +166,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
         s3_images=s3_images,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=DEFAULT_MAX_PIXELS,
+        decode_memory_budget=int(args.decode_memory_mb * 1024 * 1024),
     )
     if image_root is None:
         description += "\nimages: none served (pass --image-root DIR to show product photos)"
@@ -173,13 +190,57 @@ def run(args: argparse.Namespace) -> int:
         ) from exc
     with contextlib.ExitStack() as stack:
         _exit_cleanly_on_sigterm(stack)
+        # Listen first: a busy port fails here, before the demo is indexed or anything printed.
+        sock = stack.enter_context(listen(args.host, args.port))
         app, description = build_app(args, stack)
+        port = sock.getsockname()[1]
         print(description, flush=True)
-        print(f"serving on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
-        uvicorn.run(
-            app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
-        )
+        print(f"serving on http://{_url_host(args.host)}:{port}/ (Ctrl+C to stop)", flush=True)
+        config = uvicorn.Config(app, log_level="info" if args.verbose else "warning")
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, as uvicorn would bind it.
+
+    Raises:
+        ConfigurationError: the port is in use, needs privileges, or the host is not local, with
+            what to do about it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(_bind_failure(host, port, exc)) from exc
+    except OverflowError as exc:  # a port outside 0..65535
+        sock.close()
+        raise ConfigurationError(f"--port {port} is not a port number (0-65535)") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (another server, or another crossmodal serve): "
+            f"stop it, or pass --port with a free port, e.g. --port {port + 1 if port else 8001}"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}: use a port from 1024 up, e.g. --port 8000"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return (
+            f"cannot listen on --host {host}: not an address of this machine "
+            "(use 127.0.0.1, or 0.0.0.0 for every interface)"
+        )
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _exit_cleanly_on_sigterm(stack: contextlib.ExitStack) -> None:

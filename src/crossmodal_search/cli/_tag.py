@@ -18,10 +18,12 @@ from crossmodal_search.cli._common import (
 )
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.evaluation import (
-    TaggingReport,
     TagQuality,
-    TagVocabulary,
     evaluate_tags,
+)
+from crossmodal_search.search import (
+    TaggingReport,
+    TagVocabulary,
     load_vocabulary,
     tag_products,
 )

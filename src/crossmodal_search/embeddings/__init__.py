@@ -37,7 +37,6 @@ from crossmodal_search.embeddings._segments import (
     SegmentationConfig,
     SegmentedResult,
     embed_pdf,
-    segment_records,
 )
 from crossmodal_search.embeddings._select import EmbedderKind, make_embedder
 
@@ -75,7 +74,6 @@ __all__ = [
     "prepare_audio",
     "prepare_image",
     "prepare_video",
-    "segment_records",
 ]
 
 #: Old names -> new ones. ``Async*`` promised an asyncio twin; these are Bedrock's asynchronous

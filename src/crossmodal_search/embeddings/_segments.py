@@ -3,7 +3,7 @@
 Long media and long text are embedded per segment by Nova's asynchronous API (see
 :mod:`crossmodal_search.embeddings._segmented`); PDF manuals are embedded per page, each page
 rendered to an image and sent with ``detailLevel="DOCUMENT_IMAGE"``. Both produce a
-:class:`SegmentedResult`, and :func:`segment_records` turns one into store records that keep
+:class:`SegmentedResult`; ``crossmodal_search.search`` turns one into store records that keep
 the product id and the segment's position (seconds, characters or page numbers).
 """
 
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
-from crossmodal_search._types import EmbeddingPurpose, MetadataValue, PurposeLike, Vector
+from crossmodal_search._types import EmbeddingPurpose, PurposeLike, Vector
 from crossmodal_search.embeddings._media import is_s3_uri
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
-from crossmodal_search.stores._models import VectorRecord
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,8 +42,6 @@ __all__ = [
     "embed_pdf",
     "render_pdf_page",
     "render_pdf_pages",
-    "segment_key",
-    "segment_records",
 ]
 
 #: Documented maximum of inline ``text.value`` in a synchronous call; longer text goes async.
@@ -198,69 +195,6 @@ class SegmentedResult:
         if not self.segments:
             return np.zeros((0, self.embedding_dimension or 0), dtype=np.float32)
         return np.stack([s.vector for s in self.segments if s.vector is not None])
-
-
-def segment_key(segment_type: SegmentType, product_id: str, segment: Segment) -> str:
-    """The store key of a segment: ``video-{product_id}-{index}`` (audio and video also keep the
-    embedding type when a video was embedded with separate audio and visual vectors)."""
-    kind = segment.embedding_type.upper()
-    if segment_type == "video" and kind == "AUDIO":
-        return f"video-{product_id}-audio-{segment.index}"
-    return f"{segment_type}-{product_id}-{segment.index}"
-
-
-def segment_records(
-    product_id: str,
-    result: SegmentedResult,
-    *,
-    segment_type: SegmentType,
-    extra_metadata: Mapping[str, MetadataValue] | None = None,
-) -> list[VectorRecord]:
-    """Store records for the successful segments of ``result``.
-
-    Each record is keyed by :func:`segment_key` and carries metadata ``type`` (``video``,
-    ``audio`` or ``document``), ``product_id``, ``segment_index``, ``segment_start``,
-    ``segment_end``, ``segment_unit``, ``embedding_type`` and ``source_uri``, plus
-    ``extra_metadata`` (which cannot override those keys). Failed segments produce no record;
-    they are in ``result.failed_segments`` for the caller to report.
-    """
-    if not product_id:
-        raise InvalidInputError("product_id must be a non-empty string")
-    extra = dict(extra_metadata or {})
-    reserved = {
-        "type",
-        "product_id",
-        "segment_index",
-        "segment_start",
-        "segment_end",
-        "segment_unit",
-        "embedding_type",
-        "source_uri",
-    }
-    clash = reserved & extra.keys()
-    if clash:
-        raise InvalidInputError(f"extra_metadata may not set reserved keys: {sorted(clash)}")
-    records: list[VectorRecord] = []
-    for seg in result.segments:
-        if seg.vector is None:  # pragma: no cover - SegmentedResult.segments hold vectors
-            continue
-        meta: dict[str, MetadataValue] = {
-            **extra,
-            "type": segment_type,
-            "product_id": product_id,
-            "segment_index": seg.index,
-            "segment_unit": seg.unit,
-            "embedding_type": seg.embedding_type,
-            "source_uri": result.source_uri,
-        }
-        if seg.start is not None:
-            meta["segment_start"] = float(seg.start)
-        if seg.end is not None:
-            meta["segment_end"] = float(seg.end)
-        records.append(
-            VectorRecord.create(segment_key(segment_type, product_id, seg), seg.vector, meta)
-        )
-    return records
 
 
 # --- documents -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Search quality evaluation, setting comparison and zero-shot tagging.
+"""Search quality evaluation, setting comparison, and the quality of zero-shot tags.
 
 Measure a catalog's search with labelled queries (JSON lines, see :func:`read_queries`), or
 build them from the catalog itself (:func:`build_queries_from_catalog`)::
@@ -15,27 +15,14 @@ build them from the catalog itself (:func:`build_queries_from_catalog`)::
 weight and the dimension (Matryoshka truncation of the stored vectors, not re-embedding), each
 with its quality overall and per query type, its embedding calls and its stored bytes.
 
-Tag products from the shared text/image space and filter on the tags::
-
-    vocab = TagVocabulary.from_labels({"color": ["red", "blue"], "style": ["boho", "classic"]})
-    tag_products(searcher.store, searcher.embedder, vocab, top1_per_group=True)
-    searcher.search("summer dress", filter={"tags": "red"})
+Zero-shot tags (``crossmodal_search.search.tag_products``) are measured against gold labels
+with :func:`evaluate_tags`.
 
 The same from the command line: ``crossmodal eval``, ``crossmodal tag``.
 """
 
 from crossmodal_search.evaluation._adapters import CountingEmbedder, TruncatingEmbedder
-from crossmodal_search.evaluation._harness import (
-    Comparison,
-    EvalReport,
-    EvalSettings,
-    MetricSummary,
-    QueryDetail,
-    SettingResult,
-    SkippedSetting,
-    compare,
-    evaluate,
-)
+from crossmodal_search.evaluation._harness import compare, evaluate
 from crossmodal_search.evaluation._metrics import (
     Relevance,
     dcg_at_k,
@@ -56,16 +43,20 @@ from crossmodal_search.evaluation._queries import (
     read_queries,
     write_queries,
 )
+from crossmodal_search.evaluation._reports import (
+    Comparison,
+    EvalReport,
+    EvalSettings,
+    MetricSummary,
+    QueryDetail,
+    SettingResult,
+    SkippedSetting,
+)
 from crossmodal_search.evaluation._sample import SampleEvaluation, write_sample_evaluation
-from crossmodal_search.evaluation._tagging import (
-    ProductTags,
-    TaggingReport,
+from crossmodal_search.evaluation._tag_quality import (
     TagQuality,
     TagScore,
-    TagVocabulary,
     evaluate_tags,
-    load_vocabulary,
-    tag_products,
 )
 
 __all__ = [
@@ -75,7 +66,6 @@ __all__ = [
     "EvalSettings",
     "LabelledQuery",
     "MetricSummary",
-    "ProductTags",
     "QueryDetail",
     "QueryType",
     "Relevance",
@@ -84,8 +74,6 @@ __all__ = [
     "SkippedSetting",
     "TagQuality",
     "TagScore",
-    "TagVocabulary",
-    "TaggingReport",
     "TruncatingEmbedder",
     "build_queries_from_catalog",
     "compare",
@@ -94,7 +82,6 @@ __all__ = [
     "evaluate_tags",
     "has_relevant",
     "hit_rate_at_k",
-    "load_vocabulary",
     "ndcg_at_k",
     "normalize_relevance",
     "plot_comparison",
@@ -103,7 +90,6 @@ __all__ = [
     "read_queries",
     "recall_at_k",
     "reciprocal_rank",
-    "tag_products",
     "write_queries",
     "write_sample_evaluation",
 ]

@@ -21,9 +21,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal, TypeAlias
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING
 
 from crossmodal_search.errors import InvalidInputError, UnsupportedMediaError
 from crossmodal_search.evaluation._adapters import CountingEmbedder, TruncatingEmbedder
@@ -36,6 +34,18 @@ from crossmodal_search.evaluation._metrics import (
     reciprocal_rank,
 )
 from crossmodal_search.evaluation._queries import LabelledQuery
+from crossmodal_search.evaluation._reports import (
+    Comparison,
+    EvalReport,
+    EvalSettings,
+    FusionName,
+    MetricSummary,
+    QueryDetail,
+    SearchModeName,
+    SettingResult,
+    SkippedSetting,
+    Sweep,
+)
 
 if TYPE_CHECKING:
     from crossmodal_search.embeddings import Embedder
@@ -57,10 +67,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SearchModeName: TypeAlias = Literal["text", "image", "combined", "all"]
-FusionName: TypeAlias = Literal["mean", "rrf"]
-Sweep: TypeAlias = Literal["search_mode", "fusion", "text_weight", "dimension"]
-
 DEFAULT_K_VALUES = (1, 5, 10)
 DEFAULT_SEARCH_MODES: tuple[SearchModeName, ...] = ("text", "image", "combined")
 DEFAULT_FUSIONS: tuple[FusionName, ...] = ("mean", "rrf")
@@ -74,193 +80,6 @@ _MODE_TYPES: dict[str, tuple[str, ...]] = {
     "all": ("text", "image", "combined"),
 }
 _FLOAT32_BYTES = 4
-
-
-class EvalSettings(BaseModel):
-    """One search configuration to evaluate.
-
-    Attributes:
-        search_mode: Which stored vectors are searched (``text``, ``image``, ``combined``,
-            ``all``).
-        fusion: How text+image queries are combined (``mean`` vector or ``rrf`` rankings).
-        text_weight: Weight of the text part of a text+image query (image: ``1 - w``).
-        dimension: Vector dimension; ``None`` keeps the stored one, a smaller value
-            truncates stored and query vectors (Matryoshka).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    search_mode: SearchModeName = "combined"
-    fusion: FusionName = "mean"
-    text_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    dimension: int | None = Field(default=None, ge=1)
-
-    @property
-    def label(self) -> str:
-        """Short human label, e.g. ``combined mean w=0.50 d=1024``."""
-        dim = "stored" if self.dimension is None else str(self.dimension)
-        return f"{self.search_mode} {self.fusion} w={self.text_weight:.2f} d={dim}"
-
-
-class MetricSummary(BaseModel):
-    """Mean of each metric over the queries of one group.
-
-    Attributes:
-        queries: Queries averaged (queries without any relevant item are excluded).
-        metrics: ``recall@k``, ``precision@k``, ``ndcg@k``, ``hit_rate@k`` for each ``k``,
-            and ``mrr`` (reciprocal rank within the ``max(k)`` results).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    queries: int
-    metrics: dict[str, float]
-
-
-class QueryDetail(BaseModel):
-    """One query's results and scores."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    query_type: str
-    kind: str | None
-    ranked: list[str]
-    metrics: dict[str, float]
-    excluded: bool = False
-
-
-class EvalReport(BaseModel):
-    """Quality and cost of one setting over a query set.
-
-    Attributes:
-        settings: What was evaluated.
-        dimension: The vector dimension actually searched.
-        k_values: The cut-offs.
-        overall: Means over every query that has a relevant item.
-        by_query_type: The same per ``text`` / ``image`` / ``text+image`` query.
-        by_kind: The same per query ``kind`` label, when the queries carry one.
-        per_query: Each query's ranking and scores.
-        excluded_queries: Ids of queries without any relevant item (not averaged).
-        embed_calls: Texts and images the searcher asked to embed: with Nova's synchronous
-            API, one Bedrock ``InvokeModel`` each, which is what this setting costs per run of
-            the query set without caching.
-        bedrock_calls: Calls the embedder actually made during this evaluation when it counts
-            them (``NovaEmbeddings.calls``), else ``None``. Lower than ``embed_calls`` when a
-            :func:`compare` run reused a query vector or a cache answered.
-        stored_vectors: Vectors of the searched type(s) in the store (not every vector of
-            the index: ``combined`` counts the combined vectors only).
-        stored_bytes: Their float32 payload (``stored_vectors * dimension * 4``); metadata is
-            the same across settings and not counted.
-        seconds: Wall-clock time of the run.
-        missing_relevant: Relevant product ids (grade > 0) that are not in the index: no
-            setting can rank them, so the queries naming them cannot reach full recall.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    settings: EvalSettings
-    dimension: int
-    k_values: list[int]
-    overall: MetricSummary
-    by_query_type: dict[str, MetricSummary]
-    by_kind: dict[str, MetricSummary]
-    per_query: list[QueryDetail]
-    excluded_queries: list[str]
-    embed_calls: int
-    bedrock_calls: int | None
-    stored_vectors: int
-    stored_bytes: int
-    seconds: float
-    missing_relevant: list[str] = Field(default_factory=list)
-
-    def metric(self, name: str) -> float:
-        """An overall metric by name, e.g. ``"ndcg@10"``."""
-        try:
-            return self.overall.metrics[name]
-        except KeyError:
-            known = ", ".join(self.overall.metrics)
-            raise InvalidInputError(f"unknown metric {name!r}; known: {known}") from None
-
-
-class SettingResult(BaseModel):
-    """One row of a comparison: which sweep it belongs to and its report."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sweep: Sweep
-    report: EvalReport
-
-
-class SkippedSetting(BaseModel):
-    """A setting a comparison could not run, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sweep: Sweep
-    settings: EvalSettings
-    reason: str
-
-
-class Comparison(BaseModel):
-    """Every setting compared in one run and the best one.
-
-    Attributes:
-        primary_metric: The metric the best setting maximises.
-        base: The setting each sweep varies one factor of.
-        results: One row per (sweep, setting); a setting shared by several sweeps is run once.
-            Every setting names its dimension (``None`` in ``base`` becomes the stored one).
-        skipped: Settings that could not run (e.g. a dimension above the stored one).
-        best: The setting with the highest ``primary_metric``; ties go to fewer embedding
-            calls, then fewer stored bytes.
-        best_reason: Why it won, in words.
-        stored_dimension: The dimension of the vectors in the store.
-        dimension_method: How other dimensions were obtained (``truncation``).
-        embed_calls_made: Texts and images actually embedded in the whole run (query vectors
-            are reused across settings).
-        bedrock_calls: Bedrock calls made in the whole run, when the embedder counts them.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    primary_metric: str
-    base: EvalSettings
-    results: list[SettingResult]
-    skipped: list[SkippedSetting]
-    best: EvalSettings
-    best_reason: str
-    stored_dimension: int
-    dimension_method: Literal["truncation"] = "truncation"
-    embed_calls_made: int
-    bedrock_calls: int | None
-
-    @field_validator("results")
-    @classmethod
-    def _not_empty(cls, value: list[SettingResult]) -> list[SettingResult]:
-        if not value:
-            raise ValueError("a comparison needs at least one result")
-        return value
-
-    def report(self, settings: EvalSettings) -> EvalReport:
-        """The report of one compared setting (``dimension=None`` means the stored one).
-
-        Raises:
-            KeyError: the setting was not compared.
-        """
-        if settings.dimension is None:
-            settings = settings.model_copy(update={"dimension": self.stored_dimension})
-        for row in self.results:
-            if row.report.settings == settings:
-                return row.report
-        raise KeyError(settings.label)
-
-    @property
-    def best_report(self) -> EvalReport:
-        """The report of :attr:`best`."""
-        return self.report(self.best)
-
-
-# ---------------------------------------------------------------------------- helpers
 
 
 def _check_k_values(k_values: Iterable[int]) -> list[int]:
@@ -629,55 +448,12 @@ def compare(
         known = ", ".join(_metric_names(ks))
         raise InvalidInputError(f"primary_metric {metric!r} is not computed; choose one of {known}")
     base = base or EvalSettings()
-    plan: list[tuple[Sweep, EvalSettings]] = []
-    try:
-        plan += [("search_mode", base.model_copy(update={"search_mode": m})) for m in search_modes]
-        plan += [("fusion", base.model_copy(update={"fusion": f})) for f in fusions]
-        for w in text_weights:
-            plan.append(
-                (
-                    "text_weight",
-                    EvalSettings.model_validate({**base.model_dump(), "text_weight": w}),
-                )
-            )
-        for d in dimensions:
-            plan.append(
-                ("dimension", EvalSettings.model_validate({**base.model_dump(), "dimension": d}))
-            )
-        for _, s in plan:
-            EvalSettings.model_validate(s.model_dump())
-    except ValueError as exc:
-        raise InvalidInputError(f"invalid comparison setting: {exc}") from None
-    if not plan:
-        raise InvalidInputError("nothing to compare: every sweep is empty")
-
+    plan = _sweeps(base, search_modes, fusions, text_weights, dimensions)
     context = _Context(searcher, memoize=True, max_concurrency=max_concurrency)
     try:
         stored_dim = context.store.dimension
         start = context.counting.snapshot()
-        reports: dict[EvalSettings, EvalReport] = {}
-        results: list[SettingResult] = []
-        skipped: list[SkippedSetting] = []
-        for sweep, settings in plan:
-            normal = settings
-            if settings.dimension is None:
-                normal = settings.model_copy(update={"dimension": stored_dim})
-            if normal.dimension is not None and normal.dimension > stored_dim:
-                skipped.append(
-                    SkippedSetting(
-                        sweep=sweep,
-                        settings=settings,
-                        reason=(
-                            f"the store holds {stored_dim}-d vectors; {normal.dimension} needs "
-                            "re-indexing at that dimension (truncation only goes down)"
-                        ),
-                    )
-                )
-                continue
-            if normal not in reports:
-                reports[normal] = context.evaluate(queries, ks, normal)
-            if not any(r.sweep == sweep and r.report.settings == normal for r in results):
-                results.append(SettingResult(sweep=sweep, report=reports[normal]))
+        reports, results, skipped = _run_sweeps(context, plan, queries, ks, stored_dim)
         end = context.counting.snapshot()
     finally:
         context.close()
@@ -685,20 +461,7 @@ def compare(
         raise InvalidInputError(
             "every compared setting was skipped: " + "; ".join(s.reason for s in skipped)
         )
-
-    best = next(iter(reports.values()))
-    for report in reports.values():
-        if _better(report, best, metric):
-            best = report
-    runner_up = [r for r in reports.values() if r is not best]
-    reason = f"highest {metric} ({best.metric(metric):.4f})"
-    ties = [
-        r
-        for r in runner_up
-        if math.isclose(r.metric(metric), best.metric(metric), rel_tol=1e-9, abs_tol=1e-12)
-    ]
-    if ties:
-        reason += f"; tied with {len(ties)} other setting(s), cheaper in embed calls/stored bytes"
+    best, reason = _best(list(reports.values()), metric)
     return Comparison(
         primary_metric=metric,
         base=base,
@@ -710,3 +473,77 @@ def compare(
         embed_calls_made=end[1] - start[1],
         bedrock_calls=None if start[2] is None or end[2] is None else end[2] - start[2],
     )
+
+
+def _sweeps(
+    base: EvalSettings,
+    search_modes: Iterable[SearchModeName],
+    fusions: Iterable[FusionName],
+    text_weights: Iterable[float],
+    dimensions: Iterable[int],
+) -> list[tuple[Sweep, EvalSettings]]:
+    """Every setting compared: one factor of ``base`` varied at a time, each validated."""
+    plan: list[tuple[Sweep, EvalSettings]] = []
+    try:
+        plan += [("search_mode", base.model_copy(update={"search_mode": m})) for m in search_modes]
+        plan += [("fusion", base.model_copy(update={"fusion": f})) for f in fusions]
+        for w in text_weights:
+            changed = EvalSettings.model_validate({**base.model_dump(), "text_weight": w})
+            plan.append(("text_weight", changed))
+        for d in dimensions:
+            changed = EvalSettings.model_validate({**base.model_dump(), "dimension": d})
+            plan.append(("dimension", changed))
+        for _, s in plan:
+            EvalSettings.model_validate(s.model_dump())
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid comparison setting: {exc}") from None
+    if not plan:
+        raise InvalidInputError("nothing to compare: every sweep is empty")
+    return plan
+
+
+def _run_sweeps(
+    context: _Context,
+    plan: Sequence[tuple[Sweep, EvalSettings]],
+    queries: Sequence[LabelledQuery],
+    ks: list[int],
+    stored_dim: int,
+) -> tuple[dict[EvalSettings, EvalReport], list[SettingResult], list[SkippedSetting]]:
+    """Evaluate each distinct setting once; skip dimensions above the stored one."""
+    reports: dict[EvalSettings, EvalReport] = {}
+    results: list[SettingResult] = []
+    skipped: list[SkippedSetting] = []
+    for sweep, settings in plan:
+        normal = settings
+        if settings.dimension is None:
+            normal = settings.model_copy(update={"dimension": stored_dim})
+        if normal.dimension is not None and normal.dimension > stored_dim:
+            reason = (
+                f"the store holds {stored_dim}-d vectors; {normal.dimension} needs "
+                "re-indexing at that dimension (truncation only goes down)"
+            )
+            skipped.append(SkippedSetting(sweep=sweep, settings=settings, reason=reason))
+            continue
+        if normal not in reports:
+            reports[normal] = context.evaluate(queries, ks, normal)
+        if not any(r.sweep == sweep and r.report.settings == normal for r in results):
+            results.append(SettingResult(sweep=sweep, report=reports[normal]))
+    return reports, results, skipped
+
+
+def _best(reports: Sequence[EvalReport], metric: str) -> tuple[EvalReport, str]:
+    """The best report by ``metric`` (cheaper on ties), and why."""
+    best = reports[0]
+    for report in reports:
+        if _better(report, best, metric):
+            best = report
+    reason = f"highest {metric} ({best.metric(metric):.4f})"
+    ties = [
+        r
+        for r in reports
+        if r is not best
+        and math.isclose(r.metric(metric), best.metric(metric), rel_tol=1e-9, abs_tol=1e-12)
+    ]
+    if ties:
+        reason += f"; tied with {len(ties)} other setting(s), cheaper in embed calls/stored bytes"
+    return best, reason

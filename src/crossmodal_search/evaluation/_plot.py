@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
-    from crossmodal_search.evaluation._harness import Comparison
+    from crossmodal_search.evaluation._reports import Comparison
 
 __all__ = ["plot_comparison"]
 

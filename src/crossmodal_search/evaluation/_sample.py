@@ -19,7 +19,7 @@ import json
 import os
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.evaluation._queries import LabelledQuery, write_queries
+from crossmodal_search.search import Product
 
 __all__ = ["CATEGORY_NAMES", "SampleEvaluation", "write_sample_evaluation"]
 
@@ -105,62 +106,91 @@ def write_sample_evaluation(
     Raises:
         InvalidInputError: ``root`` is not a sample catalog (no products with colour and type).
     """
-    from crossmodal_search.search import load_abo, load_sample_queries
+    from crossmodal_search.datasets import load_abo
 
     base = Path(root).expanduser().resolve()
-    products = load_abo(base).products
+    catalog = _Catalog.read(load_abo(base).products, base)
     rng = random.Random(seed)
-    info: dict[str, tuple[str, str]] = {}
-    for p in products:
-        colour, category = _colour(p.metadata), _category(p.metadata)
-        if colour and category:
-            info[p.product_id] = (colour, category)
-    if not info:
-        raise InvalidInputError(f"{base}: no products with a colour and a product type")
-    by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for pid, (colour, category) in info.items():
-        by_pair[(colour, category)].append(pid)
-        by_kind[category].append(pid)
-    colours = sorted({c for c, _ in info.values()})
-    images = {p.product_id: p.image for p in products if p.image}
+    queries = catalog.text_queries()
+    queries += catalog.photo_queries(base / "eval" / "photos", rng, photos_per_kind)
+    queries += _demo_queries(base)
+    eval_dir = base / "eval"
+    queries_path = write_queries(queries, eval_dir / "queries.jsonl")
+    vocab_path, gold_path = catalog.write_tags(eval_dir)
+    return SampleEvaluation(
+        queries=queries_path, vocabulary=vocab_path, gold_tags=gold_path, query_count=len(queries)
+    )
 
-    queries: list[LabelledQuery] = []
-    for colour, category in sorted(by_pair):
-        queries.append(
+
+class _Catalog:
+    """The sample catalog's products by colour and category, as queries are built from them."""
+
+    def __init__(self, info: dict[str, tuple[str, str]], images: dict[str, str]) -> None:
+        self.info = info
+        self.images = images
+        self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.by_kind: dict[str, list[str]] = defaultdict(list)
+        for pid, (colour, category) in info.items():
+            self.by_pair[(colour, category)].append(pid)
+            self.by_kind[category].append(pid)
+        self.colours = sorted({c for c, _ in info.values()})
+
+    @classmethod
+    def read(cls, products: Sequence[Product], base: Path) -> _Catalog:
+        info: dict[str, tuple[str, str]] = {}
+        for p in products:
+            colour, category = _colour(p.metadata), _category(p.metadata)
+            if colour and category:
+                info[p.product_id] = (colour, category)
+        if not info:
+            raise InvalidInputError(f"{base}: no products with a colour and a product type")
+        return cls(info, {p.product_id: p.image for p in products if p.image})
+
+    def text_queries(self) -> list[LabelledQuery]:
+        """ "red dress" (the red dresses) and "something red" (everything red)."""
+        queries = [
             LabelledQuery(
                 id=f"text-{colour}-{category}",
                 text=f"{colour} {category}",
-                relevant=dict.fromkeys(by_pair[colour, category], 1.0),
+                relevant=dict.fromkeys(self.by_pair[colour, category], 1.0),
                 kind="colour+category",
             )
-        )
-    queries.extend(
-        LabelledQuery(
-            id=f"text-{colour}",
-            text=f"something {colour}",
-            relevant={pid: 1.0 for pid, (c, _) in info.items() if c == colour},
-            kind="colour",
-        )
-        for colour in colours
-    )
-    photo_dir = base / "eval" / "photos"
-    photo_dir.mkdir(parents=True, exist_ok=True)
-    for category in sorted(by_kind):
-        candidates = sorted(pid for pid in by_kind[category] if pid in images)
-        for pid in rng.sample(candidates, min(photos_per_kind, len(candidates))):
-            photo = photo_dir / f"{pid}.jpg"
-            _phone_photo(str(images[pid]), rng).save(photo, format="JPEG", quality=85)
-            colour = info[pid][0]
-            queries.append(
-                LabelledQuery(
-                    id=f"photo-{pid}", image=str(photo), relevant={pid: 1.0}, kind="photo"
-                )
+            for colour, category in sorted(self.by_pair)
+        ]
+        queries.extend(
+            LabelledQuery(
+                id=f"text-{colour}",
+                text=f"something {colour}",
+                relevant={pid: 1.0 for pid, (c, _) in self.info.items() if c == colour},
+                kind="colour",
             )
-            others = [c for c in colours if c != colour and (c, category) in by_pair]
-            if others:
+            for colour in self.colours
+        )
+        return queries
+
+    def photo_queries(
+        self, photo_dir: Path, rng: random.Random, per_kind: int
+    ) -> list[LabelledQuery]:
+        """Phone photos of products (the product itself), and each with another colour word
+        (that colour's products of the kind, grade 2; the photographed one, grade 1)."""
+        photo_dir.mkdir(parents=True, exist_ok=True)
+        queries: list[LabelledQuery] = []
+        for category in sorted(self.by_kind):
+            candidates = sorted(pid for pid in self.by_kind[category] if pid in self.images)
+            for pid in rng.sample(candidates, min(per_kind, len(candidates))):
+                photo = photo_dir / f"{pid}.jpg"
+                _phone_photo(str(self.images[pid]), rng).save(photo, format="JPEG", quality=85)
+                queries.append(
+                    LabelledQuery(
+                        id=f"photo-{pid}", image=str(photo), relevant={pid: 1.0}, kind="photo"
+                    )
+                )
+                colour = self.info[pid][0]
+                others = [c for c in self.colours if c != colour and (c, category) in self.by_pair]
+                if not others:
+                    continue
                 wanted = rng.choice(others)
-                relevant = dict.fromkeys(by_pair[wanted, category], 2.0)
+                relevant = dict.fromkeys(self.by_pair[wanted, category], 2.0)
                 relevant[pid] = 1.0
                 queries.append(
                     LabelledQuery(
@@ -171,10 +201,35 @@ def write_sample_evaluation(
                         kind="photo+colour",
                     )
                 )
+        return queries
+
+    def write_tags(self, eval_dir: Path) -> tuple[Path, Path]:
+        """The tag vocabulary (colours with distractors, categories) and the gold tags."""
+        vocab = {
+            "template": "a photo of a {label} product",
+            "groups": {
+                "color": self.colours + [c for c in _DISTRACTOR_COLOURS if c not in self.colours],
+                "category": sorted({cat for _, cat in self.info.values()}),
+            },
+        }
+        vocab_path = eval_dir / "tags.json"
+        vocab_path.write_text(json.dumps(vocab, indent=2) + "\n", encoding="utf-8")
+        gold_path = eval_dir / "gold_tags.json"
+        gold = {pid: [c, cat] for pid, (c, cat) in sorted(self.info.items())}
+        text = json.dumps(gold, indent=2, ensure_ascii=False) + "\n"
+        gold_path.write_text(text, encoding="utf-8")
+        return vocab_path, gold_path
+
+
+def _demo_queries(base: Path) -> list[LabelledQuery]:
+    """The catalog's own demo queries (``queries.json``), each with its expected product."""
+    from crossmodal_search.datasets import load_sample_queries
+
     try:
         demo = load_sample_queries(base)
     except (OSError, ValueError, TypeError):
         demo = []
+    queries = []
     for q in demo:
         image = q.image_path(base)
         queries.append(
@@ -186,21 +241,4 @@ def write_sample_evaluation(
                 kind="demo",
             )
         )
-
-    eval_dir = base / "eval"
-    queries_path = write_queries(queries, eval_dir / "queries.jsonl")
-    vocab = {
-        "template": "a photo of a {label} product",
-        "groups": {
-            "color": colours + [c for c in _DISTRACTOR_COLOURS if c not in colours],
-            "category": sorted({cat for _, cat in info.values()}),
-        },
-    }
-    vocab_path = eval_dir / "tags.json"
-    vocab_path.write_text(json.dumps(vocab, indent=2) + "\n", encoding="utf-8")
-    gold_path = eval_dir / "gold_tags.json"
-    gold = {pid: [c, cat] for pid, (c, cat) in sorted(info.items())}
-    gold_path.write_text(json.dumps(gold, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return SampleEvaluation(
-        queries=queries_path, vocabulary=vocab_path, gold_tags=gold_path, query_count=len(queries)
-    )
+    return queries

@@ -1,46 +1,46 @@
-"""Crossmodal product search: catalogs, indexing and querying over any embedder and store."""
+"""Crossmodal product search: the catalog model, indexing and querying over any embedder and
+store, and zero-shot tagging of what is indexed."""
 
 from crossmodal_search.search._batch_ingest import index_with_batch
-from crossmodal_search.search._catalog import (
-    RESERVED_METADATA_KEYS,
-    AboCatalog,
-    Product,
-    load_abo,
-    load_products,
-)
+from crossmodal_search.search._catalog import Product, load_products
+from crossmodal_search.search._ingest import IngestPolicy
 from crossmodal_search.search._media_ingest import (
     MediaFailure,
     MediaIngestReport,
     MediaItem,
     index_media,
 )
-from crossmodal_search.search._sample import (
-    SAMPLE_QUERIES,
-    SampleQuery,
-    load_sample_queries,
-    write_sample_catalog,
-)
-from crossmodal_search.search._searcher import (
+from crossmodal_search.search._query import Fusion, SearchMode
+from crossmodal_search.search._results import (
     CostEstimate,
-    CrossmodalSearcher,
     FailureKind,
-    Fusion,
-    IngestPolicy,
     IngestReport,
     IngestStoppedError,
     ItemFailure,
-    ProductVectorType,
     ProductView,
-    SearchMode,
     SearchResult,
+)
+from crossmodal_search.search._schema import (
+    RESERVED_METADATA_KEYS,
+    ProductVectorType,
     SegmentUnit,
     VectorType,
+    segment_records,
+)
+from crossmodal_search.search._searcher import CrossmodalSearcher
+from crossmodal_search.search._tagging import (
+    DEFAULT_TEMPLATE,
+    ProductTags,
+    TaggingReport,
+    TagSource,
+    TagVocabulary,
+    load_vocabulary,
+    tag_products,
 )
 
 __all__ = [
+    "DEFAULT_TEMPLATE",
     "RESERVED_METADATA_KEYS",
-    "SAMPLE_QUERIES",
-    "AboCatalog",
     "CostEstimate",
     "CrossmodalSearcher",
     "FailureKind",
@@ -53,17 +53,20 @@ __all__ = [
     "MediaIngestReport",
     "MediaItem",
     "Product",
+    "ProductTags",
     "ProductVectorType",
     "ProductView",
-    "SampleQuery",
     "SearchMode",
     "SearchResult",
     "SegmentUnit",
+    "TagSource",
+    "TagVocabulary",
+    "TaggingReport",
     "VectorType",
     "index_media",
     "index_with_batch",
-    "load_abo",
     "load_products",
-    "load_sample_queries",
-    "write_sample_catalog",
+    "load_vocabulary",
+    "segment_records",
+    "tag_products",
 ]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING
 
 from crossmodal_search._aws import join_s3
 from crossmodal_search._types import MetadataValue
@@ -31,19 +31,31 @@ from crossmodal_search.embeddings._segments import (
     SegmentedResult,
     check_s3_uri,
     embed_pdf,
-    segment_records,
 )
 from crossmodal_search.errors import (
+    ConfigurationError,
     EmbeddingJobError,
     InvalidInputError,
     ResourceNotFoundError,
     ServiceError,
     UnsupportedMediaError,
 )
+from crossmodal_search.search._catalog import Product
+from crossmodal_search.search._results import ItemFailure
+from crossmodal_search.search._schema import (
+    MEDIA_TYPES,
+    MediaKind,
+    metadata_problem,
+    segment_key,
+    segment_keys,
+    segment_metadata,
+    segment_records,
+)
+from crossmodal_search.stores import StoreLimits
 
 if TYPE_CHECKING:
     from crossmodal_search.embeddings._protocol import Embedder
-    from crossmodal_search.stores._protocol import VectorStore
+    from crossmodal_search.stores import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +63,14 @@ __all__ = [
     "MediaFailure",
     "MediaIngestReport",
     "MediaItem",
+    "check_jobs",
     "first_stored_segment",
     "index_media",
+    "media_items",
+    "stored_segment_keys",
 ]
 
 # --- product media -> store -----------------------------------------------------------------
-
-MediaKind: TypeAlias = Literal["video", "audio", "document"]
 
 
 @dataclass(frozen=True)
@@ -100,12 +113,6 @@ class MediaIngestReport:
     vectors_deleted: int = 0
     embed_calls: int = 0
     jobs: list[str] = field(default_factory=list)
-
-
-def _settings_tag(item: MediaItem, seconds: int, chars: int, dpi: int) -> str:
-    if item.kind == "document" and not item.source.startswith("s3://"):
-        return f"pdf:{dpi}dpi"
-    return f"{chars}chars" if item.kind == "document" else f"{seconds}s"
 
 
 def index_media(
@@ -152,17 +159,53 @@ def index_media(
         InvalidInputError: bad settings, duplicate ``(product_id, kind)`` items, or a source
             of the wrong kind (before any call).
     """
-    SegmentationConfig(max_length_chars=max_length_chars, segment_seconds=segment_seconds)
+    settings = _Settings(
+        SegmentationConfig(max_length_chars=max_length_chars, segment_seconds=segment_seconds),
+        embedding_mode,
+        dpi,
+        timeout,
+    )
     todo = list(items)
+    _check_items(todo, jobs=jobs, embedder=embedder, output_s3_uri=output_s3_uri)
+    run = _MediaRun(store, jobs, embedder, output_s3_uri, settings, len(todo), progress)
+    started = [job for item in todo if (job := run.start(item)) is not None]
+    for job in started:
+        run.finish(job)
+    return run.report
+
+
+@dataclass(frozen=True)
+class _Settings:
+    segmentation: SegmentationConfig
+    embedding_mode: VideoEmbeddingMode
+    dpi: int
+    timeout: float | None
+
+    def tag(self, item: MediaItem, *, local_text: bool) -> str:
+        """How the source is segmented (part of what makes a stored source unchanged)."""
+        if item.kind == "document" and not local_text and not item.source.startswith("s3://"):
+            return f"pdf:{self.dpi}dpi"
+        if item.kind == "document":
+            return f"{self.segmentation.max_length_chars}chars"
+        return f"{self.segmentation.segment_seconds}s"
+
+
+def _check_items(
+    todo: Sequence[MediaItem],
+    *,
+    jobs: SegmentedEmbeddingJobs | None,
+    embedder: Embedder | None,
+    output_s3_uri: str | None,
+) -> None:
+    """Bad items and missing settings, before any call."""
     seen: set[tuple[str, str]] = set()
     for item in todo:
-        if not isinstance(item, MediaItem) or item.kind not in ("video", "audio", "document"):
+        if not isinstance(item, MediaItem) or item.kind not in MEDIA_TYPES:
             raise InvalidInputError(f"not a MediaItem with kind video/audio/document: {item!r}")
         if (item.product_id, item.kind) in seen:
             raise InvalidInputError(f"{item.product_id}: two {item.kind} sources")
         seen.add((item.product_id, item.kind))
-        needs_async = item.kind != "document" or item.source.startswith("s3://")
-        if needs_async:
+        if item.kind != "document" or item.source.startswith("s3://"):
             check_s3_uri(item.source, what=f"{item.product_id} {item.kind} source")
             if jobs is None or output_s3_uri is None:
                 raise InvalidInputError(
@@ -172,178 +215,190 @@ def index_media(
             raise InvalidInputError(
                 f"{item.product_id}: local documents (PDF or text) need embedder="
             )
-    model_id = jobs.model_id if jobs is not None else str(getattr(embedder, "model_id", "unknown"))
-    report = MediaIngestReport()
-    done = 0
 
-    def finished() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, len(todo))
 
-    previous: dict[tuple[str, str], int] = {}
+@dataclass(frozen=True)
+class _Started:
+    """A source whose asynchronous job runs (or was resumed)."""
 
-    def unchanged(item: MediaItem, tag: str) -> bool:
-        found = first_stored_segment(store, item.kind, item.product_id)
+    item: MediaItem
+    tag: str
+    job: SegmentedJob
+    manifest: str
+
+
+class _MediaRun:
+    """The state of one :func:`index_media` call: what is written, skipped and failed."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        jobs: SegmentedEmbeddingJobs | None,
+        embedder: Embedder | None,
+        output_s3_uri: str | None,
+        settings: _Settings,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self._store = store
+        self._jobs = jobs
+        self._embedder = embedder
+        self._output = output_s3_uri
+        self._settings = settings
+        self._total = total
+        self._progress = progress
+        self._done = 0
+        self._model_id = (
+            jobs.model_id if jobs is not None else str(getattr(embedder, "model_id", "unknown"))
+        )
+        # Segment counts of an earlier run, by source: what a rewrite may leave stale.
+        self._previous: dict[tuple[str, str], int] = {}
+        self.report = MediaIngestReport()
+
+    def _finished(self) -> None:
+        self._done += 1
+        if self._progress is not None:
+            self._progress(self._done, self._total)
+
+    def _fail(self, item: MediaItem, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.report.failed.append(MediaFailure(item.product_id, item.kind, item.source, reason))
+        self._finished()
+
+    def start(self, item: MediaItem) -> _Started | None:
+        """Index a local document now, or start (or resume) the job of a source in S3; None
+        when the source is finished (written, skipped or failed)."""
+        local = item.kind == "document" and not item.source.startswith("s3://")
+        try:
+            local_text = _read_text_document(item.source) if local else None  # None: a PDF
+        except InvalidInputError as exc:
+            self._fail(item, exc)
+            return None
+        tag = self._settings.tag(item, local_text=local_text is not None)
+        if self._unchanged(item, tag):
+            self.report.skipped_unchanged += 1
+            self._finished()
+            return None
+        try:
+            if local and (local_text is None or len(local_text) <= SYNC_TEXT_LIMIT_CHARS):
+                self._embed_local(item, tag, local_text)
+                return None
+            return self._start_job(item, tag, local_text)
+        except (InvalidInputError, EmbeddingJobError, ServiceError) as exc:
+            self._fail(item, exc)
+            return None
+
+    def _embed_local(self, item: MediaItem, tag: str, text: str | None) -> None:
+        """A local PDF page by page, or a short local text as one segment."""
+        assert self._embedder is not None  # checked for every local document before any call
+        if text is None:
+            result = embed_pdf(item.source, self._embedder, dpi=self._settings.dpi)
+            self.report.embed_calls += len(result.segments)
+        else:
+            whole = embed_text_document(text, embedder=self._embedder)
+            result = replace(whole, source_uri=_source_uri(item))
+            self.report.embed_calls += 1
+        self._write(item, tag, result)
+        self._finished()
+
+    def _start_job(self, item: MediaItem, tag: str, local_text: str | None) -> _Started:
+        jobs, output = self._jobs, self._output
+        if jobs is None or output is None:
+            raise InvalidInputError(
+                f"text document of {len(local_text or '')} characters is over the "
+                f"synchronous limit of {SYNC_TEXT_LIMIT_CHARS}: pass jobs= and "
+                "output_s3_uri= (crossmodal index --media-s3-uri) to segment it"
+            )
+        source = item.source
+        if local_text is not None:  # staged in S3 under its content hash
+            digest = hashlib.sha256(local_text.encode("utf-8")).hexdigest()[:24]
+            source = join_s3(output, STAGING_PREFIX, f"{digest}.txt")
+        mode = self._settings.embedding_mode
+        manifest = _job_manifest_uri(jobs, item, source, tag, output, mode)
+        resumed = _resume_job(jobs, manifest)
+        if resumed is not None:
+            logger.info("%s %s: resuming job %s", item.product_id, item.kind, resumed)
+            self.report.jobs.append(resumed.invocation_arn)
+            return _Started(item, tag, resumed, manifest)
+        seconds = self._settings.segmentation.segment_seconds
+        if item.kind == "video":
+            job = jobs.start_video(
+                item.source, output_s3_uri=output, segment_seconds=seconds, embedding_mode=mode
+            )
+        elif item.kind == "audio":
+            job = jobs.start_audio(item.source, output_s3_uri=output, segment_seconds=seconds)
+        else:
+            if local_text is not None:
+                data = local_text.encode("utf-8")
+                jobs._write(source, data, content_type="text/plain; charset=utf-8")
+            chars = self._settings.segmentation.max_length_chars
+            job = jobs.start_text(source, output_s3_uri=output, max_length_chars=chars)
+        _save_job(jobs, manifest, job)
+        self.report.jobs.append(job.invocation_arn)
+        self.report.embed_calls += 1
+        return _Started(item, tag, job, manifest)
+
+    def finish(self, started: _Started) -> None:
+        """Wait for a job, then write its segments."""
+        jobs = self._jobs
+        assert jobs is not None
+        item = started.item
+        try:
+            status = jobs.wait(started.job, timeout=self._settings.timeout)
+            result = jobs.fetch_results(started.job, status=status, on_segment_error="report")
+        except EmbeddingJobError as exc:  # includes JobTimeoutError: the job keeps its ARN
+            self._fail(item, exc)
+            return
+        if not result.ok:  # a rerun tries the failed segments again with a new job
+            _save_job(jobs, started.manifest, started.job, retry=True)
+        if not item.source.startswith("s3://"):  # a local text document, staged in S3
+            result = replace(result, source_uri=_source_uri(item))
+        self._write(item, started.tag, result)
+        self._finished()
+
+    def _unchanged(self, item: MediaItem, tag: str) -> bool:
+        found = first_stored_segment(self._store, item.kind, item.product_id)
         if found is None:
             return False
         index, md = found
         count = md.get("segment_count")
         if isinstance(count, int | float) and not isinstance(count, bool):
-            previous[(item.product_id, item.kind)] = int(count)
+            self._previous[(item.product_id, item.kind)] = int(count)
         # A source whose first segment failed last time is embedded again (and reported).
         return bool(
             index == 0
             and md.get("source_uri") == _source_uri(item)
             and md.get("segment_config") == tag
-            and md.get("embedding_model") == model_id
+            and md.get("embedding_model") == self._model_id
             and all(_same(md.get(k), v) for k, v in item.metadata.items())
         )
 
-    def write(item: MediaItem, tag: str, result: SegmentedResult) -> None:
+    def _write(self, item: MediaItem, tag: str, result: SegmentedResult) -> None:
         count = len(result.segments) + len(result.failed_segments)
         extra = {
             **item.metadata,
             "segment_config": tag,
-            "embedding_model": model_id,
+            "embedding_model": self._model_id,
             "segment_count": count,
         }
-        records = segment_records(
-            item.product_id, result, segment_type=item.kind, extra_metadata=extra
-        )
+        records = segment_records(item.product_id, result, kind=item.kind, extra_metadata=extra)
         if records:
-            store.put(records)
-            report.vectors_written += len(records)
+            self._store.put(records)
+            self.report.vectors_written += len(records)
         # Segments of an earlier run that this run did not (re)write would be stale hits.
-        old = previous.get((item.product_id, item.kind), 0)
-        fresh = {r.key for r in records}
-        stale = [
-            key
-            for i in range(max(old, count))
-            for key in (f"{item.kind}-{item.product_id}-{i}", f"video-{item.product_id}-audio-{i}")
-            if key not in fresh and (item.kind == "video" or key.startswith(item.kind))
-        ]
-        if stale and old:
-            existing = [r.key for r in store.get(stale).records]
+        old = self._previous.get((item.product_id, item.kind), 0)
+        if old:
+            fresh = {r.key for r in records}
+            candidates = segment_keys(item.kind, item.product_id, max(old, count))
+            stale = [key for key in candidates if key not in fresh]
+            existing = [r.key for r in self._store.get(stale).records] if stale else []
             if existing:
-                store.delete(existing)
-                report.vectors_deleted += len(existing)
+                self._store.delete(existing)
+                self.report.vectors_deleted += len(existing)
         for line in result.failure_lines():
-            report.failed.append(MediaFailure(item.product_id, item.kind, item.source, line))
+            self.report.failed.append(MediaFailure(item.product_id, item.kind, item.source, line))
         if records:
-            report.indexed += 1
-
-    started: list[tuple[MediaItem, str, SegmentedJob, str]] = []
-    for item in todo:
-        local_text: str | None = None
-        local = item.kind == "document" and not item.source.startswith("s3://")
-        try:
-            if local:
-                local_text = _read_text_document(item.source)  # None for a PDF
-        except InvalidInputError as exc:
-            report.failed.append(
-                MediaFailure(
-                    item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
-                )
-            )
-            finished()
-            continue
-        tag = (
-            f"{max_length_chars}chars"
-            if local_text is not None
-            else _settings_tag(item, segment_seconds, max_length_chars, dpi)
-        )
-        if unchanged(item, tag):
-            report.skipped_unchanged += 1
-            finished()
-            continue
-        try:
-            if local and local_text is None:
-                assert embedder is not None  # checked for every local document before any call
-                pages = embed_pdf(item.source, embedder, dpi=dpi)
-                report.embed_calls += len(pages.segments)
-                write(item, tag, pages)
-                finished()
-                continue
-            if local_text is not None and len(local_text) <= SYNC_TEXT_LIMIT_CHARS:
-                assert embedder is not None
-                whole = embed_text_document(local_text, embedder=embedder)
-                report.embed_calls += 1
-                write(item, tag, replace(whole, source_uri=_source_uri(item)))
-                finished()
-                continue
-            if jobs is None or output_s3_uri is None:
-                raise InvalidInputError(
-                    f"text document of {len(local_text or '')} characters is over the "
-                    f"synchronous limit of {SYNC_TEXT_LIMIT_CHARS}: pass jobs= and "
-                    "output_s3_uri= (crossmodal index --media-s3-uri) to segment it"
-                )
-            source = item.source
-            if local_text is not None:  # staged in S3 under its content hash
-                digest = hashlib.sha256(local_text.encode("utf-8")).hexdigest()[:24]
-                source = join_s3(output_s3_uri, STAGING_PREFIX, f"{digest}.txt")
-            manifest = _job_manifest_uri(jobs, item, source, tag, output_s3_uri, embedding_mode)
-            resumed = _resume_job(jobs, manifest)
-            if resumed is not None:
-                logger.info("%s %s: resuming job %s", item.product_id, item.kind, resumed)
-                started.append((item, tag, resumed, manifest))
-                report.jobs.append(resumed.invocation_arn)
-                continue
-            if item.kind == "video":
-                job = jobs.start_video(
-                    item.source,
-                    output_s3_uri=output_s3_uri,
-                    segment_seconds=segment_seconds,
-                    embedding_mode=embedding_mode,
-                )
-            elif item.kind == "audio":
-                job = jobs.start_audio(
-                    item.source, output_s3_uri=output_s3_uri, segment_seconds=segment_seconds
-                )
-            else:
-                if local_text is not None:
-                    jobs._write(
-                        source,
-                        local_text.encode("utf-8"),
-                        content_type="text/plain; charset=utf-8",
-                    )
-                job = jobs.start_text(
-                    source, output_s3_uri=output_s3_uri, max_length_chars=max_length_chars
-                )
-        except (InvalidInputError, EmbeddingJobError, ServiceError) as exc:
-            report.failed.append(
-                MediaFailure(
-                    item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
-                )
-            )
-            finished()
-            continue
-        _save_job(jobs, manifest, job)
-        report.jobs.append(job.invocation_arn)
-        report.embed_calls += 1
-        started.append((item, tag, job, manifest))
-
-    for item, tag, job, manifest in started:
-        assert jobs is not None
-        try:
-            status = jobs.wait(job, timeout=timeout)
-            result = jobs.fetch_results(job, status=status, on_segment_error="report")
-        except EmbeddingJobError as exc:  # includes JobTimeoutError: the job keeps its ARN
-            report.failed.append(
-                MediaFailure(
-                    item.product_id, item.kind, item.source, f"{type(exc).__name__}: {exc}"
-                )
-            )
-            finished()
-            continue
-        if not result.ok:  # a rerun tries the failed segments again with a new job
-            _save_job(jobs, manifest, job, retry=True)
-        if not item.source.startswith("s3://"):  # a local text document, staged in S3
-            result = replace(result, source_uri=_source_uri(item))
-        write(item, tag, result)
-        finished()
-    return report
+            self.report.indexed += 1
 
 
 JOB_MANIFEST_PREFIX = "crossmodal-jobs"
@@ -443,11 +498,11 @@ SEGMENT_PROBE = 8
 
 
 def first_stored_segment(
-    store: VectorStore, kind: str, product_id: str
+    store: VectorStore, kind: MediaKind, product_id: str
 ) -> tuple[int, Mapping[str, MetadataValue]] | None:
     """The lowest-index stored segment among the first :data:`SEGMENT_PROBE` of a product's
     ``kind`` source, as ``(index, metadata)``; every segment carries ``segment_count``."""
-    keys = [f"{kind}-{product_id}-{i}" for i in range(SEGMENT_PROBE)]
+    keys = [segment_key(kind, product_id, i) for i in range(SEGMENT_PROBE)]
     found = {r.key: r.metadata for r in store.get(keys).records}
     for i, key in enumerate(keys):
         if key in found:
@@ -466,3 +521,89 @@ def _source_uri(item: MediaItem) -> str:
     if item.source.startswith("s3://"):
         return item.source
     return Path(item.source).resolve().as_uri()
+
+
+def stored_segment_keys(store: VectorStore, product_ids: Iterable[str]) -> list[str]:
+    """Keys of every stored segment of these products (each segment knows the count)."""
+    keys: list[str] = []
+    for pid in product_ids:
+        for kind in MEDIA_TYPES:
+            found = first_stored_segment(store, kind, pid)
+            if found is None:
+                continue
+            count = found[1].get("segment_count")
+            n = int(count) if isinstance(count, int | float) and count >= 1 else SEGMENT_PROBE
+            keys.extend(segment_keys(kind, pid, n))
+    return keys
+
+
+def check_jobs(jobs: SegmentedEmbeddingJobs, *, model_id: str, dimension: int) -> None:
+    """Segments and queries must share one model and one dimension.
+
+    Raises:
+        ConfigurationError: ``jobs`` embeds with another model or dimension.
+    """
+    if jobs.model_id != model_id:
+        raise ConfigurationError(
+            f"the async jobs embed with {jobs.model_id!r} but the searcher with "
+            f"{model_id!r}; segments and queries must share one model"
+        )
+    if jobs.dimension != dimension:
+        raise ConfigurationError(
+            f"the async jobs embed {jobs.dimension}-dimensional vectors but the store "
+            f"holds {dimension}-dimensional ones"
+        )
+
+
+def media_items(
+    products: Iterable[Product], *, store: VectorStore, limits: StoreLimits, model_id: str
+) -> tuple[list[MediaItem], list[ItemFailure]]:
+    """The media sources of ``products`` with the metadata their segments carry, and the
+    products whose segment metadata the store would refuse (checked before any call)."""
+    items: list[MediaItem] = []
+    failed: list[ItemFailure] = []
+    for product in products:
+        for kind in MEDIA_TYPES:
+            source = getattr(product, kind)
+            if source is None:
+                continue
+            item = MediaItem(product.product_id, kind, source, _media_metadata(product))
+            # The largest metadata a segment of this source can carry.
+            sample = segment_metadata(
+                kind,
+                product.product_id,
+                index=0,
+                unit="seconds",
+                embedding_type="AUDIO_VIDEO_COMBINED",
+                source_uri=item.source,
+                start=0.0,
+                end=0.0,
+                extra={
+                    **item.metadata,
+                    "segment_config": "AUDIO_VIDEO_SEPARATE-30s",
+                    "embedding_model": model_id,
+                    "segment_count": 0,
+                },
+            )
+            keyed = {segment_key(kind, product.product_id, 0): sample}
+            problem = metadata_problem(store, limits, keyed, own=item.metadata)
+            if problem is None:
+                items.append(item)
+            else:
+                failed.append(
+                    ItemFailure(product_id=product.product_id, kind="metadata", reason=problem)
+                )
+    return items, failed
+
+
+def _media_metadata(product: Product) -> dict[str, MetadataValue]:
+    md: dict[str, MetadataValue] = dict(product.metadata)
+    md["text"] = product.text
+    if product.image is not None:
+        md["image_path"] = product.image
+    # A rerun compares every key stored on the first segment, so changed product metadata (or
+    # text) re-indexes the media instead of leaving stale segments.
+    md["metadata_hash"] = hashlib.sha256(
+        json.dumps([product.metadata, product.text, product.image], sort_keys=True).encode()
+    ).hexdigest()[:32]
+    return md

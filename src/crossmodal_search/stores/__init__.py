@@ -15,11 +15,15 @@ from crossmodal_search.stores._filter import (
     matches,
     validate_filter,
 )
-from crossmodal_search.stores._limits import DEFAULT_NON_FILTERABLE_KEYS, StoreLimits
+from crossmodal_search.stores._limits import (
+    DEFAULT_NON_FILTERABLE_KEYS,
+    StoreLimits,
+    validate_records,
+)
 from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.stores._matryoshka import copy_truncated, truncate_dimension
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
-from crossmodal_search.stores._open import StoreOptions, open_store
+from crossmodal_search.stores._open import StoreOptions, open_store, parse_store_spec
 from crossmodal_search.stores._protocol import VectorStore
 from crossmodal_search.stores._recover import (
     RecoveryReport,
@@ -57,7 +61,9 @@ __all__ = [
     "filter_mask",
     "matches",
     "open_store",
+    "parse_store_spec",
     "recover_local_store",
     "truncate_dimension",
     "validate_filter",
+    "validate_records",
 ]

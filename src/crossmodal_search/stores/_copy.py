@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from crossmodal_search._batching import batched
 from crossmodal_search.errors import (
     DimensionMismatchError,
     IndexMismatchError,
     InvalidInputError,
 )
-from crossmodal_search.stores._models import VectorRecord, batched
+from crossmodal_search.stores._models import VectorRecord
 from crossmodal_search.stores._protocol import VectorStore
 
 __all__ = ["CopyReport", "copy_store"]
@@ -95,6 +96,32 @@ def copy_store(
         >>> copy_store(dev, prod)
         CopyReport(read=1, written=0, unchanged=1, deleted=0)
     """
+    _check_copy(source, target, batch_size)
+    tolerance = _FLOAT16_RTOL if getattr(target, "storage_dtype", "float32") == "float16" else 0.0
+    report = CopyReport()
+    seen: set[str] | None = set() if prune else None
+    for batch in batched(source.records(), batch_size):
+        if seen is not None:
+            seen.update(r.key for r in batch)
+        changed = _changed(batch, target, tolerance) if skip_unchanged else batch
+        if changed:
+            target.put(changed)
+        report = replace(
+            report,
+            read=report.read + len(batch),
+            written=report.written + len(changed),
+            unchanged=report.unchanged + len(batch) - len(changed),
+        )
+        if progress is not None:
+            progress(report)
+    if seen is not None:
+        report = _prune(target, seen, batch_size, report, progress)
+    logger.info("copied %s", report)
+    return report
+
+
+def _check_copy(source: VectorStore, target: VectorStore, batch_size: object) -> None:
+    """Settings that make a copy impossible, before anything is read or written."""
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, int)
@@ -121,31 +148,22 @@ def copy_store(
             "records with long values there may exceed the target's filterable metadata limit",
             ", ".join(sorted(newly_filterable)),
         )
-    tolerance = _FLOAT16_RTOL if getattr(target, "storage_dtype", "float32") == "float16" else 0.0
-    report = CopyReport()
-    seen: set[str] | None = set() if prune else None
-    for batch in batched(source.records(), batch_size):
-        if seen is not None:
-            seen.update(r.key for r in batch)
-        changed = _changed(batch, target, tolerance) if skip_unchanged else batch
-        if changed:
-            target.put(changed)
-        report = replace(
-            report,
-            read=report.read + len(batch),
-            written=report.written + len(changed),
-            unchanged=report.unchanged + len(batch) - len(changed),
-        )
+
+
+def _prune(
+    target: VectorStore,
+    keep: set[str],
+    batch_size: int,
+    report: CopyReport,
+    progress: Callable[[CopyReport], None] | None,
+) -> CopyReport:
+    """Delete the target's records whose keys are not in ``keep``."""
+    stale = [key for key in target.keys() if key not in keep]  # noqa: SIM118 (a store)
+    for doomed in batched(stale, batch_size):
+        target.delete(doomed)
+        report = replace(report, deleted=report.deleted + len(doomed))
         if progress is not None:
             progress(report)
-    if seen is not None:
-        stale = [key for key in target.keys() if key not in seen]  # noqa: SIM118 (a store)
-        for doomed in batched(stale, batch_size):
-            target.delete(doomed)
-            report = replace(report, deleted=report.deleted + len(doomed))
-            if progress is not None:
-                progress(report)
-    logger.info("copied %s", report)
     return report
 
 

@@ -14,8 +14,9 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from crossmodal_search._batching import batched
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.stores._models import VectorRecord, batched
+from crossmodal_search.stores._models import VectorRecord
 from crossmodal_search.stores._protocol import VectorStore
 
 __all__ = ["copy_truncated", "truncate_dimension", "truncated_records"]

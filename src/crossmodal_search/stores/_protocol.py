@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric, Filter
+from crossmodal_search.stores._limits import StoreLimits
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 
 
@@ -34,6 +35,11 @@ class VectorStore(Protocol):
         """Metadata keys stored but not usable in filters (e.g. long descriptions)."""
         ...
 
+    @property
+    def limits(self) -> StoreLimits:
+        """The limits checked before every write and query (S3 Vectors' by default)."""
+        ...
+
     def put(self, records: Iterable[VectorRecord]) -> None:
         """Insert or overwrite records (upsert). Validates everything before writing anything."""
         ...
@@ -56,10 +62,24 @@ class VectorStore(Protocol):
         """The ``top_k`` nearest records matching ``filter``, best first."""
         ...
 
+    def query_many(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+    ) -> list[list[QueryMatch]]:
+        """:meth:`query` for each row of an ``(n, dimension)`` matrix (answers in row order)."""
+        ...
+
     def keys(self) -> Iterator[str]:
         """Every stored key (order unspecified)."""
         ...
 
     def records(self) -> Iterator[VectorRecord]:
         """Every stored record with vector and metadata (order unspecified)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds (a lock, a client's connections); idempotent."""
         ...

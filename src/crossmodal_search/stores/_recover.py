@@ -29,12 +29,7 @@ from crossmodal_search.errors import (
     StoreCorruptedError,
     StoreError,
 )
-from crossmodal_search.stores._limits import (
-    DEFAULT_NON_FILTERABLE_KEYS,
-    validate_distance_metric,
-    validate_non_filterable_keys,
-)
-from crossmodal_search.stores._persist import (
+from crossmodal_search.stores._files import (
     MANIFEST,
     SEGMENT_RE,
     Manifest,
@@ -45,6 +40,11 @@ from crossmodal_search.stores._persist import (
     lock_directory,
     read_records,
     read_vectors,
+)
+from crossmodal_search.stores._limits import (
+    DEFAULT_NON_FILTERABLE_KEYS,
+    validate_distance_metric,
+    validate_non_filterable_keys,
 )
 
 __all__ = [

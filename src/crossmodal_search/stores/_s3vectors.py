@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Service limits per call (aws-apis.md B3).
+#: Service limits per call (S3 Vectors "Limitations and restrictions" page).
 MAX_PUT_BATCH = 500
 MAX_DELETE_BATCH = 500
 MAX_GET_BATCH = 100

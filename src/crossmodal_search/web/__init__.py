@@ -23,7 +23,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by te
         "python-multipart): pip install 'crossmodal-search[web]'"
     ) from exc
 
-from crossmodal_search.web._app import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, create_app
+from crossmodal_search.web._app import (
+    DEFAULT_DECODE_MEMORY_BUDGET,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    create_app,
+)
 from crossmodal_search.web._files import S3ImageLinks
 from crossmodal_search.web._models import (
     ErrorDetail,
@@ -36,6 +41,7 @@ from crossmodal_search.web._models import (
 )
 
 __all__ = [
+    "DEFAULT_DECODE_MEMORY_BUDGET",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "ErrorDetail",

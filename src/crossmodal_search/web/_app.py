@@ -2,48 +2,41 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import functools
-import hashlib
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossmodal_search import __version__
 from crossmodal_search.errors import (
     ConfigurationError,
-    CrossmodalSearchError,
-    InvalidFilterError,
     InvalidInputError,
-    ServiceError,
-    StoreLockedError,
 )
-from crossmodal_search.search import Fusion
 from crossmodal_search.stores import validate_filter
+from crossmodal_search.web._errors import install_error_handlers
 from crossmodal_search.web._files import ImageRoot, S3ImageLinks
-from crossmodal_search.web._limits import (
-    BodySizeLimitMiddleware,
-    HTTPProblem,
-    check_image,
+from crossmodal_search.web._images import (
+    DecodeBudget,
+    QueryImage,
+    read_header,
+    shrink_image,
 )
+from crossmodal_search.web._limits import BodySizeLimitMiddleware, PayloadTooLarge
+from crossmodal_search.web._memory import return_large_frees_to_the_system
+from crossmodal_search.web._middleware import CatchAllMiddleware, SecurityHeadersMiddleware
 from crossmodal_search.web._models import (
     ErrorResponse,
     HealthResponse,
@@ -53,26 +46,33 @@ from crossmodal_search.web._models import (
     SearchRequest,
     SearchResponse,
 )
+from crossmodal_search.web._page import Page, render_page
+from crossmodal_search.web._requests import (
+    clip,
+    merge_filters,
+    parse_where,
+    read_search_request,
+)
 
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher, SearchResult
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
+__all__ = [
+    "DEFAULT_DECODE_MEMORY_BUDGET",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "create_app",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Largest accepted upload: 10 MiB covers phone photos (the page shrinks bigger ones first).
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-#: Largest accepted image area: 40 megapixels (8000 x 5000), about 120 MB once decoded as RGB.
+#: Largest accepted image area: 40 megapixels (8000 x 5000), about 160 MB once decoded.
 DEFAULT_MAX_PIXELS = 40_000_000
-
-#: Fusion methods the page offers (the API accepts the same, from ``SearchRequest``).
-FUSIONS: tuple[str, ...] = get_args(Fusion)
-
-_DEFAULT_TOP_K = SearchRequest.model_fields["top_k"].default
-_FORM_FIELDS = frozenset(SearchRequest.model_fields)
-_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
-_WHERE_SPLIT = re.compile(r"[,\n]")
+#: Memory all query images being decoded at once may take: 256 MiB, enough for one 40 MP PNG
+#: (about 200 MiB to decode and shrink) or a dozen phone photos at a time.
+DEFAULT_DECODE_MEMORY_BUDGET = 256 * 1024 * 1024
 
 _INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Invalid input"},
@@ -86,6 +86,7 @@ def create_app(
     s3_images: S3ImageLinks | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    decode_memory_budget: int = DEFAULT_DECODE_MEMORY_BUDGET,
     title: str = "crossmodal-search",
 ) -> FastAPI:
     """Build the web application over a ready :class:`CrossmodalSearcher`.
@@ -98,27 +99,33 @@ def create_app(
             them from S3); ``None``: such cards show no photo.
         max_upload_bytes: Largest query image accepted; bigger uploads get 413 while streaming.
         max_pixels: Largest query image area accepted (decompression-bomb guard); 413 above.
+        decode_memory_budget: Bytes of memory the query images being decoded at once may take
+            (each upload's need is estimated from its header); uploads wait for their share, and
+            one that alone needs more gets 413. The search itself gets the image shrunk to at
+            most 2048 px a side. So that freed pixel buffers leave the process, this fixes
+            glibc's malloc mmap threshold at 4 MiB (unless the environment sets one).
         title: Title of the OpenAPI description.
 
     Raises:
         ConfigurationError: ``image_root`` is not a directory, or a limit is not positive.
     """
-    if max_upload_bytes <= 0 or max_pixels <= 0:
-        raise ConfigurationError("max_upload_bytes and max_pixels must be positive")
-    images = ImageRoot(image_root) if image_root is not None else None
-    page = _render_page(
+    if max_upload_bytes <= 0 or max_pixels <= 0 or decode_memory_budget <= 0:
+        raise ConfigurationError(
+            "max_upload_bytes, max_pixels and decode_memory_budget must be positive"
+        )
+    service = _Service(
+        searcher=searcher,
+        images=ImageRoot(image_root) if image_root is not None else None,
+        s3_images=s3_images,
+        max_upload_bytes=max_upload_bytes,
+        max_pixels=max_pixels,
+        decode_budget=DecodeBudget(decode_memory_budget),
+    )
+    return_large_frees_to_the_system()
+    page = render_page(
         max_upload_bytes=max_upload_bytes,
         image_sources=(S3ImageLinks.CSP_SOURCE,) if s3_images is not None else (),
     )
-
-    def image_url(path: str | None) -> str | None:
-        if path is not None and path.startswith("s3://"):
-            return s3_images.url_for(path) if s3_images is not None else None
-        return images.url_for(path) if images is not None else None
-
-    # A fully decoded image may take max_pixels * 4 bytes: bound how many decode at once.
-    decode_slots = _Slots(os.cpu_count() or 1)
-
     app = FastAPI(
         title=title,
         version=__version__,
@@ -128,9 +135,129 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    # The last added runs first: headers on everything, including the catch-all's 500.
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload_bytes)
-    _install_error_handlers(app)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    install_error_handlers(app)
+    _add_page_routes(app, page)
+    _add_api_routes(app, service)
+    _add_image_routes(app, service)
+    return app
 
+
+@dataclass(frozen=True)
+class _Service:
+    """What the route handlers share: the searcher, the image links and the limits."""
+
+    searcher: CrossmodalSearcher
+    images: ImageRoot | None
+    s3_images: S3ImageLinks | None
+    max_upload_bytes: int
+    max_pixels: int
+    decode_budget: DecodeBudget
+
+    def image_url(self, path: str | None) -> str | None:
+        """Where the browser loads a product image from (``None``: no photo)."""
+        if path is not None and path.startswith("s3://"):
+            return self.s3_images.url_for(path) if self.s3_images is not None else None
+        return self.images.url_for(path) if self.images is not None else None
+
+    async def search(self, request: Request) -> SearchResponse:
+        """Answer ``POST /api/search``."""
+        query, image_bytes = await read_search_request(request)
+        text = query.text.strip() if query.text and query.text.strip() else None
+        if text is None and image_bytes is None:
+            raise InvalidInputError("give a text, an image, or both")
+        filter_ = merge_filters(query.filter, parse_where(query.where))
+        if filter_ is not None:
+            validate_filter(filter_)
+        image = await self._query_image(image_bytes) if image_bytes is not None else None
+        started = time.perf_counter()
+        # The embedder decodes the (small) image again: its share of the budget is held too.
+        held = min(image.decode_bytes, self.decode_budget.total_bytes) if image else 0
+        async with self.decode_budget.reserve(held) if held else contextlib.nullcontext():
+            found = await _call(
+                self.searcher.search,
+                text=text,
+                image=image.data if image is not None else None,
+                search_mode=query.mode,
+                top_k=query.top_k,
+                filter=filter_,
+                text_weight=query.text_weight,
+                fusion=query.fusion,
+            )
+        took_ms = (time.perf_counter() - started) * 1000
+        echo = QueryEcho(
+            text=text,
+            has_image=image is not None,
+            mode=query.mode,
+            fusion=query.fusion,
+            text_weight=query.text_weight,
+            top_k=query.top_k,
+            filter=filter_,
+        )
+        hits = [self._hit(r) for r in found]
+        return SearchResponse(results=hits, query=echo, took_ms=round(took_ms, 2))
+
+    async def _query_image(self, data: bytes) -> QueryImage:
+        """The upload checked, then decoded once within the budget and shrunk for the search."""
+        header = await anyio.to_thread.run_sync(
+            functools.partial(
+                read_header, data, max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels
+            )
+        )
+        budget = self.decode_budget.total_bytes
+        if header.decode_bytes > budget:
+            raise PayloadTooLarge(
+                f"decoding this {header.width}x{header.height} {header.format} image takes about "
+                f"{_mib(header.decode_bytes)} MiB; this server decodes at most {_mib(budget)} MiB "
+                "of images at once: send a smaller image"
+            )
+        async with self.decode_budget.reserve(header.decode_bytes):
+            return await anyio.to_thread.run_sync(shrink_image, data, header)
+
+    def _hit(self, result: SearchResult) -> SearchHit:
+        return SearchHit(
+            product_id=result.product_id,
+            title=_title(result.text, result.product_id),
+            similarity=result.similarity,
+            distance=result.distance,
+            score=result.score,
+            matched_type=result.matched_type,
+            image_url=self.image_url(result.image_path),
+            text=result.text,
+            metadata=_public_metadata(result.metadata),
+            **_segment_fields(result),
+        )
+
+    async def product(self, product_id: str) -> ProductResponse:
+        """Answer ``GET /api/products/{product_id}``."""
+        view = await _call(self.searcher.get_product, product_id)
+        if view is None:
+            raise StarletteHTTPException(404, f"no product {clip(product_id)}")
+        return ProductResponse(
+            product_id=view.product_id,
+            title=_title(view.text, view.product_id),
+            text=view.text,
+            image_url=self.image_url(view.image_path),
+            metadata=_public_metadata(view.metadata),
+            vector_types=view.vector_types,
+        )
+
+    def product_image(self, path: str) -> FileResponse:
+        """Answer ``GET /images/{path}``: only files under the image root."""
+        found = self.images.resolve(path) if self.images is not None else None
+        if found is None:
+            raise StarletteHTTPException(404, "no such image")
+        return FileResponse(
+            found,
+            media_type=ImageRoot.media_type(found),
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
+        )
+
+
+def _add_page_routes(app: FastAPI, page: Page) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page.html, headers=page.headers)
@@ -140,6 +267,8 @@ def create_app(
         """Liveness: answers as long as the server runs."""
         return HealthResponse(version=__version__)
 
+
+def _add_api_routes(app: FastAPI, service: _Service) -> None:
     @app.post(
         "/api/search",
         response_model=SearchResponse,
@@ -158,58 +287,7 @@ def create_app(
         Send JSON (``SearchRequest``, image base64 encoded) or ``multipart/form-data`` with the
         same fields and the photo as the file field ``image`` (``filter`` then is a JSON string).
         """
-        query, image_bytes = await _read_search_request(request)
-        text = query.text.strip() if query.text and query.text.strip() else None
-        if text is None and image_bytes is None:
-            raise InvalidInputError("give a text, an image, or both")
-        filter_ = _merge_filters(query.filter, _parse_where(query.where))
-        if filter_ is not None:
-            validate_filter(filter_)
-        image = None
-        if image_bytes is not None:
-            image = await anyio.to_thread.run_sync(
-                functools.partial(
-                    check_image, image_bytes, max_bytes=max_upload_bytes, max_pixels=max_pixels
-                ),
-                limiter=decode_slots.get(),
-            )
-        started = time.perf_counter()
-        found = await _call(
-            searcher.search,
-            text=text,
-            image=image.data if image is not None else None,
-            search_mode=query.mode,
-            top_k=query.top_k,
-            filter=filter_,
-            text_weight=query.text_weight,
-            fusion=query.fusion,
-        )
-        took_ms = (time.perf_counter() - started) * 1000
-        hits = [
-            SearchHit(
-                product_id=r.product_id,
-                title=_title(r.text, r.product_id),
-                similarity=r.similarity,
-                distance=r.distance,
-                score=r.score,
-                matched_type=r.matched_type,
-                image_url=image_url(r.image_path),
-                text=r.text,
-                metadata=_public_metadata(r.metadata),
-                **_segment_fields(r),
-            )
-            for r in found
-        ]
-        echo = QueryEcho(
-            text=text,
-            has_image=image is not None,
-            mode=query.mode,
-            fusion=query.fusion,
-            text_weight=query.text_weight,
-            top_k=query.top_k,
-            filter=filter_,
-        )
-        return SearchResponse(results=hits, query=echo, took_ms=round(took_ms, 2))
+        return await service.search(request)
 
     @app.get(
         "/api/products/{product_id}",
@@ -219,18 +297,10 @@ def create_app(
     )
     async def get_product(product_id: str) -> ProductResponse:
         """One catalog product by id."""
-        view = await _call(searcher.get_product, product_id)
-        if view is None:
-            raise StarletteHTTPException(404, f"no product {product_id!r}")
-        return ProductResponse(
-            product_id=view.product_id,
-            title=_title(view.text, view.product_id),
-            text=view.text,
-            image_url=image_url(view.image_path),
-            metadata=_public_metadata(view.metadata),
-            vector_types=view.vector_types,
-        )
+        return await service.product(product_id)
 
+
+def _add_image_routes(app: FastAPI, service: _Service) -> None:
     @app.get(
         "/images/{path:path}",
         tags=["images"],
@@ -243,151 +313,16 @@ def create_app(
     )
     async def product_image(path: str) -> FileResponse:
         """A product image from the catalog's image root (and from nowhere else)."""
-        found = images.resolve(path) if images is not None else None
-        if found is None:
-            raise StarletteHTTPException(404, "no such image")
-        return FileResponse(
-            found,
-            media_type=ImageRoot.media_type(found),
-            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
-        )
-
-    return app
-
-
-class _Slots:
-    """An anyio capacity limiter created on first use, inside the server's event loop."""
-
-    def __init__(self, total: int) -> None:
-        self._total = total
-        self._limiter: anyio.CapacityLimiter | None = None
-
-    def get(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._total)
-        return self._limiter
+        return service.product_image(path)
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking searcher call off the event loop; unexpected failures become a clean 500."""
-    try:
-        return await run_in_threadpool(fn, *args, **kwargs)
-    except (CrossmodalSearchError, HTTPProblem):
-        raise
-    except Exception as exc:
-        logger.exception("search backend failed")
-        raise HTTPProblem(500, "InternalServerError", "the search backend failed") from exc
+    """Run a blocking searcher call off the event loop (failures: see ``_errors``)."""
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
-async def _read_search_request(request: Request) -> tuple[SearchRequest, bytes | None]:
-    content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith("application/json"):
-        try:
-            payload = json.loads(await request.body())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInputError(f"the body is not valid JSON: {exc}") from exc
-        query = _validate(payload)
-        return query, _decode_base64_image(query.image) if query.image else None
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return await _read_form(request)
-    raise HTTPProblem(
-        415,
-        "UnsupportedMediaType",
-        "send application/json or multipart/form-data",
-    )
-
-
-async def _read_form(request: Request) -> tuple[SearchRequest, bytes | None]:
-    fields: dict[str, Any] = {}
-    image: bytes | None = None
-    async with request.form(max_files=1, max_fields=len(_FORM_FIELDS) + 1) as form:
-        for key, value in form.multi_items():
-            if key in fields or (key == "image" and image is not None):
-                raise InvalidInputError(f"field {key!r} is given more than once")
-            if isinstance(value, UploadFile):
-                if key != "image":
-                    raise InvalidInputError(f"unexpected file field {key!r}")
-                # The body limit already bounds the spooled file; this names the image itself.
-                data = await value.read()
-                if len(data) > 0 or value.filename:
-                    image = data
-            elif key == "image":
-                raise InvalidInputError("'image' must be a file upload in a multipart request")
-            elif value != "":
-                fields[key] = value
-    if "filter" in fields:
-        fields["filter"] = _parse_filter_json(fields["filter"])
-    return _validate(fields), image
-
-
-def _validate(payload: object) -> SearchRequest:
-    if not isinstance(payload, Mapping):
-        raise InvalidInputError("the body must be a JSON object")
-    if isinstance(payload.get("filter"), str):
-        payload = {**payload, "filter": _parse_filter_json(payload["filter"])}
-    try:
-        return SearchRequest.model_validate(payload)
-    except ValidationError as exc:
-        if any(err["loc"][:1] == ("filter",) for err in exc.errors()):
-            raise InvalidFilterError("the filter must be a JSON object") from exc
-        raise InvalidInputError(_describe(exc.errors())) from exc
-
-
-def _parse_filter_json(raw: str) -> object:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidFilterError(f"the filter is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidFilterError("the filter must be a JSON object")
-    return value
-
-
-def _parse_where(where: str | None) -> dict[str, Any] | None:
-    """``"color=red, size=9"`` -> ``{"color": "red", "size": 9}`` (JSON numbers/booleans typed)."""
-    if not where or not where.strip():
-        return None
-    result: dict[str, Any] = {}
-    for item in _WHERE_SPLIT.split(where):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, raw = item.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or not key or not raw:
-            raise InvalidFilterError(f"simple filter {item!r} is not key=value")
-        if key.startswith("$"):
-            raise InvalidFilterError(f"simple filter key {key!r} may not start with '$'")
-        if key in result:
-            raise InvalidFilterError(f"simple filter key {key!r} is given twice")
-        result[key] = _scalar(raw)
-    return result or None
-
-
-def _scalar(raw: str) -> Any:
-    """A number, boolean or quoted JSON string as typed; anything else is the raw text."""
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-    return value if isinstance(value, str | int | float) else raw
-
-
-def _merge_filters(
-    explicit: Mapping[str, Any] | None, simple: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    parts = [dict(f) for f in (explicit, simple) if f]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else {"$and": parts}
-
-
-def _decode_base64_image(value: str) -> bytes:
-    encoded = _DATA_URL.sub("", value.strip(), count=1)
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInputError(f"'image' is not valid base64: {exc}") from exc
+def _mib(nbytes: int) -> int:
+    return max(1, round(nbytes / (1024 * 1024)))
 
 
 def _title(text: str, product_id: str) -> str:
@@ -416,103 +351,6 @@ def _segment_fields(result: SearchResult) -> dict[str, Any]:
 def _public_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     # Server-side file paths are not the shopper's business; ``image_url`` replaces them.
     return {k: v for k, v in metadata.items() if k not in ("image_path", "source_uri", "text")}
-
-
-def _describe(errors: Any) -> str:
-    parts = []
-    for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
-def _error(
-    status: int, type_: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    body = ErrorResponse.model_validate({"error": {"type": type_, "message": message}})
-    return JSONResponse(body.model_dump(), status_code=status, headers=dict(headers or {}))
-
-
-_HTTP_TYPES = {
-    400: "BadRequest",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    413: "PayloadTooLarge",
-    415: "UnsupportedMediaType",
-}
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPProblem)
-    async def _problem(request: Request, exc: HTTPProblem) -> Response:
-        return _error(exc.status_code, exc.type, exc.message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        type_ = _HTTP_TYPES.get(exc.status_code, f"HTTP{exc.status_code}")
-        return _error(exc.status_code, type_, str(exc.detail), exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return _error(422, "InvalidInputError", _describe(exc.errors()))
-
-    @app.exception_handler(CrossmodalSearchError)
-    async def _ours(request: Request, exc: CrossmodalSearchError) -> Response:
-        if isinstance(exc, InvalidInputError):
-            return _error(422, type(exc).__name__, str(exc))
-        if isinstance(exc, ServiceError):
-            logger.warning("service error during %s: %s", request.url.path, exc)
-            return _error(502, type(exc).__name__, str(exc))
-        if isinstance(exc, StoreLockedError):
-            return _error(503, type(exc).__name__, str(exc), {"Retry-After": "1"})
-        logger.error("%s during %s: %s", type(exc).__name__, request.url.path, exc)
-        return _error(500, type(exc).__name__, str(exc))
-
-
-class _Page:
-    """The search page, rendered once, with a Content-Security-Policy pinning its inline code."""
-
-    def __init__(self, html: str, image_sources: tuple[str, ...] = ()) -> None:
-        self.html = html
-        script = re.search(r"<script>(.*?)</script>", html, re.S)
-        style = re.search(r"<style>(.*?)</style>", html, re.S)
-        if script is None or style is None:  # pragma: no cover - the packaged page has both
-            raise RuntimeError("index.html lacks its inline <script> or <style>")
-        csp = "; ".join(
-            [
-                "default-src 'none'",
-                f"script-src '{_sha256(script.group(1))}'",
-                f"style-src '{_sha256(style.group(1))}'",
-                " ".join(["img-src 'self' blob: data:", *image_sources]),
-                "connect-src 'self'",
-                "form-action 'self'",
-                "base-uri 'none'",
-                "frame-ancestors 'none'",
-            ]
-        )
-        self.headers = {
-            "Content-Security-Policy": csp,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-cache",
-        }
-
-
-def _sha256(text: str) -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
-
-
-def _render_page(*, max_upload_bytes: int, image_sources: tuple[str, ...] = ()) -> _Page:
-    template = resources.files("crossmodal_search.web").joinpath("index.html").read_text("utf-8")
-    config = {
-        "fusions": list(FUSIONS),
-        "defaultFusion": FUSIONS[0],
-        "defaultTopK": _DEFAULT_TOP_K,
-        "maxUploadBytes": max_upload_bytes,
-    }
-    # ``<`` escaped so no value can close the data block early.
-    html = template.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
-    return _Page(html, image_sources)
 
 
 def _search_request_body() -> dict[str, Any]:

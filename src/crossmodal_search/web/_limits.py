@@ -1,31 +1,17 @@
-"""Request limits: body size enforced while the body streams in, and image checks from the bytes."""
+"""Request limits: the body size, enforced while the body streams in, and the HTTP refusals."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
-
-from PIL import Image, UnidentifiedImageError
-
-from crossmodal_search.errors import UnsupportedMediaError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-#: Pillow format name -> MIME type, for the formats Nova Multimodal Embeddings accepts.
-ACCEPTED_IMAGE_FORMATS: dict[str, str] = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "GIF": "image/gif",
-    "WEBP": "image/webp",
-}
 
 #: Room for the form fields / JSON keys around the image itself.
 _FIELDS_ALLOWANCE = 64 * 1024
@@ -85,8 +71,9 @@ class BodySizeLimitMiddleware:
         content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
         limit = body_limit(content_type, self.max_upload_bytes)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_error(send, PayloadTooLarge(_too_large_message(int(declared), limit)))
+        if declared is not None and declared.isdigit() and _over(declared, limit):
+            too_large = PayloadTooLarge(_too_large_message(declared.decode(), limit))
+            await send_problem(send, too_large)
             return
 
         received = 0
@@ -103,12 +90,21 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-def _too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
+def _over(declared: bytes, limit: int) -> bool:
+    # int() of thousands of digits raises ValueError (and would be slow): a number that long is
+    # over any limit.
+    return len(declared) > len(str(limit)) or int(declared) > limit
+
+
+def _too_large_message(size: int | str, limit: int, *, at_least: bool = False) -> str:
     prefix = "more than " if at_least else ""
+    if isinstance(size, str) and len(size) > 20:
+        size = f"a {len(size)}-digit number of"
     return f"request body is {prefix}{size} bytes; the limit is {limit} bytes"
 
 
-async def _send_error(send: Send, problem: HTTPProblem) -> None:
+async def send_problem(send: Send, problem: HTTPProblem) -> None:
+    """Answer with ``problem`` as the JSON error body, from ASGI middleware."""
     body = json.dumps({"error": {"type": problem.type, "message": problem.message}}).encode()
     await send(
         {
@@ -122,61 +118,3 @@ async def _send_error(send: Send, problem: HTTPProblem) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-@dataclass(frozen=True, slots=True)
-class CheckedImage:
-    """An uploaded image that decoded fully within the limits."""
-
-    data: bytes
-    format: str
-    mime_type: str
-    width: int
-    height: int
-
-
-def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Verify ``data`` is a whole image of an accepted type within the size and pixel limits.
-
-    The type comes from the bytes (Pillow's format detection), never from a file name or a
-    declared content type. Only the header is parsed before the pixel check, so a small file
-    declaring huge dimensions (a decompression bomb) is refused without being decoded.
-
-    Raises:
-        PayloadTooLarge: over ``max_bytes`` or ``max_pixels`` (413).
-        UnsupportedImageType: not a JPEG, PNG, GIF or WebP image (415).
-        UnsupportedMediaError: an accepted type that does not decode (corrupt, truncated; 422).
-    """
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
-    if not data:
-        raise UnsupportedMediaError("the uploaded image is empty")
-    accepted = ", ".join(sorted(ACCEPTED_IMAGE_FORMATS))
-    try:
-        # ``formats=`` keeps Pillow from trying its other (rarely used, larger attack surface)
-        # decoders on untrusted bytes.
-        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_IMAGE_FORMATS)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"the image is {width}x{height} = {width * height} pixels; "
-                    f"the limit is {max_pixels} pixels"
-                )
-            image_format = str(image.format)
-            image.load()
-    except UnidentifiedImageError as exc:
-        raise UnsupportedImageType(
-            f"the upload is not an image of an accepted type ({accepted})"
-        ) from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's own global guard fired first (only for sizes above our default limit).
-        raise PayloadTooLarge(f"the image declares too many pixels: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnsupportedMediaError(f"the image is corrupt or truncated: {exc}") from exc
-    return CheckedImage(
-        data=data,
-        format=image_format,
-        mime_type=ACCEPTED_IMAGE_FORMATS[image_format],
-        width=width,
-        height=height,
-    )

@@ -12,6 +12,8 @@ from crossmodal_search.search import Fusion, SearchMode, SegmentUnit, VectorType
 MAX_QUERY_CHARS = 8192
 #: S3 Vectors answers at most 100 matches per query.
 MAX_TOP_K = 100
+#: Longest ``where`` accepted (``key=value`` pairs).
+MAX_WHERE_CHARS = 4096
 
 
 class SearchRequest(BaseModel):
@@ -46,6 +48,7 @@ class SearchRequest(BaseModel):
     )
     where: str | None = Field(
         default=None,
+        max_length=MAX_WHERE_CHARS,
         description="Simple filters as `key=value` pairs separated by commas or new lines; "
         "combined with `filter` by AND.",
     )

@@ -1,4 +1,5 @@
-"""Zero-shot product tagging in the shared text/image space, and its evaluation.
+"""Zero-shot product tagging in the shared text/image space (measured by
+``crossmodal_search.evaluation.evaluate_tags``).
 
 The tag vocabulary's labels are embedded as texts with purpose ``CLASSIFICATION`` (one
 embedding call per label, whatever the catalog size). Each product is scored with the cosine
@@ -29,6 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crossmodal_search._types import EmbeddingPurpose, MetadataValue, Scalar
 from crossmodal_search.errors import ConfigurationError, DimensionMismatchError, InvalidInputError
+from crossmodal_search.search._schema import (
+    TAG_GROUP_PREFIX,
+    TAGS_KEY,
+    ProductVectorType,
+    is_tag_key,
+    product_key,
+)
 from crossmodal_search.stores import VectorRecord
 
 if TYPE_CHECKING:
@@ -38,12 +46,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TEMPLATE",
     "ProductTags",
-    "TagQuality",
-    "TagScore",
     "TagSource",
     "TagVocabulary",
     "TaggingReport",
-    "evaluate_tags",
     "load_vocabulary",
     "tag_products",
 ]
@@ -51,13 +56,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "a photo of a {label} product"
-TAGS_KEY = "tags"
-GROUP_KEY_PREFIX = "tag_"
 #: The group name given to a plain list vocabulary (no per-group key is written for it).
 UNGROUPED = "tags"
 
 TagSource: TypeAlias = Literal["auto", "combined", "image", "text"]
-_VECTOR_TYPES = ("combined", "image", "text")
+#: The stored vector scored, in order of preference (``source="auto"``).
+_SOURCES: tuple[ProductVectorType, ...] = ("combined", "image", "text")
 
 
 class TagVocabulary(BaseModel):
@@ -289,10 +293,8 @@ def tag_products(
 ) -> TaggingReport:
     """Tag the products of a store zero-shot and write the tags back as filterable metadata.
 
-    Reads every record of the store once (or, with ``product_ids``, gets just those
-    products' vectors by key), embeds each label once,
-    then re-puts each tagged product's vectors with the new metadata in one ``put`` (the
-    store validates the whole batch before writing anything).
+    Reads every record once (or just ``product_ids``' vectors), embeds each label once, and
+    re-puts each tagged product's vectors with the new metadata in one ``put``.
 
     Args:
         store: A store indexed by :class:`~crossmodal_search.search.CrossmodalSearcher`
@@ -317,97 +319,33 @@ def tag_products(
     """
     if threshold is None and not top1_per_group:
         raise InvalidInputError("give a threshold, top1_per_group=True, or both")
-    if source not in ("auto", *_VECTOR_TYPES):
+    if source not in ("auto", *_SOURCES):
         raise InvalidInputError(f"source must be auto, combined, image or text, not {source!r}")
-    blocked = {TAGS_KEY, *(GROUP_KEY_PREFIX + g for g in vocabulary.groups)}
+    blocked = {TAGS_KEY, *(TAG_GROUP_PREFIX + g for g in vocabulary.groups)}
     blocked &= set(store.non_filterable_metadata_keys)
     if blocked:
         raise ConfigurationError(
             f"the store marks {sorted(blocked)} non-filterable: tags could not be filtered on"
         )
-    wanted = None if product_ids is None else sorted(set(product_ids))
-    wanted_set = set(wanted or ())
-    if wanted is None:
-        records: Iterable[VectorRecord] = store.records()
-    else:
-        # The searcher's key scheme ``{type}-{product_id}``: fetch just these products.
-        records = store.get([f"{t}-{pid}" for pid in wanted for t in _VECTOR_TYPES]).records
-
-    by_product: dict[str, dict[str, VectorRecord]] = {}
-    records_of: dict[str, list[VectorRecord]] = {}
-    for record in records:
-        pid = record.metadata.get("product_id")
-        kind = record.metadata.get("type")
-        if not isinstance(pid, str) or (wanted is not None and pid not in wanted_set):
-            continue
-        records_of.setdefault(pid, []).append(record)
-        if isinstance(kind, str):
-            by_product.setdefault(pid, {})[kind] = record
-
+    records_of = _records_by_product(store, product_ids)
     pairs = vocabulary.labels()
-    prompts = [vocabulary.prompt(g, label) for g, label in pairs]
-    label_vectors = _unit(
-        np.asarray(
-            embedder.embed_texts(
-                prompts, purpose=EmbeddingPurpose.CLASSIFICATION, dimension=store.dimension
-            ),
-            dtype=np.float32,
-        ).reshape(len(prompts), -1)
-    )
-    if label_vectors.shape[1] != store.dimension:
-        raise DimensionMismatchError(
-            f"label vectors have {label_vectors.shape[1]} dimensions, the store {store.dimension}",
-            expected=store.dimension,
-            actual=label_vectors.shape[1],
-        )
-
-    order = [source] if source != "auto" else list(_VECTOR_TYPES)
+    labels = _label_vectors(store, embedder, [vocabulary.prompt(g, label) for g, label in pairs])
+    order = [source] if source != "auto" else list(_SOURCES)
     results: list[ProductTags] = []
     skipped: list[str] = []
     updates: list[VectorRecord] = []
-    for pid in sorted(records_of):
-        kinds = by_product.get(pid, {})
+    for pid, records in sorted(records_of.items()):
+        kinds = {r.metadata.get("type"): r for r in records}
         chosen_type = next((t for t in order if t in kinds), None)
         if chosen_type is None:
             skipped.append(pid)
             continue
         vector = _unit(np.asarray(kinds[chosen_type].vector, dtype=np.float32).reshape(1, -1))[0]
-        sims = label_vectors @ vector
-        scores = {f"{g}:{label}": float(s) for (g, label), s in zip(pairs, sims, strict=True)}
-        by_group: dict[str, list[str]] = {}
-        chosen: list[tuple[str, float]] = []
-        for group, labels in vocabulary.groups.items():
-            picked = _choose(
-                {label: scores[f"{group}:{label}"] for label in labels}, threshold, top1_per_group
-            )
-            by_group[group] = [label for label, _ in picked]
-            chosen.extend(picked)
-        tags: list[str] = []
-        for label, _ in sorted(chosen, key=lambda kv: -kv[1]):
-            if label not in tags:
-                tags.append(label)
-        results.append(
-            ProductTags(
-                product_id=pid, source=chosen_type, tags=tags, by_group=by_group, scores=scores
-            )
+        found = _tags_of(
+            pid, chosen_type, labels @ vector, pairs, vocabulary, threshold, top1_per_group
         )
-        for record in records_of[pid]:
-            metadata: dict[str, MetadataValue] = {
-                k: v
-                for k, v in record.metadata.items()
-                if k != TAGS_KEY and not k.startswith(GROUP_KEY_PREFIX)
-            }
-            # No tag, no key: an empty list says nothing a missing key does not.
-            if tags:
-                tag_values: list[Scalar] = list(tags)
-                metadata[TAGS_KEY] = tag_values
-            if vocabulary.grouped:
-                for group, picked_labels in by_group.items():
-                    if picked_labels:
-                        group_values: list[Scalar] = list(picked_labels)
-                        metadata[GROUP_KEY_PREFIX + group] = group_values
-            updates.append(VectorRecord(record.key, record.vector, metadata))
-
+        results.append(found)
+        updates += _retagged(records, found, grouped=vocabulary.grouped)
     if not dry_run and updates:
         store.put(updates)
     logger.info(
@@ -420,93 +358,93 @@ def tag_products(
     return TaggingReport(
         products=results,
         vectors_updated=0 if dry_run else len(updates),
-        label_embed_calls=len(prompts),
+        label_embed_calls=len(pairs),
         skipped=skipped,
     )
 
 
-class TagScore(BaseModel):
-    """Quality of one tag over the labelled products.
-
-    ``precision`` is 0.0 when the tag was never predicted, ``recall`` 0.0 when no product
-    carries it (see ``predicted`` and ``support``).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    tag: str
-    precision: float
-    recall: float
-    f1: float
-    support: int
-    predicted: int
-    true_positives: int
-
-
-class TagQuality(BaseModel):
-    """Tagging quality: per tag, micro-averaged (all decisions pooled) and macro-averaged
-    (mean over tags that occur in the gold labels)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    per_tag: dict[str, TagScore]
-    micro_precision: float
-    micro_recall: float
-    micro_f1: float
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    products: int
+def _records_by_product(
+    store: VectorStore, product_ids: Iterable[str] | None
+) -> dict[str, list[VectorRecord]]:
+    """The stored vectors of every product (or of ``product_ids``), by product."""
+    wanted = None if product_ids is None else sorted(set(product_ids))
+    records: Iterable[VectorRecord]
+    if wanted is None:
+        records = store.records()
+    else:
+        records = store.get([product_key(t, pid) for pid in wanted for t in _SOURCES]).records
+    wanted_set = set(wanted or ())
+    records_of: dict[str, list[VectorRecord]] = {}
+    for record in records:
+        pid = record.metadata.get("product_id")
+        if not isinstance(pid, str) or (wanted is not None and pid not in wanted_set):
+            continue
+        records_of.setdefault(pid, []).append(record)
+    return records_of
 
 
-def _f1(p: float, r: float) -> float:
-    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
-
-
-def evaluate_tags(
-    predicted: Mapping[str, Iterable[str]], gold: Mapping[str, Iterable[str]]
-) -> TagQuality:
-    """Precision and recall of predicted tags against known labels, per tag and averaged.
-
-    Only products present in ``gold`` are scored (a product missing from ``predicted`` has no
-    tags). Tags are compared case-insensitively.
-    """
-    gold_sets = {pid: {t.lower() for t in tags} for pid, tags in gold.items()}
-    pred_sets = {pid: {t.lower() for t in predicted.get(pid, ())} for pid in gold_sets}
-    vocab = sorted(set().union(*gold_sets.values(), *pred_sets.values()))
-    per_tag: dict[str, TagScore] = {}
-    tp_all = pred_all = gold_all = 0
-    for tag in vocab:
-        support = sum(tag in g for g in gold_sets.values())
-        n_pred = sum(tag in p for p in pred_sets.values())
-        tp = sum(tag in pred_sets[pid] and tag in g for pid, g in gold_sets.items())
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / support if support else 0.0
-        per_tag[tag] = TagScore(
-            tag=tag,
-            precision=precision,
-            recall=recall,
-            f1=_f1(precision, recall),
-            support=support,
-            predicted=n_pred,
-            true_positives=tp,
-        )
-        tp_all += tp
-        pred_all += n_pred
-        gold_all += support
-    micro_p = tp_all / pred_all if pred_all else 0.0
-    micro_r = tp_all / gold_all if gold_all else 0.0
-    occurring = [s for s in per_tag.values() if s.support > 0]
-    macro_p = float(np.mean([s.precision for s in occurring])) if occurring else 0.0
-    macro_r = float(np.mean([s.recall for s in occurring])) if occurring else 0.0
-    macro_f = float(np.mean([s.f1 for s in occurring])) if occurring else 0.0
-    return TagQuality(
-        per_tag=per_tag,
-        micro_precision=micro_p,
-        micro_recall=micro_r,
-        micro_f1=_f1(micro_p, micro_r),
-        macro_precision=macro_p,
-        macro_recall=macro_r,
-        macro_f1=macro_f,
-        products=len(gold_sets),
+def _label_vectors(
+    store: VectorStore, embedder: Embedder, prompts: Sequence[str]
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The label prompts embedded for classification, as unit rows."""
+    vectors = _unit(
+        np.asarray(
+            embedder.embed_texts(
+                prompts, purpose=EmbeddingPurpose.CLASSIFICATION, dimension=store.dimension
+            ),
+            dtype=np.float32,
+        ).reshape(len(prompts), -1)
     )
+    if vectors.shape[1] != store.dimension:
+        raise DimensionMismatchError(
+            f"label vectors have {vectors.shape[1]} dimensions, the store {store.dimension}",
+            expected=store.dimension,
+            actual=vectors.shape[1],
+        )
+    return vectors
+
+
+def _tags_of(
+    pid: str,
+    source: str,
+    sims: np.ndarray[Any, np.dtype[np.float32]],
+    pairs: Sequence[tuple[str, str]],
+    vocabulary: TagVocabulary,
+    threshold: float | None,
+    top1: bool,
+) -> ProductTags:
+    """The labels chosen for one product from its similarities to every label."""
+    scores = {f"{g}:{label}": float(s) for (g, label), s in zip(pairs, sims, strict=True)}
+    by_group: dict[str, list[str]] = {}
+    chosen: list[tuple[str, float]] = []
+    for group, labels in vocabulary.groups.items():
+        picked = _choose({label: scores[f"{group}:{label}"] for label in labels}, threshold, top1)
+        by_group[group] = [label for label, _ in picked]
+        chosen.extend(picked)
+    tags: list[str] = []
+    for label, _ in sorted(chosen, key=lambda kv: -kv[1]):
+        if label not in tags:
+            tags.append(label)
+    return ProductTags(product_id=pid, source=source, tags=tags, by_group=by_group, scores=scores)
+
+
+def _retagged(
+    records: Sequence[VectorRecord], found: ProductTags, *, grouped: bool
+) -> list[VectorRecord]:
+    """The product's vectors with the new tag keys in place of the old ones."""
+    updates = []
+    for record in records:
+        metadata: dict[str, MetadataValue] = {
+            k: v for k, v in record.metadata.items() if not is_tag_key(k)
+        }
+        # No tag, no key: an empty list says nothing a missing key does not.
+        if found.tags:
+            tag_values: list[Scalar] = list(found.tags)
+            metadata[TAGS_KEY] = tag_values
+        if grouped:
+            for group, picked in found.by_group.items():
+                if picked:
+                    group_values: list[Scalar] = list(picked)
+                    metadata[TAG_GROUP_PREFIX + group] = group_values
+        updates.append(VectorRecord(record.key, record.vector, metadata))
+    return updates

@@ -316,56 +316,76 @@ def write_sample_catalog(directory: str | os.PathLike[str]) -> Path:
     Example:
         >>> root = write_sample_catalog(tmp_path)  # doctest: +SKIP
         >>> len(load_abo(root).products)  # doctest: +SKIP
-        39
+        38
     """
     root = Path(directory).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
-    listings: list[dict[str, object]] = []
-    images: list[tuple[str, int, int, str]] = []
+    writer = _CatalogWriter(root)
+    listings = writer.grid_listings() + writer.foreign_listings()
+    # No name, no bullets, no image: the loader skips it and counts it.
+    listings.append({"item_id": "B0SAMPLE00", "country": "US", "domain_name": "amazon.com"})
+    writer.write(listings)
+    _write_queries(root)
+    return root
 
-    def add_image(item_id: str, img: Image.Image) -> str:
+
+class _CatalogWriter:
+    """Writes the listings shards, the images and their CSV of one sample catalog."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._images: list[tuple[str, int, int, str]] = []
+
+    def add_image(self, item_id: str, img: Image.Image) -> str:
+        """Write one product image; its ABO image id."""
         digest = hashlib.sha1(item_id.encode()).hexdigest()
         image_id = f"{digest[:8]}L"
         rel = f"{digest[:2]}/{digest[:8]}.jpg"
-        target = root / "images" / "small" / rel
+        target = self._root / "images" / "small" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_jpeg(img))
-        images.append((image_id, img.height, img.width, rel))
+        self._images.append((image_id, img.height, img.width, rel))
         return image_id
 
-    index = 0
-    for kind in _KINDS:
-        for color, rgb in _COLORS:
-            index += 1
-            item_id = _item_id(index)
-            brand = kind.brands[index % 2]
-            fields = {"brand": brand, "color": color, "color_lower": color.lower()}
-            name_tag = "en_GB" if index == 8 else "en_US"
-            listing: dict[str, object] = {
-                "item_id": item_id,
-                "brand": [_lang(brand)],
-                "item_name": [_lang(kind.name.format(**fields), name_tag)],
-                "bullet_point": [_lang(b.format(**fields)) for b in kind.bullets],
-                "color": [
-                    {"language_tag": "en_US", "value": color, "standardized_values": [color]}
-                ],
-                "product_type": [{"value": kind.product_type}],
-                "country": "US",
-                "domain_name": "amazon.com",
-                "main_image_id": add_image(item_id, _render(kind, rgb, item_id)),
-            }
-            if index == 3:
-                # A listing whose first name is French: the loader must still pick English.
-                listing["item_name"] = [
-                    _lang("Robe midi d'été verte", "fr_FR"),
-                    _lang(kind.name.format(**fields)),
-                ]
-            listings.append(listing)
+    def grid_listings(self) -> list[dict[str, object]]:
+        """Every product kind in every colour, in English (one name in en_GB, one listing
+        whose first name is French)."""
+        listings: list[dict[str, object]] = []
+        index = 0
+        for kind in _KINDS:
+            for color, rgb in _COLORS:
+                index += 1
+                item_id = _item_id(index)
+                brand = kind.brands[index % 2]
+                fields = {"brand": brand, "color": color, "color_lower": color.lower()}
+                name_tag = "en_GB" if index == 8 else "en_US"
+                listing: dict[str, object] = {
+                    "item_id": item_id,
+                    "brand": [_lang(brand)],
+                    "item_name": [_lang(kind.name.format(**fields), name_tag)],
+                    "bullet_point": [_lang(b.format(**fields)) for b in kind.bullets],
+                    "color": [
+                        {"language_tag": "en_US", "value": color, "standardized_values": [color]}
+                    ],
+                    "product_type": [{"value": kind.product_type}],
+                    "country": "US",
+                    "domain_name": "amazon.com",
+                    "main_image_id": self.add_image(item_id, _render(kind, rgb, item_id)),
+                }
+                if index == 3:
+                    # A listing whose first name is French: the loader must still pick English.
+                    listing["item_name"] = [
+                        _lang("Robe midi d'été verte", "fr_FR"),
+                        _lang(kind.name.format(**fields)),
+                    ]
+                listings.append(listing)
+        return listings
 
-    mug = next(k for k in _KINDS if k.slug == "mug")
-    sneakers = next(k for k in _KINDS if k.slug == "sneakers")
-    listings.append(
-        {
+    def foreign_listings(self) -> list[dict[str, object]]:
+        """A German mug and a Japanese pair of sneakers (no English at all)."""
+        mug = next(k for k in _KINDS if k.slug == "mug")
+        sneakers = next(k for k in _KINDS if k.slug == "sneakers")
+        german: dict[str, object] = {
             "item_id": "B0SAMPLEDE",
             "brand": [_lang("Küchenfreund", "de_DE")],
             "item_name": [_lang("Rote Kaffeetasse aus Keramik, 450 ml", "de_DE")],
@@ -373,11 +393,9 @@ def write_sample_catalog(directory: str | os.PathLike[str]) -> Path:
             "color": [{"language_tag": "de_DE", "value": "Rot", "standardized_values": ["Red"]}],
             "product_type": [{"value": mug.product_type}],
             "country": "DE",
-            "main_image_id": add_image("B0SAMPLEDE", _render(mug, _COLORS[0][1], "de")),
+            "main_image_id": self.add_image("B0SAMPLEDE", _render(mug, _COLORS[0][1], "de")),
         }
-    )
-    listings.append(
-        {
+        japanese: dict[str, object] = {
             "item_id": "B0SAMPLEJP",
             "brand": [_lang("ハヤテ", "ja_JP")],
             "item_name": [_lang("ランニングシューズ 黄色 軽量 メッシュ", "ja_JP")],
@@ -386,49 +404,46 @@ def write_sample_catalog(directory: str | os.PathLike[str]) -> Path:
             ],
             "product_type": [{"value": sneakers.product_type}],
             "country": "JP",
-            "main_image_id": add_image("B0SAMPLEJP", _render(sneakers, _COLORS[1][1], "jp")),
+            "main_image_id": self.add_image("B0SAMPLEJP", _render(sneakers, _COLORS[1][1], "jp")),
         }
-    )
-    # No name, no bullets, no image: the loader skips it and counts it.
-    listings.append({"item_id": "B0SAMPLE00", "country": "US", "domain_name": "amazon.com"})
+        return [german, japanese]
 
-    half = len(listings) // 2
-    for shard, chunk in enumerate((listings[:half], listings[half:])):
-        _write_gz(
-            root / "listings" / "metadata" / f"listings_{shard}.json.gz",
-            "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in chunk),
-        )
-    csv_buf = io.StringIO()
-    writer = csv.writer(csv_buf, lineterminator="\n")
-    writer.writerow(["image_id", "height", "width", "path"])
-    writer.writerows(images)
-    _write_gz(root / "images" / "metadata" / "images.csv.gz", csv_buf.getvalue())
+    def write(self, listings: list[dict[str, object]]) -> None:
+        """The listings in two shards, and the images CSV."""
+        half = len(listings) // 2
+        for shard, chunk in enumerate((listings[:half], listings[half:])):
+            _write_gz(
+                self._root / "listings" / "metadata" / f"listings_{shard}.json.gz",
+                "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in chunk),
+            )
+        csv_buf = io.StringIO()
+        writer = csv.writer(csv_buf, lineterminator="\n")
+        writer.writerow(["image_id", "height", "width", "path"])
+        writer.writerows(self._images)
+        _write_gz(self._root / "images" / "metadata" / "images.csv.gz", csv_buf.getvalue())
 
+
+def _write_queries(root: Path) -> None:
+    """The demo's query photo and ``queries.json`` describing :data:`SAMPLE_QUERIES`."""
+    sneakers = next(k for k in _KINDS if k.slug == "sneakers")
     photo = _render(sneakers, _COLORS[3][1], "photo", photo=True)
     photo_path = root / "queries" / "photo-blue-sneakers.jpg"
     photo_path.parent.mkdir(parents=True, exist_ok=True)
     photo_path.write_bytes(_jpeg(photo, quality=80))
-    (root / "queries.json").write_text(
-        json.dumps(
-            [
-                {
-                    "name": q.name,
-                    "text": q.text,
-                    "image": q.image,
-                    "expected": q.expected,
-                    "description": q.description,
-                    "search_mode": q.search_mode,
-                    "text_weight": q.text_weight,
-                }
-                for q in SAMPLE_QUERIES
-            ],
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    return root
+    described = [
+        {
+            "name": q.name,
+            "text": q.text,
+            "image": q.image,
+            "expected": q.expected,
+            "description": q.description,
+            "search_mode": q.search_mode,
+            "text_weight": q.text_weight,
+        }
+        for q in SAMPLE_QUERIES
+    ]
+    text = json.dumps(described, indent=2, ensure_ascii=False) + "\n"
+    (root / "queries.json").write_text(text, encoding="utf-8")
 
 
 def load_sample_queries(root: str | os.PathLike[str]) -> list[SampleQuery]:

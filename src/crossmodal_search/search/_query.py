@@ -1,0 +1,330 @@
+"""Searching products: query purposes, fusion of text and photo, one result per product.
+
+A query is embedded with the retrieval purpose of what it is compared with (``TEXT_RETRIEVAL``
+for text vectors, ``IMAGE_RETRIEVAL`` for images, ``GENERIC_RETRIEVAL`` for combined vectors or
+all types, ``VIDEO_/AUDIO_/DOCUMENT_RETRIEVAL`` for segments). A text + photo query is fused
+early (one query with the normalised weighted mean vector) or late (reciprocal rank fusion of
+the two rankings). Hits are grouped by product: each product appears once, at its best vector.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeAlias, get_args
+
+import numpy as np
+
+from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
+from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
+from crossmodal_search.search._results import SearchResult
+from crossmodal_search.search._schema import (
+    MEDIA_TYPES,
+    RESERVED_METADATA_KEYS,
+    VECTOR_TYPES,
+    SegmentUnit,
+    public_metadata,
+    type_filter,
+)
+from crossmodal_search.search._vectors import unit, weighted_mean
+from crossmodal_search.stores import QueryMatch, VectorStore, validate_filter
+
+__all__ = ["MAX_TOP_K", "Fusion", "ProductSearch", "SearchMode", "is_weight"]
+
+#: Which stored vectors a query searches.
+SearchMode: TypeAlias = Literal["text", "image", "combined", "video", "audio", "document", "all"]
+#: How a text+image query is combined: one query with the weighted mean vector, or reciprocal
+#: rank fusion of two separate queries.
+Fusion: TypeAlias = Literal["mean", "rrf"]
+
+#: Query purpose per search mode (Nova embeds a query for what it will be compared with).
+_QUERY_PURPOSE: dict[str, EmbeddingPurpose] = {
+    "text": EmbeddingPurpose.TEXT_RETRIEVAL,
+    "image": EmbeddingPurpose.IMAGE_RETRIEVAL,
+    "video": EmbeddingPurpose.VIDEO_RETRIEVAL,
+    "audio": EmbeddingPurpose.AUDIO_RETRIEVAL,
+    "document": EmbeddingPurpose.DOCUMENT_RETRIEVAL,
+}
+_SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+_FUSIONS: tuple[str, ...] = get_args(Fusion)
+MAX_TOP_K = 100
+_MAX_TOP_K = MAX_TOP_K
+_RRF_K = 60
+
+
+class ProductSearch:
+    """Searches one store's products with one embedder (what ``CrossmodalSearcher.search``
+    runs)."""
+
+    def __init__(self, embedder: Embedder, store: VectorStore) -> None:
+        self._embedder = embedder
+        self._store = store
+
+    def search(
+        self,
+        text: str | None = None,
+        image: ImageInput | None = None,
+        *,
+        search_mode: SearchMode = "combined",
+        top_k: int = 5,
+        filter: Filter | None = None,
+        text_weight: float = 0.5,
+        fusion: Fusion = "mean",
+    ) -> list[SearchResult]:
+        """:meth:`CrossmodalSearcher.search <crossmodal_search.search.CrossmodalSearcher.search>`
+        (the arguments are documented there)."""
+        self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
+        purpose = _QUERY_PURPOSE.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
+
+        # A part with weight 0 cannot change the ranking: it is not embedded at all.
+        vectors: list[tuple[Vector, float]] = []
+        if text is not None and (image is None or text_weight > 0):
+            vec = self._embedder.embed_text(text, purpose=purpose)
+            vectors.append((unit(vec), text_weight if image is not None else 1.0))
+        if image is not None and (text is None or text_weight < 1):
+            vec = self._embedder.embed_image(image, purpose=purpose)
+            vectors.append((unit(vec), 1.0 - text_weight if text is not None else 1.0))
+
+        if fusion == "mean" or len(vectors) == 1:
+            query = vectors[0][0]
+            if len(vectors) == 2:
+                query = weighted_mean(vectors[0][0], vectors[1][0], vectors[0][1])
+            best = self._grouped(query, search_mode, filter, top_k)
+            results = [self._result(m, m.similarity) for m in best]
+            return results[:top_k]
+
+        # Reciprocal rank fusion over the per-part product rankings.
+        scores: dict[str, float] = {}
+        chosen: dict[str, tuple[float, _Match]] = {}
+        for vec, weight in vectors:
+            for rank, match in enumerate(self._grouped(vec, search_mode, filter, top_k), 1):
+                term = weight / (_RRF_K + rank)
+                scores[match.product_id] = scores.get(match.product_id, 0.0) + term
+                if match.product_id not in chosen or term > chosen[match.product_id][0]:
+                    chosen[match.product_id] = (term, match)
+        order = sorted(scores, key=lambda pid: (-scores[pid], chosen[pid][1].distance, pid))
+        return [self._result(chosen[pid][1], scores[pid]) for pid in order[:top_k]]
+
+    def explain_no_results(
+        self, *, search_mode: SearchMode = "combined", filter: Filter | None = None
+    ) -> str:
+        """Why a search in ``search_mode`` with ``filter`` found nothing, in one line a person
+        can act on: the store holds no vectors of that kind, or no product has a key the
+        filter names (with the closest key that exists), or no product matches it. Two store
+        queries, no embedding call.
+
+        Example:
+            >>> searcher.explain_no_results(filter={"colour": "red"})  # doctest: +SKIP
+            "no combined vector has metadata key 'colour' (did you mean 'color'?); ..."
+        """
+        probe = np.zeros(self._store.dimension, dtype=np.float32)
+        probe[0] = 1.0
+        sample = self._store.query(probe, top_k=_MAX_TOP_K, filter=type_filter(search_mode, None))
+        if not sample:
+            return _no_vectors_hint(search_mode)
+        if not filter:
+            return f"the store holds {search_mode} vectors, but none came back for this query"
+        seen = {k for m in sample for k in m.metadata if k not in RESERVED_METADATA_KEYS}
+        named = sorted(_filter_keys(filter) - RESERVED_METADATA_KEYS)
+        unknown = [k for k in named if k not in seen]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, sorted(seen), n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            keys = ", ".join(sorted(seen)[:12]) or "none"
+            return (
+                f"no {search_mode} vector has metadata key {key!r}{guess}; keys seen on "
+                f"products: {keys}"
+            )
+        return f"no {search_mode} vector matches the filter {json.dumps(filter)[:200]}"
+
+    def _validate_search(
+        self,
+        text: object,
+        image: object,
+        search_mode: object,
+        top_k: object,
+        filter: object,
+        text_weight: object,
+        fusion: object,
+    ) -> None:
+        if text is None and image is None:
+            raise InvalidInputError("give a query text, an image, or both")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise InvalidInputError("the query text must be a non-empty string")
+        if isinstance(image, str | os.PathLike) and not str(image).startswith("s3://"):
+            path = Path(os.fspath(image))
+            if not path.is_file():
+                raise UnsupportedMediaError(f"image file not found: {path}")
+        elif isinstance(image, bytes | bytearray) and not image:
+            raise UnsupportedMediaError("the query image is empty")
+        if search_mode not in _SEARCH_MODES:
+            raise InvalidInputError(
+                f"search_mode must be one of {', '.join(_SEARCH_MODES)}; got {search_mode!r}"
+            )
+        if fusion not in _FUSIONS:
+            raise InvalidInputError(f"fusion must be one of {', '.join(_FUSIONS)}; got {fusion!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= _MAX_TOP_K:
+            raise InvalidInputError(f"top_k must be an int in 1..{_MAX_TOP_K}, got {top_k!r}")
+        if not is_weight(text_weight):
+            raise InvalidInputError(f"text_weight must be a number in [0, 1], got {text_weight!r}")
+        if filter is not None:
+            if not isinstance(filter, Mapping):
+                raise InvalidInputError(
+                    f"filter must be a mapping (JSON object), got {type(filter).__name__}"
+                )
+            validate_filter(filter, non_filterable=self._store.non_filterable_metadata_keys)
+
+    def _similarity(self, distance: float) -> float:
+        if self._store.distance_metric == "euclidean":
+            return 1.0 - distance * distance / 2.0
+        return 1.0 - distance
+
+    def _grouped(
+        self, query: Vector, search_mode: str, user_filter: Filter | None, top_k: int
+    ) -> list[_Match]:
+        """Products closest to ``query`` (each at its best vector), best first: at least the
+        ``top_k`` closest when that many match.
+
+        One store query is enough when it returns ``top_k`` distinct products or every matching
+        vector. Where products have several vectors (mode ``all``, segments) the store's topK
+        cap of 100 can hold fewer than ``top_k`` products; then each vector type is queried on
+        its own, and for segment types again with the products already found excluded
+        (``product_id $nin``), until ``top_k`` products are known or the type is exhausted.
+        A product found in a query has its best vector of that type in it, so the merge by
+        best distance is exact.
+        """
+        per_product = 3 if search_mode == "all" else 4 if search_mode in MEDIA_TYPES else 1
+        query_filter = type_filter(search_mode, user_filter)
+        fetch = min(_MAX_TOP_K, max(top_k, top_k * per_product * 2))
+        best: dict[str, _Match] = {}
+        while True:
+            matches = self._store.query(query, top_k=fetch, filter=query_filter)
+            self._merge(matches, best)
+            if len(best) >= top_k or len(matches) < fetch:
+                return self._ranked(best)
+            if fetch >= _MAX_TOP_K:
+                break
+            fetch = min(_MAX_TOP_K, fetch * 2)
+        types = VECTOR_TYPES if search_mode == "all" else (search_mode,)
+        for vtype in types:
+            found: set[str] = set()
+            while len(found) < top_k:
+                part_filter: Filter = type_filter(vtype, user_filter)
+                if found:
+                    exclude = {"product_id": {"$nin": sorted(found)}}
+                    part_filter = {"$and": [part_filter, exclude]}
+                matches = self._store.query(query, top_k=_MAX_TOP_K, filter=part_filter)
+                seen = self._merge(matches, best)
+                if len(matches) < _MAX_TOP_K or seen <= found:
+                    break
+                found |= seen
+        return self._ranked(best)
+
+    def _merge(self, matches: Sequence[QueryMatch], best: dict[str, _Match]) -> set[str]:
+        """Keep each product's closest match in ``best``; return the products seen."""
+        seen: set[str] = set()
+        for m in matches:
+            md = dict(m.metadata)
+            model = md.get("embedding_model")
+            if model is not None and model != self._embedder.model_id:
+                raise ConfigurationError(
+                    f"the store holds vectors embedded with {model!r} but queries are "
+                    f"embedded with {self._embedder.model_id!r}; their similarities are "
+                    "meaningless. Search with the embedder that built the index, or re-index."
+                )
+            pid = str(md.get("product_id", m.key))
+            seen.add(pid)
+            if pid not in best or m.distance < best[pid].distance:
+                best[pid] = _Match(pid, m.key, m.distance, self._similarity(m.distance), md)
+        return seen
+
+    @staticmethod
+    def _ranked(best: Mapping[str, _Match]) -> list[_Match]:
+        return sorted(best.values(), key=lambda x: (x.distance, x.product_id))
+
+    @staticmethod
+    def _result(match: _Match, score: float) -> SearchResult:
+        md = match.metadata
+        vtype = md.get("type")
+        return SearchResult(
+            product_id=match.product_id,
+            text=str(md.get("text", "")),
+            image_path=_opt_str(md.get("image_path")),
+            similarity=match.similarity,
+            distance=match.distance,
+            matched_type=vtype if vtype in VECTOR_TYPES else "combined",
+            score=score,
+            key=match.key,
+            metadata=public_metadata(md),
+            segment_start=_opt_float(md.get("segment_start")),
+            segment_end=_opt_float(md.get("segment_end")),
+            segment_unit=_segment_unit(md.get("segment_unit")),
+            source_uri=_opt_str(md.get("source_uri")),
+        )
+
+
+@dataclass(frozen=True)
+class _Match:
+    product_id: str
+    key: str
+    distance: float
+    similarity: float
+    metadata: dict[str, MetadataValue]
+
+
+def _no_vectors_hint(search_mode: str) -> str:
+    if search_mode in MEDIA_TYPES:
+        return (
+            f"the store holds no {search_mode} segments: index products' {search_mode} with "
+            "index_media (CLI: crossmodal index --media-s3-uri s3://...; local PDF documents "
+            "are indexed by crossmodal index)"
+        )
+    return (
+        f"the store holds no {search_mode} vectors written by crossmodal-search: index a "
+        "catalog first (crossmodal index)"
+    )
+
+
+def _filter_keys(filter: Mapping[str, object]) -> set[str]:
+    """The metadata keys a filter names (operators and ``$and``/``$or`` looked through)."""
+    keys: set[str] = set()
+    for key, value in filter.items():
+        if key in ("$and", "$or") and isinstance(value, list):
+            for part in value:
+                if isinstance(part, Mapping):
+                    keys |= _filter_keys(part)
+        elif not key.startswith("$"):
+            keys.add(key)
+    return keys
+
+
+def is_weight(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0.0 <= value <= 1.0
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _segment_unit(value: object) -> SegmentUnit | None:
+    if value == "seconds" or value == "chars" or value == "pages":
+        return value
+    return None
+
+
+def _opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
