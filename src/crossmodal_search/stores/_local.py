@@ -168,7 +168,8 @@ class LocalVectorStore:
     Size guidance: search is exact, so a query costs one pass over every vector, at the speed
     memory streams them (``docs/benchmarks.md`` has the figures: on two shared cores about
     14 ms at 100k x 1024 float32 and 130 ms at 1M; a filter selecting 1% of the rows cuts that
-    to a few ms). One million 1024-d float32 vectors take ~4 GiB of RAM (float16: ~2 GiB). ``storage_dtype="float16"`` with the ``simd`` extra (NumKong) searches faster than
+    to a few ms). One million 1024-d float32 vectors take ~4 GiB of RAM (float16: ~2 GiB).
+    ``storage_dtype="float16"`` with the ``simd`` extra (NumKong) searches faster than
     float32; without it, numpy converts float16 element by element and a query is ~15x slower.
     Beyond a few million vectors use ``S3VectorsStore``. One process writes a directory at a
     time (an ``flock`` lock); any number may open it ``read_only=True``.

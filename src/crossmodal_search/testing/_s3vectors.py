@@ -3,8 +3,9 @@
 ``FakeS3Vectors`` registers a ``before-send`` handler on a real ``boto3`` ``s3vectors`` client, so
 botocore's own parameter validation, JSON serialisation, error parsing and response parsing all
 run; only the network hop is replaced. The fake keeps buckets, indexes and vectors in memory and
-enforces the service limits server-side (as the S3 Vectors API reference documents them), so that a client
-which forgets to split a batch or check metadata sizes fails here the way it would on AWS::
+enforces the service limits server-side (as the S3 Vectors API reference documents them), so
+that a client which forgets to split a batch or check metadata sizes fails here the way it
+would on AWS::
 
     fake = FakeS3Vectors()
     client = fake.client()
