@@ -20,8 +20,7 @@ import pytest
 from moto import mock_aws
 
 from crossmodal_search._aws import RetryPolicy
-from crossmodal_search.embeddings import OfflineEmbedder
-from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, AsyncJob
+from crossmodal_search.embeddings import OfflineEmbedder, SegmentedEmbeddingJobs, SegmentedJob
 from crossmodal_search.embeddings._segments import (
     SegmentationConfig,
     SegmentedResult,
@@ -70,7 +69,7 @@ class Env:
     s3: Any
     fake: FakeBedrockJobs
     clock: FakeClock
-    jobs: AsyncEmbeddingJobs
+    jobs: SegmentedEmbeddingJobs
 
 
 @pytest.fixture
@@ -90,7 +89,7 @@ def env(fake_credentials: None) -> Iterator[Env]:
             ["cheerful whistle", "kettle click", "steam hiss"],
         )
         clock = FakeClock()
-        jobs = AsyncEmbeddingJobs(
+        jobs = SegmentedEmbeddingJobs(
             fake.client("bedrock-runtime"),
             s3,
             dimension=DIM,
@@ -103,7 +102,7 @@ def env(fake_credentials: None) -> Iterator[Env]:
         yield Env(s3, fake, clock, jobs)
 
 
-def kettle(env: Env, **kwargs: Any) -> AsyncJob:
+def kettle(env: Env, **kwargs: Any) -> SegmentedJob:
     return env.jobs.start_video(
         f"s3://{BUCKET}/products/P-KETTLE/demo.mp4", output_s3_uri=OUT, **kwargs
     )
@@ -379,7 +378,7 @@ def test_wrong_length_embedding_in_a_result_file_is_an_error(env: Env) -> None:
 
 def test_throttled_polls_are_retried_by_the_single_retry_layer(env: Env) -> None:
     slept: list[float] = []
-    jobs = AsyncEmbeddingJobs(
+    jobs = SegmentedEmbeddingJobs(
         env.fake.client("bedrock-runtime"),
         env.s3,
         dimension=DIM,
@@ -450,19 +449,19 @@ def test_audio_format_is_checked_before_any_call(env: Env) -> None:
 
 def test_segmentation_config_ranges_and_defaults() -> None:
     cfg = SegmentationConfig()
-    assert (cfg.max_length_chars, cfg.duration_seconds) == (32_000, 5)
-    assert SegmentationConfig(max_length_chars=800, duration_seconds=1).text_payload() == {
+    assert (cfg.max_length_chars, cfg.segment_seconds) == (32_000, 5)
+    assert SegmentationConfig(max_length_chars=800, segment_seconds=1).text_payload() == {
         "maxLengthChars": 800
     }
-    assert SegmentationConfig(max_length_chars=50_000, duration_seconds=30).media_payload() == {
+    assert SegmentationConfig(max_length_chars=50_000, segment_seconds=30).media_payload() == {
         "durationSeconds": 30
     }
     for bad in (
         {"max_length_chars": 799},
         {"max_length_chars": 50_001},
-        {"duration_seconds": 0},
-        {"duration_seconds": 31},
-        {"duration_seconds": True},
+        {"segment_seconds": 0},
+        {"segment_seconds": 31},
+        {"segment_seconds": True},
     ):
         with pytest.raises(InvalidInputError):
             SegmentationConfig(**bad)

@@ -17,8 +17,12 @@ import pytest
 from moto import mock_aws
 from PIL import Image, ImageDraw
 
-from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder
-from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, embed_text_document
+from crossmodal_search.embeddings import (
+    NovaEmbeddings,
+    OfflineEmbedder,
+    SegmentedEmbeddingJobs,
+    embed_text_document,
+)
 from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
     embed_pdf,
@@ -122,12 +126,12 @@ def test_missing_pdf_extra_names_the_install_command(
 
 
 @pytest.fixture
-def s3_jobs(fake_credentials: None) -> Iterator[tuple[AsyncEmbeddingJobs, FakeBedrockJobs]]:
+def s3_jobs(fake_credentials: None) -> Iterator[tuple[SegmentedEmbeddingJobs, FakeBedrockJobs]]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="docs")
         fake = FakeBedrockJobs(embedder=OfflineEmbedder(dimension=DIM), s3_client=s3)
-        jobs = AsyncEmbeddingJobs(
+        jobs = SegmentedEmbeddingJobs(
             fake.client("bedrock-runtime"),
             s3,
             dimension=DIM,
@@ -139,7 +143,7 @@ def s3_jobs(fake_credentials: None) -> Iterator[tuple[AsyncEmbeddingJobs, FakeBe
 
 
 def test_short_text_document_is_one_synchronous_segment(
-    s3_jobs: tuple[AsyncEmbeddingJobs, FakeBedrockJobs],
+    s3_jobs: tuple[SegmentedEmbeddingJobs, FakeBedrockJobs],
 ) -> None:
     jobs, fake = s3_jobs
     text = "Descale the kettle monthly. " * 20
@@ -156,7 +160,7 @@ def test_short_text_document_is_one_synchronous_segment(
 
 
 def test_long_text_document_goes_through_segmentation(
-    s3_jobs: tuple[AsyncEmbeddingJobs, FakeBedrockJobs],
+    s3_jobs: tuple[SegmentedEmbeddingJobs, FakeBedrockJobs],
 ) -> None:
     jobs, fake = s3_jobs
     text = "Safety instructions for the kettle and its base. " * 400  # ~20,000 chars

@@ -51,7 +51,7 @@ def test_public_signatures_name_their_types_not_any() -> None:
     import inspect
     import re
 
-    from crossmodal_search.embeddings import AsyncEmbeddingJobs, BatchEmbeddingJobs, embed_pdf
+    from crossmodal_search.embeddings import BatchEmbeddingJobs, SegmentedEmbeddingJobs, embed_pdf
     from crossmodal_search.search import index_media, index_with_batch
     from crossmodal_search.stores import VectorRecord, open_store
     from crossmodal_search.testing import FakeBedrockJobs
@@ -62,7 +62,7 @@ def test_public_signatures_name_their_types_not_any() -> None:
         index_with_batch,
         index_media,
         embed_pdf,
-        AsyncEmbeddingJobs.__init__,
+        SegmentedEmbeddingJobs.__init__,
         BatchEmbeddingJobs.__init__,
         FakeBedrockJobs.__init__,
         FakeBedrockJobs.client,
@@ -114,3 +114,28 @@ def test_names_that_left_the_top_level_still_resolve_with_a_deprecation_warning(
         with pytest.warns(DeprecationWarning, match=f"crossmodal_search.datasets.{name}"):
             assert getattr(crossmodal_search, name) is getattr(datasets, name)
         assert name not in crossmodal_search.__all__
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("AsyncEmbeddingJobs", "SegmentedEmbeddingJobs"), ("AsyncJob", "SegmentedJob")],
+)
+def test_renamed_job_classes_still_import_under_their_old_names_with_a_warning(
+    old: str, new: str
+) -> None:
+    import crossmodal_search.embeddings as embeddings
+
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated; use {new}"):
+        value = getattr(embeddings, old)
+    assert value is getattr(embeddings, new)
+    assert old not in embeddings.__all__ and new in embeddings.__all__
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = embeddings.NoSuchThing
+
+
+def test_the_old_name_works_in_a_from_import() -> None:
+    with pytest.warns(DeprecationWarning, match="SegmentedEmbeddingJobs"):
+        from crossmodal_search.embeddings import AsyncEmbeddingJobs
+    from crossmodal_search.embeddings import SegmentedEmbeddingJobs
+
+    assert AsyncEmbeddingJobs is SegmentedEmbeddingJobs

@@ -13,13 +13,20 @@ import numpy.typing as npt
 import pytest
 
 from crossmodal_search._aws import RetryPolicy
-from crossmodal_search._types import DistanceMetric, Filter, MetadataValue
+from crossmodal_search._types import DistanceMetric, EmbeddingPurpose, Filter, MetadataValue
 from crossmodal_search.datasets import (
     SAMPLE_QUERIES,
     load_abo,
     write_sample_catalog,
 )
-from crossmodal_search.embeddings import Embedder, NovaEmbeddings, OfflineEmbedder
+from crossmodal_search.embeddings import (
+    BaseEmbedder,
+    Embedder,
+    EmbedInput,
+    NovaEmbeddings,
+    OfflineEmbedder,
+    S3Source,
+)
 from crossmodal_search.errors import (
     ConfigurationError,
     InvalidFilterError,
@@ -475,8 +482,8 @@ def test_errors_concerning_every_product_stop_the_run(code: str, products: list[
     assert searcher.index(products[:10]).indexed == 10
 
 
-class StopsAfter:
-    """An Embedder that delegates to ``inner`` and raises ``error`` from call ``n + 1`` on."""
+class StopsAfter(BaseEmbedder):
+    """An Embedder that delegates to ``inner`` and raises ``error`` from input ``n + 1`` on."""
 
     def __init__(self, inner: Embedder, n: int, error: Exception) -> None:
         self.inner, self.n, self.error, self.calls = inner, n, error, 0
@@ -489,24 +496,22 @@ class StopsAfter:
     def dimension(self) -> int:
         return self.inner.dimension
 
-    def _tick(self) -> None:
-        self.calls += 1
-        if self.calls > self.n:
-            raise self.error
-
-    def embed_text(self, text: str, **kw: Any) -> npt.NDArray[np.float32]:
-        self._tick()
-        return self.inner.embed_text(text, **kw)
-
-    def embed_image(self, image: Any, **kw: Any) -> npt.NDArray[np.float32]:
-        self._tick()
-        return self.inner.embed_image(image, **kw)
-
-    def embed_texts(self, texts: Sequence[str], **kw: Any) -> npt.NDArray[np.float32]:
-        raise NotImplementedError
-
-    def embed_images(self, images: Sequence[Any], **kw: Any) -> npt.NDArray[np.float32]:
-        raise NotImplementedError
+    def _embed(
+        self, items: Sequence[EmbedInput], *, purpose: EmbeddingPurpose, dimension: int
+    ) -> npt.NDArray[np.float32]:
+        rows = []
+        for item in items:
+            self.calls += 1
+            if self.calls > self.n:
+                raise self.error
+            if item.text is not None:
+                rows.append(self.inner.embed_text(item.text, purpose=purpose, dimension=dimension))
+            else:
+                assert item.media is not None
+                image = item.media.source
+                assert not isinstance(image, S3Source)
+                rows.append(self.inner.embed_image(image, purpose=purpose, dimension=dimension))
+        return np.stack(rows)
 
 
 def test_vectors_embedded_before_a_fatal_error_are_kept(products: list[Product]) -> None:

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
 from crossmodal_search._types import MetadataValue
-from crossmodal_search.embeddings import AsyncEmbeddingJobs, NovaEmbeddings, OfflineEmbedder
+from crossmodal_search.embeddings import NovaEmbeddings, OfflineEmbedder, SegmentedEmbeddingJobs
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.search import CrossmodalSearcher, Product, SearchResult
 from crossmodal_search.stores._local import LocalVectorStore
@@ -40,7 +40,7 @@ class Env:
     s3: Any
     jobs_fake: FakeBedrockJobs
     bedrock: FakeBedrock
-    jobs: AsyncEmbeddingJobs
+    jobs: SegmentedEmbeddingJobs
     searcher: CrossmodalSearcher
     store: LocalVectorStore
 
@@ -63,7 +63,7 @@ def env(fake_credentials: None) -> Iterator[Env]:
         jobs_fake.add_media(KETTLE_VIDEO, 120, scenes(KETTLE_SCENES))
         jobs_fake.add_media(BLENDER_VIDEO, 95, scenes(BLENDER_SCENES))
         jobs_fake.add_media(KETTLE_AUDIO, 15, ["cheerful whistle", "kettle click", "steam hiss"])
-        jobs = AsyncEmbeddingJobs(
+        jobs = SegmentedEmbeddingJobs(
             jobs_fake.client("bedrock-runtime"),
             s3,
             dimension=DIM,
@@ -251,14 +251,16 @@ def test_media_settings_and_sources_are_checked_before_any_call(env: Env) -> Non
         env.searcher.index_media(products, jobs=env.jobs)
     with pytest.raises(InvalidInputError, match="jobs="):
         env.searcher.index_media(products, output_s3_uri=OUT)
-    with pytest.raises(InvalidInputError, match="duration_seconds"):
+    with pytest.raises(InvalidInputError, match="segment_seconds"):
         env.searcher.index_media(products, jobs=env.jobs, output_s3_uri=OUT, segment_seconds=31)
     with pytest.raises(InvalidInputError, match="appears twice"):
         env.searcher.index_media(products + products[:1], jobs=env.jobs, output_s3_uri=OUT)
-    other_dim = AsyncEmbeddingJobs(env.jobs_fake.client("bedrock-runtime"), env.s3, dimension=384)
+    other_dim = SegmentedEmbeddingJobs(
+        env.jobs_fake.client("bedrock-runtime"), env.s3, dimension=384
+    )
     with pytest.raises(ConfigurationError, match="384-dimensional"):
         env.searcher.index_media(products, jobs=other_dim, output_s3_uri=OUT)
-    other_model = AsyncEmbeddingJobs(
+    other_model = SegmentedEmbeddingJobs(
         env.jobs_fake.client("bedrock-runtime"), env.s3, dimension=DIM, model_id="other-model"
     )
     with pytest.raises(ConfigurationError, match="share one model"):
@@ -380,7 +382,7 @@ def test_a_timed_out_job_is_resumed_by_the_rerun_not_paid_twice(env: Env) -> Non
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    jobs = AsyncEmbeddingJobs(
+    jobs = SegmentedEmbeddingJobs(
         env.jobs_fake.client("bedrock-runtime"),
         env.s3,
         dimension=DIM,

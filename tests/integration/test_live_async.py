@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossmodal_search.embeddings import AsyncEmbeddingJobs
+from crossmodal_search.embeddings import SegmentedEmbeddingJobs
 from tests.integration import media
 from tests.integration.env import LiveEnv
 from tests.integration.lifecycle import Usage
@@ -31,7 +31,7 @@ LIVE_PLAN = Usage(
 def test_a_segmented_video_job_yields_one_vector_per_segment(live: LiveEnv) -> None:
     data, seconds = media.mov(VIDEO_SECONDS)
     uri = live.upload("async/input/clip.mov", data, seconds=seconds)
-    jobs = AsyncEmbeddingJobs(
+    jobs = SegmentedEmbeddingJobs(
         live.bedrock_runtime,
         live.s3,
         dimension=256,

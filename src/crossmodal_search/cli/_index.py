@@ -38,7 +38,7 @@ from crossmodal_search.stores import parse_store_spec
 if TYPE_CHECKING:
     import boto3
 
-    from crossmodal_search.embeddings import AsyncEmbeddingJobs, BatchEmbeddingJobs
+    from crossmodal_search.embeddings import BatchEmbeddingJobs, SegmentedEmbeddingJobs
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -326,15 +326,15 @@ def _batch_jobs(args: argparse.Namespace, session: boto3.Session) -> BatchEmbedd
     )
 
 
-def _media_jobs(args: argparse.Namespace, session: boto3.Session) -> AsyncEmbeddingJobs:
-    from crossmodal_search.embeddings import AsyncEmbeddingJobs
+def _media_jobs(args: argparse.Namespace, session: boto3.Session) -> SegmentedEmbeddingJobs:
+    from crossmodal_search.embeddings import SegmentedEmbeddingJobs
     from crossmodal_search.embeddings._segments import check_s3_uri
 
     try:
         check_s3_uri(args.media_s3_uri, what="--media-s3-uri")
     except InvalidInputError as exc:
         raise ConfigurationError(str(exc)) from None
-    return AsyncEmbeddingJobs(
+    return SegmentedEmbeddingJobs(
         build_client("bedrock-runtime", session=session, region_name=args.region),
         build_client("s3", session=session, region_name=args.region),
         dimension=args.dimension,

@@ -1,11 +1,10 @@
-"""Embedding backends: Amazon Nova (Bedrock) and a deterministic offline embedder."""
+"""Embedding backends: Amazon Nova (Bedrock), a deterministic offline embedder, and BaseEmbedder."""
+
+import warnings
+from typing import Any
 
 from crossmodal_search._types import EmbeddingPurpose
-from crossmodal_search.embeddings._async import (
-    AsyncEmbeddingJobs,
-    AsyncJob,
-    embed_text_document,
-)
+from crossmodal_search.embeddings._base import BaseEmbedder, EmbedInput, Media
 from crossmodal_search.embeddings._batch import (
     BatchEmbeddingJobs,
     BatchRequest,
@@ -23,14 +22,16 @@ from crossmodal_search.embeddings._media import (
     prepare_image,
     prepare_video,
 )
-from crossmodal_search.embeddings._nova import (
+from crossmodal_search.embeddings._nova import NovaEmbeddings
+from crossmodal_search.embeddings._nova_wire import (
     DetailLevel,
-    NovaEmbeddings,
     TruncationMode,
     VideoEmbeddingMode,
 )
 from crossmodal_search.embeddings._offline import OfflineEmbedder
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.embeddings._segmented import SegmentedEmbeddingJobs, embed_text_document
+from crossmodal_search.embeddings._segmented_wire import SegmentedJob
 from crossmodal_search.embeddings._segments import (
     Segment,
     SegmentationConfig,
@@ -44,23 +45,26 @@ __all__ = [
     "IMAGE_FORMATS",
     "INLINE_LIMIT_BYTES",
     "VIDEO_FORMATS",
-    "AsyncEmbeddingJobs",
-    "AsyncJob",
+    "BaseEmbedder",
     "BatchEmbeddingJobs",
     "BatchRequest",
     "BatchResult",
     "DetailLevel",
+    "EmbedInput",
     "Embedder",
     "EmbedderKind",
     "EmbeddingCache",
     "EmbeddingPurpose",
     "ImageInput",
+    "Media",
     "NovaEmbeddings",
     "OfflineEmbedder",
     "PreparedMedia",
     "S3Source",
     "Segment",
     "SegmentationConfig",
+    "SegmentedEmbeddingJobs",
+    "SegmentedJob",
     "SegmentedResult",
     "TruncationMode",
     "VideoEmbeddingMode",
@@ -71,3 +75,19 @@ __all__ = [
     "prepare_image",
     "prepare_video",
 ]
+
+#: Old names -> new ones. ``Async*`` promised an asyncio twin; these are Bedrock's asynchronous
+#: invocations, whose methods block.
+_DEPRECATED = {"AsyncEmbeddingJobs": "SegmentedEmbeddingJobs", "AsyncJob": "SegmentedJob"}
+
+
+def __getattr__(name: str) -> Any:
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"crossmodal_search.embeddings.{name} is deprecated; use {new} (the same class)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

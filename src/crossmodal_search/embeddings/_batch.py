@@ -18,18 +18,14 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from crossmodal_search._aws import (
     DEFAULT_RETRY_POLICY,
@@ -38,15 +34,24 @@ from crossmodal_search._aws import (
     join_s3,
     parse_s3_uri,
 )
-from crossmodal_search._types import (
-    NOVA_MODEL_ID,
-    EmbeddingPurpose,
-    PurposeLike,
-    Vector,
+from crossmodal_search._types import NOVA_MODEL_ID
+from crossmodal_search.embeddings._batch_wire import (
+    COMPLETED,
+    ENDED_EARLY,
+    FAILED,
+    MAX_RECORDS_PER_JOB,
+    MIN_RECORDS_PER_JOB,
+    BatchJob,
+    BatchJobStatus,
+    BatchRequest,
+    BatchResult,
+    OnRecordError,
+    RecordFailure,
+    input_digest,
+    parse_output_line,
+    record_lines,
 )
 from crossmodal_search.embeddings._jobs import JobRunner, first_failures
-from crossmodal_search.embeddings._media import INLINE_LIMIT_BYTES, prepare_image
-from crossmodal_search.embeddings._nova import build_request, check_dimension, parse_purpose
 from crossmodal_search.embeddings._segments import check_s3_uri
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -61,10 +66,9 @@ if TYPE_CHECKING:
     from mypy_boto3_bedrock import BedrockClient
     from mypy_boto3_s3 import S3Client
 
-    from crossmodal_search.embeddings._protocol import ImageInput
-
 logger = logging.getLogger(__name__)
 
+# The records are re-exported: this module stays the one place to import batch names from.
 __all__ = [
     "BatchEmbeddingJobs",
     "BatchJob",
@@ -74,175 +78,8 @@ __all__ = [
     "RecordFailure",
 ]
 
-#: Every status ``get_model_invocation_job`` can report (botocore 1.44.8 model).
-JOB_STATUSES = (
-    "Submitted",
-    "Validating",
-    "Scheduled",
-    "InProgress",
-    "Stopping",
-    "Completed",
-    "PartiallyCompleted",
-    "Failed",
-    "Stopped",
-    "Expired",
-)
-_RUNNING = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
-_DONE = frozenset({"Completed", "PartiallyCompleted"})
-#: Ended without (all) output: records not in the output are reported as failed.
-_ENDED_EARLY = frozenset({"Stopped", "Expired"})
-_FAILED = frozenset({"Failed"})
-
-OnRecordError: TypeAlias = Literal["raise", "report"]
-
-#: Bedrock's default quotas: records per batch job (min and max).
-MIN_RECORDS_PER_JOB = 100
-MAX_RECORDS_PER_JOB = 50_000
+#: The key manifest next to a job's input makes a rerun of the same records resume that job.
 _MANIFEST_SUFFIX = ".keys.json"
-
-
-@dataclass(frozen=True)
-class BatchRequest:
-    """One input of a batch: your ``key`` and the InvokeModel body (``modelInput``)."""
-
-    key: str
-    model_input: Mapping[str, Any]
-
-    @classmethod
-    def text(
-        cls,
-        key: str,
-        text: str,
-        *,
-        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int = 1024,
-        truncation_mode: Literal["START", "END", "NONE"] = "END",
-    ) -> BatchRequest:
-        """A text to embed (at most 50,000 characters inline; longer text: segment it)."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError(f"{key}: text must be a non-empty string")
-        if len(text) > 50_000:
-            raise InvalidInputError(f"{key}: text has {len(text)} characters, at most 50,000")
-        if truncation_mode not in ("START", "END", "NONE"):
-            raise InvalidInputError(f"{key}: unknown truncation_mode {truncation_mode!r}")
-        body = build_request(
-            "text",
-            {"truncationMode": truncation_mode, "value": text},
-            purpose=parse_purpose(purpose),
-            dimension=check_dimension(dimension),
-        )
-        return cls(_check_key(key), body)
-
-    @classmethod
-    def image(
-        cls,
-        key: str,
-        image: ImageInput,
-        *,
-        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int = 1024,
-        detail_level: Literal["STANDARD_IMAGE", "DOCUMENT_IMAGE"] = "STANDARD_IMAGE",
-        format: str | None = None,
-        max_inline_bytes: int = INLINE_LIMIT_BYTES,
-    ) -> BatchRequest:
-        """An image to embed: bytes, a local path or PIL image (sent inline, base64) or an
-        ``s3://`` URI (read by Bedrock)."""
-        if detail_level not in ("STANDARD_IMAGE", "DOCUMENT_IMAGE"):
-            raise InvalidInputError(f"{key}: unknown detail_level {detail_level!r}")
-        media = prepare_image(image, format=format, max_inline_bytes=max_inline_bytes, label=key)
-        body = build_request(
-            "image",
-            {"format": media.format, "source": media.source(), "detailLevel": detail_level},
-            purpose=parse_purpose(purpose),
-            dimension=check_dimension(dimension),
-        )
-        return cls(_check_key(key), body)
-
-
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidInputError(f"batch request keys must be non-empty strings, got {key!r}")
-    return key
-
-
-@dataclass(frozen=True)
-class RecordFailure:
-    """A batch record that produced no vector: the service's error, or missing from the output."""
-
-    key: str
-    record_id: str
-    code: str
-    message: str
-
-    def describe(self) -> str:
-        """One line for logs and error messages."""
-        return f"{self.key} (record {self.record_id}): {self.code}: {self.message}"
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """A submitted batch job and the keys of its records (record ``i`` has id ``R%010d``)."""
-
-    job_arn: str
-    job_name: str
-    input_s3_uri: str
-    output_s3_uri: str
-    keys: tuple[str, ...]
-
-    @property
-    def job_id(self) -> str:
-        """The last segment of the job ARN; the output folder is named after it."""
-        return self.job_arn.rsplit("/", 1)[-1]
-
-    def record_id(self, index: int) -> str:
-        """The ``recordId`` of record ``index`` (11 alphanumeric characters)."""
-        return f"R{index:010d}"
-
-
-@dataclass(frozen=True)
-class BatchJobStatus:
-    """What ``get_model_invocation_job`` says about a job."""
-
-    job_arn: str
-    status: str
-    message: str | None = None
-    total_records: int | None = None
-    processed_records: int | None = None
-    success_records: int | None = None
-    error_records: int | None = None
-
-    @property
-    def finished(self) -> bool:
-        """True once the job can no longer change."""
-        return self.status not in _RUNNING
-
-
-@dataclass
-class BatchResult:
-    """Vectors by key, and every key that has none (``failures``): nothing is dropped."""
-
-    vectors: dict[str, Vector] = field(default_factory=dict)
-    failures: list[RecordFailure] = field(default_factory=list)
-    jobs: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every record has a vector."""
-        return not self.failures
-
-    def merge(self, other: BatchResult) -> None:
-        """Add another job's result to this one."""
-        self.vectors.update(other.vectors)
-        self.failures.extend(other.failures)
-        self.jobs.extend(other.jobs)
-
-
-def _digest(lines: Sequence[str], model_id: str) -> str:
-    h = hashlib.sha256(model_id.encode())
-    for line in lines:
-        h.update(line.encode())
-        h.update(b"\n")
-    return h.hexdigest()[:20]
 
 
 class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
@@ -360,15 +197,8 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
         self._check(requests)
         jobs: list[BatchJob] = []
         for chunk in self._chunks(requests):
-            lines = [
-                json.dumps(
-                    {"recordId": f"R{i:010d}", "modelInput": r.model_input},
-                    separators=(",", ":"),
-                    ensure_ascii=False,
-                )
-                for i, r in enumerate(chunk)
-            ]
-            digest = _digest(lines, self.model_id)
+            lines = record_lines(chunk)
+            digest = input_digest(lines, self.model_id)
             keys = tuple(r.key for r in chunk)
             if resume:
                 found = self._existing(digest, keys)
@@ -398,7 +228,7 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
         if job.keys != keys:  # same records under other keys: a new job keeps keys honest
             return None
         status = self.status(job)
-        if status.status in _FAILED or status.status in _ENDED_EARLY:
+        if status.status in FAILED or status.status in ENDED_EARLY:
             logger.info("previous job %s is %s: submitting again", job.job_arn, status.status)
             return None
         return job
@@ -455,20 +285,7 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
             lambda: self._client.get_model_invocation_job(jobIdentifier=job.job_arn),
             policy=self.retry_policy,
         )
-
-        def count(name: str) -> int | None:
-            value = resp.get(name)
-            return int(value) if isinstance(value, int | float | str) else None
-
-        return BatchJobStatus(
-            job_arn=job.job_arn,
-            status=str(resp.get("status", "")),
-            message=resp.get("message"),
-            total_records=count("totalRecordCount"),
-            processed_records=count("processedRecordCount"),
-            success_records=count("successRecordCount"),
-            error_records=count("errorRecordCount"),
-        )
+        return BatchJobStatus.from_response(job.job_arn, resp)
 
     def wait(self, job: BatchJob, *, timeout: float | None = None) -> BatchJobStatus:
         """Poll until the job ends (backoff x2 per poll up to ``max_poll_interval``, jittered).
@@ -480,7 +297,7 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
         final = self._poll(
             lambda: self.status(job), what="batch job", job_id=job.job_arn, timeout=timeout
         )
-        if final.status in _FAILED:
+        if final.status in FAILED:
             raise EmbeddingJobError(
                 f"batch job {job.job_arn} failed: {final.message or 'no message'}",
                 job_id=job.job_arn,
@@ -507,7 +324,7 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
                 ``on_record_error="raise"`` also when any record failed (``failures`` lists each).
         """
         st = status or self.status(job)
-        if st.status not in _DONE and st.status not in _ENDED_EARLY:
+        if st.status not in COMPLETED and st.status not in ENDED_EARLY:
             raise EmbeddingJobError(
                 f"batch job {job.job_arn} is {st.status}: no results to read",
                 job_id=job.job_arn,
@@ -517,7 +334,7 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
         result = BatchResult(jobs=[job.job_arn])
         seen: set[int] = set()
         files = self._output_files(job)
-        if not files and st.status in _DONE:
+        if not files and st.status in COMPLETED:
             raise EmbeddingJobError(
                 f"batch job {job.job_arn} is {st.status} but has no .out file under "
                 f"{join_s3(job.output_s3_uri, job.job_id)}/",
@@ -529,7 +346,7 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
             for lineno, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
-                self._parse_line(job, uri, lineno, line, index, seen, result)
+                parse_output_line(job, uri, lineno, line, index, seen, result)
         for i, key in enumerate(job.keys):
             if i not in seen:
                 result.failures.append(
@@ -569,60 +386,6 @@ class BatchEmbeddingJobs(JobRunner["BedrockClient"]):
         # job wrote rather than guess (unknown record ids are reported, not trusted).
         keys.sort(key=lambda k: (PurePosixPath(k).name != input_name + ".out", k))
         return [f"s3://{bucket}/{k}" for k in keys]
-
-    def _parse_line(
-        self,
-        job: BatchJob,
-        uri: str,
-        lineno: int,
-        line: str,
-        index: Mapping[str, int],
-        seen: set[int],
-        result: BatchResult,
-    ) -> None:
-        try:
-            item = json.loads(line)
-        except ValueError as exc:
-            raise EmbeddingJobError(
-                f"{uri} line {lineno} is not JSON: {exc}", job_id=job.job_arn
-            ) from exc
-        record_id = str(item.get("recordId", ""))
-        i = index.get(record_id)
-        if i is None:
-            logger.warning("%s line %d: unknown recordId %r ignored", uri, lineno, record_id)
-            return
-        if i in seen:
-            logger.warning("%s line %d: duplicate recordId %s ignored", uri, lineno, record_id)
-            return
-        seen.add(i)
-        key = job.keys[i]
-        error = item.get("error")
-        if error is not None or "modelOutput" not in item:
-            error = error if isinstance(error, dict) else {"errorMessage": str(error)}
-            result.failures.append(
-                RecordFailure(
-                    key,
-                    record_id,
-                    str(error.get("errorCode", "Error")),
-                    str(error.get("errorMessage", "no modelOutput")),
-                )
-            )
-            return
-        try:
-            embeddings = item["modelOutput"]["embeddings"]
-            vector = np.asarray(embeddings[0]["embedding"], dtype=np.float32)
-            expected = item.get("modelInput", {}).get("singleEmbeddingParams", {})
-            dim = expected.get("embeddingDimension")
-            if vector.ndim != 1 or (dim is not None and vector.shape[0] != int(dim)):
-                raise ValueError(f"embedding of shape {vector.shape}, expected ({dim},)")
-            if not np.all(np.isfinite(vector)) or not vector.size:
-                raise ValueError("embedding has non-finite values or is empty")
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            result.failures.append(
-                RecordFailure(key, record_id, "InvalidModelOutput", f"{type(exc).__name__}: {exc}")
-            )
-            return
-        result.vectors[key] = vector
 
     # -- all in one ----------------------------------------------------------------------
 

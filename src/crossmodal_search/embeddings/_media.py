@@ -50,10 +50,13 @@ __all__ = [
     "S3Source",
     "VideoFormat",
     "base64_size",
+    "is_s3_uri",
     "load_pil_image",
     "prepare_audio",
     "prepare_image",
     "prepare_video",
+    "read_path",
+    "s3_or_none",
 ]
 
 ImageFormat: TypeAlias = Literal["png", "jpeg", "gif", "webp"]
@@ -74,6 +77,11 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
 _ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 
 
+def is_s3_uri(value: object) -> bool:
+    """True for a string Bedrock accepts as an ``s3Uri`` (``s3://bucket/key``, <= 1024 chars)."""
+    return isinstance(value, str) and bool(_S3_URI.match(value)) and len(value) <= 1024
+
+
 @dataclass(frozen=True)
 class S3Source:
     """An object in Amazon S3 that Bedrock reads itself.
@@ -91,7 +99,7 @@ class S3Source:
     bucket_owner: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.uri, str) or not _S3_URI.match(self.uri) or len(self.uri) > 1024:
+        if not is_s3_uri(self.uri):
             raise InvalidInputError(
                 f"not a valid S3 URI: {self.uri!r} (expected s3://bucket/key, at most 1024 chars)"
             )
@@ -156,7 +164,7 @@ def base64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
 
-def _read_path(path: str | os.PathLike[str], what: str) -> bytes:
+def read_path(path: str | os.PathLike[str], what: str) -> bytes:
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -172,7 +180,7 @@ def _read_path(path: str | os.PathLike[str], what: str) -> bytes:
     return data
 
 
-def _s3_or_none(value: object) -> S3Source | None:
+def s3_or_none(value: object) -> S3Source | None:
     if isinstance(value, S3Source):
         return value
     if isinstance(value, str) and value.startswith("s3://"):
@@ -293,37 +301,54 @@ def _exif_orientation(img: Image.Image) -> int:
 
 
 def load_pil_image(
-    image: object, *, label: str = "image", draft: tuple[int, int] | None = None
+    image: bytes | Image.Image, *, label: str = "image", draft: tuple[int, int] | None = None
 ) -> Image.Image:
-    """Decode any local image input (bytes, path, PIL image) into an RGB(A)-capable PIL image.
+    """Decode image bytes (or take a PIL image) with the EXIF orientation applied.
 
-    EXIF orientation is applied. ``s3://`` inputs raise :class:`UnsupportedMediaError`, since
-    reading them needs S3 access (used by the offline embedder, which never goes online, so the
-    message names it).
     ``draft`` lets JPEGs decode at a reduced scale no smaller than that size.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    if _s3_or_none(image) is not None:
-        raise UnsupportedMediaError(
-            f"{label}: {image!r} is in S3, and the offline embedder reads local images only; "
-            "download it, or embed with Amazon Nova (NovaEmbeddings, CLI --embedder nova), "
-            "which reads s3:// images itself"
-        )
-    if isinstance(image, Image.Image):
-        img = image
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        img = _open_image(bytes(image), label, draft)
-    elif isinstance(image, (str, os.PathLike)):
-        img = _open_image(_read_path(image, "image"), f"{label} {str(image)!r}", draft)
-    else:
-        raise InvalidInputError(
-            f"{label}: expected bytes, a path, an s3:// URI or a PIL image, got "
-            f"{type(image).__name__}"
-        )
+    img = _open_image(image, label, draft) if isinstance(image, bytes) else image
     if _exif_orientation(img) != 1:
         img = ImageOps.exif_transpose(img)
     return img
+
+
+def _s3_image(s3: S3Source, format: str | None, label: str) -> PreparedMedia:
+    """An image Nova reads from S3: its format comes from ``format=`` or the key's extension."""
+    fmt = (format or _EXT_TO_IMAGE.get(_ext(s3.key), "")).lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    if fmt not in IMAGE_FORMATS:
+        raise UnsupportedMediaError(
+            f"{label}: cannot tell the image format of {s3.uri!r} without downloading it; "
+            f"pass format= one of {', '.join(IMAGE_FORMATS)} (S3 images must already be in "
+            "one of these formats)"
+        )
+    return PreparedMedia(kind="image", format=fmt, s3=s3)
+
+
+def _decode_local(image: object, label: str) -> tuple[Image.Image, bytes | None, str]:
+    """``(decoded image, the original bytes or None, label)`` of a local image input."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        try:
+            image.load()
+        except (OSError, ValueError) as exc:
+            raise UnsupportedMediaError(f"{label}: cannot load the PIL image: {exc}") from exc
+        return image, None, label
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        original = bytes(image)
+    elif isinstance(image, (str, os.PathLike)):
+        original = read_path(image, "image")
+        label = f"{label} {str(image)!r}"
+    else:
+        raise InvalidInputError(
+            f"{label}: expected bytes, a path, an s3:// URI, an S3Source or a PIL image, got "
+            f"{type(image).__name__}"
+        )
+    return _open_image(original, label), original, label
 
 
 def prepare_image(
@@ -345,46 +370,15 @@ def prepare_image(
         InvalidInputError: wrong type, missing file.
         UnsupportedMediaError: empty, corrupt, not an image, decompression bomb, too large.
     """
-    from PIL import Image
-
-    s3 = _s3_or_none(image)
+    s3 = s3_or_none(image)
     if s3 is not None:
-        fmt = (format or _EXT_TO_IMAGE.get(_ext(s3.key), "")).lower()
-        fmt = "jpeg" if fmt == "jpg" else fmt
-        if fmt not in IMAGE_FORMATS:
-            raise UnsupportedMediaError(
-                f"{label}: cannot tell the image format of {s3.uri!r} without downloading it; "
-                f"pass format= one of {', '.join(IMAGE_FORMATS)} (S3 images must already be in "
-                "one of these formats)"
-            )
-        return PreparedMedia(kind="image", format=fmt, s3=s3)
+        return _s3_image(s3, format, label)
     if format is not None:
         raise InvalidInputError(
             f"{label}: format= is only for s3:// sources; local images are detected from bytes"
         )
-
-    original: bytes | None = None
-    if isinstance(image, Image.Image):
-        img = image
-        try:
-            img.load()
-        except (OSError, ValueError) as exc:
-            raise UnsupportedMediaError(f"{label}: cannot load the PIL image: {exc}") from exc
-        source_format = _PIL_TO_NOVA.get(img.format or "")
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        original = bytes(image)
-        img = _open_image(original, label)
-        source_format = _PIL_TO_NOVA.get(img.format or "")
-    elif isinstance(image, (str, os.PathLike)):
-        original = _read_path(image, "image")
-        label = f"{label} {str(image)!r}"
-        img = _open_image(original, label)
-        source_format = _PIL_TO_NOVA.get(img.format or "")
-    else:
-        raise InvalidInputError(
-            f"{label}: expected bytes, a path, an s3:// URI, an S3Source or a PIL image, got "
-            f"{type(image).__name__}"
-        )
+    img, original, label = _decode_local(image, label)
+    source_format = _PIL_TO_NOVA.get(img.format or "")
     if img.format == "MPO":  # multi-picture JPEG: send the primary image as a plain JPEG
         original = None
 
@@ -490,7 +484,7 @@ def _prepare_av(
         raise UnsupportedMediaError(
             f"{label}: unsupported {kind} format {format!r}; Nova accepts {', '.join(formats)}"
         )
-    s3 = _s3_or_none(media)
+    s3 = s3_or_none(media)
     if s3 is not None:
         fmt = fmt_given or _ext(s3.key)
         if fmt not in formats:
@@ -502,7 +496,7 @@ def _prepare_av(
     if isinstance(media, (bytes, bytearray, memoryview)):
         data = bytes(media)
     elif isinstance(media, (str, os.PathLike)):
-        data = _read_path(media, kind)
+        data = read_path(media, kind)
         label = f"{label} {str(media)!r}"
     else:
         raise InvalidInputError(

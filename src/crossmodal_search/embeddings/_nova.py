@@ -1,4 +1,8 @@
-"""Amazon Nova Multimodal Embeddings over bedrock-runtime ``InvokeModel`` (SINGLE_EMBEDDING)."""
+"""Amazon Nova Multimodal Embeddings over bedrock-runtime ``InvokeModel`` (SINGLE_EMBEDDING).
+
+The client: retries, the adaptive concurrency limit, the cache and threads. Request bodies and
+answers are built and read in :mod:`crossmodal_search.embeddings._nova_wire`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, get_args, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -20,23 +23,36 @@ from crossmodal_search._aws import (
     build_client,
     call_aws,
 )
-from crossmodal_search._types import (
-    NOVA_DIMENSIONS,
-    NOVA_MODEL_ID,
-    EmbeddingPurpose,
-    PurposeLike,
-    Vector,
-)
+from crossmodal_search._types import NOVA_MODEL_ID, EmbeddingPurpose, PurposeLike, Vector
+from crossmodal_search.embeddings._base import BaseEmbedder, EmbedInput, Media, parse_purpose
 from crossmodal_search.embeddings._cache import EmbeddingCache, cache_key
 from crossmodal_search.embeddings._media import (
     INLINE_LIMIT_BYTES,
-    PreparedMedia,
     S3Source,
     prepare_audio,
     prepare_image,
     prepare_video,
 )
-from crossmodal_search.errors import ConfigurationError, InvalidInputError, ServiceError
+from crossmodal_search.embeddings._nova_wire import (
+    DETAIL_LEVELS,
+    DOCUMENTED_TEXT_CHARS,
+    TRUNCATION_MODES,
+    VIDEO_MODES,
+    DetailLevel,
+    NovaRequest,
+    TruncationMode,
+    VideoEmbeddingMode,
+    build_request,
+    check_dimension,
+    check_inline_text,
+    choice,
+    image_payload,
+    parse_answer,
+    pick_vectors,
+    text_payload,
+)
+from crossmodal_search.embeddings._segments import render_pdf_page
+from crossmodal_search.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
     import boto3
@@ -45,115 +61,17 @@ if TYPE_CHECKING:
 
     from crossmodal_search.embeddings._protocol import ImageInput
 
-__all__ = [
-    "DOCUMENTED_TEXT_CHARS",
-    "MAX_TEXT_CHARS",
-    "DetailLevel",
-    "NovaEmbeddings",
-    "TruncationMode",
-    "VideoEmbeddingMode",
-    "build_request",
-]
+__all__ = ["NovaEmbeddings"]
 
 logger = logging.getLogger(__name__)
-
-TruncationMode: TypeAlias = Literal["START", "END", "NONE"]
-DetailLevel: TypeAlias = Literal["STANDARD_IMAGE", "DOCUMENT_IMAGE"]
-VideoEmbeddingMode: TypeAlias = Literal["AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"]
-
-SCHEMA_VERSION = "nova-multimodal-embed-v1"
-#: Inline text the service accepts (observed; longer text is a ValidationException).
-MAX_TEXT_CHARS = 50_000
-#: Inline text limit the AWS docs state; the model truncates by tokens (8K) anyway.
-DOCUMENTED_TEXT_CHARS = 8_192
 
 #: Bytes of the request body kept free for the JSON around the base64 payload.
 _BODY_OVERHEAD = 1024
 
-_TRUNCATION: tuple[str, ...] = get_args(TruncationMode)
-_DETAIL: tuple[str, ...] = get_args(DetailLevel)
-_VIDEO_MODES: tuple[str, ...] = get_args(VideoEmbeddingMode)
-
 T = TypeVar("T")
 
 
-def parse_purpose(purpose: PurposeLike) -> EmbeddingPurpose:
-    """The :class:`EmbeddingPurpose` named by ``purpose``, or :class:`InvalidInputError`."""
-    try:
-        return EmbeddingPurpose(purpose)
-    except ValueError:
-        raise InvalidInputError(
-            f"unknown embedding purpose {purpose!r}; one of "
-            f"{', '.join(p.value for p in EmbeddingPurpose)}"
-        ) from None
-
-
-def check_dimension(dimension: object) -> int:
-    """``dimension`` as an int when it is a Nova dimension, else :class:`InvalidInputError`."""
-    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)):
-        raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension!r}")
-    if int(dimension) not in NOVA_DIMENSIONS:
-        raise InvalidInputError(f"dimension must be one of {NOVA_DIMENSIONS}, got {dimension}")
-    return int(dimension)
-
-
-def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise InvalidInputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
-    return str(value)
-
-
-def _check_text(text: object, label: str = "text") -> str:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"{label} must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise InvalidInputError(f"{label} must not be empty or whitespace only")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidInputError(
-            f"{label} has {len(text)} characters; Nova accepts at most {MAX_TEXT_CHARS} inline "
-            "(use the async segmented API or an S3 source for longer text)"
-        )
-    return text
-
-
-def build_request(
-    modality: Literal["text", "image", "audio", "video"],
-    payload: dict[str, Any],
-    *,
-    purpose: EmbeddingPurpose,
-    dimension: int,
-) -> dict[str, Any]:
-    """The SINGLE_EMBEDDING request body for one input (see reference Part A2)."""
-    return {
-        "schemaVersion": SCHEMA_VERSION,
-        "taskType": "SINGLE_EMBEDDING",
-        "singleEmbeddingParams": {
-            "embeddingPurpose": purpose.value,
-            "embeddingDimension": dimension,
-            modality: payload,
-        },
-    }
-
-
-class _Job:
-    """One validated request plus what is needed to parse and cache its answer."""
-
-    __slots__ = ("body", "cache_keys", "expect", "separate")
-
-    def __init__(
-        self,
-        body: dict[str, Any],
-        expect: tuple[str, ...],
-        cache_keys: dict[str, str] | None,
-        separate: bool = False,
-    ) -> None:
-        self.body = body
-        self.expect = expect
-        self.cache_keys = cache_keys
-        self.separate = separate
-
-
-class NovaEmbeddings:
+class NovaEmbeddings(BaseEmbedder):
     """Amazon Nova Multimodal Embeddings (``amazon.nova-2-multimodal-embeddings-v1:0``).
 
     Every call is one ``bedrock-runtime`` ``InvokeModel`` request with a SINGLE_EMBEDDING body,
@@ -299,31 +217,40 @@ class NovaEmbeddings:
     def __repr__(self) -> str:
         return f"NovaEmbeddings(model_id={self._model_id!r}, dimension={self._dimension})"
 
-    # ------------------------------------------------------------------ job building
+    # ------------------------------------------------------------------ checks and requests
 
     def _dim(self, dimension: int | None) -> int:
         return self._dimension if dimension is None else check_dimension(dimension)
 
-    def _keys(
+    def _check_dimension(self, dimension: object) -> int:
+        return check_dimension(dimension)
+
+    def _text_input(self, text: object, label: str, mode: str | None = None) -> EmbedInput:
+        if isinstance(text, S3Source):
+            return EmbedInput("text", label, media=Media(s3=text), mode=mode)
+        value = check_inline_text(text, label)
+        if len(value) > DOCUMENTED_TEXT_CHARS:
+            logger.debug(
+                "%s: %d characters is over the documented %d; Nova truncates by tokens",
+                label,
+                len(value),
+                DOCUMENTED_TEXT_CHARS,
+            )
+        return EmbedInput("text", label, text=value, mode=mode)
+
+    def _cache_keys(
         self,
-        *,
         kind: str,
         dimension: int,
         purpose: EmbeddingPurpose,
         options: str,
-        media: PreparedMedia | None = None,
-        text: str | None = None,
+        content: bytes | None,
         types: tuple[str, ...] = ("",),
     ) -> dict[str, str] | None:
-        if self._cache is None:
+        """Cache key per embedding type; None without a cache or for S3 content (it can
+        change behind the same URI)."""
+        if self._cache is None or content is None:
             return None
-        if media is not None:
-            if media.data is None:  # S3 objects can change behind the same URI
-                return None
-            content = media.data
-        else:
-            assert text is not None
-            content = text.encode("utf-8")
         return {
             t: cache_key(
                 model_id=self._model_id,
@@ -336,54 +263,40 @@ class NovaEmbeddings:
             for t in types
         }
 
-    def _text_job(
-        self,
-        text: str | S3Source,
-        purpose: PurposeLike,
-        dimension: int | None,
-        truncation: str,
-        label: str = "text",
-    ) -> _Job:
-        p, d = parse_purpose(purpose), self._dim(dimension)
-        mode = _choice(truncation, _TRUNCATION, "truncation")
-        if isinstance(text, S3Source):
-            payload: dict[str, Any] = {"truncationMode": mode, "source": text.to_source()}
-            keys = None
-        else:
-            value = _check_text(text, label)
-            if len(value) > DOCUMENTED_TEXT_CHARS:
-                logger.debug(
-                    "%s: %d characters is over the documented %d; Nova truncates by tokens",
-                    label,
-                    len(value),
-                    DOCUMENTED_TEXT_CHARS,
-                )
-            payload = {"truncationMode": mode, "value": value}
-            keys = self._keys(kind="text", dimension=d, purpose=p, options=mode, text=value)
-        body = build_request("text", payload, purpose=p, dimension=d)
-        return _Job(body, ("TEXT",), keys)
-
-    def _image_job(
-        self,
-        image: object,
-        purpose: PurposeLike,
-        dimension: int | None,
-        detail_level: str,
-        format: str | None,
-        label: str = "image",
-    ) -> _Job:
-        p, d = parse_purpose(purpose), self._dim(dimension)
-        detail = _choice(detail_level, _DETAIL, "detail_level")
+    def _request(self, item: EmbedInput, purpose: EmbeddingPurpose, dimension: int) -> NovaRequest:
+        """The request for one checked input (an image is prepared here: format, size)."""
+        if item.kind == "text":
+            mode = item.mode or "END"
+            if item.text is None:  # a text object in S3: not cached, it can change
+                assert item.media is not None and item.media.s3 is not None
+                payload, keys = text_payload(item.media.s3, mode), None
+            else:
+                payload = text_payload(item.text, mode)
+                keys = self._cache_keys("text", dimension, purpose, mode, item.text.encode())
+            body = build_request("text", payload, purpose=purpose, dimension=dimension)
+            return NovaRequest(body, ("TEXT",), keys)
+        assert item.media is not None
+        detail = item.mode or "STANDARD_IMAGE"
         media = prepare_image(
-            image, format=format, max_inline_bytes=self._max_inline_bytes, label=label
+            item.media.source,
+            format=item.media.format,
+            max_inline_bytes=self._max_inline_bytes,
+            label=item.label,
         )
-        payload = {"format": media.format, "source": media.source(), "detailLevel": detail}
-        keys = self._keys(
-            kind="image", dimension=d, purpose=p, options=f"{detail}:{media.format}", media=media
+        keys = self._cache_keys("image", dimension, purpose, f"{detail}:{media.format}", media.data)
+        body = build_request(
+            "image", image_payload(media, detail), purpose=purpose, dimension=dimension
         )
-        return _Job(build_request("image", payload, purpose=p, dimension=d), ("IMAGE",), keys)
+        return NovaRequest(body, ("IMAGE",), keys)
 
     # ------------------------------------------------------------------ invocation
+
+    def _embed(
+        self, items: Sequence[EmbedInput], *, purpose: EmbeddingPurpose, dimension: int
+    ) -> Vector:
+        # Every request is built (images prepared) before the first one is sent.
+        requests = [self._request(item, purpose, dimension) for item in items]
+        return np.stack(self._map(self._answer_one, requests)).astype(np.float32, copy=False)
 
     def _invoke(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         payload = json.dumps(body, separators=(",", ":"))
@@ -400,122 +313,64 @@ class NovaEmbeddings:
             return response["body"].read()
 
         raw = call_aws("InvokeModel", once, policy=self._retry_policy, limiter=self._limiter)
-        try:
-            parsed = json.loads(raw)
-            embeddings = parsed["embeddings"]
-            if not isinstance(embeddings, list) or not embeddings:
-                raise TypeError("'embeddings' is not a non-empty list")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ServiceError(
-                f"InvokeModel returned an unexpected body ({exc}): {raw[:200]!r}",
-                code="InvalidModelResponse",
-                operation="InvokeModel",
-            ) from exc
-        return [e for e in embeddings if isinstance(e, dict)]
-
-    def _vector(self, item: Mapping[str, Any], dimension: int) -> Vector:
-        values = item.get("embedding")
-        try:
-            vec = np.asarray(values, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ServiceError(
-                "InvokeModel returned a non-numeric embedding",
-                code="InvalidModelResponse",
-                operation="InvokeModel",
-            ) from exc
-        if vec.ndim != 1 or vec.shape[0] != dimension:
-            raise ServiceError(
-                f"InvokeModel returned an embedding of shape {vec.shape}, expected ({dimension},)",
-                code="InvalidModelResponse",
-                operation="InvokeModel",
-            )
-        if not np.all(np.isfinite(vec)):
-            raise ServiceError(
-                "InvokeModel returned an embedding with NaN or infinite values",
-                code="InvalidModelResponse",
-                operation="InvokeModel",
-            )
-        if "truncatedCharLength" in item:
-            logger.info(
-                "Nova truncated the input text at character %s", item["truncatedCharLength"]
-            )
-        return vec
-
-    def _run(self, job: _Job) -> dict[str, Vector]:
-        """Answer one job from the cache or Bedrock; returns vectors keyed by embedding type."""
-        dimension = int(job.body["singleEmbeddingParams"]["embeddingDimension"])
-        cache = self._cache
-        if cache is not None and job.cache_keys is not None:
-            hits = {t: cache.get(k) for t, k in job.cache_keys.items()}
-            if all(v is not None and v.shape[0] == dimension for v in hits.values()):
-                return {t: v for t, v in hits.items() if v is not None}
-        items = self._invoke(job.body)
-        by_type: dict[str, Vector] = {}
+        items = parse_answer(raw)
         for item in items:
-            etype = str(item.get("embeddingType", ""))
-            if etype in job.expect and etype not in by_type:
-                by_type[etype] = self._vector(item, dimension)
-        if job.separate:
-            missing = [t for t in job.expect if t not in by_type]
-            if missing:
-                raise ServiceError(
-                    f"InvokeModel answer lacks embedding types {missing}; got "
-                    f"{[i.get('embeddingType') for i in items]}",
-                    code="InvalidModelResponse",
-                    operation="InvokeModel",
+            if "truncatedCharLength" in item:
+                logger.info(
+                    "Nova truncated the input text at character %s", item["truncatedCharLength"]
                 )
-            result = by_type
-        else:
-            found = next((t for t in job.expect if t in by_type), None)
-            if found is None:
-                raise ServiceError(
-                    f"InvokeModel answer has no {'/'.join(job.expect)} embedding; got "
-                    f"{[i.get('embeddingType') for i in items]}",
-                    code="InvalidModelResponse",
-                    operation="InvokeModel",
-                )
-            result = {"": by_type[found]}
-        if cache is not None and job.cache_keys is not None:
-            for t, k in job.cache_keys.items():
+        return items
+
+    def _answer(self, request: NovaRequest) -> dict[str, Vector]:
+        """Answer one request from the cache or Bedrock; vectors keyed by embedding type."""
+        cache = self._cache
+        if cache is not None and request.cache_keys is not None:
+            hits = {t: cache.get(k) for t, k in request.cache_keys.items()}
+            if all(v is not None and v.shape[0] == request.dimension for v in hits.values()):
+                return {t: v for t, v in hits.items() if v is not None}
+        result = pick_vectors(request, self._invoke(request.body))
+        if cache is not None and request.cache_keys is not None:
+            for t, k in request.cache_keys.items():
                 if t in result:
                     cache.put(k, result[t])
         return result
 
-    def _run_single(self, job: _Job) -> Vector:
-        return self._run(job)[""]
+    def _answer_one(self, request: NovaRequest) -> Vector:
+        return self._answer(request)[""]
 
-    def _map(self, fn: Callable[[_Job], T], jobs: Sequence[_Job]) -> list[T]:
+    def _map(self, fn: Callable[[NovaRequest], T], requests: Sequence[NovaRequest]) -> list[T]:
+        if len(requests) == 1:  # nothing to share or run in parallel: no body serialised twice
+            return [fn(requests[0])]
         # Identical requests in one batch (the same text twice) are sent once.
         unique: dict[str, int] = {}
-        slots = [unique.setdefault(json.dumps(j.body, sort_keys=True), len(unique)) for j in jobs]
-        if len(unique) < len(jobs):
-            first = dict(zip(slots, jobs, strict=True))
+        slots = [
+            unique.setdefault(json.dumps(r.body, sort_keys=True), len(unique)) for r in requests
+        ]
+        if len(unique) < len(requests):
+            first = dict(zip(slots, requests, strict=True))
             results = self._map_unique(fn, [first[i] for i in range(len(unique))])
             return [results[slot] for slot in slots]
-        return self._map_unique(fn, jobs)
+        return self._map_unique(fn, requests)
 
-    def _map_unique(self, fn: Callable[[_Job], T], jobs: Sequence[_Job]) -> list[T]:
-        if len(jobs) <= 1 or self._max_concurrency == 1:
-            return [fn(j) for j in jobs]
+    def _map_unique(
+        self, fn: Callable[[NovaRequest], T], requests: Sequence[NovaRequest]
+    ) -> list[T]:
+        if len(requests) <= 1 or self._max_concurrency == 1:
+            return [fn(r) for r in requests]
         pool = ThreadPoolExecutor(
-            max_workers=min(self._max_concurrency, len(jobs)),
+            max_workers=min(self._max_concurrency, len(requests)),
             thread_name_prefix="nova-embed",
         )
         futures: list[Future[T]] = []
         try:
-            futures = [pool.submit(fn, j) for j in jobs]
+            futures = [pool.submit(fn, r) for r in requests]
             return [f.result() for f in futures]
         finally:
             for f in futures:
                 f.cancel()
             pool.shutdown(wait=True)
 
-    def _stack(self, vectors: list[Vector], dimension: int) -> Vector:
-        if not vectors:
-            return np.zeros((0, dimension), dtype=np.float32)
-        return np.stack(vectors).astype(np.float32, copy=False)
-
-    # ------------------------------------------------------------------ text
+    # ------------------------------------------------------------------ text and images
 
     def embed_text(
         self,
@@ -537,7 +392,8 @@ class NovaEmbeddings:
         Returns:
             A float32 vector of shape ``(dimension,)``.
         """
-        return self._run_single(self._text_job(text, purpose, dimension, truncation))
+        mode = choice(truncation, TRUNCATION_MODES, "truncation")
+        return self._embed_checked("text", [text], purpose, dimension, mode=mode)
 
     def embed_texts(
         self,
@@ -552,15 +408,8 @@ class NovaEmbeddings:
         Every text is validated before the first request; duplicates are sent once. Returns
         ``(n, d)`` in input order.
         """
-        if isinstance(texts, str):
-            raise InvalidInputError("embed_texts takes a sequence of str, not one str")
-        jobs = [
-            self._text_job(t, purpose, dimension, truncation, label=f"texts[{i}]")
-            for i, t in enumerate(texts)
-        ]
-        return self._stack(self._map(self._run_single, jobs), self._dim(dimension))
-
-    # ------------------------------------------------------------------ images
+        mode = choice(truncation, TRUNCATION_MODES, "truncation")
+        return self._embed_checked("text", texts, purpose, dimension, batch=True, mode=mode)
 
     def embed_image(
         self,
@@ -582,8 +431,8 @@ class NovaEmbeddings:
             detail_level: ``STANDARD_IMAGE`` or ``DOCUMENT_IMAGE`` (text-heavy pages).
             format: only for S3 keys without an image extension.
         """
-        job = self._image_job(image, purpose, dimension, detail_level, format)
-        return self._run_single(job)
+        mode = choice(detail_level, DETAIL_LEVELS, "detail_level")
+        return self._embed_checked("image", [image], purpose, dimension, mode=mode, format=format)
 
     def embed_images(
         self,
@@ -594,11 +443,8 @@ class NovaEmbeddings:
         detail_level: DetailLevel = "STANDARD_IMAGE",
     ) -> Vector:
         """Embed many images concurrently; all are validated first. Returns ``(n, d)``."""
-        jobs = [
-            self._image_job(img, purpose, dimension, detail_level, None, label=f"images[{i}]")
-            for i, img in enumerate(images)
-        ]
-        return self._stack(self._map(self._run_single, jobs), self._dim(dimension))
+        mode = choice(detail_level, DETAIL_LEVELS, "detail_level")
+        return self._embed_checked("image", images, purpose, dimension, batch=True, mode=mode)
 
     def embed_document(
         self,
@@ -615,9 +461,10 @@ class NovaEmbeddings:
         page ``page_number`` (0-based) is rendered with pypdfium2 (``pip install
         'crossmodal-search[pdf]'``). Query such an index with ``DOCUMENT_RETRIEVAL``.
         """
-        image = _maybe_render_pdf(page, page_number)
-        job = self._image_job(image, purpose, dimension, "DOCUMENT_IMAGE", format, label="page")
-        return self._run_single(job)
+        image = render_pdf_page(page, page_number)
+        return self._embed_checked(
+            "image", [image], purpose, dimension, mode="DOCUMENT_IMAGE", format=format, label="page"
+        )
 
     # ------------------------------------------------------------------ audio / video
 
@@ -638,9 +485,9 @@ class NovaEmbeddings:
         p, d = parse_purpose(purpose), self._dim(dimension)
         media = prepare_audio(audio, format=format, max_inline_bytes=self._max_inline_bytes)
         payload = {"format": media.format, "source": media.source()}
-        keys = self._keys(kind="audio", dimension=d, purpose=p, options=media.format, media=media)
-        job = _Job(build_request("audio", payload, purpose=p, dimension=d), ("AUDIO",), keys)
-        return self._run_single(job)
+        keys = self._cache_keys("audio", d, p, media.format, media.data)
+        body = build_request("audio", payload, purpose=p, dimension=d)
+        return self._answer_one(NovaRequest(body, ("AUDIO",), keys))
 
     @overload
     def embed_video(
@@ -681,71 +528,20 @@ class NovaEmbeddings:
             format: only where magic-byte detection cannot work (S3 keys without extension).
         """
         p, d = parse_purpose(purpose), self._dim(dimension)
-        mode = _choice(embedding_mode, _VIDEO_MODES, "embedding_mode")
+        mode = choice(embedding_mode, VIDEO_MODES, "embedding_mode")
         media = prepare_video(video, format=format, max_inline_bytes=self._max_inline_bytes)
         payload = {"format": media.format, "source": media.source(), "embeddingMode": mode}
         body = build_request("video", payload, purpose=p, dimension=d)
+        options = f"{mode}:{media.format}"
         if mode == "AUDIO_VIDEO_SEPARATE":
-            types: tuple[str, ...] = ("VIDEO", "AUDIO")
-            keys = self._keys(
-                kind="video",
-                dimension=d,
-                purpose=p,
-                options=f"{mode}:{media.format}",
-                media=media,
-                types=types,
-            )
-            return self._run(_Job(body, types, keys, separate=True))
-        keys = self._keys(
-            kind="video", dimension=d, purpose=p, options=f"{mode}:{media.format}", media=media
-        )
-        return self._run_single(_Job(body, ("AUDIO_VIDEO_COMBINED", "VIDEO"), keys))
+            types = ("VIDEO", "AUDIO")
+            keys = self._cache_keys("video", d, p, options, media.data, types)
+            return self._answer(NovaRequest(body, types, keys, separate=True))
+        keys = self._cache_keys("video", d, p, options, media.data)
+        return self._answer_one(NovaRequest(body, ("AUDIO_VIDEO_COMBINED", "VIDEO"), keys))
 
 
 def _default_region() -> str:
     import boto3
 
     return boto3.Session().region_name or "us-east-1"
-
-
-def _head(path: Path) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(5)
-    except OSError:
-        return b""
-
-
-def _maybe_render_pdf(page: object, page_number: int) -> object:
-    """Render one PDF page to a PIL image; any non-PDF input is returned unchanged."""
-    data: bytes | None = None
-    if isinstance(page, (bytes, bytearray)) and bytes(page[:5]) == b"%PDF-":
-        data = bytes(page)
-    elif isinstance(page, (str, os.PathLike)) and not str(page).startswith("s3://"):
-        p = Path(page)
-        if p.suffix.lower() == ".pdf" or (p.is_file() and _head(p) == b"%PDF-"):
-            try:
-                data = p.read_bytes()
-            except OSError as exc:
-                raise InvalidInputError(f"cannot read document {str(p)!r}: {exc}") from exc
-    if data is None:
-        return page
-    try:
-        import pypdfium2 as pdfium
-    except ImportError:
-        raise ConfigurationError(
-            "PDF documents need pypdfium2: pip install 'crossmodal-search[pdf]' "
-            "(or pass a rendered page image)"
-        ) from None
-    try:
-        pdf = pdfium.PdfDocument(data)
-    except Exception as exc:
-        raise InvalidInputError(f"not a readable PDF: {exc}") from exc
-    try:
-        if not 0 <= page_number < len(pdf):
-            raise InvalidInputError(
-                f"page_number {page_number} is out of range; the PDF has {len(pdf)} pages"
-            )
-        return pdf[page_number].render(scale=2.0).to_pil()
-    finally:
-        pdf.close()

@@ -33,8 +33,9 @@ import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search._types import EmbeddingPurpose, PurposeLike, Vector
+from crossmodal_search.embeddings._base import BaseEmbedder, EmbedInput
 from crossmodal_search.embeddings._media import load_pil_image
-from crossmodal_search.errors import InvalidInputError
+from crossmodal_search.errors import InvalidInputError, UnsupportedMediaError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -203,7 +204,7 @@ def _normalise(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return v / n if n > 0 else v
 
 
-class OfflineEmbedder:
+class OfflineEmbedder(BaseEmbedder):
     """Deterministic embeddings from lexical, colour and layout features (numpy only).
 
     See the module docstring for what this can and cannot find. It satisfies
@@ -235,8 +236,7 @@ class OfflineEmbedder:
     def __repr__(self) -> str:
         return f"OfflineEmbedder(dimension={self._dimension})"
 
-    @staticmethod
-    def _check_dimension(dimension: int) -> int:
+    def _check_dimension(self, dimension: object) -> int:
         if (
             isinstance(dimension, bool)
             or not isinstance(dimension, (int, np.integer))
@@ -247,7 +247,7 @@ class OfflineEmbedder:
             )
         return int(dimension)
 
-    def _finish(self, full: npt.NDArray[np.float64], dimension: int | None) -> Vector:
+    def _finish(self, full: npt.NDArray[np.float64], d: int) -> Vector:
         """The first ``d`` values, unit-normalised (Matryoshka-style truncation).
 
         Below 160 dimensions truncation would cut off most of the word block (slots 32-159),
@@ -255,7 +255,6 @@ class OfflineEmbedder:
         third of short texts): the slots cut off are folded back into the ones kept. A vector
         whose features cancel exactly gets a direction of its own instead of zeros.
         """
-        d = self._dimension if dimension is None else self._check_dimension(dimension)
         head = full[:d].copy()
         if d < _LEX_A.stop:
             kept = d - _LEX_A.start
@@ -267,24 +266,38 @@ class OfflineEmbedder:
         out = _normalise(head)
         return out.astype(np.float32)
 
+    def _embed(
+        self, items: Sequence[EmbedInput], *, purpose: EmbeddingPurpose, dimension: int
+    ) -> Vector:
+        # ``purpose`` is checked by the base class; the features do not depend on it. Every
+        # image is decoded before any features are computed, so a bad one fails the batch fast.
+        images = [self._decode(item) if item.kind == "image" else None for item in items]
+        rows = []
+        for item, image in zip(items, images, strict=True):
+            if image is not None:
+                rows.append(self._finish(self._image_features(image), dimension))
+            else:
+                assert item.text is not None
+                rows.append(self._finish(self._text_features(item.text), dimension))
+        return np.stack(rows)
+
     @staticmethod
-    def _check_purpose(purpose: PurposeLike) -> None:
-        try:
-            EmbeddingPurpose(purpose)
-        except ValueError:
-            raise InvalidInputError(
-                f"unknown embedding purpose {purpose!r}; one of "
-                f"{', '.join(p.value for p in EmbeddingPurpose)}"
-            ) from None
+    def _decode(item: EmbedInput) -> Image.Image:
+        assert item.media is not None
+        if item.media.s3 is not None:
+            raise UnsupportedMediaError(
+                f"{item.label}: {item.media.s3.uri!r} is in S3, and the offline embedder reads "
+                "local images only; download it, or embed with Amazon Nova (NovaEmbeddings, CLI "
+                "--embedder nova), which reads s3:// images itself"
+            )
+        source = item.media.data if item.media.data is not None else item.media.image
+        assert source is not None
+        return load_pil_image(source, label=item.label, draft=(256, 256))
 
     # ---------------------------------------------------------------- text
 
     @staticmethod
     def _text_features(text: str) -> npt.NDArray[np.float64]:
-        if not isinstance(text, str):
-            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
-        if not text.strip():
-            raise InvalidInputError("text must not be empty or whitespace only")
         words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
         full = np.zeros(_FULL, dtype=np.float64)
 
@@ -324,34 +337,6 @@ class OfflineEmbedder:
             h, _ = _hash("raw:" + text)[0]
             full[_LEX_A.start + h % a_size] = 1.0
         return full
-
-    def embed_text(
-        self,
-        text: str,
-        *,
-        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int | None = None,
-    ) -> Vector:
-        """Embed one text (lexical + colour-word features), unit-normalised float32."""
-        self._check_purpose(purpose)
-        return self._finish(self._text_features(text), dimension)
-
-    def embed_texts(
-        self,
-        texts: Sequence[str],
-        *,
-        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int | None = None,
-    ) -> Vector:
-        """Embed many texts; returns an ``(n, d)`` float32 array in input order."""
-        self._check_purpose(purpose)
-        if isinstance(texts, str):
-            raise InvalidInputError("embed_texts takes a sequence of str, not one str")
-        feats = [self._text_features(t) for t in texts]
-        d = self._dimension if dimension is None else self._check_dimension(dimension)
-        if not feats:
-            return np.zeros((0, d), dtype=np.float32)
-        return np.stack([self._finish(f, d) for f in feats])
 
     # ---------------------------------------------------------------- images
 
@@ -430,36 +415,6 @@ class OfflineEmbedder:
             full[_LAYOUT_A] = lay[:96]
             full[_LAYOUT_B] = lay[96:]
         return full
-
-    def embed_image(
-        self,
-        image: ImageInput,
-        *,
-        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int | None = None,
-    ) -> Vector:
-        """Embed one local image (colour + layout features). ``s3://`` inputs are refused."""
-        self._check_purpose(purpose)
-        img = load_pil_image(image, draft=(256, 256))
-        return self._finish(self._image_features(img), dimension)
-
-    def embed_images(
-        self,
-        images: Sequence[ImageInput],
-        *,
-        purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int | None = None,
-    ) -> Vector:
-        """Embed many images; returns an ``(n, d)`` float32 array in input order."""
-        self._check_purpose(purpose)
-        d = self._dimension if dimension is None else self._check_dimension(dimension)
-        loaded = [
-            load_pil_image(img, label=f"images[{i}]", draft=(256, 256))
-            for i, img in enumerate(images)
-        ]
-        if not loaded:
-            return np.zeros((0, d), dtype=np.float32)
-        return np.stack([self._finish(self._image_features(img), d) for img in loaded])
 
     def embed_document(
         self,

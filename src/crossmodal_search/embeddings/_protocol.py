@@ -20,8 +20,10 @@ class Embedder(Protocol):
     """Turns texts and images into vectors of one shared space.
 
     ``NovaEmbeddings`` (Amazon Bedrock) and ``OfflineEmbedder`` (deterministic, no network)
-    implement it. Every method returns float32 arrays; single inputs give shape ``(d,)``,
-    batches ``(n, d)`` in input order. ``dimension=None`` means the embedder's default.
+    implement it, both by building on :class:`~crossmodal_search.embeddings.BaseEmbedder` (a new
+    backend writes one batch method there); any class with these members fits. Every method
+    returns float32 arrays; single inputs give shape ``(d,)``, batches ``(n, d)`` in input
+    order. ``dimension=None`` means the embedder's default.
     """
 
     @property

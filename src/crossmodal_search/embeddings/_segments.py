@@ -1,7 +1,7 @@
 """Segmented embeddings: settings, results, document pages and the records they become.
 
 Long media and long text are embedded per segment by Nova's asynchronous API (see
-:mod:`crossmodal_search.embeddings._async`); PDF manuals are embedded per page, each page
+:mod:`crossmodal_search.embeddings._segmented`); PDF manuals are embedded per page, each page
 rendered to an image and sent with ``detailLevel="DOCUMENT_IMAGE"``. Both produce a
 :class:`SegmentedResult`; ``crossmodal_search.search`` turns one into store records that keep
 the product id and the segment's position (seconds, characters or page numbers).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import numpy as np
 
 from crossmodal_search._types import EmbeddingPurpose, PurposeLike, Vector
+from crossmodal_search.embeddings._media import is_s3_uri
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, UnsupportedMediaError
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = [
     "SegmentationConfig",
     "SegmentedResult",
     "embed_pdf",
+    "render_pdf_page",
     "render_pdf_pages",
 ]
 
@@ -55,12 +56,10 @@ SegmentUnit: TypeAlias = Literal["seconds", "chars", "pages"]
 SegmentType: TypeAlias = Literal["video", "audio", "document"]
 SegmentStatus: TypeAlias = Literal["SUCCESS", "FAILURE"]
 
-_S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
-
 
 def check_s3_uri(uri: str, *, what: str) -> None:
     """Raise :class:`InvalidInputError` unless ``uri`` fits Bedrock's ``s3Uri`` pattern."""
-    if not isinstance(uri, str) or not _S3_URI.match(uri) or len(uri) > 1024:
+    if not is_s3_uri(uri):
         raise InvalidInputError(
             f"{what} must be an s3://bucket/key URI (<= 1024 chars), got {uri!r}"
         )
@@ -73,13 +72,14 @@ class SegmentationConfig:
     Attributes:
         max_length_chars: characters per text segment, 800-50,000 (default 32,000). Nova
             splits at word boundaries.
-        duration_seconds: seconds per audio or video segment, 1-30 (default 5).
+        segment_seconds: seconds per audio or video segment, 1-30 (default 5); sent as
+            Nova's ``durationSeconds``.
 
     Both are checked here, before any request is built.
     """
 
     max_length_chars: int = 32_000
-    duration_seconds: int = 5
+    segment_seconds: int = 5
 
     def __post_init__(self) -> None:
         lo, hi = TEXT_SEGMENT_CHARS_RANGE
@@ -88,9 +88,9 @@ class SegmentationConfig:
                 f"max_length_chars must be an integer in {lo}-{hi}, got {self.max_length_chars!r}"
             )
         lo, hi = MEDIA_SEGMENT_SECONDS_RANGE
-        if type(self.duration_seconds) is not int or not lo <= self.duration_seconds <= hi:
+        if type(self.segment_seconds) is not int or not lo <= self.segment_seconds <= hi:
             raise InvalidInputError(
-                f"duration_seconds must be an integer in {lo}-{hi}, got {self.duration_seconds!r}"
+                f"segment_seconds must be an integer in {lo}-{hi}, got {self.segment_seconds!r}"
             )
 
     def text_payload(self) -> dict[str, int]:
@@ -99,7 +99,7 @@ class SegmentationConfig:
 
     def media_payload(self) -> dict[str, int]:
         """The ``segmentationConfig`` object of an audio or video request."""
-        return {"durationSeconds": self.duration_seconds}
+        return {"durationSeconds": self.segment_seconds}
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +207,55 @@ def _import_pdfium() -> Any:
         import pypdfium2
     except ImportError as exc:
         raise ConfigurationError(
-            f"rendering PDF pages needs the optional 'pdf' extra: {PDF_EXTRA_HINT}"
+            f"rendering PDF pages needs the optional 'pdf' extra: {PDF_EXTRA_HINT} "
+            "(or pass rendered page images)"
         ) from exc
     return pypdfium2
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(5)
+    except OSError:
+        return b""
+
+
+def render_pdf_page(page: object, page_number: int) -> object:
+    """Page ``page_number`` of a PDF (bytes or a local path) as a PIL image, at 144 dpi.
+
+    Any input that is not a PDF is returned unchanged, so a caller can take page images and
+    PDFs alike.
+
+    Raises:
+        ConfigurationError: pypdfium2 (the ``pdf`` extra) is not installed.
+        InvalidInputError: the PDF cannot be read, or has no page ``page_number``.
+    """
+    data: bytes | None = None
+    if isinstance(page, (bytes, bytearray)) and bytes(page[:5]) == b"%PDF-":
+        data = bytes(page)
+    elif isinstance(page, (str, os.PathLike)) and not str(page).startswith("s3://"):
+        p = Path(page)
+        if p.suffix.lower() == ".pdf" or (p.is_file() and _head(p) == b"%PDF-"):
+            try:
+                data = p.read_bytes()
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read document {str(p)!r}: {exc}") from exc
+    if data is None:
+        return page
+    pdfium = _import_pdfium()
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except Exception as exc:
+        raise InvalidInputError(f"not a readable PDF: {exc}") from exc
+    try:
+        if not 0 <= page_number < len(pdf):
+            raise InvalidInputError(
+                f"page_number {page_number} is out of range; the PDF has {len(pdf)} pages"
+            )
+        return pdf[page_number].render(scale=2.0).to_pil()
+    finally:
+        pdf.close()
 
 
 def render_pdf_pages(

@@ -1,6 +1,6 @@
 """Ingestion of products' long media (video, audio, documents) into a vector store.
 
-:func:`index_media` orchestrates the embedding layer (:class:`AsyncEmbeddingJobs` for media in
+:func:`index_media` orchestrates the embedding layer (:class:`SegmentedEmbeddingJobs` for media in
 S3, ``embed_pdf`` / ``embed_text_document`` for local documents) and writes one record per
 segment to a :class:`~crossmodal_search.stores.VectorStore`. It lives in the search layer
 because it drives a store; :meth:`CrossmodalSearcher.index_media` builds its items from
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from crossmodal_search._aws import join_s3
 from crossmodal_search._types import MetadataValue
-from crossmodal_search.embeddings._async import (
-    AsyncEmbeddingJobs,
-    AsyncJob,
-    EmbeddingMode,
+from crossmodal_search.embeddings import (
+    SegmentedEmbeddingJobs,
+    SegmentedJob,
+    VideoEmbeddingMode,
     embed_text_document,
 )
 from crossmodal_search.embeddings._segments import (
@@ -119,12 +119,12 @@ def index_media(
     store: VectorStore,
     items: Iterable[MediaItem],
     *,
-    jobs: AsyncEmbeddingJobs | None = None,
+    jobs: SegmentedEmbeddingJobs | None = None,
     embedder: Embedder | None = None,
     output_s3_uri: str | None = None,
     segment_seconds: int = 5,
     max_length_chars: int = 32_000,
-    embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+    embedding_mode: VideoEmbeddingMode = "AUDIO_VIDEO_COMBINED",
     dpi: int = 150,
     timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -160,7 +160,7 @@ def index_media(
             of the wrong kind (before any call).
     """
     settings = _Settings(
-        SegmentationConfig(max_length_chars=max_length_chars, duration_seconds=segment_seconds),
+        SegmentationConfig(max_length_chars=max_length_chars, segment_seconds=segment_seconds),
         embedding_mode,
         dpi,
         timeout,
@@ -177,7 +177,7 @@ def index_media(
 @dataclass(frozen=True)
 class _Settings:
     segmentation: SegmentationConfig
-    embedding_mode: EmbeddingMode
+    embedding_mode: VideoEmbeddingMode
     dpi: int
     timeout: float | None
 
@@ -187,13 +187,13 @@ class _Settings:
             return f"pdf:{self.dpi}dpi"
         if item.kind == "document":
             return f"{self.segmentation.max_length_chars}chars"
-        return f"{self.segmentation.duration_seconds}s"
+        return f"{self.segmentation.segment_seconds}s"
 
 
 def _check_items(
     todo: Sequence[MediaItem],
     *,
-    jobs: AsyncEmbeddingJobs | None,
+    jobs: SegmentedEmbeddingJobs | None,
     embedder: Embedder | None,
     output_s3_uri: str | None,
 ) -> None:
@@ -223,7 +223,7 @@ class _Started:
 
     item: MediaItem
     tag: str
-    job: AsyncJob
+    job: SegmentedJob
     manifest: str
 
 
@@ -233,7 +233,7 @@ class _MediaRun:
     def __init__(
         self,
         store: VectorStore,
-        jobs: AsyncEmbeddingJobs | None,
+        jobs: SegmentedEmbeddingJobs | None,
         embedder: Embedder | None,
         output_s3_uri: str | None,
         settings: _Settings,
@@ -320,7 +320,7 @@ class _MediaRun:
             logger.info("%s %s: resuming job %s", item.product_id, item.kind, resumed)
             self.report.jobs.append(resumed.invocation_arn)
             return _Started(item, tag, resumed, manifest)
-        seconds = self._settings.segmentation.duration_seconds
+        seconds = self._settings.segmentation.segment_seconds
         if item.kind == "video":
             job = jobs.start_video(
                 item.source, output_s3_uri=output, segment_seconds=seconds, embedding_mode=mode
@@ -428,12 +428,12 @@ def _read_text_document(path: str) -> str | None:
 
 
 def _job_manifest_uri(
-    jobs: AsyncEmbeddingJobs,
+    jobs: SegmentedEmbeddingJobs,
     item: MediaItem,
     source: str,
     tag: str,
     output_s3_uri: str,
-    embedding_mode: EmbeddingMode,
+    embedding_mode: VideoEmbeddingMode,
 ) -> str:
     """Where the job for this source and these settings is recorded (content-addressed)."""
     mode = embedding_mode if item.kind == "video" else None
@@ -442,7 +442,9 @@ def _job_manifest_uri(
     return join_s3(output_s3_uri, JOB_MANIFEST_PREFIX, f"{digest}.json")
 
 
-def _save_job(jobs: AsyncEmbeddingJobs, uri: str, job: AsyncJob, *, retry: bool = False) -> None:
+def _save_job(
+    jobs: SegmentedEmbeddingJobs, uri: str, job: SegmentedJob, *, retry: bool = False
+) -> None:
     record = {
         "retry": retry,
         "invocationArn": job.invocation_arn,
@@ -452,13 +454,13 @@ def _save_job(jobs: AsyncEmbeddingJobs, uri: str, job: AsyncJob, *, retry: bool 
         "dimension": job.dimension,
         "purpose": job.purpose,
         "maxLengthChars": job.segmentation.max_length_chars,
-        "durationSeconds": job.segmentation.duration_seconds,
+        "durationSeconds": job.segmentation.segment_seconds,
         "embeddingMode": job.embedding_mode,
     }
     jobs._write(uri, json.dumps(record).encode("utf-8"), content_type="application/json")
 
 
-def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
+def _resume_job(jobs: SegmentedEmbeddingJobs, uri: str) -> SegmentedJob | None:
     """The recorded job for ``uri`` when it is still running or completed, else ``None``."""
     try:
         raw = jobs._read(uri)
@@ -466,7 +468,7 @@ def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
         return None
     try:
         m = json.loads(raw)
-        job = AsyncJob(
+        job = SegmentedJob(
             invocation_arn=str(m["invocationArn"]),
             modality=m["modality"],
             source_uri=str(m["sourceUri"]),
@@ -475,7 +477,7 @@ def _resume_job(jobs: AsyncEmbeddingJobs, uri: str) -> AsyncJob | None:
             purpose=str(m["purpose"]),
             segmentation=SegmentationConfig(
                 max_length_chars=int(m["maxLengthChars"]),
-                duration_seconds=int(m["durationSeconds"]),
+                segment_seconds=int(m["durationSeconds"]),
             ),
             embedding_mode=m.get("embeddingMode"),
         )
@@ -535,7 +537,7 @@ def stored_segment_keys(store: VectorStore, product_ids: Iterable[str]) -> list[
     return keys
 
 
-def check_jobs(jobs: AsyncEmbeddingJobs, *, model_id: str, dimension: int) -> None:
+def check_jobs(jobs: SegmentedEmbeddingJobs, *, model_id: str, dimension: int) -> None:
     """Segments and queries must share one model and one dimension.
 
     Raises:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from crossmodal_search._batching import batched
 from crossmodal_search._types import Filter
-from crossmodal_search.embeddings._async import AsyncEmbeddingJobs, EmbeddingMode
+from crossmodal_search.embeddings import SegmentedEmbeddingJobs, VideoEmbeddingMode
 from crossmodal_search.embeddings._protocol import Embedder, ImageInput
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.search._catalog import Product
@@ -264,11 +264,11 @@ class CrossmodalSearcher:
         self,
         products: Iterable[Product],
         *,
-        jobs: AsyncEmbeddingJobs | None = None,
+        jobs: SegmentedEmbeddingJobs | None = None,
         output_s3_uri: str | None = None,
         segment_seconds: int = 5,
         max_length_chars: int = 32_000,
-        embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+        embedding_mode: VideoEmbeddingMode = "AUDIO_VIDEO_COMBINED",
         dpi: int = 150,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,

@@ -5,7 +5,7 @@ serialisation and parsing run as against AWS, with no network and no credentials
 """
 
 from crossmodal_search.testing._bedrock import FakeBedrock
-from crossmodal_search.testing._bedrock_async import AsyncJobScript, BatchJobScript, FakeBedrockJobs
+from crossmodal_search.testing._bedrock_jobs import AsyncJobScript, BatchJobScript, FakeBedrockJobs
 from crossmodal_search.testing._s3vectors import FakeS3Vectors
 
 __all__ = [

@@ -9,8 +9,6 @@ schema (unknown fields, missing fields, wrong enums, bad base64 give a 400
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 import json
@@ -23,10 +21,23 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import numpy as np
-
-from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, Vector
-from crossmodal_search.testing._wire import json_response, request_bytes
+from crossmodal_search._types import NOVA_MODEL_ID, Vector
+from crossmodal_search.testing._nova_schema import (
+    AUDIO_FORMATS,
+    IMAGE_FORMATS,
+    PURPOSES,
+    SCHEMA_VERSION,
+    VIDEO_FORMATS,
+    VIDEO_MODES,
+    Invalid,
+    check_dimension,
+    enum,
+    fields,
+    one_modality,
+    seeded_vector,
+    source,
+)
+from crossmodal_search.testing._wire import dummy_client, json_response, request_bytes
 
 if TYPE_CHECKING:
     import boto3
@@ -53,42 +64,9 @@ ERROR_STATUS: dict[str, int] = {
     "UnrecognizedClientException": 403,
 }
 
-_PURPOSES = frozenset(p.value for p in EmbeddingPurpose)
-_IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
-_AUDIO_FORMATS = frozenset({"mp3", "wav", "ogg"})
-_VIDEO_FORMATS = frozenset({"mp4", "mov", "mkv", "webm", "flv", "mpeg", "mpg", "wmv", "3gp"})
-_S3_URI = re.compile(r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$")
 _PIL_FORMAT = {"PNG": "png", "JPEG": "jpeg", "GIF": "gif", "WEBP": "webp", "MPO": "jpeg"}
 _MAX_BODY = 25_000_000
 _MODEL_PATH = re.compile(r"/model/([^/]+)/invoke$")
-
-
-# Sessions are not thread-safe; clients built from them are. Clients get their own copy of the
-# session's event hooks, so handlers attached to one client never reach another.
-_SESSIONS: dict[str, boto3.session.Session] = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
-class _Invalid(Exception):
-    """A request the real service would reject with ValidationException."""
-
-
-def _fields(obj: object, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise _Invalid(f"{where}: expected an object, got {type(obj).__name__}")
-    unknown = set(obj) - required - optional
-    if unknown:
-        raise _Invalid(f"{where}: extraneous key(s) {sorted(unknown)} are not permitted")
-    missing = required - set(obj)
-    if missing:
-        raise _Invalid(f"{where}: required key(s) {sorted(missing)} not found")
-    return obj
-
-
-def _enum(value: object, allowed: frozenset[str] | set[str], where: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise _Invalid(f"{where}: {value!r} is not a valid enum value ({sorted(allowed)})")
-    return value
 
 
 class FakeBedrock:
@@ -163,24 +141,7 @@ class FakeBedrock:
         Its botocore retries are off (``total_max_attempts=1``) unless ``config`` says so,
         so every retry a test sees comes from the SDK's own policy.
         """
-        import boto3
-        from botocore.config import Config
-
-        # botocore's ``max_attempts`` counts *retries*; ``total_max_attempts`` counts requests.
-        ours = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        with _SESSIONS_LOCK:  # one session per region: its loader caches the service model
-            session = _SESSIONS.get(region_name)
-            if session is None:
-                session = boto3.session.Session(
-                    aws_access_key_id="testing",
-                    aws_secret_access_key="testing",
-                    region_name=region_name,
-                )
-                _SESSIONS[region_name] = session
-            client = session.client(
-                "bedrock-runtime", config=ours.merge(config) if config is not None else ours
-            )
-        return self.attach(client)
+        return self.attach(dummy_client("bedrock-runtime", region_name=region_name, config=config))
 
     def session(self, *, region_name: str = "us-east-1") -> boto3.Session:
         """A ``boto3.Session`` with dummy credentials whose bedrock-runtime clients use this fake.
@@ -363,7 +324,7 @@ class FakeBedrock:
             return self._error(request, "ValidationException", "Malformed input request")
         try:
             embeddings = self._embed(body)
-        except _Invalid as exc:
+        except Invalid as exc:
             return self._error(request, "ValidationException", f"Malformed input request: {exc}")
         with self._lock:
             self._ok += 1
@@ -372,115 +333,82 @@ class FakeBedrock:
     # ----------------------------------------------------------------- schema + vectors
 
     def _embed(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        _fields(
+        """The ``embeddings`` answering a SINGLE_EMBEDDING body; :class:`Invalid` if malformed."""
+        fields(
             body,
             "#",
             {"taskType"},
             {"schemaVersion", "singleEmbeddingParams", "segmentedEmbeddingParams"},
         )
         if "schemaVersion" in body:
-            _enum(body["schemaVersion"], {"nova-multimodal-embed-v1"}, "#/schemaVersion")
-        task = _enum(body["taskType"], {"SINGLE_EMBEDDING", "SEGMENTED_EMBEDDING"}, "#/taskType")
+            enum(body["schemaVersion"], {SCHEMA_VERSION}, "#/schemaVersion")
+        task = enum(body["taskType"], {"SINGLE_EMBEDDING", "SEGMENTED_EMBEDDING"}, "#/taskType")
         if task != "SINGLE_EMBEDDING":
-            raise _Invalid("SEGMENTED_EMBEDDING is only supported by StartAsyncInvoke")
+            raise Invalid("SEGMENTED_EMBEDDING is only supported by StartAsyncInvoke")
         if "segmentedEmbeddingParams" in body:
-            raise _Invalid("#: segmentedEmbeddingParams is not permitted with SINGLE_EMBEDDING")
+            raise Invalid("#: segmentedEmbeddingParams is not permitted with SINGLE_EMBEDDING")
         if "singleEmbeddingParams" not in body:
-            raise _Invalid("#: required key [singleEmbeddingParams] not found")
-        params = _fields(
+            raise Invalid("#: required key [singleEmbeddingParams] not found")
+        where = "#/singleEmbeddingParams"
+        params = fields(
             body["singleEmbeddingParams"],
-            "#/singleEmbeddingParams",
+            where,
             {"embeddingPurpose"},
             {"embeddingDimension", "text", "image", "audio", "video"},
         )
-        _enum(params["embeddingPurpose"], _PURPOSES, "#/singleEmbeddingParams/embeddingPurpose")
-        dim = params.get("embeddingDimension", 3072)
-        if isinstance(dim, bool) or dim not in NOVA_DIMENSIONS:
-            raise _Invalid(f"#/singleEmbeddingParams/embeddingDimension: {dim!r} not allowed")
-        modalities = [m for m in ("text", "image", "audio", "video") if m in params]
-        if len(modalities) != 1:
-            raise _Invalid(
-                "#/singleEmbeddingParams: exactly one of text, image, audio, video required, "
-                f"got {modalities}"
-            )
-        modality = modalities[0]
-        where = f"#/singleEmbeddingParams/{modality}"
-        spec = params[modality]
-        if modality == "text":
-            spec = _fields(spec, where, {"truncationMode"}, {"value", "source"})
-            _enum(spec["truncationMode"], {"START", "END", "NONE"}, where + "/truncationMode")
-            if ("value" in spec) == ("source" in spec):
-                raise _Invalid(f"{where}: exactly one of value, source required")
-            if "value" in spec:
-                value = spec["value"]
-                if not isinstance(value, str) or not value:
-                    raise _Invalid(f"{where}/value: expected a non-empty string")
-                if len(value) > 50_000:
-                    raise _Invalid(
-                        f"{where}/value: expected maxLength: 50000, actual: {len(value)}"
-                    )
-                return [self._item("TEXT", self._text_vector(value, dim))]
-            src = self._source(spec["source"], where + "/source", allow_bytes=False)
+        enum(params["embeddingPurpose"], PURPOSES, f"{where}/embeddingPurpose")
+        dim = check_dimension(params, where)
+        modality = one_modality(params, where)
+        answer = {
+            "text": self._answer_text,
+            "image": self._answer_image,
+            "audio": self._answer_audio,
+            "video": self._answer_video,
+        }[modality]
+        return answer(params[modality], f"{where}/{modality}", dim)
+
+    def _answer_text(self, spec: object, where: str, dim: int) -> list[dict[str, Any]]:
+        spec = fields(spec, where, {"truncationMode"}, {"value", "source"})
+        enum(spec["truncationMode"], {"START", "END", "NONE"}, where + "/truncationMode")
+        if ("value" in spec) == ("source" in spec):
+            raise Invalid(f"{where}: exactly one of value, source required")
+        if "source" in spec:
+            src = source(spec["source"], where + "/source", allow_bytes=False)
             return [self._item("TEXT", self._seeded_content("text", src, dim))]
-        if modality == "image":
-            spec = _fields(spec, where, {"format", "source"}, {"detailLevel"})
-            fmt = _enum(spec["format"], _IMAGE_FORMATS, where + "/format")
-            if "detailLevel" in spec:
-                _enum(
-                    spec["detailLevel"],
-                    {"STANDARD_IMAGE", "DOCUMENT_IMAGE"},
-                    where + "/detailLevel",
-                )
-            src = self._source(spec["source"], where + "/source", allow_bytes=True)
-            if isinstance(src, bytes):
-                return [self._item("IMAGE", self._image_vector(src, fmt, where, dim))]
-            return [self._item("IMAGE", self._seeded("image-s3:" + src, dim))]
-        if modality == "audio":
-            spec = _fields(spec, where, {"format", "source"}, set())
-            _enum(spec["format"], _AUDIO_FORMATS, where + "/format")
-            src = self._source(spec["source"], where + "/source", allow_bytes=True)
-            return [self._item("AUDIO", self._seeded_content("audio", src, dim))]
-        spec = _fields(spec, where, {"format", "source", "embeddingMode"}, set())
-        _enum(spec["format"], _VIDEO_FORMATS, where + "/format")
-        mode = _enum(
-            spec["embeddingMode"],
-            {"AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"},
-            where + "/embeddingMode",
-        )
-        src = self._source(spec["source"], where + "/source", allow_bytes=True)
+        value = spec["value"]
+        if not isinstance(value, str) or not value:
+            raise Invalid(f"{where}/value: expected a non-empty string")
+        if len(value) > 50_000:
+            raise Invalid(f"{where}/value: expected maxLength: 50000, actual: {len(value)}")
+        return [self._item("TEXT", self._text_vector(value, dim))]
+
+    def _answer_image(self, spec: object, where: str, dim: int) -> list[dict[str, Any]]:
+        spec = fields(spec, where, {"format", "source"}, {"detailLevel"})
+        fmt = enum(spec["format"], IMAGE_FORMATS, where + "/format")
+        if "detailLevel" in spec:
+            enum(spec["detailLevel"], {"STANDARD_IMAGE", "DOCUMENT_IMAGE"}, where + "/detailLevel")
+        src = source(spec["source"], where + "/source", allow_bytes=True)
+        if isinstance(src, bytes):
+            return [self._item("IMAGE", self._image_vector(src, fmt, where, dim))]
+        return [self._item("IMAGE", seeded_vector("image-s3:" + src, dim))]
+
+    def _answer_audio(self, spec: object, where: str, dim: int) -> list[dict[str, Any]]:
+        spec = fields(spec, where, {"format", "source"}, set())
+        enum(spec["format"], AUDIO_FORMATS, where + "/format")
+        src = source(spec["source"], where + "/source", allow_bytes=True)
+        return [self._item("AUDIO", self._seeded_content("audio", src, dim))]
+
+    def _answer_video(self, spec: object, where: str, dim: int) -> list[dict[str, Any]]:
+        spec = fields(spec, where, {"format", "source", "embeddingMode"}, set())
+        enum(spec["format"], VIDEO_FORMATS, where + "/format")
+        mode = enum(spec["embeddingMode"], VIDEO_MODES, where + "/embeddingMode")
+        src = source(spec["source"], where + "/source", allow_bytes=True)
         if mode == "AUDIO_VIDEO_COMBINED":
             return [self._item("AUDIO_VIDEO_COMBINED", self._seeded_content("av", src, dim))]
         return [
             self._item("VIDEO", self._seeded_content("video", src, dim)),
             self._item("AUDIO", self._seeded_content("audio", src, dim)),
         ]
-
-    @staticmethod
-    def _source(obj: object, where: str, *, allow_bytes: bool) -> bytes | str:
-        src = _fields(obj, where, set(), {"bytes", "s3Location"})
-        if len(src) != 1:
-            raise _Invalid(f"{where}: exactly one of bytes, s3Location required")
-        if "bytes" in src:
-            if not allow_bytes:
-                raise _Invalid(f"{where}: bytes is not supported for text")
-            b64 = src["bytes"]
-            if not isinstance(b64, str) or not b64:
-                raise _Invalid(f"{where}/bytes: expected a non-empty base64 string")
-            try:
-                data = base64.b64decode(b64, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise _Invalid(f"{where}/bytes: invalid base64: {exc}") from None
-            if not data:
-                raise _Invalid(f"{where}/bytes: empty content")
-            return data
-        loc = _fields(src["s3Location"], where + "/s3Location", {"uri"}, {"bucketOwner"})
-        uri = loc["uri"]
-        if not isinstance(uri, str) or not _S3_URI.match(uri) or len(uri) > 1024:
-            raise _Invalid(f"{where}/s3Location/uri: {uri!r} is not a valid S3 URI")
-        owner = loc.get("bucketOwner")
-        if owner is not None and not (isinstance(owner, str) and re.fullmatch(r"\d{12}", owner)):
-            raise _Invalid(f"{where}/s3Location/bucketOwner: {owner!r} is not an account id")
-        return f"{uri}#{owner or ''}"
 
     @staticmethod
     def _item(etype: str, vector: Vector) -> dict[str, Any]:
@@ -504,22 +432,15 @@ class FakeBedrock:
                 actual = _PIL_FORMAT.get(img.format or "")
                 img.load()
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise _Invalid(f"{where}/source/bytes: unable to decode the image: {exc}") from None
+            raise Invalid(f"{where}/source/bytes: unable to decode the image: {exc}") from None
         if actual != fmt:
-            raise _Invalid(f"{where}/format: declared {fmt!r} but the bytes are {actual!r}")
+            raise Invalid(f"{where}/format: declared {fmt!r} but the bytes are {actual!r}")
         return self._offline().embed_image(data, dimension=dim)
 
     @staticmethod
-    def _seeded(seed: str, dim: int) -> Vector:
-        rng = np.random.default_rng(
-            int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little")
-        )
-        v = rng.standard_normal(dim)
-        return (v / np.linalg.norm(v)).astype(np.float32)
-
-    def _seeded_content(self, kind: str, src: bytes | str, dim: int) -> Vector:
+    def _seeded_content(kind: str, src: bytes | str, dim: int) -> Vector:
         key = src if isinstance(src, str) else hashlib.sha256(src).hexdigest()
-        return self._seeded(f"{kind}:{key}", dim)
+        return seeded_vector(f"{kind}:{key}", dim)
 
     def __repr__(self) -> str:
         return (

@@ -1,19 +1,21 @@
-"""Nova asynchronous segmented embeddings for long video, audio and text stored in S3.
+"""Nova segmented embeddings for long video, audio and text stored in S3.
 
-``start_async_invoke`` with ``taskType="SEGMENTED_EMBEDDING"`` splits a long input into
-segments (seconds of media, characters of text) and writes one embedding per segment to S3::
+Bedrock's asynchronous invocation (``start_async_invoke``, which is not asyncio) with
+``taskType="SEGMENTED_EMBEDDING"`` splits a long input into segments (seconds of media,
+characters of text) and writes one embedding per segment to S3::
 
     <output s3Uri>/<job id>/segmented-embedding-result.json   -> embeddingResults[].outputFileUri
     <output s3Uri>/<job id>/embedding-<modality>.jsonl         -> one segment per line
 
-:class:`AsyncEmbeddingJobs` submits jobs, polls them with capped, jittered backoff and a timeout,
-and reads the results back by following each ``outputFileUri`` (file names differ between
-modalities and embedding modes, so none is hard-coded). Every AWS call goes through
-:func:`crossmodal_search._aws.call_aws`.
+:class:`SegmentedEmbeddingJobs` submits jobs, polls them with capped, jittered backoff and a
+timeout, and reads the results back by following each ``outputFileUri`` (file names differ
+between modalities and embedding modes, so none is hard-coded). Every AWS call goes through
+:func:`crossmodal_search._aws.call_aws`; request bodies and the output files are built and
+parsed in :mod:`crossmodal_search.embeddings._segmented_wire`.
 
 Example::
 
-    jobs = AsyncEmbeddingJobs(bedrock_runtime, s3, dimension=1024)
+    jobs = SegmentedEmbeddingJobs(bedrock_runtime, s3, dimension=1024)
     job = jobs.start_video("s3://media/p1/demo.mp4", output_s3_uri="s3://media/embeddings/")
     jobs.wait(job)
     result = jobs.fetch_results(job)          # SegmentedResult, 5 s segments by default
@@ -21,46 +23,44 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from crossmodal_search._aws import (
-    DEFAULT_RETRY_POLICY,
-    RetryPolicy,
-    call_aws,
-    join_s3,
-)
-from crossmodal_search._types import (
-    NOVA_DIMENSIONS,
-    NOVA_MODEL_ID,
-    EmbeddingPurpose,
-    PurposeLike,
-)
+from crossmodal_search._aws import DEFAULT_RETRY_POLICY, RetryPolicy, call_aws
+from crossmodal_search._types import NOVA_DIMENSIONS, NOVA_MODEL_ID, EmbeddingPurpose, PurposeLike
+from crossmodal_search.embeddings._base import check_text, parse_purpose
 from crossmodal_search.embeddings._jobs import JobRunner, first_failures
 from crossmodal_search.embeddings._media import AUDIO_FORMATS, VIDEO_FORMATS, S3Source
-from crossmodal_search.embeddings._nova import check_dimension, parse_purpose
+from crossmodal_search.embeddings._nova_wire import (
+    TRUNCATION_MODES,
+    VIDEO_MODES,
+    TruncationMode,
+    VideoEmbeddingMode,
+    check_dimension,
+)
+from crossmodal_search.embeddings._segmented_wire import (
+    RESULT_FILE_NAME,
+    Modality,
+    OnSegmentError,
+    SegmentedJob,
+    SegmentedJobStatus,
+    media_format,
+    parse_result,
+    segmented_request,
+)
 from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
-    OutputFailure,
     Segment,
     SegmentationConfig,
     SegmentedResult,
-    SegmentUnit,
     check_s3_uri,
 )
-from crossmodal_search.errors import (
-    ConfigurationError,
-    EmbeddingJobError,
-    InvalidInputError,
-    UnsupportedMediaError,
-)
+from crossmodal_search.errors import ConfigurationError, EmbeddingJobError, InvalidInputError
 
 if TYPE_CHECKING:
     import boto3
@@ -72,80 +72,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "AsyncEmbeddingJobs",
-    "AsyncJob",
-    "AsyncJobStatus",
-    "EmbeddingMode",
-    "OnSegmentError",
-    "embed_text_document",
-]
-
-EmbeddingMode: TypeAlias = Literal["AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"]
-TruncationMode: TypeAlias = Literal["START", "END", "NONE"]
-#: What :meth:`AsyncEmbeddingJobs.fetch_results` does when segments failed: raise
-#: :class:`EmbeddingJobError` naming each, or return them in ``SegmentedResult.failed_segments``.
-OnSegmentError: TypeAlias = Literal["raise", "report"]
-Modality: TypeAlias = Literal["video", "audio", "text"]
-
-RESULT_FILE_NAME = "segmented-embedding-result.json"
-_SCHEMA_VERSION = "nova-multimodal-embed-v1"
-_SUCCESS = "SUCCESS"
-_PARTIAL = "PARTIAL_SUCCESS"
-#: The docs say FAILURE; some clients have seen FAILED. Both mean the same.
-_FAILED = frozenset({"FAILURE", "FAILED"})
-
-# --- jobs -----------------------------------------------------------------------------------
+__all__ = ["SegmentedEmbeddingJobs", "embed_text_document"]
 
 
-@dataclass(frozen=True)
-class AsyncJob:
-    """A submitted segmented-embedding job: enough to poll it and read its results later."""
-
-    invocation_arn: str
-    modality: Modality
-    source_uri: str
-    output_s3_uri: str
-    dimension: int
-    purpose: str
-    segmentation: SegmentationConfig
-    embedding_mode: EmbeddingMode | None = None
-
-    @property
-    def job_id(self) -> str:
-        """The last segment of the invocation ARN; Nova names the output folder after it."""
-        return self.invocation_arn.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class AsyncJobStatus:
-    """What ``get_async_invoke`` says about a job."""
-
-    invocation_arn: str
-    status: str
-    failure_message: str | None = None
-    output_s3_uri: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        """True once the job is ``Completed`` or ``Failed``."""
-        return self.status in ("Completed", "Failed")
-
-
-def _format(uri: str, given: str | None, allowed: tuple[str, ...], kind: str) -> str:
-    fmt = (given or PurePosixPath(uri.split("?", 1)[0]).suffix.lstrip(".")).lower()
-    if fmt == "jpg":
-        fmt = "jpeg"
-    if fmt not in allowed:
-        raise UnsupportedMediaError(
-            f"{kind} format {fmt or '(none)'!r} of {uri!r} is not supported; pass format= one of "
-            f"{', '.join(sorted(allowed))}"
-        )
-    return fmt
-
-
-class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
+class SegmentedEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
     """Submit, wait for and read Nova segmented-embedding jobs (video, audio, long text).
+
+    The jobs are Bedrock asynchronous invocations (``start_async_invoke``); the methods block
+    (there is no asyncio twin).
 
     Args:
         client: a ``bedrock-runtime`` client; built with the SDK's config when ``None``.
@@ -210,26 +144,22 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         *,
         output_s3_uri: str,
         segment_seconds: int = 5,
-        embedding_mode: EmbeddingMode = "AUDIO_VIDEO_COMBINED",
+        embedding_mode: VideoEmbeddingMode = "AUDIO_VIDEO_COMBINED",
         purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
         format: str | None = None,
         dimension: int | None = None,
         bucket_owner: str | None = None,
-    ) -> AsyncJob:
+    ) -> SegmentedJob:
         """Start segmenting a video in S3 into ``segment_seconds`` (1-30) pieces.
 
         ``embedding_mode="AUDIO_VIDEO_SEPARATE"`` yields a VIDEO and an AUDIO vector per segment.
         The format is taken from the file extension unless ``format`` is given.
         """
-        seg = SegmentationConfig(duration_seconds=segment_seconds)
-        if embedding_mode not in ("AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE"):
+        seg = SegmentationConfig(segment_seconds=segment_seconds)
+        if embedding_mode not in VIDEO_MODES:
             raise InvalidInputError(f"unknown embedding_mode {embedding_mode!r}")
-        params: dict[str, Any] = {
-            "format": _format(s3_uri, format, VIDEO_FORMATS, "video"),
-            "source": self._source(s3_uri, bucket_owner),
-            "embeddingMode": embedding_mode,
-            "segmentationConfig": seg.media_payload(),
-        }
+        params = self._media_params(s3_uri, format, "video", seg, bucket_owner)
+        params["embeddingMode"] = embedding_mode
         return self._start(
             "video", s3_uri, output_s3_uri, params, seg, purpose, dimension, embedding_mode
         )
@@ -244,14 +174,10 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         format: str | None = None,
         dimension: int | None = None,
         bucket_owner: str | None = None,
-    ) -> AsyncJob:
+    ) -> SegmentedJob:
         """Start segmenting audio (mp3, wav, ogg) in S3 into ``segment_seconds`` (1-30) pieces."""
-        seg = SegmentationConfig(duration_seconds=segment_seconds)
-        params: dict[str, Any] = {
-            "format": _format(s3_uri, format, AUDIO_FORMATS, "audio"),
-            "source": self._source(s3_uri, bucket_owner),
-            "segmentationConfig": seg.media_payload(),
-        }
+        seg = SegmentationConfig(segment_seconds=segment_seconds)
+        params = self._media_params(s3_uri, format, "audio", seg, bucket_owner)
         return self._start("audio", s3_uri, output_s3_uri, params, seg, purpose, dimension, None)
 
     def start_text(
@@ -264,11 +190,11 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         purpose: PurposeLike = EmbeddingPurpose.GENERIC_INDEX,
         dimension: int | None = None,
         bucket_owner: str | None = None,
-    ) -> AsyncJob:
+    ) -> SegmentedJob:
         """Start segmenting a UTF-8 text object in S3 into ``max_length_chars`` (800-50,000)
         pieces, split at word boundaries."""
         seg = SegmentationConfig(max_length_chars=max_length_chars)
-        if truncation_mode not in ("START", "END", "NONE"):
+        if truncation_mode not in TRUNCATION_MODES:
             raise InvalidInputError(f"unknown truncation_mode {truncation_mode!r}")
         params: dict[str, Any] = {
             "truncationMode": truncation_mode,
@@ -282,6 +208,23 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         check_s3_uri(s3_uri, what="source")
         return dict(S3Source(s3_uri, bucket_owner=bucket_owner).to_source())
 
+    @classmethod
+    def _media_params(
+        cls,
+        s3_uri: str,
+        format: str | None,
+        modality: Literal["video", "audio"],
+        seg: SegmentationConfig,
+        bucket_owner: str | None,
+    ) -> dict[str, Any]:
+        """The ``video`` or ``audio`` object of a request (without the video's mode)."""
+        formats = VIDEO_FORMATS if modality == "video" else AUDIO_FORMATS
+        return {
+            "format": media_format(s3_uri, format, formats, modality),
+            "source": cls._source(s3_uri, bucket_owner),
+            "segmentationConfig": seg.media_payload(),
+        }
+
     def _start(
         self,
         modality: Modality,
@@ -291,20 +234,14 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         seg: SegmentationConfig,
         purpose: PurposeLike,
         dimension: int | None,
-        embedding_mode: EmbeddingMode | None,
-    ) -> AsyncJob:
+        embedding_mode: VideoEmbeddingMode | None,
+    ) -> SegmentedJob:
         check_s3_uri(output_s3_uri, what="output_s3_uri")
         dim = self.dimension if dimension is None else check_dimension(dimension)
         purpose_value = parse_purpose(purpose).value
-        model_input = {
-            "schemaVersion": _SCHEMA_VERSION,
-            "taskType": "SEGMENTED_EMBEDDING",
-            "segmentedEmbeddingParams": {
-                "embeddingPurpose": purpose_value,
-                "embeddingDimension": dim,
-                modality: media_params,
-            },
-        }
+        model_input = segmented_request(
+            modality, media_params, purpose=purpose_value, dimension=dim
+        )
         response = call_aws(
             "bedrock-runtime:StartAsyncInvoke",
             lambda: self._client.start_async_invoke(
@@ -316,7 +253,7 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         )
         arn = str(response["invocationArn"])
         logger.info("started %s segmentation of %s: %s", modality, s3_uri, arn)
-        return AsyncJob(
+        return SegmentedJob(
             invocation_arn=arn,
             modality=modality,
             source_uri=s3_uri,
@@ -329,23 +266,17 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
 
     # -- poll ----------------------------------------------------------------------------
 
-    def status(self, job: AsyncJob | str) -> AsyncJobStatus:
+    def status(self, job: SegmentedJob | str) -> SegmentedJobStatus:
         """One ``get_async_invoke`` call."""
-        arn = job.invocation_arn if isinstance(job, AsyncJob) else job
+        arn = job.invocation_arn if isinstance(job, SegmentedJob) else job
         resp = call_aws(
             "bedrock-runtime:GetAsyncInvoke",
             lambda: self._client.get_async_invoke(invocationArn=arn),
             policy=self.retry_policy,
         )
-        out = resp.get("outputDataConfig", {}).get("s3OutputDataConfig", {}).get("s3Uri")
-        return AsyncJobStatus(
-            invocation_arn=arn,
-            status=str(resp.get("status", "")),
-            failure_message=resp.get("failureMessage"),
-            output_s3_uri=str(out) if out else None,
-        )
+        return SegmentedJobStatus.from_response(arn, resp)
 
-    def wait(self, job: AsyncJob, *, timeout: float | None = None) -> AsyncJobStatus:
+    def wait(self, job: SegmentedJob, *, timeout: float | None = None) -> SegmentedJobStatus:
         """Poll until the job completes (backoff: x2 per poll, capped, jittered).
 
         Raises:
@@ -357,13 +288,13 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
             raise InvalidInputError(f"timeout must be > 0, got {limit}")
         final = self._poll(
             lambda: self.status(job),
-            what="async embedding job",
+            what="segmented embedding job",
             job_id=job.invocation_arn,
             timeout=limit,
         )
         if final.status == "Failed":
             raise EmbeddingJobError(
-                f"async embedding job {job.invocation_arn} for {job.source_uri} failed: "
+                f"segmented embedding job {job.invocation_arn} for {job.source_uri} failed: "
                 f"{final.failure_message or 'no failureMessage'}",
                 job_id=job.invocation_arn,
                 status=final.status,
@@ -374,10 +305,10 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
 
     def fetch_results(
         self,
-        job: AsyncJob,
+        job: SegmentedJob,
         *,
         on_segment_error: OnSegmentError | None = None,
-        status: AsyncJobStatus | None = None,
+        status: SegmentedJobStatus | None = None,
     ) -> SegmentedResult:
         """Read a completed job's segments from S3.
 
@@ -402,7 +333,7 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
                 status=st.status,
             )
         result_uri = self._find_result_file(job, st.output_s3_uri or job.output_s3_uri)
-        result = self._parse_result(job, result_uri)
+        result = parse_result(job, result_uri, self._read)
         if result.ok:
             logger.info("job %s: %d segments", job.job_id, len(result.segments))
             return result
@@ -426,137 +357,17 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
             )
         return result
 
-    def _find_result_file(self, job: AsyncJob, output_uri: str) -> str:
+    def _find_result_file(self, job: SegmentedJob, output_uri: str) -> str:
         # The blog says the reported s3Uri already includes the job folder; the docs say the
         # files go under <s3Uri>/<job-id>/. Look in the job folder either way.
         bucket, prefix, keys = self._job_files(output_uri, job.job_id)
         hits = sorted((k for k in keys if PurePosixPath(k).name == RESULT_FILE_NAME), key=len)
         if hits:
             return f"s3://{bucket}/{hits[0]}"
-        raise EmbeddingJobError(
+        raise job.error(
             f"job {job.invocation_arn} completed but no {RESULT_FILE_NAME} was found under "
-            f"s3://{bucket}/{prefix}",
-            job_id=job.invocation_arn,
-            status="Completed",
+            f"s3://{bucket}/{prefix}"
         )
-
-    def _read_json(self, job: AsyncJob, uri: str) -> Any:
-        raw = self._read(uri)
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EmbeddingJobError(
-                f"{uri} is not valid JSON: {exc}", job_id=job.invocation_arn, status="Completed"
-            ) from exc
-
-    def _parse_result(self, job: AsyncJob, result_uri: str) -> SegmentedResult:
-        doc = self._read_json(job, result_uri)
-        if not isinstance(doc, dict) or not isinstance(doc.get("embeddingResults"), list):
-            raise EmbeddingJobError(
-                f"{result_uri} has no embeddingResults list",
-                job_id=job.invocation_arn,
-                status="Completed",
-            )
-        dimension = int(doc.get("embeddingDimension") or job.dimension)
-        ok: list[Segment] = []
-        failed: list[Segment] = []
-        failed_outputs: list[OutputFailure] = []
-        for entry in doc["embeddingResults"]:
-            if not isinstance(entry, dict):
-                raise EmbeddingJobError(
-                    f"{result_uri}: embeddingResults holds a {type(entry).__name__}",
-                    job_id=job.invocation_arn,
-                    status="Completed",
-                )
-            etype = str(entry.get("embeddingType", "UNKNOWN"))
-            status = str(entry.get("status", ""))
-            reason = entry.get("failureReason")
-            message = entry.get("message")
-            file_uri = entry.get("outputFileUri")
-            if status not in (_SUCCESS, _PARTIAL) and status not in _FAILED:
-                logger.warning("job %s: unknown result status %r for %s", job.job_id, status, etype)
-            if not file_uri:
-                # No segments to read: the whole output failed (or the service left no file).
-                failed_outputs.append(
-                    OutputFailure(etype, status or "FAILURE", reason, message or "no outputFileUri")
-                )
-                continue
-            uri = (
-                file_uri
-                if file_uri.startswith("s3://")
-                else join_s3(result_uri.rsplit("/", 1)[0], file_uri)
-            )
-            good, bad = self._parse_segments(job, uri, etype, dimension)
-            ok.extend(good)
-            failed.extend(bad)
-            if status in _FAILED and not bad:
-                failed_outputs.append(OutputFailure(etype, status, reason, message))
-            elif status == _PARTIAL and not bad:
-                logger.warning(
-                    "job %s: %s output is PARTIAL_SUCCESS but no segment failed", job.job_id, etype
-                )
-        return SegmentedResult(
-            segments=tuple(ok),
-            failed_segments=tuple(failed),
-            source_uri=str(doc.get("sourceFileUri") or job.source_uri),
-            failed_outputs=tuple(failed_outputs),
-            embedding_dimension=dimension,
-            job_id=job.invocation_arn,
-        )
-
-    def _parse_segments(
-        self, job: AsyncJob, uri: str, embedding_type: str, dimension: int
-    ) -> tuple[list[Segment], list[Segment]]:
-        raw = self._read(uri).decode("utf-8")
-        unit: SegmentUnit = "chars" if job.modality == "text" else "seconds"
-        ok: list[Segment] = []
-        failed: list[Segment] = []
-        for lineno, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                meta = item.get("segmentMetadata") or {}
-                index = int(meta.get("segmentIndex", lineno - 1))
-                if unit == "chars":
-                    start = meta.get("segmentStartCharPosition")
-                    end = meta.get("segmentEndCharPosition")
-                else:
-                    start, end = meta.get("segmentStartSeconds"), meta.get("segmentEndSeconds")
-                start_f = None if start is None else float(start)
-                end_f = None if end is None else float(end)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise EmbeddingJobError(
-                    f"{uri} line {lineno} is not a segment record: {exc}",
-                    job_id=job.invocation_arn,
-                    status="Completed",
-                ) from exc
-            etype = str(item.get("embeddingType") or embedding_type)
-            status = str(item.get("status") or (_SUCCESS if item.get("embedding") else "FAILURE"))
-            embedding = item.get("embedding")
-            if status == _SUCCESS and embedding:
-                vector = np.asarray(embedding, dtype=np.float32)
-                if vector.shape != (dimension,) or not np.all(np.isfinite(vector)):
-                    raise EmbeddingJobError(
-                        f"{uri} line {lineno}: embedding has shape {vector.shape}, expected "
-                        f"({dimension},) finite values",
-                        job_id=job.invocation_arn,
-                        status="Completed",
-                    )
-                ok.append(Segment(vector, index, start_f, end_f, unit, etype, "SUCCESS"))
-            else:
-                if status == _SUCCESS:  # SUCCESS without an embedding is still a failure
-                    reason, message = "MISSING_EMBEDDING", "status SUCCESS but no embedding"
-                else:
-                    reason, message = item.get("failureReason"), item.get("message")
-                    if status not in _FAILED:
-                        message = f"unknown status {status!r}" + (f": {message}" if message else "")
-                failed.append(
-                    Segment(None, index, start_f, end_f, unit, etype, "FAILURE", reason, message)
-                )
-        ok.sort(key=lambda s: s.index)
-        failed.sort(key=lambda s: s.index)
-        return ok, failed
 
     # -- one-call helpers ----------------------------------------------------------------
 
@@ -589,8 +400,7 @@ class AsyncEmbeddingJobs(JobRunner["BedrockRuntimeClient"]):
         The text is uploaded to ``staging_s3_uri`` (an object URI) and segmented by Nova;
         text within :data:`SYNC_TEXT_LIMIT_CHARS` should go through the synchronous embedder.
         """
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("text must be a non-empty string")
+        check_text(text)
         SegmentationConfig(max_length_chars=max_length_chars)
         check_s3_uri(staging_s3_uri, what="staging_s3_uri")
         check_s3_uri(output_s3_uri, what="output_s3_uri")
@@ -610,7 +420,7 @@ def embed_text_document(
     text: str,
     *,
     embedder: Embedder,
-    jobs: AsyncEmbeddingJobs | None = None,
+    jobs: SegmentedEmbeddingJobs | None = None,
     staging_s3_uri: str | None = None,
     output_s3_uri: str | None = None,
     max_length_chars: int = 32_000,
@@ -625,8 +435,7 @@ def embed_text_document(
     Raises:
         InvalidInputError: empty text, or long text without the async settings (no call made).
     """
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInputError("text must be a non-empty string")
+    check_text(text)
     if len(text) <= SYNC_TEXT_LIMIT_CHARS:
         vector = np.asarray(embedder.embed_text(text, purpose=purpose), dtype=np.float32)
         segment = Segment(vector.reshape(-1), 0, 0.0, float(len(text)), "chars", "TEXT")
