@@ -107,3 +107,43 @@ def test_the_check_sees_type_checking_relative_and_submodule_imports() -> None:
         "crossmodal_search.evaluation.evaluate",
         "crossmodal_search.cli",
     }
+
+
+def _private_imports(source: str, module: str, *, is_package: bool) -> list[tuple[int, str]]:
+    """Imports of another sub-package's private module (``crossmodal_search.stores._open``
+    from ``cli``): a package is used through its public ``__init__``. The package root's own
+    private modules (``_aws``, ``_types``, ``_json``, ...) are shared infrastructure."""
+    own = _part(module)
+    found = []
+    for line, target in _imported(source, module, is_package=is_package):
+        parts = target.split(".")
+        if (
+            parts[0] == PACKAGE
+            and len(parts) >= 3
+            and parts[2].startswith("_")
+            and parts[1] != own
+            and not parts[1].startswith("_")
+        ):
+            found.append((line, target))
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_reaches_into_another_packages_private_modules(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    found = _private_imports(source, _module_name(path), is_package=path.name == "__init__.py")
+    assert [f"{path.relative_to(ROOT.parent)}:{line} imports {m}" for line, m in found] == []
+
+
+def test_the_private_import_check_sees_them() -> None:
+    source = (
+        "from crossmodal_search.stores._open import parse_store_spec\n"  # another package's
+        "from crossmodal_search.cli._common import top_k\n"  # its own package's: fine
+        "from crossmodal_search._aws import build_client\n"  # the root's: fine
+        "from crossmodal_search.stores import open_store\n"  # public: fine
+    )
+    found = _private_imports(source, "crossmodal_search.cli._probe", is_package=False)
+    assert [m for _, m in found] == [
+        "crossmodal_search.stores._open",
+        "crossmodal_search.stores._open.parse_store_spec",
+    ]

@@ -327,8 +327,7 @@ def _batch_jobs(args: argparse.Namespace, session: boto3.Session) -> BatchEmbedd
 
 
 def _media_jobs(args: argparse.Namespace, session: boto3.Session) -> SegmentedEmbeddingJobs:
-    from crossmodal_search.embeddings import SegmentedEmbeddingJobs
-    from crossmodal_search.embeddings._segments import check_s3_uri
+    from crossmodal_search.embeddings import SegmentedEmbeddingJobs, check_s3_uri
 
     try:
         check_s3_uri(args.media_s3_uri, what="--media-s3-uri")

@@ -33,9 +33,11 @@ from crossmodal_search.embeddings._protocol import Embedder, ImageInput
 from crossmodal_search.embeddings._segmented import SegmentedEmbeddingJobs, embed_text_document
 from crossmodal_search.embeddings._segmented_wire import SegmentedJob
 from crossmodal_search.embeddings._segments import (
+    SYNC_TEXT_LIMIT_CHARS,
     Segment,
     SegmentationConfig,
     SegmentedResult,
+    check_s3_uri,
     embed_pdf,
 )
 from crossmodal_search.embeddings._select import EmbedderKind, make_embedder
@@ -44,6 +46,7 @@ __all__ = [
     "AUDIO_FORMATS",
     "IMAGE_FORMATS",
     "INLINE_LIMIT_BYTES",
+    "SYNC_TEXT_LIMIT_CHARS",
     "VIDEO_FORMATS",
     "BaseEmbedder",
     "BatchEmbeddingJobs",
@@ -68,6 +71,7 @@ __all__ = [
     "SegmentedResult",
     "TruncationMode",
     "VideoEmbeddingMode",
+    "check_s3_uri",
     "embed_pdf",
     "embed_text_document",
     "make_embedder",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from crossmodal_search._types import Vector
-from crossmodal_search.embeddings._batch import BatchEmbeddingJobs, BatchRequest, BatchResult
+from crossmodal_search.embeddings import BatchEmbeddingJobs, BatchRequest, BatchResult
 from crossmodal_search.errors import EmbeddingJobError
 from crossmodal_search.search._planner import EmbedPart, ProductPlan
 

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from crossmodal_search._types import EmbeddingPurpose, Vector
-from crossmodal_search.embeddings._protocol import Embedder
+from crossmodal_search.embeddings import Embedder
 from crossmodal_search.errors import (
     ConfigurationError,
     CrossmodalSearchError,

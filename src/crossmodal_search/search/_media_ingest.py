@@ -20,17 +20,15 @@ from typing import TYPE_CHECKING
 from crossmodal_search._aws import join_s3
 from crossmodal_search._types import MetadataValue
 from crossmodal_search.embeddings import (
-    SegmentedEmbeddingJobs,
-    SegmentedJob,
-    VideoEmbeddingMode,
-    embed_text_document,
-)
-from crossmodal_search.embeddings._segments import (
     SYNC_TEXT_LIMIT_CHARS,
     SegmentationConfig,
+    SegmentedEmbeddingJobs,
+    SegmentedJob,
     SegmentedResult,
+    VideoEmbeddingMode,
     check_s3_uri,
     embed_pdf,
+    embed_text_document,
 )
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -54,7 +52,7 @@ from crossmodal_search.search._schema import (
 from crossmodal_search.stores import StoreLimits
 
 if TYPE_CHECKING:
-    from crossmodal_search.embeddings._protocol import Embedder
+    from crossmodal_search.embeddings import Embedder
     from crossmodal_search.stores import VectorStore
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Literal, TypeAlias, get_args
 import numpy as np
 
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
-from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.embeddings import Embedder, ImageInput
 from crossmodal_search.errors import (
     ConfigurationError,
     ForeignIndexError,

@@ -15,8 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from crossmodal_search._batching import batched
 from crossmodal_search._types import Filter
-from crossmodal_search.embeddings import SegmentedEmbeddingJobs, VideoEmbeddingMode
-from crossmodal_search.embeddings._protocol import Embedder, ImageInput
+from crossmodal_search.embeddings import (
+    Embedder,
+    ImageInput,
+    SegmentedEmbeddingJobs,
+    VideoEmbeddingMode,
+)
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.search._catalog import Product
 from crossmodal_search.search._ingest import (
