@@ -10,6 +10,7 @@ Every error the SDK raises on purpose derives from :class:`CrossmodalSearchError
     │   │                                         audio, video, document), unknown format
     │   ├── DimensionMismatchError                vector length differs from the store/embedder
     │   ├── InvalidFilterError                    filter outside the S3 Vectors filter language
+    │   ├── ProductNotFoundError(product_id)      no vector of that product in the store
     │   └── MetadataLimitError                    metadata over the S3 Vectors size/key limits
     ├── ConfigurationError                        wrong settings, missing optional extra
     │   ├── IndexMismatchError                    existing index has another dimension/metric
@@ -50,6 +51,7 @@ __all__ = [
     "JobTimeoutError",
     "MetadataLimitError",
     "PartialWriteError",
+    "ProductNotFoundError",
     "ResourceNotFoundError",
     "RetryExhaustedError",
     "ServiceError",
@@ -86,6 +88,14 @@ class DimensionMismatchError(InvalidInputError):
 
 class InvalidFilterError(InvalidInputError):
     """A metadata filter is outside the S3 Vectors filter language."""
+
+
+class ProductNotFoundError(InvalidInputError):
+    """The store holds no vector of ``product_id`` (``similar`` of an unknown product)."""
+
+    def __init__(self, message: str, *, product_id: str) -> None:
+        super().__init__(message)
+        self.product_id = product_id
 
 
 class MetadataLimitError(InvalidInputError):

@@ -124,6 +124,23 @@ class ProductSearch:
             metadata_keys=metadata_keys,
         )
 
+    def similar(
+        self,
+        vector: Vector,
+        product_id: str,
+        *,
+        search_mode: SearchMode,
+        top_k: int,
+        filter: Filter | None,
+    ) -> list[SearchResult]:
+        """Products closest to ``vector`` (one of ``product_id``'s stored vectors), the product
+        itself left out; grouping and filters as in :meth:`search`, no embedding call."""
+        self._validate_ranking(search_mode, top_k, filter)
+        own = {"product_id": {"$ne": product_id}}
+        combined: Filter = own if not filter else {"$and": [own, dict(filter)]}
+        best = self._grouped(unit(vector), search_mode, combined, top_k)[:top_k]
+        return [self._result(m, m.similarity, m.distance, m.similarity, {}) for m in best]
+
     def _embed_parts(
         self, text: str | None, image: ImageInput | None, purpose: EmbeddingPurpose, weight: float
     ) -> list[_Part]:
@@ -250,16 +267,20 @@ class ProductSearch:
                 raise UnsupportedMediaError(f"image file not found: {path}")
         elif isinstance(image, bytes | bytearray) and not image:
             raise UnsupportedMediaError("the query image is empty")
+        if fusion not in _FUSIONS:
+            raise InvalidInputError(f"fusion must be one of {', '.join(_FUSIONS)}; got {fusion!r}")
+        if not is_weight(text_weight):
+            raise InvalidInputError(f"text_weight must be a number in [0, 1], got {text_weight!r}")
+        self._validate_ranking(search_mode, top_k, filter)
+
+    def _validate_ranking(self, search_mode: object, top_k: object, filter: object) -> None:
+        """What every ranking takes: a search mode, a top-k and a filter."""
         if search_mode not in _SEARCH_MODES:
             raise InvalidInputError(
                 f"search_mode must be one of {', '.join(_SEARCH_MODES)}; got {search_mode!r}"
             )
-        if fusion not in _FUSIONS:
-            raise InvalidInputError(f"fusion must be one of {', '.join(_FUSIONS)}; got {fusion!r}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= _MAX_TOP_K:
             raise InvalidInputError(f"top_k must be an int in 1..{_MAX_TOP_K}, got {top_k!r}")
-        if not is_weight(text_weight):
-            raise InvalidInputError(f"text_weight must be a number in [0, 1], got {text_weight!r}")
         if filter is not None:
             if not isinstance(filter, Mapping):
                 raise InvalidInputError(

@@ -21,7 +21,11 @@ from crossmodal_search.embeddings import (
     SegmentedEmbeddingJobs,
     VideoEmbeddingMode,
 )
-from crossmodal_search.errors import ConfigurationError, InvalidInputError
+from crossmodal_search.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    ProductNotFoundError,
+)
 from crossmodal_search.search._catalog import Product
 from crossmodal_search.search._ingest import (
     EmbedFn,
@@ -50,7 +54,9 @@ from crossmodal_search.search._results import (
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
     VECTOR_TYPES,
+    ProductVectorType,
     key_owners,
+    product_key,
     product_keys,
     public_metadata,
     segment_key,
@@ -501,6 +507,47 @@ class CrossmodalSearcher:
             filter=filter,
             text_weight=text_weight,
             fusion=fusion,
+        )
+
+    def similar(
+        self,
+        product_id: str,
+        *,
+        top_k: int = 5,
+        search_mode: SearchMode = "combined",
+        filter: Filter | None = None,
+    ) -> list[SearchResult]:
+        """Products like ``product_id``, ranked by the product's own stored vector: no
+        embedding call ("similar products" on a product page).
+
+        The query is the product's vector of ``search_mode``'s type (its combined vector for
+        ``combined``, ``all`` and the media modes, or when it lacks the type asked for); the
+        product itself is never among the results; grouping by product and ``filter`` are as in
+        :meth:`search`. ``similarity`` is to that vector and is also the ``score``.
+
+        Raises:
+            ProductNotFoundError: The store holds no vector of ``product_id``.
+            InvalidInputError: Bad ``top_k``, ``search_mode`` or ``filter``.
+
+        Example:
+            >>> searcher.similar("B0SAMPLE21", top_k=4)  # doctest: +SKIP
+        """
+        if not isinstance(product_id, str) or not product_id:
+            raise InvalidInputError("product_id must be a non-empty string")
+        kinds: list[ProductVectorType] = ["combined"]
+        if search_mode == "text" or search_mode == "image":
+            kinds.insert(0, search_mode)
+        keys = [product_key(k, product_id) for k in kinds]
+        stored = {r.key: r.vector for r in self._store.get(keys).records}
+        vector = next((stored[k] for k in keys if k in stored), None)
+        if vector is None:
+            raise ProductNotFoundError(
+                f"no product {product_id[:64]!r} in the store (similar() ranks by the product's "
+                "own stored vectors: index it first)",
+                product_id=product_id,
+            )
+        return self._search.similar(
+            vector, product_id, search_mode=search_mode, top_k=top_k, filter=filter
         )
 
     def explain_no_results(
