@@ -165,7 +165,7 @@ def test_numpy_scalars_accepted_and_normalised_for_boto3() -> None:
         ({}, "empty filter"),
         ({"a": {}}, "empty operator"),
         ({"a": {"$regex": "x"}}, "unknown operator"),
-        ({"a": {"$startsWith": "x"}}, "unknown operator"),
+        ({"a": {"$startswith": "x"}}, "unknown operator"),
         ({"a": {"$gt": "2020"}}, "$gt takes a finite number"),
         ({"a": {"$lte": True}}, "$lte takes a finite number"),
         ({"a": {"$lt": float("nan")}}, "finite number"),
@@ -310,6 +310,7 @@ operator_specs = st.one_of(
     st.builds(lambda v: {"$nin": v}, st.lists(scalars, min_size=1, max_size=4)),
     st.builds(lambda v: {"$exists": v}, st.booleans()),
     st.builds(lambda lo, hi: {"$gte": lo, "$lte": hi}, numbers, numbers),
+    st.builds(lambda v: {"$startsWith": v}, st.sampled_from([s[:2] for s in STRINGS if s])),
 )
 leaf_filters = st.one_of(
     st.builds(lambda f, v: {f: v}, field_names, scalars),
@@ -335,3 +336,42 @@ def test_vectorised_mask_agrees_with_matches(filter: dict[str, Any], which: int)
     catalog = _CATALOGS[which]
     expected = [matches(filter, md) for md in catalog]
     assert filter_mask(filter, _COLUMNS[which]).tolist() == expected
+
+
+def test_starts_with_is_a_case_sensitive_prefix_on_string_elements() -> None:
+    catalog: list[dict[str, Any]] = [
+        {"sku": "WH-1000XM5"},  # 0
+        {"sku": "wh-1000xm4"},  # 1 other case
+        {"sku": ["AB-1", "WH-2"]},  # 2 any element
+        {"sku": 1000},  # 3 a number never matches
+        {},  # 4 missing
+        {"sku": "XWH-1"},  # 5 not a prefix
+    ]
+    assert evaluate({"sku": {"$startsWith": "WH-"}}, catalog) == [0, 2]
+    assert evaluate({"sku": {"$startsWith": "WH-1000"}}, catalog) == [0]
+    assert evaluate({"sku": {"$startsWith": "ZZ"}}, catalog) == []
+    assert evaluate({"$or": [{"sku": {"$startsWith": "wh"}}, {"sku": 1000}]}, catalog) == [1, 3]
+
+
+@pytest.mark.parametrize("operand", ["", 5, None, ["WH"], True])
+def test_starts_with_takes_a_non_empty_string(operand: object) -> None:
+    with pytest.raises(InvalidFilterError, match=r"\$startsWith takes a non-empty string"):
+        validate_filter({"sku": {"$startsWith": operand}})
+
+
+def test_starts_with_is_refused_for_classic_indexes_before_any_call() -> None:
+    validate_filter({"sku": {"$startsWith": "WH"}}, index_mode="ENHANCED")
+    with pytest.raises(InvalidFilterError, match=r"needs an ENHANCED index.*update_index_mode"):
+        validate_filter({"$and": [{"a": 1}, {"sku": {"$startsWith": "WH"}}]}, index_mode="CLASSIC")
+
+
+def test_enhanced_indexes_take_at_most_100_constraints() -> None:
+    assert compile_filter({"a": 1, "b": {"$gte": 1, "$lt": 5}}).constraints == 3
+    assert compile_filter({"$or": [{"a": 1}, {"$and": [{"b": 2}, {"c": 3}]}]}).constraints == 3
+    assert compile_filter({"a": {"$in": list(range(500))}}).constraints == 1
+    compile_filter({"$or": [{"k": i} for i in range(100)]})
+    many = {"$or": [{"k": i} for i in range(101)]}
+    with pytest.raises(InvalidFilterError, match=r"101 constraints.*at most 100"):
+        compile_filter(many)
+    # CLASSIC indexes filter during the search and are not documented to cap the count.
+    assert compile_filter(many, index_mode="CLASSIC").constraints == 101

@@ -10,13 +10,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from crossmodal_search.errors import InvalidFilterError, InvalidInputError
+from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.stores._fulltext import TextIndex, analyzer, standard
 from crossmodal_search.stores._text import (
     TextField,
     TextQuery,
-    check_enhanced_filter,
-    count_filter_constraints,
     reciprocal_rank_fusion,
     validate_text_fields,
     validate_text_queries,
@@ -158,12 +156,3 @@ def test_text_requests_are_checked_before_any_call() -> None:
         validate_text_fields([TextField("k", language="xx")])  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="has a text search configuration"):
         validate_text_fields([TextField("title")], existing=[TextField("title")])
-
-
-def test_filter_constraints_are_counted_for_enhanced_indexes() -> None:
-    assert count_filter_constraints({"a": 1, "b": {"$gte": 1, "$lt": 5}}) == 3
-    assert count_filter_constraints({"$or": [{"a": 1}, {"$and": [{"b": 2}, {"c": 3}]}]}) == 3
-    many = {"$or": [{"k": i} for i in range(101)]}
-    with pytest.raises(InvalidFilterError, match="at most 100"):
-        check_enhanced_filter(many)
-    check_enhanced_filter({"$or": [{"k": i} for i in range(100)]})

@@ -14,6 +14,7 @@ Grammar::
                | field: {op: operand, ...}         (non-empty; several operators are ANDed)
     op        := $eq $ne (scalar)  $gt $gte $lt $lte (number)
                | $in $nin (non-empty list of scalars)  $exists (bool)
+               | $startsWith (non-empty string; ENHANCED indexes only)
     scalar    := str | int | float | bool          (finite numbers; no None, list or dict)
 
 Semantics (S3 Vectors documents the operators; where it is silent we chose, and both stores
@@ -30,32 +31,47 @@ behave the same way because both use this module):
 * Negations are exact complements: ``$ne`` is ``not $eq`` and ``$nin`` is ``not $in``. So on a
   list field they hold when **no element** matches, and on a **missing field** they are true.
 * Missing fields fail every operator except ``$ne``, ``$nin`` and ``$exists: false``.
+* ``$startsWith`` is a case-sensitive prefix match on string values (any element of a list);
+  numbers and booleans never match. S3 Vectors takes it on ``ENHANCED`` indexes only (and on a
+  ``CLASSIC`` index queried with ``queryMode="ENHANCED"``); pass ``index_mode="CLASSIC"`` to
+  refuse it as the service would.
+* Size. An ``ENHANCED`` index takes at most 100 constraints per filter, counting each operator
+  (shorthand ``field: value`` is one ``$eq``); ``CompiledFilter.constraints`` is the count.
 
 Invalid filters raise :class:`~crossmodal_search.errors.InvalidFilterError`: an empty filter or
 operator object, an unknown operator, an operator in the wrong place (``$and`` inside a field,
 ``$eq`` at the top level), a nested object as a value, a bare list as a value, a wrong operand
 type (``$gt`` on a string, ``$in`` that is not a non-empty list of scalars, ``$exists`` that is not
-a bool, ``$and``/``$or`` that is not a non-empty list of objects), None/NaN/infinite operands,
-and any field declared non-filterable for the index.
+a bool, ``$startsWith`` that is not a non-empty string, ``$and``/``$or`` that is not a non-empty
+list of objects), None/NaN/infinite operands, any field declared non-filterable for the index,
+``$startsWith`` or more than 100 constraints where the index mode does not allow them.
 """
 
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from crossmodal_search._types import Filter
 from crossmodal_search.errors import InvalidFilterError
+from crossmodal_search.stores._columns import (
+    NUM_OPS,
+    BoolArray,
+    Kind,
+    MetadataColumns,
+    Operand,
+    classify,
+    elements,
+)
 
 __all__ = [
     "FIELD_OPERATORS",
     "LOGICAL_OPERATORS",
+    "MAX_ENHANCED_FILTER_CONSTRAINTS",
     "CompiledFilter",
     "MetadataColumns",
     "compile_filter",
@@ -67,37 +83,12 @@ __all__ = [
 
 LOGICAL_OPERATORS: frozenset[str] = frozenset({"$and", "$or"})
 FIELD_OPERATORS: frozenset[str] = frozenset(
-    {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"}
+    {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$startsWith"}
 )
+#: Filter constraints (operators) an ENHANCED index takes per query.
+MAX_ENHANCED_FILTER_CONSTRAINTS = 100
 _ORDERING = ("$gt", "$gte", "$lt", "$lte")
 _MAX_DEPTH = 64
-
-BoolArray: TypeAlias = npt.NDArray[np.bool_]
-
-# --------------------------------------------------------------------------- value kinds
-
-# A metadata value is classified as one of three kinds; anything else (None, dict, ...) matches
-# no operator but "exists". Both evaluators use this, so they agree on odd data too.
-_Kind = Literal["b", "n", "s"]
-
-
-def _classify(value: object) -> tuple[_Kind, bool | float | str] | None:
-    if isinstance(value, bool | np.bool_):
-        return "b", bool(value)
-    if isinstance(value, str):
-        return "s", value
-    if isinstance(value, int | float | np.integer | np.floating):
-        try:
-            return "n", float(value)
-        except OverflowError:  # an int beyond double range is no number S3 Vectors can hold
-            return None
-    return None
-
-
-def _elements(value: object) -> Iterable[object]:
-    if isinstance(value, list | tuple):
-        return value
-    return (value,)
 
 
 # --------------------------------------------------------------------------- compiled form
@@ -143,29 +134,24 @@ class _Or(_Node):
         return out
 
 
-_NUM_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "$gt": operator.gt,
-    "$gte": operator.ge,
-    "$lt": operator.lt,
-    "$lte": operator.le,
-}
-
-
 @dataclass(frozen=True, slots=True)
 class _Cond(_Node):
     """One field condition; ``negate`` turns the positive $eq/$in into $ne/$nin."""
 
     field: str
-    op: str  # "$eq", "$in", "$gt", "$gte", "$lt", "$lte", "$exists"
-    operand: tuple[tuple[_Kind, bool | float | str], ...] | float | bool
+    op: str  # "$eq", "$in", "$gt", "$gte", "$lt", "$lte", "$exists", "$startsWith"
+    operand: Operand
     negate: bool = False
 
     def _element_matches(self, value: object) -> bool:
-        kv = _classify(value)
+        kv = classify(value)
         if kv is None:
             return False
-        if self.op in _NUM_OPS:
-            return kv[0] == "n" and bool(_NUM_OPS[self.op](kv[1], self.operand))
+        if self.op == "$startsWith":
+            assert isinstance(self.operand, str)
+            return kv[0] == "s" and str(kv[1]).startswith(self.operand)
+        if self.op in NUM_OPS:
+            return kv[0] == "n" and bool(NUM_OPS[self.op](kv[1], self.operand))
         assert isinstance(self.operand, tuple)
         return kv in self.operand
 
@@ -175,7 +161,7 @@ class _Cond(_Node):
         if self.field not in metadata:
             hit = False
         else:
-            hit = any(self._element_matches(v) for v in _elements(metadata[self.field]))
+            hit = any(self._element_matches(v) for v in elements(metadata[self.field]))
         return hit != self.negate
 
     def mask(self, columns: MetadataColumns) -> BoolArray:
@@ -184,7 +170,11 @@ class _Cond(_Node):
         if self.op == "$exists":
             present = col.present[:n].copy() if col is not None else np.zeros(n, dtype=bool)
             return present if self.operand else ~present
-        hit = np.zeros(n, dtype=bool) if col is None else col.any_element(self, columns.vocab, n)
+        hit = (
+            np.zeros(n, dtype=bool)
+            if col is None
+            else col.any_element(self.op, self.operand, columns.vocab, n)
+        )
         return ~hit if self.negate else hit
 
 
@@ -194,6 +184,8 @@ class CompiledFilter:
 
     _root: _Node
     fields: frozenset[str]
+    #: Operators in the filter, as ENHANCED indexes count them against their limit of 100.
+    constraints: int = 0
 
     def matches(self, metadata: Mapping[str, object]) -> bool:
         """Whether one record's metadata satisfies the filter."""
@@ -212,8 +204,8 @@ def _fail(message: str) -> InvalidFilterError:
     return InvalidFilterError(message)
 
 
-def _scalar_operand(op: str, value: object, path: str) -> tuple[_Kind, bool | float | str]:
-    kv = _classify(value)
+def _scalar_operand(op: str, value: object, path: str) -> tuple[Kind, bool | float | str]:
+    kv = classify(value)
     if kv is None:
         kind = "null" if value is None else type(value).__name__
         raise _fail(f"{path}: {op} takes a string, number or boolean, got {kind}")
@@ -258,7 +250,7 @@ def _compile_field(
                 _Cond(field, "$eq", (_scalar_operand(op, operand, where),), negate=op == "$ne")
             )
         elif op in _ORDERING:
-            kv = _classify(operand)
+            kv = classify(operand)
             if kv is None or kv[0] != "n" or not math.isfinite(float(kv[1])):
                 raise _fail(f"{where}: {op} takes a finite number, got {operand!r}")
             conds.append(_Cond(field, op, float(kv[1])))
@@ -267,6 +259,10 @@ def _compile_field(
                 raise _fail(f"{where}: {op} takes a non-empty list of scalars, got {operand!r}")
             values = tuple(dict.fromkeys(_scalar_operand(op, v, where) for v in operand))
             conds.append(_Cond(field, "$in", values, negate=op == "$nin"))
+        elif op == "$startsWith":
+            if not isinstance(operand, str) or not operand:
+                raise _fail(f"{where}: $startsWith takes a non-empty string, got {operand!r}")
+            conds.append(_Cond(field, op, operand))
         else:  # $exists
             if not isinstance(operand, bool | np.bool_):
                 raise _fail(f"{where}: $exists takes true or false, got {operand!r}")
@@ -309,18 +305,52 @@ def _compile(
     return nodes[0] if len(nodes) == 1 else _And(tuple(nodes))
 
 
-def compile_filter(filter: Filter, *, non_filterable: Iterable[str] = ()) -> CompiledFilter:
-    """Validate ``filter`` and compile it for repeated evaluation.
+def _count(node: _Node) -> int:
+    if isinstance(node, _And | _Or):
+        return sum(_count(child) for child in node.children)
+    return 1
+
+
+def compile_filter(
+    filter: Filter,
+    *,
+    non_filterable: Iterable[str] = (),
+    index_mode: Literal["CLASSIC", "ENHANCED"] = "ENHANCED",
+) -> CompiledFilter:
+    """Validate ``filter`` for an index in ``index_mode`` and compile it for repeated evaluation.
 
     Raises:
         InvalidFilterError: The filter is outside the language (see the module docstring).
     """
     fields: set[str] = set()
     root = _compile(filter, "", frozenset(non_filterable), fields, 0)
-    return CompiledFilter(root, frozenset(fields))
+    compiled = CompiledFilter(root, frozenset(fields), _count(root))
+    if index_mode == "CLASSIC":
+        if _uses_starts_with(root):
+            raise _fail(
+                "$startsWith needs an ENHANCED index; this index is CLASSIC (move it with "
+                "S3VectorsStore.update_index_mode('ENHANCED'), in place and free)"
+            )
+    elif compiled.constraints > MAX_ENHANCED_FILTER_CONSTRAINTS:
+        raise _fail(
+            f"the filter has {compiled.constraints} constraints; an ENHANCED index takes at "
+            f"most {MAX_ENHANCED_FILTER_CONSTRAINTS} per query (a long $in list counts as one)"
+        )
+    return compiled
 
 
-def validate_filter(filter: Filter, *, non_filterable: Iterable[str] = frozenset()) -> None:
+def _uses_starts_with(node: _Node) -> bool:
+    if isinstance(node, _And | _Or):
+        return any(_uses_starts_with(child) for child in node.children)
+    return isinstance(node, _Cond) and node.op == "$startsWith"
+
+
+def validate_filter(
+    filter: Filter,
+    *,
+    non_filterable: Iterable[str] = frozenset(),
+    index_mode: Literal["CLASSIC", "ENHANCED"] = "ENHANCED",
+) -> None:
     """Raise :class:`~crossmodal_search.errors.InvalidFilterError` unless ``filter`` is valid.
 
     Example:
@@ -330,16 +360,21 @@ def validate_filter(filter: Filter, *, non_filterable: Iterable[str] = frozenset
         ...
         crossmodal_search.errors.InvalidFilterError: year.$gt: $gt takes a finite number, ...
     """
-    compile_filter(filter, non_filterable=non_filterable)
+    compile_filter(filter, non_filterable=non_filterable, index_mode=index_mode)
 
 
-def normalize_filter(filter: Filter, *, non_filterable: Iterable[str] = frozenset()) -> Any:
+def normalize_filter(
+    filter: Filter,
+    *,
+    non_filterable: Iterable[str] = frozenset(),
+    index_mode: Literal["CLASSIC", "ENHANCED"] = "ENHANCED",
+) -> Any:
     """Validate ``filter`` and return a plain-JSON copy (numpy scalars become Python values).
 
     The structure is kept as written (shorthand stays shorthand), ready for boto3, which rejects
     numpy scalars.
     """
-    compile_filter(filter, non_filterable=non_filterable)
+    compile_filter(filter, non_filterable=non_filterable, index_mode=index_mode)
     return _plain(filter)
 
 
@@ -388,223 +423,3 @@ def filter_mask(
         else MetadataColumns.from_metadata(metadatas)
     )
     return compiled.mask(columns)
-
-
-# --------------------------------------------------------------------------- columnar metadata
-
-
-class _Column:
-    """One metadata key over all rows: every value is a row of up to ``width`` elements.
-
-    A scalar is a one-element row and a list its elements, which is why "any element matches"
-    is the one rule for both. Per element kind there is one lazily created ``(capacity, width)``
-    array: string codes (int32, -1 empty), numbers (float64, NaN empty), booleans (int8, -1 empty).
-    """
-
-    __slots__ = ("bools", "codes", "nums", "present", "width")
-
-    def __init__(self, capacity: int) -> None:
-        self.width = 1
-        self.present: BoolArray = np.zeros(capacity, dtype=bool)
-        self.codes: npt.NDArray[np.int32] | None = None
-        self.nums: npt.NDArray[np.float64] | None = None
-        self.bools: npt.NDArray[np.int8] | None = None
-
-    @property
-    def capacity(self) -> int:
-        return int(self.present.shape[0])
-
-    def _new(self, dtype: Any, fill: Any, capacity: int, width: int) -> Any:
-        return np.full((capacity, width), fill, dtype=dtype)
-
-    def reserve(self, capacity: int) -> None:
-        if capacity <= self.capacity:
-            return
-        old = self.capacity
-        present = np.zeros(capacity, dtype=bool)
-        present[:old] = self.present
-        self.present = present
-        for name, fill in (("codes", -1), ("nums", np.nan), ("bools", -1)):
-            arr = getattr(self, name)
-            if arr is not None:
-                new = self._new(arr.dtype, fill, capacity, self.width)
-                new[:old] = arr
-                setattr(self, name, new)
-
-    def _widen(self, width: int) -> None:
-        for name, fill in (("codes", -1), ("nums", np.nan), ("bools", -1)):
-            arr = getattr(self, name)
-            if arr is not None:
-                new = self._new(arr.dtype, fill, self.capacity, width)
-                new[:, : self.width] = arr
-                setattr(self, name, new)
-        self.width = width
-
-    def _array(self, kind: _Kind) -> Any:
-        if kind == "s":
-            if self.codes is None:
-                self.codes = self._new(np.int32, -1, self.capacity, self.width)
-            return self.codes
-        if kind == "n":
-            if self.nums is None:
-                self.nums = self._new(np.float64, np.nan, self.capacity, self.width)
-            return self.nums
-        if self.bools is None:
-            self.bools = self._new(np.int8, -1, self.capacity, self.width)
-        return self.bools
-
-    def clear(self, row: int | slice) -> None:
-        self.present[row] = False
-        if self.codes is not None:
-            self.codes[row] = -1
-        if self.nums is not None:
-            self.nums[row] = np.nan
-        if self.bools is not None:
-            self.bools[row] = -1
-
-    def set(self, row: int, value: object, vocab: dict[str, int], *, fresh: bool = False) -> None:
-        """Store ``value`` in ``row``; ``fresh`` rows are known to be empty already."""
-        if not fresh:
-            self.clear(row)
-        self.present[row] = True
-        # Fast paths for plain scalars, the common case.
-        if type(value) is str:
-            code = vocab.get(value)
-            if code is None:
-                code = vocab[value] = len(vocab)
-            self._array("s")[row, 0] = code
-            return
-        if type(value) is float or (type(value) is int and -(2**1023) < value < 2**1023):
-            self._array("n")[row, 0] = value
-            return
-        elements = list(_elements(value))
-        if len(elements) > self.width:
-            self._widen(max(len(elements), 2 * self.width))
-        for j, element in enumerate(elements):
-            kv = _classify(element)
-            if kv is None:
-                continue
-            kind, v = kv
-            arr = self._array(kind)
-            if kind == "s":
-                assert isinstance(v, str)
-                code = vocab.get(v)
-                if code is None:
-                    code = vocab[v] = len(vocab)
-                arr[row, j] = code
-            else:
-                arr[row, j] = v
-
-    def move(self, src: npt.NDArray[np.intp], dst: npt.NDArray[np.intp]) -> None:
-        self.present[dst] = self.present[src]
-        for arr in (self.codes, self.nums, self.bools):
-            if arr is not None:
-                arr[dst] = arr[src]
-
-    def any_element(self, cond: _Cond, vocab: Mapping[str, int], n: int) -> BoolArray:
-        hit: BoolArray | None = None
-
-        def accumulate(elem: BoolArray) -> None:
-            nonlocal hit
-            if self.width > 16:
-                row: BoolArray = np.any(elem, axis=1)
-            else:
-                # OR-ing a few columns beats np.any(axis=1), which is slow on narrow rows.
-                row = elem[:, 0].copy()
-                for j in range(1, self.width):
-                    row |= elem[:, j]
-            hit = row if hit is None else hit | row
-
-        if cond.op in _NUM_OPS:
-            if self.nums is not None:
-                with np.errstate(invalid="ignore"):
-                    accumulate(_NUM_OPS[cond.op](self.nums[:n], cond.operand))
-        else:
-            assert isinstance(cond.operand, tuple)
-            strings = [vocab[v] for k, v in cond.operand if isinstance(v, str) and v in vocab]
-            numbers = [v for k, v in cond.operand if k == "n"]
-            flags = [int(v) for k, v in cond.operand if k == "b"]
-            for arr, wanted in ((self.codes, strings), (self.nums, numbers), (self.bools, flags)):
-                if arr is None or not wanted:
-                    continue
-                block = arr[:n]
-                if len(wanted) > 8:
-                    accumulate(np.isin(block, wanted))
-                    continue
-                elem = block == wanted[0]
-                for value in wanted[1:]:
-                    elem |= block == value
-                accumulate(elem)
-        return hit if hit is not None else np.zeros(n, dtype=bool)
-
-
-class MetadataColumns:
-    """Columnar, dictionary-encoded metadata for vectorised filtering.
-
-    Rows are addressed by position (the local store keeps them aligned with its vector matrix).
-    Keys in ``non_filterable`` are not indexed: they can never appear in a valid filter.
-    """
-
-    def __init__(self, non_filterable: Iterable[str] = (), capacity: int = 0) -> None:
-        self._non_filterable = frozenset(non_filterable)
-        self._columns: dict[str, _Column] = {}
-        self._n = 0
-        self._capacity = capacity
-        self.vocab: dict[str, int] = {}
-
-    @classmethod
-    def from_metadata(
-        cls, metadatas: Sequence[Mapping[str, object]], non_filterable: Iterable[str] = ()
-    ) -> MetadataColumns:
-        """Columns holding ``metadatas`` in order."""
-        cols = cls(non_filterable, capacity=len(metadatas))
-        cols.resize(len(metadatas))
-        for row, md in enumerate(metadatas):
-            cols.set_row(row, md, fresh=True)
-        return cols
-
-    def __len__(self) -> int:
-        return self._n
-
-    def column(self, key: str) -> _Column | None:
-        """The column of one metadata key, or None when no row ever had it."""
-        return self._columns.get(key)
-
-    def resize(self, n: int) -> None:
-        """Set the row count; new rows are empty, dropped rows are cleared."""
-        if n > self._capacity:
-            self._capacity = max(n, int(self._capacity * 1.5) + 16)
-            for col in self._columns.values():
-                col.reserve(self._capacity)
-        if n < self._n:
-            for col in self._columns.values():
-                col.clear(slice(n, self._n))
-        self._n = n
-
-    def set_row(self, row: int, metadata: Mapping[str, object], *, fresh: bool = False) -> None:
-        """Replace the metadata of ``row`` (which must be ``< len(self)``).
-
-        ``fresh=True`` skips clearing: only for rows added by :meth:`resize` and not set since.
-        """
-        if not 0 <= row < self._n:
-            raise IndexError(row)
-        if not fresh:
-            for key, existing in self._columns.items():
-                if key not in metadata:
-                    existing.clear(row)
-        for key, value in metadata.items():
-            if key in self._non_filterable:
-                continue
-            col = self._columns.get(key)
-            if col is None:
-                col = self._columns[key] = _Column(self._capacity)
-            col.set(row, value, self.vocab, fresh=fresh)
-
-    def move_rows(
-        self, src: Sequence[int] | npt.NDArray[np.intp], dst: Sequence[int] | npt.NDArray[np.intp]
-    ) -> None:
-        """Copy rows ``src[i]`` onto ``dst[i]`` (used to compact after deletes)."""
-        s = np.asarray(src, dtype=np.intp)
-        d = np.asarray(dst, dtype=np.intp)
-        for col in self._columns.values():
-            col.move(s, d)

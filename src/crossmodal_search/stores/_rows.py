@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search._types import MetadataValue
-from crossmodal_search.stores._filter import MetadataColumns
+from crossmodal_search.stores._columns import MetadataColumns
 from crossmodal_search.stores._models import VectorRecord
 
 if TYPE_CHECKING:

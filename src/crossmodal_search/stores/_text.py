@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, get_args
 
 from crossmodal_search._types import MetadataValue
-from crossmodal_search.errors import InvalidFilterError, InvalidInputError
+from crossmodal_search.errors import InvalidInputError
 
 __all__ = [
     "LANGUAGES",
-    "MAX_ENHANCED_FILTER_CONSTRAINTS",
     "MAX_QUERY_TEXTS",
     "MAX_QUERY_TEXT_CHARS",
     "MAX_TEXT_FIELDS",
@@ -28,8 +27,6 @@ __all__ = [
     "TextMatch",
     "TextQuery",
     "TextStatus",
-    "check_enhanced_filter",
-    "count_filter_constraints",
     "reciprocal_rank_fusion",
     "validate_text_fields",
     "validate_text_queries",
@@ -47,8 +44,6 @@ TextStatus: TypeAlias = Literal["ACTIVE", "BUILDING"]
 MAX_TEXT_FIELDS = 10
 MAX_QUERY_TEXTS = 10
 MAX_QUERY_TEXT_CHARS = 1024
-#: Filter constraints (operator leaves) an ENHANCED index takes per query.
-MAX_ENHANCED_FILTER_CONSTRAINTS = 100
 #: The Reciprocal Rank Fusion constant (S3 Vectors does not document its own; 60 is standard).
 RRF_K = 60
 _MAX_KEY_CHARS = 63
@@ -176,37 +171,6 @@ def validate_text_queries(
                 "query it once it is ACTIVE"
             )
     return items
-
-
-def count_filter_constraints(filter: Mapping[str, object]) -> int:
-    """The operator leaves of a filter (``{"a": 1, "b": {"$in": [..]}}`` has 2), as ENHANCED
-    indexes count them against their limit of 100 (the counting rule is our reading)."""
-    count = 0
-    for key, value in filter.items():
-        if key in ("$and", "$or"):
-            if isinstance(value, list):
-                count += sum(count_filter_constraints(v) for v in value if isinstance(v, Mapping))
-        elif isinstance(value, Mapping) and any(str(k).startswith("$") for k in value):
-            count += sum(1 for k in value if str(k).startswith("$"))
-        else:
-            count += 1
-    return count
-
-
-def check_enhanced_filter(filter: Mapping[str, object] | None) -> None:
-    """An ENHANCED index takes at most 100 filter constraints per query.
-
-    Raises:
-        InvalidFilterError: The filter has more.
-    """
-    if filter is None:
-        return
-    n = count_filter_constraints(filter)
-    if n > MAX_ENHANCED_FILTER_CONSTRAINTS:
-        raise InvalidFilterError(
-            f"the filter has {n} constraints; an ENHANCED index takes at most "
-            f"{MAX_ENHANCED_FILTER_CONSTRAINTS} per query"
-        )
 
 
 def reciprocal_rank_fusion(
