@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,16 +137,18 @@ def test_reciprocal_rank_fusion() -> None:
 
 def test_text_requests_are_checked_before_any_call() -> None:
     fields = {"title": TextField("title"), "body": TextField("body", status="BUILDING")}
-    ok = validate_text_queries([TextQuery("title", "red dress")], fields)
+    ok = validate_text_queries({"title": "red dress"}, fields)
     assert ok == [TextQuery("title", "red dress")]
-    bad = [
-        ([], "at least one"),
-        ([TextQuery("title", "x")] * 11, "at most 10"),
-        ([TextQuery("title", "  ")], "non-empty"),
-        ([TextQuery("title", "x" * 1025)], "1024 characters"),
-        ([TextQuery("title", "a"), TextQuery("title", "b")], "distinct"),
-        ([TextQuery("brand", "x")], "not full-text searchable"),
-        ([TextQuery("body", "x")], "BUILDING"),
+    many = {f"k{i}": "x" for i in range(11)}
+    bad: list[tuple[Any, str]] = [
+        ({}, "at least one"),
+        ([("title", "x")], "a mapping"),
+        (many, "at most 10"),
+        ({"title": "  "}, "non-empty"),
+        ({"title": None}, "non-empty"),
+        ({"title": "x" * 1025}, "1024 characters"),
+        ({"brand": "x"}, "not full-text searchable"),
+        ({"body": "x"}, "BUILDING"),
     ]
     for queries, match in bad:
         with pytest.raises(InvalidInputError, match=match):

@@ -24,7 +24,7 @@ from crossmodal_search.stores._local import LocalVectorStore
 from crossmodal_search.stores._matryoshka import copy_truncated, truncate_dimension
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 from crossmodal_search.stores._open import StoreOptions, open_store, parse_store_spec
-from crossmodal_search.stores._protocol import VectorStore
+from crossmodal_search.stores._protocol import TextSearchStore, VectorStore
 from crossmodal_search.stores._recover import (
     RecoveryReport,
     SegmentCheck,
@@ -33,9 +33,20 @@ from crossmodal_search.stores._recover import (
     recover_local_store,
 )
 from crossmodal_search.stores._s3vectors import S3VectorsStore
+from crossmodal_search.stores._text import (
+    LANGUAGES,
+    RRF_K,
+    IndexMode,
+    Language,
+    TextField,
+    TextMatch,
+    TextStatus,
+)
 
 __all__ = [
     "DEFAULT_NON_FILTERABLE_KEYS",
+    "LANGUAGES",
+    "RRF_K",
     "Accelerator",
     "AcceleratorName",
     "CompiledFilter",
@@ -43,6 +54,8 @@ __all__ = [
     "FunnelAccelerator",
     "GetResult",
     "HnswAccelerator",
+    "IndexMode",
+    "Language",
     "LocalVectorStore",
     "MetadataColumns",
     "QueryMatch",
@@ -52,6 +65,10 @@ __all__ = [
     "StoreCheck",
     "StoreLimits",
     "StoreOptions",
+    "TextField",
+    "TextMatch",
+    "TextSearchStore",
+    "TextStatus",
     "VectorRecord",
     "VectorStore",
     "check_local_store",

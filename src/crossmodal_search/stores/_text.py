@@ -67,7 +67,7 @@ class TextField:
 
 @dataclass(frozen=True)
 class TextQuery:
-    """Words to match against one searchable metadata key."""
+    """Words to match against one searchable metadata key (one ``queryTexts`` entry)."""
 
     key: str
     text: str
@@ -129,15 +129,19 @@ def validate_text_fields(
 
 
 def validate_text_queries(
-    queries: Sequence[TextQuery], fields: Mapping[str, TextField]
+    texts: Mapping[str, str], fields: Mapping[str, TextField]
 ) -> list[TextQuery]:
-    """Check the query texts of a full-text or hybrid query against the index's fields.
+    """Check the query texts (searchable key -> words) of a full-text or hybrid query.
 
     Raises:
         InvalidInputError: None or more than 10 texts, an empty or over-long text, a key
-            twice, a key without a text search configuration, or one still building.
+            without a text search configuration, or one still building.
     """
-    items = list(queries)
+    if not isinstance(texts, Mapping):
+        raise InvalidInputError(
+            f"query texts are a mapping of searchable metadata key to words, got {texts!r}"
+        )
+    items = [TextQuery(str(k) if not isinstance(k, str) else k, v) for k, v in texts.items()]
     if not items:
         raise InvalidInputError("a full-text query needs at least one query text")
     if len(items) > MAX_QUERY_TEXTS:
@@ -146,8 +150,6 @@ def validate_text_queries(
         )
     seen: set[str] = set()
     for q in items:
-        if not isinstance(q, TextQuery):
-            raise InvalidInputError(f"query texts must be TextQuery values, got {q!r}")
         if not isinstance(q.text, str) or not q.text.strip():
             raise InvalidInputError(f"the query text for {q.key!r} must be a non-empty string")
         if len(q.text) > MAX_QUERY_TEXT_CHARS:
