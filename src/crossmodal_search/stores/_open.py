@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from crossmodal_search.stores._kernels import Float16Kernel, ScanDType
     from crossmodal_search.stores._limits import StoreLimits
     from crossmodal_search.stores._local import StorageDType
+    from crossmodal_search.stores._text import TextField
 
 __all__ = ["StoreOptions", "open_store", "parse_store_spec"]
 
@@ -48,6 +49,7 @@ class _LocalOptions(_CommonOptions, total=False):
     accelerator: AcceleratorName | Accelerator | None
     float16_kernel: Float16Kernel
     scan_dtype: ScanDType | None
+    text_fields: Iterable[TextField]
 
 
 class StoreOptions(_S3Options, _LocalOptions, total=False):
@@ -57,7 +59,8 @@ class StoreOptions(_S3Options, _LocalOptions, total=False):
     ``client``, ``session``, ``region_name``, ``config``, ``create``, ``retry_policy``,
     ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
     (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
-    ``accelerator``, ``float16_kernel`` and ``scan_dtype`` to local and memory stores
+    ``accelerator``, ``float16_kernel``, ``scan_dtype`` and ``text_fields`` to local and memory
+    stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
     """
 
