@@ -228,11 +228,29 @@ def test_compare_argument_errors(searcher, queries):
     with pytest.raises(InvalidInputError, match="primary_metric 'ndcg@10' is not computed"):
         compare(searcher, queries, k_values=(1, 5), primary_metric="ndcg@10")
     with pytest.raises(InvalidInputError, match="nothing to compare"):
-        compare(searcher, queries, search_modes=(), fusions=(), text_weights=(), dimensions=())
+        compare(
+            searcher,
+            queries,
+            search_modes=(),
+            fusions=(),
+            text_weights=(),
+            dimensions=(),
+            hybrid=(),
+            lexical_weights=(),
+        )
     with pytest.raises(InvalidInputError, match="invalid comparison setting"):
         compare(searcher, queries, text_weights=(1.5,))
     with pytest.raises(InvalidInputError, match="every compared setting was skipped"):
-        compare(searcher, queries, search_modes=(), fusions=(), text_weights=(), dimensions=(512,))
+        compare(
+            searcher,
+            queries,
+            search_modes=(),
+            fusions=(),
+            text_weights=(),
+            dimensions=(512,),
+            hybrid=(),
+            lexical_weights=(),
+        )
 
 
 def test_nova_on_fake_bedrock_counts_real_calls(catalog, queries):
@@ -418,8 +436,9 @@ def test_cli_eval_on_the_demo_catalog(tmp_path, capsys):
     assert (demo / "eval" / "tags.json").is_file()
     assert "indexed 38 sample products" in out
     assert "store: memory:" in out
-    assert "69 queries (text 43, image 13, text+image 13)" in out
+    assert "99 queries (text 73, image 13, text+image 13)" in out
     assert "best setting: " in out
+    assert "ndcg@10 by query kind, vector-only against hybrid search:" in out
     for group in ("type text ", "type image ", "type text+image ", "kind photo+colour "):
         assert group in out
 

@@ -119,7 +119,7 @@ def test_sample_evaluation_files_for_the_demo_catalog(tmp_path):
     assert not any(p.read_bytes() in catalog_images for p in photos)  # never the indexed file
 
     queries = read_queries(a.queries)
-    assert len(queries) == a.query_count == 69
+    assert len(queries) == a.query_count == 99
     assert all(set(q.relevant) <= set(products) for q in queries)
     red_dress = next(q for q in queries if q.id == "text-red-dress")
     assert red_dress.relevant == {"B0SAMPLE01": 1.0}
@@ -132,6 +132,22 @@ def test_sample_evaluation_files_for_the_demo_catalog(tmp_path):
         kind = products[photographed[0]].metadata["product_type"]
         assert all(products[p].metadata["product_type"] == kind for p in wanted)
         assert all(products[p].metadata["color"] == [q.text] for p in wanted)
+
+    # Exact terms: each model number finds its one product; brand and size queries name the
+    # products that carry the brand or size.
+    exact = [q for q in queries if q.kind in ("model number", "brand", "size")]
+    assert {q.kind for q in exact} == {"model number", "brand", "size"}
+    for q in exact:
+        for pid in q.relevant:
+            meta, title = products[pid].metadata, products[pid].title or ""
+            if q.kind == "model number":
+                assert list(q.relevant) == [pid] and meta["model_number"] == q.text
+            elif q.kind == "brand":
+                assert q.text is not None and q.text.startswith(str(meta["brand"]))
+            else:
+                assert q.text is not None and " ".join(q.text.split()[:2]) in title
+    carryall = next(q for q in exact if q.id == "brand-carryall-bag")
+    assert carryall.text == "Carryall bag" and len(carryall.relevant) == 3
 
     vocab = load_vocabulary(a.vocabulary)
     assert vocab.groups["category"].keys() == {"bag", "dress", "lamp", "mug", "sneakers", "t-shirt"}

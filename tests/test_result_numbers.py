@@ -48,14 +48,22 @@ def _unit(v: Any) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("hybrid", [False, None], ids=["vectors", "hybrid"])
 @pytest.mark.parametrize("fusion", ["mean", "rrf"])
 @pytest.mark.parametrize("parts", ["text", "image", "text+photo"])
 def test_similarity_is_to_the_whole_query_and_parts_to_each_part(
-    searcher: CrossmodalSearcher, root: Path, fusion: str, parts: str
+    searcher: CrossmodalSearcher, root: Path, fusion: str, parts: str, hybrid: bool | None
 ) -> None:
     text = BOTH.text if parts != "image" else None
     image = str(BOTH.image_path(root)) if parts != "text" else None
-    hits = searcher.search(text, image, top_k=10, fusion=fusion, text_weight=0.6)  # type: ignore[arg-type]
+    hits = searcher.search(
+        text,
+        image,
+        top_k=10,
+        fusion=fusion,  # type: ignore[arg-type]
+        text_weight=0.6,
+        hybrid=hybrid,
+    )
     assert hits
 
     # The query, computed here from the embedder alone (combined vectors: GENERIC_RETRIEVAL).
@@ -79,8 +87,12 @@ def test_similarity_is_to_the_whole_query_and_parts_to_each_part(
         assert set(hit.part_similarities) == set(vectors)
         for name, q in vectors.items():
             assert hit.part_similarities[name] == pytest.approx(float(v @ q), abs=1e-5)  # type: ignore[index]
-        if fusion == "mean" or len(vectors) == 1:
+        words_ranked = hybrid is None and text is not None
+        if (fusion == "mean" or len(vectors) == 1) and not words_ranked:
             assert hit.score == hit.similarity
+        if words_ranked and fusion == "mean":  # relative score fusion: in [0, 1]
+            assert 0.0 <= hit.score <= 1.0
+            assert hit.matched_by in ("vector", "words", "both")
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)  # the score is what ranked them
 

@@ -159,14 +159,15 @@ def test_index_then_search_text_image_and_both(
         assert results[0].product_id == query.expected, query.name
         assert len(results) == 5
         assert all(r.matched_type == query.search_mode for r in results)
-        sims = [r.similarity for r in results]
-        assert sims == sorted(sims, reverse=True)
+        scores = [r.score for r in results]
+        assert scores == sorted(scores, reverse=True)
 
     top = searcher.search("red summer dress", top_k=1)[0]
     assert top.title.startswith("Daisy Row Women's Red Summer Midi Dress")
     assert top.image_path is not None and Path(top.image_path).is_file()
     assert top.metadata == {
         "brand": "Daisy Row",
+        "model_number": "DR-2400R",
         "product_type": "DRESS",
         "color": ["red"],
         "language": "en_US",
@@ -195,12 +196,17 @@ def test_filters_are_anded_with_the_search_mode(env: Env, products: list[Product
 def test_grouping_returns_top_k_distinct_products(env: Env, products: list[Product]) -> None:
     searcher = env.searcher()
     searcher.index(products)
-    results = searcher.search("blue sneakers", search_mode="all", top_k=20)
+    results = searcher.search("blue sneakers", search_mode="all", top_k=20, hybrid=False)
     ids = [r.product_id for r in results]
     assert len(ids) == 20 == len(set(ids))
     # Every product has three vectors; the best of them is reported.
     assert {r.matched_type for r in results} <= {"text", "image", "combined"}
     assert [r.distance for r in results] == sorted(r.distance for r in results)
+    # Hybrid search groups the same way (the store's 100 results hold 33 products at most).
+    hybrid = searcher.search("blue sneakers", search_mode="all", top_k=36, hybrid=None)
+    ids = [r.product_id for r in hybrid]
+    assert len(ids) == 36 == len(set(ids))
+    assert [r.score for r in hybrid] == sorted((r.score for r in hybrid), reverse=True)
     rrf = searcher.search("blue sneakers", image=products[0].image, fusion="rrf", top_k=12)
     assert len({r.product_id for r in rrf}) == 12
     assert [r.score for r in rrf] == sorted((r.score for r in rrf), reverse=True)

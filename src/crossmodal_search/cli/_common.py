@@ -34,7 +34,7 @@ from crossmodal_search.search import CrossmodalSearcher, SearchResult
 if TYPE_CHECKING:
     import boto3
 
-    from crossmodal_search.stores import StoreOptions
+    from crossmodal_search.stores import StoreOptions, TextField
 
 __all__ = [
     "DEFAULT_STORE",
@@ -51,6 +51,7 @@ __all__ = [
     "positive_int",
     "render_results",
     "segment_label",
+    "text_field",
     "top_k",
     "weight",
 ]
@@ -111,6 +112,7 @@ def make_searcher(
     max_concurrency: int = 32,
     session: boto3.Session | None = None,
     non_filterable: Sequence[str] = (),
+    text_fields: Sequence[TextField] | None = None,
 ) -> tuple[CrossmodalSearcher, str]:
     """Build a searcher from CLI-style options.
 
@@ -129,6 +131,8 @@ def make_searcher(
         session: A ``boto3.Session`` for Bedrock and S3 Vectors (default: boto3's).
         non_filterable: Metadata keys to declare non-filterable, besides the defaults, when
             the store is created (an existing store must have been created with them).
+        text_fields: The full-text fields indexing makes searchable (None: the searcher's
+            defaults).
 
     Returns:
         The searcher and a one-line description of which embedder and store run.
@@ -161,7 +165,9 @@ def make_searcher(
         keys = dict.fromkeys([*DEFAULT_NON_FILTERABLE_KEYS, *non_filterable])
         store_kwargs["non_filterable_metadata_keys"] = tuple(keys)
     vector_store = open_store(store, dimension=dimension, **store_kwargs)
-    searcher = CrossmodalSearcher(emb, vector_store, max_concurrency=max_concurrency)
+    searcher = CrossmodalSearcher(
+        emb, vector_store, max_concurrency=max_concurrency, text_fields=text_fields
+    )
     return searcher, f"embedder: {why}\nstore: {store} ({dimension} dimensions)"
 
 
@@ -233,6 +239,20 @@ def as_float(value: str) -> float:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {_echo(value)}") from None
+
+
+def text_field(value: str) -> TextField:
+    """argparse type: ``KEY`` or ``KEY:LANGUAGE`` (``brand``, ``text:en``)."""
+    from crossmodal_search.stores import LANGUAGES, TextField
+
+    key, _, language = value.partition(":")
+    if not key or len(key) > 63:
+        raise argparse.ArgumentTypeError(f"expected KEY or KEY:LANGUAGE, got {_echo(value)}")
+    if language and language not in LANGUAGES:
+        raise argparse.ArgumentTypeError(
+            f"unknown language {_echo(language)}: one of {', '.join(LANGUAGES)}"
+        )
+    return TextField(key, language or None)
 
 
 def positive_int(value: str) -> int:
@@ -318,12 +338,12 @@ def segment_label(result: SearchResult) -> str:
 
 def render_results(results: Sequence[SearchResult], *, width: int | None = None) -> str:
     """A readable table: rank, product, similarity, matched vector (and where in the media, for
-    a segment hit), title, brand/colour/type."""
+    a segment hit; and the query's words a hybrid search found), title, brand/colour/type."""
     if not results:
         return "  (no results)"
     width = width or shutil.get_terminal_size((110, 24)).columns
     id_w = max(7, *(len(r.product_id) for r in results))
-    matched = [r.matched_type + (f" {segment_label(r)}" if r.segment_unit else "") for r in results]
+    matched = [_matched(r) for r in results]
     matched_w = max(8, *(len(m) for m in matched))
     fixed = 4 + id_w + 2 + 6 + 2 + matched_w + 2
     details = [_describe(dict(r.metadata)) for r in results]
@@ -339,6 +359,18 @@ def render_results(results: Sequence[SearchResult], *, width: int | None = None)
             f"{_clip(r.title, title_w):<{title_w}}  {_clip(detail, detail_w)}".rstrip()
         )
     return "\n".join(lines)
+
+
+def _matched(result: SearchResult) -> str:
+    """``combined``, ``video 1:05-1:10``, ``combined + "red dress"`` (vector and words), or
+    ``words "RS-2424Y"`` (words only)."""
+    what = result.matched_type + (f" {segment_label(result)}" if result.segment_unit else "")
+    words = _clip(" ".join(result.matched_words), 20)
+    if result.matched_by == "both":
+        return f'{what} + "{words}"'
+    if result.matched_by == "words":
+        return f'words "{words}"'
+    return what
 
 
 class ProgressBar:

@@ -39,6 +39,7 @@ from crossmodal_search.evaluation import (
     write_queries,
     write_sample_evaluation,
 )
+from crossmodal_search.search import DEFAULT_LEXICAL_WEIGHT
 
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher, Product
@@ -133,6 +134,25 @@ def _add_setting_args(setting: argparse._ArgumentGroup) -> None:
         help="dimensions to compare, by truncation (default: 256,384,1024,3072)",
     )
     setting.add_argument(
+        "--hybrid",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="base: rank the query's words too (auto: when the store has full-text fields)",
+    )
+    setting.add_argument(
+        "--lexical-weight",
+        type=weight,
+        default=DEFAULT_LEXICAL_WEIGHT,
+        help=f"base: the words' share of a hybrid score (default: {DEFAULT_LEXICAL_WEIGHT})",
+    )
+    setting.add_argument(
+        "--lexical-weights",
+        type=_weight_list,
+        default=(0.1, 0.3, 0.5, 0.7),
+        metavar="W,W",
+        help="lexical weights of hybrid search to compare (default: 0.1,0.3,0.5,0.7)",
+    )
+    setting.add_argument(
         "--primary", metavar="METRIC", help="metric that names the best (default: ndcg@<max k>)"
     )
     setting.add_argument(
@@ -188,7 +208,7 @@ def _settings_table(comparison: Comparison) -> list[str]:
     cols = _metric_columns(ks)
     primary = comparison.primary_metric
     header = (
-        f"{'sweep':<12} {'mode':<8} {'fusion':<6} {'weight':>6} {'dim':>5}  "
+        f"{'sweep':<14} {'mode':<8} {'fusion':<6} {'weight':>6} {'dim':>5} {'words':>5}  "
         + " ".join(f"{label:>8}" for _, label in cols)
         + "  | "
         + " ".join(f"{t:>10}" for t in _QUERY_TYPES)
@@ -206,16 +226,50 @@ def _settings_table(comparison: Comparison) -> list[str]:
             for t in _QUERY_TYPES
         )
         marker = " *" if s == comparison.best else ""
+        words = "auto" if s.hybrid is None else "off" if not s.hybrid else f"{s.lexical_weight:.2f}"
         lines.append(
-            f"{row.sweep:<12} {s.search_mode:<8} {s.fusion:<6} {s.text_weight:>6.2f} "
-            f"{rep.dimension:>5}  "
+            f"{row.sweep:<14} {s.search_mode:<8} {s.fusion:<6} {s.text_weight:>6.2f} "
+            f"{rep.dimension:>5} {words:>5}  "
             + " ".join(f"{rep.overall.metrics[m]:>8.3f}" for m, _ in cols)
             + f"  | {by_type} | {rep.embed_calls:>6} {_fmt_bytes(rep.stored_bytes):>10}{marker}"
         )
     lines.append(
-        "searched = float32 bytes of the stored vectors the setting searches (its vector "
-        "type(s) at its dimension)"
+        "words = lexical weight of hybrid search (off: vectors only; auto: the searcher's "
+        "default); searched = float32 bytes of the stored vectors the setting searches (its "
+        "vector type(s) at its dimension)"
     )
+    return lines
+
+
+def _hybrid_table(comparison: Comparison) -> list[str]:
+    """The hybrid sweeps by query kind (exact terms against descriptions), when run."""
+    rows = [r for r in comparison.results if r.sweep in ("hybrid", "lexical_weight")]
+    if not rows:
+        return []
+    primary = comparison.primary_metric
+    kinds = sorted({k for r in rows for k in r.report.by_kind})
+    if not kinds:
+        return []
+    width = max(8, *(len(k) for k in kinds))
+    lines = [
+        f"{primary} by query kind, vector-only against hybrid search:",
+        f"{'words':>6}  " + " ".join(f"{k:>{width}}" for k in kinds) + f" {'all':>{width}}",
+    ]
+    seen: set[object] = set()
+    for row in rows:
+        s = row.report.settings
+        if s in seen:
+            continue
+        seen.add(s)
+        words = "off" if s.hybrid is False else f"{s.lexical_weight:.2f}"
+        cells = [
+            f"{row.report.by_kind[k].metrics[primary]:>{width}.3f}"
+            if k in row.report.by_kind
+            else f"{'-':>{width}}"
+            for k in kinds
+        ]
+        overall = row.report.overall.metrics[primary]
+        lines.append(f"{words:>6}  " + " ".join(cells) + f" {overall:>{width}.3f}")
     return lines
 
 
@@ -278,6 +332,11 @@ def _print_comparison(
     print()
     for line in _settings_table(comparison):
         print(line)
+    hybrid = _hybrid_table(comparison)
+    if hybrid:
+        print()
+        for line in hybrid:
+            print(line)
     for skip in comparison.skipped:
         print(f"skipped {skip.sweep} {skip.settings.label}: {skip.reason}")
     made = f"embedding calls made in this run: {comparison.embed_calls_made}"
@@ -414,7 +473,13 @@ def _evaluate(
     queries: list[LabelledQuery],
     out: TextIO,
 ) -> int:
-    base = EvalSettings(search_mode=args.mode, fusion=args.fusion, text_weight=args.text_weight)
+    base = EvalSettings(
+        search_mode=args.mode,
+        fusion=args.fusion,
+        text_weight=args.text_weight,
+        hybrid={"auto": None, "on": True, "off": False}[args.hybrid],
+        lexical_weight=args.lexical_weight,
+    )
     if args.no_compare:
         report = evaluate(
             searcher, queries, k_values=args.k, settings=base, max_concurrency=args.concurrency
@@ -432,6 +497,7 @@ def _evaluate(
         base=base,
         text_weights=args.weights,
         dimensions=args.dimensions,
+        lexical_weights=args.lexical_weights,
         primary_metric=args.primary,
         max_concurrency=args.concurrency,
     )

@@ -22,10 +22,12 @@ from crossmodal_search.cli._common import (
     open_searcher,
     positive_float,
     positive_int,
+    text_field,
 )
 from crossmodal_search.datasets import load_abo
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
+    DEFAULT_TEXT_FIELDS,
     CrossmodalSearcher,
     IngestReport,
     IngestStoppedError,
@@ -33,7 +35,7 @@ from crossmodal_search.search import (
     index_with_batch,
     load_products,
 )
-from crossmodal_search.stores import parse_store_spec
+from crossmodal_search.stores import LANGUAGES, TextField, parse_store_spec
 
 if TYPE_CHECKING:
     import boto3
@@ -77,6 +79,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="metadata keys to store but not filter on (long ones: they escape the 2 KB "
         "filterable limit), besides text, description, image_path and source_uri; fixed when "
         "the store is created",
+    )
+    words = parser.add_argument_group(
+        "full-text search",
+        "Indexing makes products' words searchable for hybrid search (no extra embedding "
+        "call): by default title, text (the description), brand and model_number, with the "
+        "standard analyzer. On an S3 Vectors index this needs ENHANCED mode.",
+    )
+    words.add_argument(
+        "--text-field",
+        dest="text_fields",
+        action="append",
+        type=text_field,
+        metavar="KEY[:LANG]",
+        help="a metadata key to make full-text searchable, with an analyzer language ("
+        + ",".join(LANGUAGES)
+        + "; stemming and stop words); repeat it; replaces the default keys",
+    )
+    words.add_argument(
+        "--text-language",
+        choices=LANGUAGES,
+        metavar="LANG",
+        help="analyzer language of the default keys (e.g. en: 'dresses' finds 'dress')",
+    )
+    words.add_argument(
+        "--no-text-fields",
+        action="store_true",
+        help="make no key full-text searchable (vector search only)",
     )
     parser.add_argument(
         "--report",
@@ -213,6 +242,21 @@ def _print_report(report: IngestReport) -> None:
     if report.pruned:
         print(f"pruned {report.pruned} products no longer in the catalog")
     _print_failures(report)
+
+
+def _text_fields(args: argparse.Namespace) -> list[TextField] | None:
+    """The full-text fields asked for on the command line (None: the searcher's defaults)."""
+    if args.no_text_fields:
+        if args.text_fields or args.text_language:
+            args._parser.error("--no-text-fields excludes --text-field and --text-language")
+        return []
+    if args.text_fields:
+        if args.text_language:
+            args._parser.error("give languages per key (--text-field KEY:LANG) with --text-field")
+        return list(args.text_fields)
+    if args.text_language:
+        return [TextField(f.key, args.text_language) for f in DEFAULT_TEXT_FIELDS]
+    return None
 
 
 def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, str]:
@@ -395,6 +439,7 @@ def _index(
         max_concurrency=args.concurrency,
         session=session,
         non_filterable=args.non_filterable,
+        text_fields=_text_fields(args),
     )
     with searcher:
         for flag, model_id in (

@@ -18,7 +18,7 @@ from crossmodal_search.cli._common import (
     weight,
 )
 from crossmodal_search.errors import UnsupportedMediaError
-from crossmodal_search.search import SearchMode
+from crossmodal_search.search import DEFAULT_LEXICAL_WEIGHT, SearchMode
 
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher
@@ -61,6 +61,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=0.5,
         help="weight of the text when both are given, 0..1 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rank by the query's words too (BM25 over the store's full-text fields): "
+        "--hybrid requires it, --no-hybrid turns it off; default: on when the store has "
+        "full-text fields",
+    )
+    parser.add_argument(
+        "--lexical-weight",
+        type=weight,
+        default=DEFAULT_LEXICAL_WEIGHT,
+        help="the words' share of a hybrid score, 0..1 (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--raw",
@@ -95,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             filter=args.filter,
             text_weight=args.text_weight,
             fusion=args.fusion,
+            hybrid=args.hybrid,
+            lexical_weight=args.lexical_weight,
         )
         hint = (
             searcher.explain_no_results(search_mode=args.mode, filter=args.filter)
@@ -115,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
                 "filter": args.filter,
                 "fusion": args.fusion,
                 "text_weight": args.text_weight,
+                "hybrid": args.hybrid,
+                "lexical_weight": args.lexical_weight,
             },
             "results": [r.model_dump(mode="json") for r in results],
         }

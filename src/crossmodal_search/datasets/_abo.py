@@ -299,11 +299,15 @@ def _text(bullets: list[tuple[str, str | None]]) -> str:
 def _metadata(
     listing: Mapping[str, object], names: list[tuple[str, str | None]]
 ) -> dict[str, MetadataValue]:
-    """Brand, product type, standardised colours, language and country, when present."""
+    """Brand, model number, product type, standardised colours, language and country, when
+    present."""
     metadata: dict[str, MetadataValue] = {}
     brand = _pick_language(listing.get("brand"))
     if brand:
         metadata["brand"] = brand[0][0]
+    model_number = _plain_values(listing.get("model_number"))
+    if model_number:
+        metadata["model_number"] = model_number[0]
     product_type = _plain_values(listing.get("product_type"))
     if product_type:
         metadata["product_type"] = product_type[0]

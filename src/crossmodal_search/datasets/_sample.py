@@ -125,6 +125,18 @@ class _Kind:
     brands: tuple[str, str]
     name: str
     bullets: tuple[str, ...]
+    model_prefix: str = ""
+
+
+#: Mug capacities, by colour (the catalog's sizes: exact terms a shopper types).
+_MUG_SIZES = ("12 oz", "15 oz", "20 oz")
+
+
+def model_number(kind_index: int, color_index: int) -> str:
+    """The model number of the sample product of kind ``kind_index`` and colour
+    ``color_index`` (``RS-2413B``: an exact term only full-text search can match)."""
+    kind, (color, _) = _KINDS[kind_index], _COLORS[color_index]
+    return f"{kind.model_prefix}-{2400 + 7 * kind_index + 3 * color_index}{color[0]}"
 
 
 _KINDS: tuple[_Kind, ...] = (
@@ -139,6 +151,7 @@ _KINDS: tuple[_Kind, ...] = (
             "Sleeveless A-line cut with a fitted waist and flowing skirt",
             "Machine washable; {color_lower} colour that does not fade",
         ),
+        "DR",
     ),
     _Kind(
         "shirt",
@@ -151,18 +164,20 @@ _KINDS: tuple[_Kind, ...] = (
             "Classic crew neck t-shirt with short sleeves",
             "Solid {color_lower} colour, regular fit",
         ),
+        "TS",
     ),
     _Kind(
         "mug",
         "DRINKING_CUP",
         _draw_mug,
         ("Kiln & Co", "Morning Ritual"),
-        "{brand} {color} Ceramic Coffee Mug, 15 oz",
+        "{brand} {color} Ceramic Coffee Mug, {size}",
         (
-            "15-ounce stoneware mug for coffee, tea and cocoa",
+            "Stoneware mug for coffee, tea and cocoa",
             "Large comfortable handle; dishwasher and microwave safe",
             "Glossy {color_lower} glaze",
         ),
+        "MG",
     ),
     _Kind(
         "sneakers",
@@ -175,6 +190,7 @@ _KINDS: tuple[_Kind, ...] = (
             "Cushioned white rubber sole for running and walking",
             "{color} athletic shoes for men and women",
         ),
+        "RS",
     ),
     _Kind(
         "lamp",
@@ -187,6 +203,7 @@ _KINDS: tuple[_Kind, ...] = (
             "Metal stem and weighted round base",
             "E26 socket, bulb not included",
         ),
+        "TL",
     ),
     _Kind(
         "bag",
@@ -199,6 +216,7 @@ _KINDS: tuple[_Kind, ...] = (
             "Two sturdy top handles and an inner zip pocket",
             "{color} bag for work, shopping and travel",
         ),
+        "TB",
     ),
 )
 
@@ -352,12 +370,17 @@ class _CatalogWriter:
         whose first name is French)."""
         listings: list[dict[str, object]] = []
         index = 0
-        for kind in _KINDS:
-            for color, rgb in _COLORS:
+        for k, kind in enumerate(_KINDS):
+            for c, (color, rgb) in enumerate(_COLORS):
                 index += 1
                 item_id = _item_id(index)
                 brand = kind.brands[index % 2]
-                fields = {"brand": brand, "color": color, "color_lower": color.lower()}
+                fields = {
+                    "brand": brand,
+                    "color": color,
+                    "color_lower": color.lower(),
+                    "size": _MUG_SIZES[c % len(_MUG_SIZES)],
+                }
                 name_tag = "en_GB" if index == 8 else "en_US"
                 listing: dict[str, object] = {
                     "item_id": item_id,
@@ -368,6 +391,7 @@ class _CatalogWriter:
                         {"language_tag": "en_US", "value": color, "standardized_values": [color]}
                     ],
                     "product_type": [{"value": kind.product_type}],
+                    "model_number": [{"value": model_number(k, c)}],
                     "country": "US",
                     "domain_name": "amazon.com",
                     "main_image_id": self.add_image(item_id, _render(kind, rgb, item_id)),

@@ -9,7 +9,9 @@ dimension (256 / 384 / 1024 / 3072). The dimension sweep **truncates** the store
 so it costs no embedding call and cannot go above the stored dimension (those settings are
 reported as skipped). Every setting reports its quality, the embedding calls it needs (one
 Bedrock ``InvokeModel`` per query text or image with Nova) and its stored vector bytes, and
-the best setting is named.
+the best setting is named. Where the store has full-text fields, hybrid search (the query's
+words ranked by BM25 with its vector) is compared with vector-only search, and lexical weights
+with each other, per query kind: exact terms (brands, model numbers, sizes) and descriptions.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ DEFAULT_SEARCH_MODES: tuple[SearchModeName, ...] = ("text", "image", "combined")
 DEFAULT_FUSIONS: tuple[FusionName, ...] = ("mean", "rrf")
 DEFAULT_TEXT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_DIMENSIONS = (256, 384, 1024, 3072)
+DEFAULT_HYBRID = (False, True)
+DEFAULT_LEXICAL_WEIGHTS = (0.1, 0.3, 0.5, 0.7)
 _MAX_TOP_K = 100
 _MODE_TYPES: dict[str, tuple[str, ...]] = {
     "text": ("text",),
@@ -201,6 +205,8 @@ def _run(
             top_k=top_k,
             text_weight=settings.text_weight,
             fusion=settings.fusion,
+            hybrid=settings.hybrid,
+            lexical_weight=settings.lexical_weight,
         )
         return [r.product_id for r in results]
 
@@ -286,6 +292,17 @@ class _Context:
             self._stores[dimension] = _truncated_store(self.store, dimension)
         return self._stores[dimension]
 
+    def has_text_fields(self) -> bool:
+        """Can the store answer hybrid searches?"""
+        from crossmodal_search.stores import TextSearchStore
+
+        store = self.store
+        return (
+            isinstance(store, TextSearchStore)
+            and store.index_mode == "ENHANCED"
+            and any(f.status == "ACTIVE" for f in store.text_fields)
+        )
+
     def stored_vectors(self, search_mode: str) -> int:
         """Vectors a search mode needs (a truncated copy holds the same records)."""
         counts = self._scan()
@@ -335,13 +352,24 @@ class _Context:
 
 
 def _truncated_store(source: VectorStore, dimension: int) -> VectorStore:
-    from crossmodal_search.stores import LocalVectorStore, StoreLimits, copy_truncated
+    from crossmodal_search.stores import (
+        LocalVectorStore,
+        StoreLimits,
+        TextSearchStore,
+        copy_truncated,
+    )
 
+    fields = (
+        [f for f in source.text_fields if f.status == "ACTIVE"]
+        if isinstance(source, TextSearchStore) and source.index_mode == "ENHANCED"
+        else []
+    )
     target = LocalVectorStore(
         dimension=dimension,
         distance_metric=source.distance_metric,
         non_filterable_metadata_keys=source.non_filterable_metadata_keys,
         limits=StoreLimits.relaxed(),
+        text_fields=fields,  # so hybrid settings compare at every dimension
     )
     copy_truncated(source, target, batch_size=1000)
     logger.info("truncated %d vectors to %d dimensions", len(target), dimension)
@@ -412,14 +440,18 @@ def compare(
     fusions: Iterable[FusionName] = DEFAULT_FUSIONS,
     text_weights: Iterable[float] = DEFAULT_TEXT_WEIGHTS,
     dimensions: Iterable[int] = DEFAULT_DIMENSIONS,
+    hybrid: Iterable[bool] = DEFAULT_HYBRID,
+    lexical_weights: Iterable[float] = DEFAULT_LEXICAL_WEIGHTS,
     primary_metric: str | None = None,
     max_concurrency: int = 1,
 ) -> Comparison:
     """Compare search settings on one query set in one run and name the best.
 
-    Each sweep varies one factor of ``base``: ``search_modes``, ``fusions``, ``text_weights``
-    and ``dimensions`` (by truncation of stored and query vectors; dimensions above the
-    stored one are skipped with the reason). Query vectors are embedded once and reused
+    Each sweep varies one factor of ``base``: ``search_modes``, ``fusions``, ``text_weights``,
+    ``dimensions`` (by truncation of stored and query vectors; dimensions above the stored one
+    are skipped with the reason), ``hybrid`` (vector-only against hybrid search) and
+    ``lexical_weights`` (of hybrid search). Hybrid settings are skipped, with the reason, on
+    a store without full-text fields. Query vectors are embedded once and reused
     across settings (``Comparison.embed_calls_made``); each report's ``embed_calls`` is what
     its setting costs on its own. Pass an empty iterable to leave a sweep out.
 
@@ -432,6 +464,8 @@ def compare(
         fusions: Fusion methods to compare.
         text_weights: Text weights to compare (each in [0, 1]).
         dimensions: Dimensions to compare.
+        hybrid: Hybrid search on and off, to compare.
+        lexical_weights: Lexical weights of hybrid search to compare (each in [0, 1]).
         primary_metric: Picks the best setting (default ``ndcg@{max(k_values)}``).
         max_concurrency: Queries searched at once (threads). With more than one, two
             threads may embed the same query before either memoises it, so
@@ -449,6 +483,9 @@ def compare(
         raise InvalidInputError(f"primary_metric {metric!r} is not computed; choose one of {known}")
     base = base or EvalSettings()
     plan = _sweeps(base, search_modes, fusions, text_weights, dimensions)
+    plan += _hybrid_sweeps(base, hybrid, lexical_weights)
+    if not plan:
+        raise InvalidInputError("nothing to compare: every sweep is empty")
     context = _Context(searcher, memoize=True, max_concurrency=max_concurrency)
     try:
         stored_dim = context.store.dimension
@@ -497,8 +534,24 @@ def _sweeps(
             EvalSettings.model_validate(s.model_dump())
     except ValueError as exc:
         raise InvalidInputError(f"invalid comparison setting: {exc}") from None
-    if not plan:
-        raise InvalidInputError("nothing to compare: every sweep is empty")
+    return plan
+
+
+def _hybrid_sweeps(
+    base: EvalSettings, hybrid: Iterable[bool], lexical_weights: Iterable[float]
+) -> list[tuple[Sweep, EvalSettings]]:
+    """Vector-only against hybrid search, and hybrid search at each lexical weight."""
+    plan: list[tuple[Sweep, EvalSettings]] = []
+    try:
+        for on in hybrid:
+            if not isinstance(on, bool):
+                raise ValueError(f"hybrid settings are True or False, got {on!r}")
+            plan.append(("hybrid", base.model_copy(update={"hybrid": on})))
+        for w in lexical_weights:
+            data = {**base.model_dump(), "hybrid": True, "lexical_weight": w}
+            plan.append(("lexical_weight", EvalSettings.model_validate(data)))
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid comparison setting: {exc}") from None
     return plan
 
 
@@ -521,6 +574,13 @@ def _run_sweeps(
             reason = (
                 f"the store holds {stored_dim}-d vectors; {normal.dimension} needs "
                 "re-indexing at that dimension (truncation only goes down)"
+            )
+            skipped.append(SkippedSetting(sweep=sweep, settings=settings, reason=reason))
+            continue
+        if normal.hybrid and not context.has_text_fields():
+            reason = (
+                "the store has no active full-text fields (index with the searcher, or add "
+                "them: crossmodal index --text-field ...)"
             )
             skipped.append(SkippedSetting(sweep=sweep, settings=settings, reason=reason))
             continue

@@ -23,7 +23,9 @@ __all__ = [
 
 SearchModeName: TypeAlias = Literal["text", "image", "combined", "all"]
 FusionName: TypeAlias = Literal["mean", "rrf"]
-Sweep: TypeAlias = Literal["search_mode", "fusion", "text_weight", "dimension"]
+Sweep: TypeAlias = Literal[
+    "search_mode", "fusion", "text_weight", "dimension", "hybrid", "lexical_weight"
+]
 
 
 class EvalSettings(BaseModel):
@@ -36,6 +38,9 @@ class EvalSettings(BaseModel):
         text_weight: Weight of the text part of a text+image query (image: ``1 - w``).
         dimension: Vector dimension; ``None`` keeps the stored one, a smaller value
             truncates stored and query vectors (Matryoshka).
+        hybrid: Rank by the query's words too (``True``), by vectors only (``False``), or as
+            the searcher does by default (``None``: hybrid when the store has text fields).
+        lexical_weight: The words' share of a hybrid score.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,12 +49,19 @@ class EvalSettings(BaseModel):
     fusion: FusionName = "mean"
     text_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     dimension: int | None = Field(default=None, ge=1)
+    hybrid: bool | None = None
+    lexical_weight: float = Field(default=0.3, ge=0.0, le=1.0)
 
     @property
     def label(self) -> str:
-        """Short human label, e.g. ``combined mean w=0.50 d=1024``."""
+        """Short human label, e.g. ``combined mean w=0.50 d=1024 hybrid lw=0.30``."""
         dim = "stored" if self.dimension is None else str(self.dimension)
-        return f"{self.search_mode} {self.fusion} w={self.text_weight:.2f} d={dim}"
+        label = f"{self.search_mode} {self.fusion} w={self.text_weight:.2f} d={dim}"
+        if self.hybrid is True:
+            label += f" hybrid lw={self.lexical_weight:.2f}"
+        elif self.hybrid is False:
+            label += " vectors"
+        return label
 
 
 class MetricSummary(BaseModel):

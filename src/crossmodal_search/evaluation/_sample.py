@@ -4,7 +4,9 @@
 :func:`~crossmodal_search.search.write_sample_catalog` (six product kinds in six colours) and,
 from each product's *metadata* (``color``, ``product_type``), writes under ``ROOT/eval/``:
 
-* ``queries.jsonl``: text queries ("red dress": relevant the red dresses), image queries
+* ``queries.jsonl``: text queries ("red dress": relevant the red dresses), exact-term queries
+  a shopper types from a label or a box (a model number "RS-2424Y": that product; a brand and
+  category "Carryall bag": that brand's bags; a size "20 oz mug": the mugs that size), image queries
   (simulated phone photos of catalog products: rotated, shifted, rescaled, blurred, noisy,
   never the indexed file; relevant the photographed product), text+image queries (a photo
   plus another colour word: the same kind in that colour, grade 2, the photographed product
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,6 +87,19 @@ def _colour(product_metadata: Mapping[str, object]) -> str | None:
     return None
 
 
+def _exact_terms(product: Product) -> dict[str, str]:
+    """A product's brand, model number and size (``15 oz``, from its title), when present."""
+    out: dict[str, str] = {}
+    for key in ("brand", "model_number"):
+        value = product.metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            out[key] = value.strip()
+    size = re.search(r"\b(\d+(?:\.\d+)?) ?(oz|ml|cm|in)\b", product.title or "")
+    if size:
+        out["size"] = f"{size.group(1)} {size.group(2)}"
+    return out
+
+
 def _category(product_metadata: Mapping[str, object]) -> str | None:
     value = product_metadata.get("product_type")
     if not isinstance(value, str):
@@ -112,6 +128,7 @@ def write_sample_evaluation(
     catalog = _Catalog.read(load_abo(base).products, base)
     rng = random.Random(seed)
     queries = catalog.text_queries()
+    queries += catalog.exact_queries(rng)
     queries += catalog.photo_queries(base / "eval" / "photos", rng, photos_per_kind)
     queries += _demo_queries(base)
     eval_dir = base / "eval"
@@ -125,9 +142,16 @@ def write_sample_evaluation(
 class _Catalog:
     """The sample catalog's products by colour and category, as queries are built from them."""
 
-    def __init__(self, info: dict[str, tuple[str, str]], images: dict[str, str]) -> None:
+    def __init__(
+        self,
+        info: dict[str, tuple[str, str]],
+        images: dict[str, str],
+        words: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.info = info
         self.images = images
+        # Per product: its "brand", "model_number" and "size" (the exact terms), when known.
+        self.words = words or {}
         self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.by_kind: dict[str, list[str]] = defaultdict(list)
         for pid, (colour, category) in info.items():
@@ -138,13 +162,45 @@ class _Catalog:
     @classmethod
     def read(cls, products: Sequence[Product], base: Path) -> _Catalog:
         info: dict[str, tuple[str, str]] = {}
+        words: dict[str, dict[str, str]] = {}
         for p in products:
             colour, category = _colour(p.metadata), _category(p.metadata)
             if colour and category:
                 info[p.product_id] = (colour, category)
+                words[p.product_id] = _exact_terms(p)
         if not info:
             raise InvalidInputError(f"{base}: no products with a colour and a product type")
-        return cls(info, {p.product_id: p.image for p in products if p.image})
+        return cls(info, {p.product_id: p.image for p in products if p.image}, words)
+
+    def exact_queries(self, rng: random.Random, per_kind: int = 2) -> list[LabelledQuery]:
+        """What a shopper copies from a label: model numbers (that product), a brand with a
+        category (the brand's products of it) and a size with a category (those products)."""
+        queries: list[LabelledQuery] = []
+        for category in sorted(self.by_kind):
+            numbered = sorted(p for p in self.by_kind[category] if "model_number" in self.words[p])
+            for pid in rng.sample(numbered, min(per_kind, len(numbered))):
+                number = self.words[pid]["model_number"]
+                queries.append(
+                    LabelledQuery(
+                        id=f"model-{number}", text=number, relevant={pid: 1.0}, kind="model number"
+                    )
+                )
+        for term, kind in (("brand", "brand"), ("size", "size")):
+            groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+            for pid, (_, category) in self.info.items():
+                value = self.words[pid].get(term)
+                if value:
+                    groups[(value, category)].append(pid)
+            for (value, category), pids in sorted(groups.items()):
+                queries.append(
+                    LabelledQuery(
+                        id=f"{kind}-{value}-{category}".replace(" ", "-").lower(),
+                        text=f"{value} {category}",
+                        relevant=dict.fromkeys(sorted(pids), 1.0),
+                        kind=kind,
+                    )
+                )
+        return queries
 
     def text_queries(self) -> list[LabelledQuery]:
         """ "red dress" (the red dresses) and "something red" (everything red)."""

@@ -3,6 +3,7 @@ store, and zero-shot tagging of what is indexed."""
 
 from crossmodal_search.search._batch_ingest import index_with_batch
 from crossmodal_search.search._catalog import Product, load_products
+from crossmodal_search.search._hybrid import DEFAULT_LEXICAL_WEIGHT, DEFAULT_TEXT_FIELDS
 from crossmodal_search.search._ingest import IngestPolicy
 from crossmodal_search.search._media_ingest import (
     MediaFailure,
@@ -17,6 +18,7 @@ from crossmodal_search.search._results import (
     IngestReport,
     IngestStoppedError,
     ItemFailure,
+    MatchedBy,
     ProductView,
     SearchResult,
 )
@@ -39,7 +41,9 @@ from crossmodal_search.search._tagging import (
 )
 
 __all__ = [
+    "DEFAULT_LEXICAL_WEIGHT",
     "DEFAULT_TEMPLATE",
+    "DEFAULT_TEXT_FIELDS",
     "RESERVED_METADATA_KEYS",
     "CostEstimate",
     "CrossmodalSearcher",
@@ -49,6 +53,7 @@ __all__ = [
     "IngestReport",
     "IngestStoppedError",
     "ItemFailure",
+    "MatchedBy",
     "MediaFailure",
     "MediaIngestReport",
     "MediaItem",

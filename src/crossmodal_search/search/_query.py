@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
 
@@ -28,7 +28,14 @@ from crossmodal_search.errors import (
     InvalidInputError,
     UnsupportedMediaError,
 )
-from crossmodal_search.search._results import QueryPart, SearchResult
+from crossmodal_search.search._hybrid import (
+    DEFAULT_LEXICAL_WEIGHT,
+    HybridHit,
+    hybrid_fields,
+    hybrid_ranking,
+    words_for,
+)
+from crossmodal_search.search._results import MatchedBy, QueryPart, SearchResult
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
     RESERVED_METADATA_KEYS,
@@ -38,7 +45,12 @@ from crossmodal_search.search._schema import (
     type_filter,
 )
 from crossmodal_search.search._vectors import unit, weighted_mean
-from crossmodal_search.stores import QueryMatch, VectorStore, validate_filter
+from crossmodal_search.stores import (
+    QueryMatch,
+    TextSearchStore,
+    VectorStore,
+    validate_filter,
+)
 
 __all__ = ["MAX_TOP_K", "Fusion", "ProductSearch", "SearchMode", "is_weight"]
 
@@ -81,24 +93,79 @@ class ProductSearch:
         filter: Filter | None = None,
         text_weight: float = 0.5,
         fusion: Fusion = "mean",
+        hybrid: bool | None = None,
+        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
     ) -> list[SearchResult]:
         """:meth:`CrossmodalSearcher.search <crossmodal_search.search.CrossmodalSearcher.search>`
         (the arguments are documented there)."""
         self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
+        if hybrid not in (None, True, False):
+            raise InvalidInputError(f"hybrid must be None, True or False, got {hybrid!r}")
+        if not is_weight(lexical_weight):
+            raise InvalidInputError(
+                f"lexical_weight must be a number in [0, 1], got {lexical_weight!r}"
+            )
+        fields = hybrid_fields(self._store, hybrid, text is not None)
         purpose = _QUERY_PURPOSE.get(search_mode, EmbeddingPurpose.GENERIC_RETRIEVAL)
         parts = self._embed_parts(text, image, purpose, text_weight)
         whole = parts[0].vector
         if len(parts) == 2:
             whole = weighted_mean(parts[0].vector, parts[1].vector, parts[0].weight)
         by_whole = fusion == "mean" or len(parts) == 1
+        words = words_for(text, fields) if fields and text is not None else None
+
+        # The words are part of the text: beside a photo they weigh the text's share.
+        share = float(text_weight) if image is not None and by_whole else 1.0
+        if share == 0.0:
+            words = None
+
+        def ranking(vector: Vector, with_words: bool) -> list[tuple[_Match, float]]:
+            if with_words and words is not None:
+                assert isinstance(self._store, TextSearchStore)
+                hits = hybrid_ranking(
+                    self._store,
+                    vector,
+                    words,
+                    fields,
+                    search_mode=search_mode,
+                    user_filter=filter,
+                    top_k=top_k,
+                    lexical_weight=float(lexical_weight) * share,
+                    distances=lambda keys: self._distances(keys, vector),
+                    by_vector=lambda: [
+                        (m.product_id, m.key, m.distance, m.metadata)
+                        for m in self._grouped(vector, search_mode, filter, top_k)
+                    ],
+                )
+                return [(self._hybrid_match(h), h.score) for h in hits]
+            return [(m, m.similarity) for m in self._grouped(vector, search_mode, filter, top_k)]
+
         if by_whole:
-            best = self._grouped(whole, search_mode, filter, top_k)[:top_k]
-            ranked = [(m, m.similarity) for m in best]
+            ranked = ranking(whole, True)[:top_k]
         else:
-            ranked = self._rrf(parts, search_mode, filter, top_k)
+            ranked = self._rrf([(p, ranking(p.vector, p.name == "text")) for p in parts], top_k)
         if not ranked:
             self._check_not_foreign()
         return self._results(ranked, parts, whole, ranked_by_whole=by_whole)
+
+    def _distances(self, keys: Sequence[str], vector: Vector) -> dict[str, float]:
+        """The distance from ``vector`` of each stored key (one ``get``)."""
+        found = self._store.get(list(keys)).records
+        return {r.key: self._distance(r.vector, vector) for r in found}
+
+    def _hybrid_match(self, hit: HybridHit) -> _Match:
+        self._check_model(hit.metadata)
+        distance = hit.distance
+        return _Match(
+            hit.product_id,
+            hit.key,
+            distance if distance is not None else math.inf,
+            self._similarity(distance) if distance is not None else -math.inf,
+            hit.metadata,
+            matched_by=hit.matched_by,
+            word_scores=hit.bm25,
+            words=hit.words,
+        )
 
     def _check_not_foreign(self) -> None:
         """An empty answer from a store whose vectors were all written by another tool is
@@ -156,16 +223,14 @@ class ProductSearch:
         return parts
 
     def _rrf(
-        self, parts: Sequence[_Part], search_mode: str, user_filter: Filter | None, top_k: int
+        self, rankings: Sequence[tuple[_Part, Sequence[tuple[_Match, float]]]], top_k: int
     ) -> list[tuple[_Match, float]]:
         """Reciprocal rank fusion of the parts' product rankings: each product's score is the
         sum of ``weight / (60 + rank)``; its match is the one that contributed most."""
         scores: dict[str, float] = {}
         chosen: dict[str, tuple[float, _Match]] = {}
-        for part in parts:
-            for rank, match in enumerate(
-                self._grouped(part.vector, search_mode, user_filter, top_k), 1
-            ):
+        for part, ranked in rankings:
+            for rank, (match, _) in enumerate(ranked, 1):
                 term = part.weight / (_RRF_K + rank)
                 scores[match.product_id] = scores.get(match.product_id, 0.0) + term
                 if match.product_id not in chosen or term > chosen[match.product_id][0]:
@@ -185,7 +250,8 @@ class ProductSearch:
         the score. One query part ranked by the whole query needs nothing more; otherwise the
         matched vectors are read back (one ``get``) and compared with each vector of the
         query."""
-        if ranked_by_whole and len(parts) == 1:
+        known = all(math.isfinite(m.distance) for m, _ in ranked)
+        if ranked_by_whole and len(parts) == 1 and known:
             name = parts[0].name
             return [
                 self._result(m, score, m.distance, m.similarity, {name: m.similarity})
@@ -198,7 +264,8 @@ class ProductSearch:
             if vector is None:  # deleted since the query: the ranking's numbers are all we have
                 results.append(self._result(match, score, match.distance, match.similarity, {}))
                 continue
-            distance = match.distance if ranked_by_whole else self._distance(vector, whole)
+            exact = ranked_by_whole and math.isfinite(match.distance)
+            distance = match.distance if exact else self._distance(vector, whole)
             by_part = {p.name: self._similarity(self._distance(vector, p.vector)) for p in parts}
             results.append(
                 self._result(match, score, distance, self._similarity(distance), by_part)
@@ -339,18 +406,21 @@ class ProductSearch:
         seen: set[str] = set()
         for m in matches:
             md = dict(m.metadata)
-            model = md.get("embedding_model")
-            if model is not None and model != self._embedder.model_id:
-                raise ConfigurationError(
-                    f"the store holds vectors embedded with {model!r} but queries are "
-                    f"embedded with {self._embedder.model_id!r}; their similarities are "
-                    "meaningless. Search with the embedder that built the index, or re-index."
-                )
+            self._check_model(md)
             pid = str(md.get("product_id", m.key))
             seen.add(pid)
             if pid not in best or m.distance < best[pid].distance:
                 best[pid] = _Match(pid, m.key, m.distance, self._similarity(m.distance), md)
         return seen
+
+    def _check_model(self, metadata: Mapping[str, MetadataValue]) -> None:
+        model = metadata.get("embedding_model")
+        if model is not None and model != self._embedder.model_id:
+            raise ConfigurationError(
+                f"the store holds vectors embedded with {model!r} but queries are "
+                f"embedded with {self._embedder.model_id!r}; their similarities are "
+                "meaningless. Search with the embedder that built the index, or re-index."
+            )
 
     @staticmethod
     def _ranked(best: Mapping[str, _Match]) -> list[_Match]:
@@ -377,6 +447,9 @@ class ProductSearch:
             matched_type=vtype if vtype in VECTOR_TYPES else "combined",
             score=score,
             key=match.key,
+            matched_by=match.matched_by,
+            word_scores=match.word_scores,
+            matched_words=match.words,
             metadata=public_metadata(md),
             segment_start=_opt_float(md.get("segment_start")),
             segment_end=_opt_float(md.get("segment_end")),
@@ -398,9 +471,12 @@ class _Part:
 class _Match:
     product_id: str
     key: str
-    distance: float
+    distance: float  # inf: found by words only (the vector search did not return it)
     similarity: float
     metadata: dict[str, MetadataValue]
+    matched_by: MatchedBy = "vector"
+    word_scores: dict[str, float] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
 
 
 def _no_vectors_hint(search_mode: str) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "IngestReport",
     "IngestStoppedError",
     "ItemFailure",
+    "MatchedBy",
     "ProductView",
     "QueryPart",
     "SearchResult",
@@ -23,6 +24,8 @@ __all__ = [
 
 #: The parts of a query: what the shopper typed and the photo.
 QueryPart: TypeAlias = Literal["text", "image"]
+#: What found a product: its vector's closeness, the query's words (full-text), or both.
+MatchedBy: TypeAlias = Literal["vector", "words", "both"]
 #: What failed for a product that could not be indexed.
 FailureKind: TypeAlias = Literal["input", "text", "image", "metadata", "video", "audio", "document"]
 
@@ -164,7 +167,13 @@ class SearchResult(BaseModel):
     * ``part_similarities``: the same for each part of the query alone (``{"text": 0.41,
       "image": 0.73}``), so a person sees why the product came up;
     * ``score``: what ranked it: the similarity for ``fusion="mean"``, the weighted
-      reciprocal-rank score (``sum of weight / (60 + rank)`` over the parts) for ``"rrf"``.
+      reciprocal-rank score (``sum of weight / (60 + rank)`` over the parts) for ``"rrf"``;
+      in a hybrid search, the fusion of the meaning and words rankings
+      (``(1 - w) / (60 + rank) + w / (60 + rank)``, ``w`` the lexical weight).
+
+    A hybrid search also says what found each product: ``matched_by`` (``"vector"``,
+    ``"words"`` or ``"both"``), ``word_scores`` (the raw BM25 score per full-text field it
+    matched) and ``matched_words`` (the query's words found in it).
 
     Attributes:
         product_id: The product.
@@ -179,6 +188,9 @@ class SearchResult(BaseModel):
         matched_type: Which stored vector matched best: ``text``, ``image``, ``combined``, or a
             segment of the product's ``video``, ``audio`` or ``document``.
         key: The matched vector's key.
+        matched_by: ``"vector"`` (always, outside hybrid search), ``"words"`` or ``"both"``.
+        word_scores: BM25 score per full-text field the query's words matched (hybrid only).
+        matched_words: The query's words found in the product's full-text fields, as typed.
         metadata: The product's own metadata (the searcher's bookkeeping keys removed).
         segment_start: For a segment hit: where the segment starts, in ``segment_unit``
             (zero-based: PDF page ``i`` spans ``i`` to ``i + 1``).
@@ -201,6 +213,9 @@ class SearchResult(BaseModel):
     matched_type: VectorType
     score: float
     key: str
+    matched_by: MatchedBy = "vector"
+    word_scores: dict[str, float] = Field(default_factory=dict)
+    matched_words: list[str] = Field(default_factory=list)
     metadata: dict[str, MetadataValue]
     segment_start: float | None = None
     segment_end: float | None = None

@@ -27,6 +27,11 @@ from crossmodal_search.errors import (
     ProductNotFoundError,
 )
 from crossmodal_search.search._catalog import Product
+from crossmodal_search.search._hybrid import (
+    DEFAULT_LEXICAL_WEIGHT,
+    check_text_fields,
+    ensure_text_fields,
+)
 from crossmodal_search.search._ingest import (
     EmbedFn,
     IngestPolicy,
@@ -61,7 +66,7 @@ from crossmodal_search.search._schema import (
     public_metadata,
     segment_key,
 )
-from crossmodal_search.stores import StoreLimits, VectorStore
+from crossmodal_search.stores import StoreLimits, TextField, VectorStore
 
 __all__ = ["CrossmodalSearcher"]
 
@@ -87,6 +92,12 @@ class CrossmodalSearcher:
         ingest_policy: What :meth:`index` does when products fail: retry later in the run,
             pause through a throttling storm, stop when every product meets the same error
             (:class:`IngestPolicy`; the defaults suit Bedrock).
+        text_fields: Metadata keys :meth:`index` makes full-text searchable on the store, for
+            hybrid search: keys, or :class:`~crossmodal_search.stores.TextField` values with an
+            analyzer language. None (default): ``title``, ``text`` (the description),
+            ``brand`` and ``model_number``; ``()``: none. A store that cannot (a CLASSIC S3
+            Vectors index, a store without full-text search) is indexed as before, with a
+            warning.
 
     Raises:
         ConfigurationError: The embedder and store dimensions differ, or an argument is out of
@@ -107,6 +118,7 @@ class CrossmodalSearcher:
         combined_text_weight: float = 0.5,
         batch_size: int = 500,
         ingest_policy: IngestPolicy | None = None,
+        text_fields: Iterable[str | TextField] | None = None,
     ) -> None:
         if embedder.dimension != store.dimension:
             raise ConfigurationError(
@@ -129,6 +141,7 @@ class CrossmodalSearcher:
         self._weight = float(combined_text_weight)
         self._batch_size = batch_size
         self._policy = ingest_policy or IngestPolicy()
+        self._text_fields = check_text_fields(text_fields)
         self._limits: StoreLimits = store.limits
         self._planner = Planner(
             store, limits=self._limits, model_id=embedder.model_id, weight=self._weight
@@ -461,6 +474,8 @@ class CrossmodalSearcher:
         filter: Filter | None = None,
         text_weight: float = 0.5,
         fusion: Fusion = "mean",
+        hybrid: bool | None = None,
+        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
     ) -> list[SearchResult]:
         """Find the ``top_k`` products closest to a text, an image, or both.
 
@@ -478,6 +493,16 @@ class CrossmodalSearcher:
             fusion: ``"mean"`` queries once with the normalised weighted mean of both query
                 vectors (as the AWS sample does); ``"rrf"`` queries with each and merges the two
                 rankings by weighted reciprocal rank (k = 60).
+            hybrid: Also rank by the query's words (BM25 over the store's full-text fields,
+                fused with the vector ranking in the same store call): exact terms such as a
+                brand, a model number or a size then count. ``None`` (default): on when the
+                store has full-text fields and the query has text; ``True``: required
+                (ConfigurationError if the store cannot); ``False``: vectors only. With text
+                and a photo, the words join the text (``fusion="rrf"``) or the whole query.
+            lexical_weight: The words' share of a hybrid score, in [0, 1]: 0 ranks by meaning
+                only, 1 by words only; 0.3 by default (``score = (1 - w) * similarity + w *
+                BM25 / best BM25``). Beside a photo the words weigh the text's share
+                (``text_weight``).
 
         Query embeddings use a retrieval purpose named after what is searched:
         ``TEXT_RETRIEVAL`` for text vectors, ``IMAGE_RETRIEVAL`` for image vectors,
@@ -489,10 +514,12 @@ class CrossmodalSearcher:
             InvalidInputError: Bad arguments (checked before any embedding or store call);
                 ``UnsupportedMediaError`` for an image file that does not exist.
             InvalidFilterError: ``filter`` is outside the filter language.
-            ConfigurationError: The store holds vectors of another embedding model.
+            ConfigurationError: The store holds vectors of another embedding model, or
+                ``hybrid=True`` and the store has no active full-text field.
 
         Example:
             >>> searcher.search("red summer dress", top_k=3)  # doctest: +SKIP
+            >>> searcher.search("Carryall WH-1000XM5", hybrid=True)  # doctest: +SKIP
             >>> searcher.search(image="photo.jpg", search_mode="image")  # doctest: +SKIP
             >>> searcher.search("in green", image="photo.jpg", fusion="rrf")  # doctest: +SKIP
             >>> hits = searcher.search("descaling", search_mode="video")  # doctest: +SKIP
@@ -507,6 +534,8 @@ class CrossmodalSearcher:
             filter=filter,
             text_weight=text_weight,
             fusion=fusion,
+            hybrid=hybrid,
+            lexical_weight=lexical_weight,
         )
 
     def similar(
@@ -575,6 +604,7 @@ class CrossmodalSearcher:
     ) -> IngestReport:
         """Plan ``items`` window by window and run the plans, vectors coming from ``embed``
         (the embedder, or a batch job's results: ``_batch_ingest``)."""
+        ensure_text_fields(self._store, self._text_fields)
         run = IngestRun(
             embed=embed,
             store=self._store,

@@ -15,6 +15,7 @@ from crossmodal_search.stores._filter import (
     matches,
     validate_filter,
 )
+from crossmodal_search.stores._fulltext import ENGLISH_STOP_WORDS, matched_words
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
     StoreLimits,
@@ -35,17 +36,21 @@ from crossmodal_search.stores._recover import (
 from crossmodal_search.stores._s3vectors import S3VectorsStore
 from crossmodal_search.stores._text import (
     LANGUAGES,
+    MAX_TEXT_FIELDS,
     RRF_K,
     IndexMode,
     Language,
     TextField,
     TextMatch,
     TextStatus,
+    validate_text_fields,
 )
 
 __all__ = [
     "DEFAULT_NON_FILTERABLE_KEYS",
+    "ENGLISH_STOP_WORDS",
     "LANGUAGES",
+    "MAX_TEXT_FIELDS",
     "RRF_K",
     "Accelerator",
     "AcceleratorName",
@@ -76,6 +81,7 @@ __all__ = [
     "copy_store",
     "copy_truncated",
     "filter_mask",
+    "matched_words",
     "matches",
     "open_store",
     "parse_store_spec",
@@ -83,4 +89,5 @@ __all__ = [
     "truncate_dimension",
     "validate_filter",
     "validate_records",
+    "validate_text_fields",
 ]

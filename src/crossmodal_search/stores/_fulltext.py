@@ -33,7 +33,16 @@ import regex
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.stores._text import Language
 
-__all__ = ["BM25_B", "BM25_K1", "TextIndex", "analyzer", "best", "field_text"]
+__all__ = [
+    "BM25_B",
+    "BM25_K1",
+    "ENGLISH_STOP_WORDS",
+    "TextIndex",
+    "analyzer",
+    "best",
+    "field_text",
+    "matched_words",
+]
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -42,7 +51,7 @@ BM25_B = 0.75
 _WORD = regex.compile(r"(?wV1)\b\w.*?\b", regex.S)
 
 #: Lucene's English stop set (what OpenSearch's ``english`` analyzer removes).
-_ENGLISH_STOP = frozenset(
+ENGLISH_STOP_WORDS = _ENGLISH_STOP = frozenset(
     (
         "a",
         "an",
@@ -138,6 +147,26 @@ def field_text(value: object) -> str | None:
         parts = [v for v in value if isinstance(v, str)]
         return "\n".join(parts) if parts else None
     return None
+
+
+def matched_words(query: str, value: object, language: Language | None = None) -> list[str]:
+    """The words of ``query`` found in ``value`` (a metadata value) by the analyzer of
+    ``language``: each once, in query order, as the query wrote them.
+
+    Example:
+        >>> matched_words("Sony wh-1000XM5 case", "Sony WH-1000XM5 headphones")
+        ['Sony', 'wh', '1000XM5']
+    """
+    text = field_text(value)
+    if not text:
+        return []
+    analyze = analyzer(language)
+    held = set(analyze(text))
+    out: list[str] = []
+    for word in _WORD.findall(query):
+        if word.strip("_") and word not in out and held.intersection(analyze(word)):
+            out.append(word)
+    return out
 
 
 class TextIndex:
