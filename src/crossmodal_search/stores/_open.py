@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from crossmodal_search.stores._kernels import Float16Kernel, ScanDType
     from crossmodal_search.stores._limits import StoreLimits
     from crossmodal_search.stores._local import StorageDType
+    from crossmodal_search.stores._text import TextField
 
 __all__ = ["StoreOptions", "open_store", "parse_store_spec"]
 
@@ -32,6 +33,8 @@ class _CommonOptions(TypedDict, total=False):
 
 
 class _S3Options(_CommonOptions, total=False):
+    # text_fields moves to _CommonOptions once LocalVectorStore takes it too.
+    text_fields: Iterable[TextField]
     client: S3VectorsClient | None
     session: boto3.Session | None
     region_name: str | None
@@ -54,8 +57,8 @@ class StoreOptions(_S3Options, _LocalOptions, total=False):
     """The keyword options of :func:`open_store`: the store constructor's own keywords.
 
     ``distance_metric``, ``non_filterable_metadata_keys`` and ``limits`` apply to every store;
-    ``client``, ``session``, ``region_name``, ``config``, ``create``, ``retry_policy``,
-    ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
+    ``text_fields``, ``client``, ``session``, ``region_name``, ``config``, ``create``,
+    ``retry_policy``, ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
     (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
     ``accelerator``, ``float16_kernel`` and ``scan_dtype`` to local and memory stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
