@@ -20,18 +20,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossmodal_search.stores import LocalVectorStore, VectorRecord
+from crossmodal_search.stores import LocalVectorStore, StoreLimits, VectorRecord
 
 DIM = 32
 
 WRITER = """
 import sys
 import numpy as np
-from crossmodal_search.stores import LocalVectorStore, VectorRecord
+from crossmodal_search.stores import LocalVectorStore, TextField, VectorRecord
 sys.path.insert(0, {tests_dir!r})
 from test_crash import operation
 
-store = LocalVectorStore({path!r}, dimension={dim}, distance_metric="euclidean")
+fields = [TextField("body")] if {text!r} else []
+store = LocalVectorStore({path!r}, dimension={dim}, distance_metric="euclidean", text_fields=fields)
 start = int(sys.argv[1])
 print("ready", flush=True)
 for i in range(start, start + 10_000):
@@ -40,6 +41,8 @@ for i in range(start, start + 10_000):
         store.put([VectorRecord(k, v, m) for k, v, m in payload])
     else:
         store.delete(payload)
+    if fields and i % 5 == 0:  # the BM25 index is live (and kept in step) while the kill lands
+        store.query_text({{"body": f"op{{i}}"}}, top_k=3)
     print(i, flush=True)
 """
 
@@ -56,7 +59,9 @@ def operation(i: int) -> tuple[str, list]:  # type: ignore[type-arg]
         return "delete", [f"k{rng.randrange(3000)}" for _ in range(rng.randint(1, 40))]
     size = 1500 if i % 7 == 0 else rng.randint(1, 60)
     keys = list(dict.fromkeys(f"k{rng.randrange(3000)}" for _ in range(size)))
-    return "put", [(k, vector(f"{k}@{i}"), {"op": i, "tags": [k, "x"]}) for k in keys]
+    return "put", [
+        (k, vector(f"{k}@{i}"), {"op": i, "tags": [k, "x"], "body": f"op{i} {k}"}) for k in keys
+    ]
 
 
 def state_after(ops: int) -> dict[str, int]:
@@ -85,10 +90,23 @@ def read_state(path: Path) -> dict[str, int]:
         return out
 
 
-def test_sigkill_mid_write_leaves_previous_or_next_state(tmp_path: Path) -> None:
+def check_text_index(path: Path, state: dict[str, int]) -> None:
+    """The reopened store's full-text answers agree with its records: each key is found by its
+    own word, and by the word of the operation that last wrote it, with nothing else."""
+    with LocalVectorStore(path, read_only=True, limits=StoreLimits.relaxed()) as store:
+        assert [f.key for f in store.text_fields] == ["body"]
+        for op in sorted(set(state.values()))[-5:]:
+            found = {m.key for m in store.query_text({"body": f"op{op}"}, top_k=5000)}
+            assert found == {k for k, v in state.items() if v == op}
+        for key in list(state)[:20]:
+            assert [m.key for m in store.query_text({"body": key}, top_k=1)] == [key]
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["vectors", "with-text-fields"])
+def test_sigkill_mid_write_leaves_previous_or_next_state(tmp_path: Path, text: bool) -> None:
     path = tmp_path / "store"
     tests_dir = str(Path(__file__).parent)
-    script = WRITER.format(tests_dir=tests_dir, path=str(path), dim=DIM)
+    script = WRITER.format(tests_dir=tests_dir, path=str(path), dim=DIM, text=text)
     rng = random.Random(2024)
     done = 0  # operations known to be in the store
     kills = 0
@@ -116,6 +134,8 @@ def test_sigkill_mid_write_leaves_previous_or_next_state(tmp_path: Path) -> None
             # the operation in flight when the kill landed made it, whole
             assert state == state_after(committed + 1), f"inconsistent after {committed} ops"
             done = committed + 1
+        if text:
+            check_text_index(path, state)
     assert kills == 6
     assert done > 6, "the writer should have committed operations between kills"
     with LocalVectorStore(path, distance_metric="euclidean") as store:  # writable again

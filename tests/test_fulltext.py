@@ -97,12 +97,24 @@ def test_the_index_agrees_with_an_independent_bm25_through_writes_and_deletes() 
         return " ".join(rng.choices(words, weights, k=n))
 
     for step in range(7000):  # crosses the postings' rebuild threshold (4096 changed rows)
-        if docs and rng.random() < 0.25:
+        if docs and rng.random() < 0.2:
             row = rng.randrange(len(docs))
             index.delete(row)
             last = len(docs) - 1
             docs[row] = docs[last]
             del docs[last]
+        elif len(docs) > 8 and rng.random() < 0.05:
+            # Several rows at once, as the store's swap-remove does them.
+            n = len(docs)
+            gone = sorted(rng.sample(range(n), rng.randint(2, 6)))
+            new_n = n - len(gone)
+            holes = [r for r in gone if r < new_n]
+            movers = [r for r in range(new_n, n) if r not in gone]
+            index.delete_rows(gone, holes, movers)
+            for dst, src in zip(holes, movers, strict=True):
+                docs[dst] = docs[src]
+            for r in range(new_n, n):
+                del docs[r]
         elif docs and rng.random() < 0.3:
             row = rng.randrange(len(docs))
             docs[row] = text()

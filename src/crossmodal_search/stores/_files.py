@@ -34,6 +34,7 @@ from crossmodal_search.errors import (
 )
 from crossmodal_search.stores._limits import validate_distance_metric
 from crossmodal_search.stores._rows import BLOCK_ROWS
+from crossmodal_search.stores._text import TextField, validate_text_fields
 
 if sys.platform != "win32":
     import fcntl
@@ -135,15 +136,21 @@ class Manifest:
     non_filterable_metadata_keys: frozenset[str]
     generation: int = 0
     segments: tuple[SegmentEntry, ...] = ()
+    #: Full-text searchable keys. Absent from manifests written before full-text search, and
+    #: from the JSON when empty, so such a store reads as it did.
+    text_fields: tuple[TextField, ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """What a segment trailer repeats, so a lost manifest can be rebuilt."""
-        return {
+        out: dict[str, Any] = {
             "dimension": self.dimension,
             "distance_metric": self.distance_metric,
             "storage_dtype": self.storage_dtype,
             "non_filterable_metadata_keys": sorted(self.non_filterable_metadata_keys),
         }
+        if self.text_fields:
+            out["text_fields"] = text_fields_to_json(self.text_fields)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         body = {
@@ -156,6 +163,8 @@ class Manifest:
             "generation": self.generation,
             "segments": [s.to_json() for s in self.segments],
         }
+        if self.text_fields:
+            body["text_fields"] = text_fields_to_json(self.text_fields)
         return {**body, "crc": _json_crc(body)}
 
     @classmethod
@@ -182,9 +191,25 @@ class Manifest:
                 non_filterable_metadata_keys=frozenset(data["non_filterable_metadata_keys"]),
                 generation=int(data["generation"]),
                 segments=tuple(SegmentEntry.from_json(s) for s in data["segments"]),
+                text_fields=text_fields_from_json(data.get("text_fields", [])),
             )
         except (KeyError, TypeError, ValueError, InvalidInputError) as exc:
             raise corrupt(where, f"malformed {MANIFEST}: {exc}") from exc
+
+
+def text_fields_to_json(fields: Sequence[TextField]) -> list[dict[str, str]]:
+    """Text fields as stored: key and language (status is always ACTIVE locally)."""
+    return [
+        {"key": f.key} if f.language is None else {"key": f.key, "language": f.language}
+        for f in fields
+    ]
+
+
+def text_fields_from_json(data: object) -> tuple[TextField, ...]:
+    """Parse stored text fields (InvalidInputError or TypeError when malformed)."""
+    if not isinstance(data, list):
+        raise TypeError(f"text_fields is {type(data).__name__}, not a list")
+    return validate_text_fields(TextField(d["key"], d.get("language")) for d in data)
 
 
 @dataclass(frozen=True)

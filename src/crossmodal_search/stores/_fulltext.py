@@ -33,7 +33,7 @@ import regex
 from crossmodal_search.errors import ConfigurationError
 from crossmodal_search.stores._text import Language
 
-__all__ = ["BM25_B", "BM25_K1", "TextIndex", "analyzer", "field_text"]
+__all__ = ["BM25_B", "BM25_K1", "TextIndex", "analyzer", "best", "field_text"]
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -198,18 +198,30 @@ class TextIndex:
 
     def delete(self, row: int) -> None:
         """Remove row ``row``; the last row moves into it."""
-        self._unstat(row)
         last = self.n - 1
-        if row != last:
-            self._off[row], self._cnt[row], self._dl[row] = (
-                self._off[last],
-                self._cnt[last],
-                self._dl[last],
+        self.delete_rows([row], [row] if row != last else [], [last] if row != last else [])
+
+    def delete_rows(
+        self, deleted: Sequence[int], holes: Sequence[int], movers: Sequence[int]
+    ) -> None:
+        """Remove the distinct rows ``deleted``; row ``movers[i]`` then moves into
+        ``holes[i]`` and the table ends ``len(deleted)`` rows shorter (the store's swap-remove:
+        ``holes`` are the deleted rows below the new end, ``movers`` the kept rows past it)."""
+        for row in deleted:
+            self._unstat(row)
+        for dst, src in zip(holes, movers, strict=True):
+            self._off[dst], self._cnt[dst], self._dl[dst] = (
+                self._off[src],
+                self._cnt[src],
+                self._dl[src],
             )
+            self._mark(dst)
+        new_n = self.n - len(deleted)
+        for row in range(new_n, self.n):
             self._mark(row)
-        self._mark(last)
-        self._cnt[last] = self._dl[last] = 0
-        self.n -= 1
+        self._cnt[new_n : self.n] = 0
+        self._dl[new_n : self.n] = 0
+        self.n = new_n
 
     def _ids(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
         ids = np.empty(len(tokens), dtype=np.int64)
@@ -275,6 +287,14 @@ class TextIndex:
         """The rows matching any term of ``text`` (among ``mask``'s), best first: at most
         ``top_k`` plus the rows tied with the last; their BM25 scores. Ties are left to the
         caller to order (by key)."""
+        rows, total = self.scores(text, mask)
+        return best(rows, total, top_k)
+
+    def scores(
+        self, text: str, mask: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """Every row matching a term of ``text`` (among ``mask``'s) and its BM25 score,
+        in row order."""
         if self._n_stale > max(4096, self.n // 20):
             self._rebuild_postings()
         known = {self._vocab[t] for t in self._analyze(text) if t in self._vocab}
@@ -287,12 +307,7 @@ class TextIndex:
             return empty
         rows, inverse = np.unique(docs, return_inverse=True)
         total: npt.NDArray[np.float64] = np.bincount(inverse, weights=scores).astype(np.float64)
-        if rows.shape[0] > top_k:
-            kth = np.partition(total, rows.shape[0] - top_k)[rows.shape[0] - top_k]
-            keep = total >= kth
-            rows, total = rows[keep], total[keep]
-        order = np.argsort(-total, kind="stable")
-        return rows[order].astype(np.intp), total[order]
+        return rows.astype(np.intp), total
 
     def _scored(
         self, terms: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
@@ -338,6 +353,18 @@ class TextIndex:
         if not rows_out:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         return np.concatenate(rows_out), np.concatenate(scores_out)
+
+
+def best(
+    rows: npt.NDArray[np.intp], scores: npt.NDArray[np.float64], top_k: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The ``top_k`` highest-scoring rows plus any tied with the k-th, best first."""
+    if rows.shape[0] > top_k:
+        kth = np.partition(scores, rows.shape[0] - top_k)[rows.shape[0] - top_k]
+        keep = scores >= kth
+        rows, scores = rows[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    return rows[order], scores[order]
 
 
 def _row_entries(

@@ -2,8 +2,10 @@
 
 The store is a facade over three parts, each in its own module:
 
-* ``stores/_rows.py``: the rows in memory (keys, metadata, vectors, filter columns);
+* ``stores/_rows.py``: the rows in memory (keys, metadata, vectors, filter columns, BM25
+  indexes of the full-text keys);
 * ``stores/_exact.py``: exact search over those rows (and the optional accelerators);
+  ``stores/_hybrid.py``: full-text and hybrid ranking;
 * ``stores/_persist.py``: the directory on disk (lock, atomic manifest, segments, merges).
 
 A write is validated, prepared (storage dtype and norms), made durable by the segment log, and
@@ -15,8 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,33 +27,36 @@ import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric, Filter
 from crossmodal_search.errors import ConfigurationError, IndexMismatchError, InvalidInputError
-from crossmodal_search.stores._ann import Accelerator, AcceleratorName, make_accelerator
+from crossmodal_search.stores._ann import Accelerator, AcceleratorName
 from crossmodal_search.stores._exact import ExactSearch
 from crossmodal_search.stores._filter import CompiledFilter, compile_filter
+from crossmodal_search.stores._fulltext import analyzer
+from crossmodal_search.stores._hybrid import rank_text
 from crossmodal_search.stores._kernels import (
-    DotKernel,
     Float16Kernel,
     KernelName,
     ScanDType,
-    _Format,
-    require_numkong,
     resolve_float16_kernel,
-    scan_format,
-    validate_float16_kernel,
 )
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
     StoreLimits,
     validate_batch,
-    validate_dimension,
-    validate_distance_metric,
-    validate_non_filterable_keys,
     validate_query,
     validate_query_matrix,
+    validate_top_k,
 )
+from crossmodal_search.stores._local_options import LocalOptions
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 from crossmodal_search.stores._persist import Manifest, SegmentLog, StorageDType
-from crossmodal_search.stores._rows import RowTable
+from crossmodal_search.stores._rows import RowTable, copy_metadata
+from crossmodal_search.stores._text import (
+    IndexMode,
+    TextField,
+    TextMatch,
+    validate_text_fields,
+    validate_text_queries,
+)
 
 __all__ = ["LocalVectorStore", "StorageDType"]
 
@@ -60,106 +64,6 @@ logger = logging.getLogger(__name__)
 
 # Size past which a write logs a warning (exact search scans every vector).
 _LARGE_STORE = 5_000_000
-
-
-@dataclass(frozen=True)
-class _Options:
-    """The constructor's options, checked before any directory is opened or locked."""
-
-    dimension: int | None
-    distance_metric: DistanceMetric | None
-    non_filterable: frozenset[str]
-    explicit_keys: bool
-    limits: StoreLimits
-    storage_dtype: StorageDType | None
-    read_only: bool
-    accelerator: Accelerator | None
-    float16_kernel: Float16Kernel
-    scan_format: _Format | None
-    scan_kernel: DotKernel | None
-
-    @classmethod
-    def check(
-        cls,
-        *,
-        dimension: int | None,
-        distance_metric: DistanceMetric | None,
-        non_filterable_metadata_keys: Iterable[str],
-        limits: StoreLimits | None,
-        storage_dtype: StorageDType | None,
-        read_only: bool,
-        accelerator: AcceleratorName | Accelerator | None,
-        float16_kernel: Float16Kernel,
-        scan_dtype: ScanDType | None,
-    ) -> _Options:
-        validate_float16_kernel(float16_kernel)
-        fmt = scan_format(scan_dtype)
-        scan_kernel = None if fmt is None else require_numkong(f"scan_dtype={scan_dtype!r}", fmt)
-        if fmt is not None and accelerator is not None:
-            raise ConfigurationError(
-                "scan_dtype and accelerator are alternatives: the accelerator does its own scan"
-            )
-        if scan_dtype == "bfloat16" and storage_dtype == "float16":
-            raise ConfigurationError(
-                "scan_dtype='bfloat16' needs float32 storage (float16 rows are scanned as they are)"
-            )
-        if storage_dtype not in (None, "float32", "float16"):
-            raise InvalidInputError(
-                f"storage_dtype must be 'float32' or 'float16', got {storage_dtype!r}"
-            )
-        limits = limits or StoreLimits()
-        if distance_metric is not None:
-            validate_distance_metric(distance_metric)
-        return cls(
-            dimension=dimension,
-            distance_metric=distance_metric,
-            non_filterable=validate_non_filterable_keys(non_filterable_metadata_keys, limits),
-            explicit_keys=non_filterable_metadata_keys is not DEFAULT_NON_FILTERABLE_KEYS,
-            limits=limits,
-            storage_dtype=storage_dtype,
-            read_only=read_only,
-            accelerator=make_accelerator(accelerator),
-            float16_kernel=float16_kernel,
-            scan_format=fmt,
-            scan_kernel=scan_kernel,
-        )
-
-    def new_manifest(self, path: Path | None) -> Manifest:
-        """The settings of a new store."""
-        if self.dimension is None:
-            raise ConfigurationError(
-                "dimension is required to create a new store"
-                + (f" (no store found at {path})" if path else "")
-            )
-        return Manifest(
-            dimension=validate_dimension(self.dimension, self.limits),
-            distance_metric=self.distance_metric or "cosine",
-            storage_dtype=self.storage_dtype or "float32",
-            non_filterable_metadata_keys=self.non_filterable,
-        )
-
-    def check_stored(self, manifest: Manifest, where: Path) -> None:
-        """An explicit option that contradicts the stored store is an IndexMismatchError."""
-        if self.dimension is not None and self.dimension != manifest.dimension:
-            raise IndexMismatchError(
-                f"store at {where} has dimension {manifest.dimension}, not {self.dimension}"
-            )
-        if self.distance_metric is not None and self.distance_metric != manifest.distance_metric:
-            raise IndexMismatchError(
-                f"store at {where} uses distance metric {manifest.distance_metric!r}, "
-                f"not {self.distance_metric!r}"
-            )
-        if self.storage_dtype is not None and self.storage_dtype != manifest.storage_dtype:
-            raise IndexMismatchError(
-                f"store at {where} stores {manifest.storage_dtype}, not {self.storage_dtype}"
-            )
-        stored_keys = manifest.non_filterable_metadata_keys
-        if self.explicit_keys and stored_keys != self.non_filterable:
-            raise IndexMismatchError(
-                f"store at {where} has non-filterable keys {sorted(stored_keys)}, "
-                f"not {sorted(self.non_filterable)}"
-            )
-        validate_dimension(manifest.dimension, self.limits)
 
 
 class LocalVectorStore:
@@ -212,6 +116,9 @@ class LocalVectorStore:
             ``Accelerator`` instance, or None (default: exact search). Filters stay exact;
             distances of returned matches are exact; recall is measured in
             ``docs/benchmarks.md``.
+        text_fields: Metadata keys to make full-text searchable (:meth:`query_text`), kept in
+            the directory. When reopening, keys not yet searchable are added; a key analyzed
+            in another language raises IndexMismatchError.
 
     Raises:
         StoreLockedError: Another open store (in any process) holds the directory for writing.
@@ -242,8 +149,9 @@ class LocalVectorStore:
         accelerator: AcceleratorName | Accelerator | None = None,
         float16_kernel: Float16Kernel = "auto",
         scan_dtype: ScanDType | None = None,
+        text_fields: Iterable[TextField] = (),
     ) -> None:
-        options = _Options.check(
+        options = LocalOptions.check(
             dimension=dimension,
             distance_metric=distance_metric,
             non_filterable_metadata_keys=non_filterable_metadata_keys,
@@ -253,6 +161,7 @@ class LocalVectorStore:
             accelerator=accelerator,
             float16_kernel=float16_kernel,
             scan_dtype=scan_dtype,
+            text_fields=text_fields,
         )
         self._limits = options.limits
         self._path = Path(path) if path is not None else None
@@ -272,10 +181,11 @@ class LocalVectorStore:
         self._dimension = manifest.dimension
         self._metric = manifest.distance_metric
         self._non_filterable = manifest.non_filterable_metadata_keys
+        self._text_fields = manifest.text_fields
         self._start(options, manifest)
         logger.debug("opened %r with %d vectors", self, self._rows.n)
 
-    def _settings(self, options: _Options, log: SegmentLog) -> Manifest:
+    def _settings(self, options: LocalOptions, log: SegmentLog) -> Manifest:
         """The stored settings (checked against the options), or a new store's, committed."""
         assert self._path is not None
         if log.manifest is None:
@@ -283,6 +193,16 @@ class LocalVectorStore:
             log.create(manifest)
             return manifest
         options.check_stored(log.manifest, self._path)
+        missing = options.missing_text_fields(log.manifest)
+        if missing and log.read_only:
+            raise IndexMismatchError(
+                f"store at {self._path} has no text field {missing[0].key!r}; open it for "
+                "writing to add it (a read-only store cannot)"
+            )
+        if missing:
+            fields = (*log.manifest.text_fields, *missing)
+            log.set_text_fields(validate_text_fields(fields))
+            logger.info("%s: added text fields %s", self._path, [f.key for f in missing])
         bfloat16_scan = options.scan_format is not None and options.scan_format.name == "bfloat16"
         if bfloat16_scan and log.manifest.storage_dtype == "float16":
             raise ConfigurationError(
@@ -290,7 +210,7 @@ class LocalVectorStore:
             )
         return log.manifest
 
-    def _start(self, options: _Options, manifest: Manifest) -> None:
+    def _start(self, options: LocalOptions, manifest: Manifest) -> None:
         """Build the rows and the search for ``manifest``'s settings, then load the segments."""
         dtype: np.dtype[Any] = np.dtype(manifest.storage_dtype)
         scaled = dtype == np.float16
@@ -317,13 +237,15 @@ class LocalVectorStore:
             raise
 
     def _new_rows(self) -> RowTable:
-        return RowTable(
+        rows = RowTable(
             dimension=self._dimension,
             dtype=self._dtype,
             non_filterable=self._non_filterable,
             scan_format=self._scan_format,
             accelerator=self._accelerator,
         )
+        rows.set_text_fields(self._text_fields)
+        return rows
 
     def _bind(self, rows: RowTable) -> None:
         """Search ``rows`` from now on."""
@@ -343,6 +265,10 @@ class LocalVectorStore:
         rows = self._log.refresh(self._rows, self._new_rows)
         if rows is not None and rows is not self._rows:
             self._bind(rows)
+        manifest = self._log.manifest
+        if manifest is not None and manifest.text_fields != self._text_fields:
+            self._text_fields = manifest.text_fields
+            self._rows.set_text_fields(self._text_fields)
         if rows is not None and self._log.manifest is not None:
             logger.debug("%r caught up with generation %d", self, self._log.manifest.generation)
 
@@ -367,6 +293,20 @@ class LocalVectorStore:
     def limits(self) -> StoreLimits:
         """The limits enforced before writes and queries."""
         return self._limits
+
+    @property
+    def index_mode(self) -> IndexMode:
+        """Always ``ENHANCED``: filters apply before ranking, full-text search and
+        ``$startsWith`` work."""
+        return "ENHANCED"
+
+    @property
+    def text_fields(self) -> tuple[TextField, ...]:
+        """The full-text searchable metadata keys (always ``ACTIVE``: indexed as written)."""
+        with self._mutex:
+            if not self._closed:
+                self._catch_up()
+            return self._text_fields
 
     @property
     def storage_dtype(self) -> StorageDType:
@@ -559,6 +499,108 @@ class LocalVectorStore:
             )
             compiled = self._compile(filter)
             return self._exact.search(q, int(top_k), compiled)
+
+    def add_text_fields(self, fields: Iterable[TextField]) -> None:
+        """Make metadata keys full-text searchable, durably. Stored records are indexed too
+        (by the first text query, from their metadata: nothing is re-embedded).
+
+        Raises:
+            InvalidInputError: A key already searchable, a bad key or language, more than 10.
+            ConfigurationError: A stemming language without PyStemmer (extra ``fulltext``).
+        """
+        with self._mutex:
+            self._check_open(write=True)
+            new = validate_text_fields(fields, existing=self._text_fields)
+            if not new:
+                return
+            for f in new:
+                analyzer(f.language)
+            self._set_text_fields((*self._text_fields, *new))
+
+    def remove_text_fields(self, keys: Iterable[str]) -> None:
+        """Stop full-text indexing of ``keys``, durably (their metadata stays).
+
+        Raises:
+            InvalidInputError: A key that is not full-text searchable.
+        """
+        with self._mutex:
+            self._check_open(write=True)
+            if isinstance(keys, str):
+                raise InvalidInputError("keys must be a sequence of strings, not a single string")
+            gone = set(keys)
+            have = {f.key for f in self._text_fields}
+            unknown = sorted(str(k) for k in gone - have)
+            if unknown:
+                raise InvalidInputError(
+                    f"metadata key {unknown[0]!r} is not full-text searchable "
+                    f"(searchable: {', '.join(sorted(have)) or 'none'})"
+                )
+            if gone:
+                self._set_text_fields(tuple(f for f in self._text_fields if f.key not in gone))
+
+    def _set_text_fields(self, fields: tuple[TextField, ...]) -> None:
+        if self._log is not None:
+            self._log.set_text_fields(fields)
+        self._text_fields = fields
+        self._rows.set_text_fields(fields)
+
+    def query_text(
+        self,
+        texts: Mapping[str, str],
+        *,
+        vector: npt.ArrayLike | None = None,
+        top_k: int = 10,
+        filter: Filter | None = None,
+    ) -> list[TextMatch]:
+        """Records ranked by their words, or by words and ``vector`` together (hybrid).
+
+        ``texts`` maps full-text keys to the words to find. Text only: ranked by the sum of
+        the keys' BM25 scores, records without a query word left out (so possibly fewer than
+        ``top_k``). With ``vector``: each key's BM25 ranking and the vector ranking (each its
+        best ``top_k``) fused by Reciprocal Rank Fusion. ``filter`` applies first.
+
+        Raises:
+            InvalidInputError: No text, more than 10, an empty or over-long text, a key that is
+                not full-text searchable, a bad ``top_k`` or vector.
+            DimensionMismatchError: The vector's length differs from :attr:`dimension`.
+            InvalidFilterError: ``filter`` is outside the filter language.
+        """
+        with self._mutex:
+            self._check_open()
+            queries = validate_text_queries(texts, {f.key: f for f in self._text_fields})
+            validate_top_k(top_k, self._limits)
+            q = None
+            if vector is not None:
+                q = validate_query(
+                    vector, top_k, self._dimension, self._limits, distance_metric=self._metric
+                )
+            compiled = self._compile(filter)
+            rows = self._rows
+            mask = None if compiled is None else compiled.mask(rows.columns)
+            ranking = None
+            if q is not None:
+                found = self._exact.search(q[None, :], int(top_k), compiled)[0]
+                ranking = [(m.key, m.distance) for m in found]
+            ranked = rank_text(
+                queries,
+                rows.text_index,
+                rows.keys,
+                rows.index,
+                top_k=int(top_k),
+                mask=mask,
+                vector_ranking=ranking,
+            )
+            return [
+                TextMatch(
+                    key,
+                    score,
+                    bm25,
+                    fused,
+                    distance,
+                    copy_metadata(rows.metadata[rows.index[key]]),
+                )
+                for key, score, bm25, fused, distance in ranked
+            ]
 
     # ------------------------------------------------------------------ helpers
 

@@ -51,6 +51,7 @@ class _LocalOptions(_CommonOptions, total=False):
     accelerator: AcceleratorName | Accelerator | None
     float16_kernel: Float16Kernel
     scan_dtype: ScanDType | None
+    text_fields: Iterable[TextField]
 
 
 class StoreOptions(_S3Options, _LocalOptions, total=False):
@@ -60,7 +61,8 @@ class StoreOptions(_S3Options, _LocalOptions, total=False):
     ``text_fields``, ``client``, ``session``, ``region_name``, ``config``, ``create``,
     ``retry_policy``, ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
     (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
-    ``accelerator``, ``float16_kernel`` and ``scan_dtype`` to local and memory stores
+    ``accelerator``, ``float16_kernel``, ``scan_dtype`` and ``text_fields`` to local and memory
+    stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
     """
 

@@ -67,6 +67,7 @@ from crossmodal_search.stores._files import (
     write_records,
 )
 from crossmodal_search.stores._rows import RowTable
+from crossmodal_search.stores._text import TextField
 
 __all__ = ["MANIFEST", "Manifest", "SegmentEntry", "SegmentLog", "StorageDType"]
 
@@ -179,6 +180,13 @@ class SegmentLog:
             self._seen = manifest_stamp(self.path / MANIFEST)
         except OSError:
             self._seen = None
+
+    def set_text_fields(self, fields: tuple[TextField, ...]) -> None:
+        """Commit new full-text keys (a manifest change only: the BM25 indexes are derived
+        from the rows, so no segment is written)."""
+        assert self.manifest is not None
+        with io_error(self.path, "write"):
+            self._commit(replace(self.manifest, text_fields=fields))
 
     def append(
         self,
@@ -392,6 +400,7 @@ class SegmentLog:
         for _ in range(20):
             new = self.read_manifest()
             if new.generation == old.generation:
+                self.manifest = new  # settings may have changed (text fields), not the rows
                 return None
             held = {s.seg_id for s in old.segments}
             same_base = bool(new.segments) and new.segments[0].seg_id in held

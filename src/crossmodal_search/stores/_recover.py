@@ -40,6 +40,7 @@ from crossmodal_search.stores._files import (
     lock_directory,
     read_records,
     read_vectors,
+    text_fields_from_json,
 )
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
@@ -360,6 +361,7 @@ def _trailer_manifest(trailer: dict[str, Any] | None) -> Manifest | None:
         distance_metric=validate_distance_metric(store["distance_metric"]),
         storage_dtype=store["storage_dtype"],
         non_filterable_metadata_keys=frozenset(store["non_filterable_metadata_keys"]),
+        text_fields=text_fields_from_json(store.get("text_fields", [])),
     )
 
 
@@ -399,6 +401,7 @@ def _settings(
         "distance_metric": base.distance_metric,
         "storage_dtype": base.storage_dtype,
         "non_filterable_metadata_keys": base.non_filterable_metadata_keys,
+        "text_fields": base.text_fields,
     }
 
 

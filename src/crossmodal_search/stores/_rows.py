@@ -4,7 +4,8 @@ Row ``i`` holds key ``keys[i]``, metadata ``metadata[i]`` and vector ``matrix[i]
 storage) or ``matrix[i] * norms[i]`` (float16 storage keeps unit vectors). Deletes swap the last
 rows into the holes, so the matrix stays compact and a delete costs O(deleted rows). A float32
 store may keep a 16-bit *scan copy* of its unit rows (``scan_dtype``) that the exact search reads
-first; it is kept in step here, with every write.
+first; it is kept in step here, with every write. So are the BM25 indexes of the full-text
+searchable keys (``text_fields``), each built from the rows by the first query that needs it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy.typing as npt
 
 from crossmodal_search._types import MetadataValue
 from crossmodal_search.stores._columns import MetadataColumns
+from crossmodal_search.stores._fulltext import TextIndex, analyzer
 from crossmodal_search.stores._models import VectorRecord
+from crossmodal_search.stores._text import TextField
 
 if TYPE_CHECKING:
     from crossmodal_search.stores._ann import Accelerator
@@ -55,6 +58,7 @@ class RowTable:
         self.scan_format = scan_format
         self.accelerator = accelerator
         self._non_filterable = non_filterable
+        self.text_fields: tuple[TextField, ...] = ()
         self.reset()
 
     def reset(self) -> None:
@@ -65,6 +69,8 @@ class RowTable:
         self.matrix: npt.NDArray[Any] = np.empty((0, self.dimension), dtype=self.dtype)
         self.norms: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
         self.columns = MetadataColumns(self._non_filterable)
+        # BM25 index per full-text key, built on first use (see text_index).
+        self._text: dict[str, TextIndex] = {}
         self.n = 0
         # The scan copy (same capacity as ``matrix``), built by the first search.
         self.scan_rows: npt.NDArray[Any] | None = None
@@ -88,6 +94,27 @@ class RowTable:
         if self.scaled:
             vectors *= self.norms[rows].astype(np.float32)[:, None]
         return vectors
+
+    def text_index(self, key: str) -> TextIndex:
+        """The BM25 index of full-text key ``key``, built from the rows if this is its first
+        use (a store that is never text-searched never pays for one)."""
+        index = self._text.get(key)
+        if index is None:
+            field = next(f for f in self.text_fields if f.key == key)
+            index = TextIndex(analyzer(field.language))
+            for row in range(self.n):
+                index.put(row, self.metadata[row].get(key))
+            self._text[key] = index
+        return index
+
+    def set_text_fields(self, fields: Sequence[TextField]) -> None:
+        """Make ``fields`` the full-text keys; indexes of keys gone or re-analysed are dropped."""
+        wanted = {f.key: f for f in fields}
+        for old in self.text_fields:
+            new = wanted.get(old.key)
+            if new is None or new.language != old.language:
+                self._text.pop(old.key, None)
+        self.text_fields = tuple(fields)
 
     def scan_matrix(self) -> npt.NDArray[Any]:
         """The rows the first pass of a search reads: the stored ones, or the scan copy (built
@@ -151,6 +178,10 @@ class RowTable:
         for i, row in enumerate(rows.tolist()):
             self.metadata[row] = metadata[i]
             self.columns.set_row(row, metadata[i], fresh=row >= old_n)
+        for key, index in self._text.items():
+            # New rows come in increasing order, so each appends at the index's end.
+            for i, row in enumerate(rows.tolist()):
+                index.put(row, metadata[i].get(key))
         if self.accelerator is not None:
             self.accelerator.update(rows, self.true_vectors(rows))
 
@@ -184,6 +215,8 @@ class RowTable:
         del self.keys[new_n:]
         del self.metadata[new_n:]
         self.columns.resize(new_n)
+        for index in self._text.values():
+            index.delete_rows(rows, holes, movers)
         self.n = new_n
         if self.accelerator is not None:
             if holes:
