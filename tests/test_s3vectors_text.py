@@ -224,9 +224,9 @@ def test_add_and_remove_text_fields_check_everything_before_the_call(fake: FakeS
     ):
         with pytest.raises(InvalidInputError):
             store.add_text_fields(bad)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="no text search configuration"):
+    with pytest.raises(InvalidInputError, match="'brand' is not full-text searchable"):
         store.remove_text_fields(["brand"])
-    with pytest.raises(InvalidInputError, match="not one string"):
+    with pytest.raises(InvalidInputError, match="not a single string"):
         store.remove_text_fields("title")
     store.add_text_fields([])
     store.remove_text_fields([])

@@ -41,11 +41,8 @@ from crossmodal_search.testing import FakeS3Vectors
 
 DIM = 8
 K1, B, RRF = 1.2, 0.75, 60
-#: The stores that implement TextSearchStore. LocalVectorStore joins ("memory", "directory") as
-#: soon as it does (issue 13, item 3); the S3 Vectors store runs against FakeS3Vectors.
-TEXT_KINDS: tuple[str, ...] = ("s3vectors",) + (
-    ("memory", "directory") if hasattr(LocalVectorStore, "query_text") else ()
-)
+#: Every store that implements TextSearchStore (the S3 Vectors one against FakeS3Vectors).
+TEXT_KINDS = ("memory", "directory", "s3vectors")
 FIELDS = (TextField("title"), TextField("brand"))
 
 #: Made-up words: lowercase ASCII, no stop word, nothing any stemmer would touch the same way.
@@ -67,12 +64,10 @@ def text_store_openers(tmp_path: Path) -> dict[str, TextOpener]:
         )
 
     def memory(**kw: Any) -> TextSearchStore:
-        store: Any = LocalVectorStore(**kw)
-        return store  # type: ignore[no-any-return]
+        return LocalVectorStore(**kw)
 
     def directory(**kw: Any) -> TextSearchStore:
-        store: Any = LocalVectorStore(tmp_path / f"text-{next(counter)}", **kw)
-        return store  # type: ignore[no-any-return]
+        return LocalVectorStore(tmp_path / f"text-{next(counter)}", **kw)
 
     return {"s3vectors": s3vectors, "memory": memory, "directory": directory}
 
@@ -303,7 +298,8 @@ def test_hybrid_fuses_each_ranking_by_rrf(make_text_store: Callable[..., TextSea
             assert (m.distance is not None) == (m.key in nearest)
             if m.distance is not None:
                 assert m.distance == pytest.approx(distances[m.key], abs=1e-5)
-            assert set(m.bm25) == {k for k, r in zip(texts, lists, strict=True) if m.key in r}
+            # bm25 names every queried key the record matched, in the top_k window or not.
+            assert set(m.bm25) == {k for k, t in texts.items() if m.key in ref_bm25(records, k, t)}
 
 
 def test_filters_apply_before_ranking(make_text_store: Callable[..., TextSearchStore]) -> None:
@@ -468,7 +464,13 @@ BAD_QUERIES: list[tuple[str, Callable[[TextSearchStore], object], type[Exception
         "remove unknown",
         lambda s: s.remove_text_fields(["color"]),
         InvalidInputError,
-        "no text search configuration",
+        "'color' is not full-text searchable",
+    ),
+    (
+        "remove one string",
+        lambda s: s.remove_text_fields("title"),
+        InvalidInputError,
+        "not a single string",
     ),
     (
         "NaN in a text record",

@@ -145,24 +145,21 @@ class S3TextSearch:
         The metadata itself stays. To change a field's language, remove it and add it again.
 
         Raises:
-            InvalidInputError: a key that is not a string or has no text search configuration
-                (no call is made).
+            InvalidInputError: a key that is not full-text searchable (no call is made).
         """
         if isinstance(keys, str | bytes):
-            raise InvalidInputError("keys must be an iterable of metadata keys, not one string")
+            raise InvalidInputError("keys must be a sequence of strings, not a single string")
         wanted = list(dict.fromkeys(keys))
-        for key in wanted:
-            if not isinstance(key, str):
-                raise InvalidInputError(f"metadata keys must be strings, got {key!r}")
         if not wanted:
             return
         if any(k not in self._text_field_map() for k in wanted):
             self.refresh()  # added by someone else since we looked?
-        unknown = [k for k in wanted if k not in self._text_field_map()]
+        have = self._text_field_map()
+        unknown = sorted(str(k) for k in wanted if k not in have)
         if unknown:
             raise InvalidInputError(
-                f"metadata keys {unknown} have no text search configuration on this index "
-                f"(searchable: {', '.join(sorted(self._text_field_map())) or 'none'})"
+                f"metadata key {unknown[0]!r} is not full-text searchable "
+                f"(searchable: {', '.join(sorted(have)) or 'none'})"
             )
         self._admin.delete_text_fields(wanted)
         logger.info("%s: removed text search configurations for %s", self._admin.name, wanted)

@@ -16,14 +16,16 @@ Assumed where the service says nothing (docs/hybrid.md lists them): every refusa
 sent; ``CLASSIC`` is refused for an index with text configurations and as the default of a new
 bucket; a ``BUILDING`` key cannot be queried; the filter applies before every ranking (IDF stays
 that of the whole index, as in Lucene); full-text-only ranks by the sum of BM25 scores over the
-keys; RRF uses ``k = 60`` and the top ``topK`` of each ranking; ties go by key.
+keys; RRF uses ``k = 60`` and the top ``topK`` of each ranking; ``bm25Scores`` name every queried
+key a result matched; ties go by key. The ranking itself is ``LocalVectorStore``'s
+(``stores/_hybrid.py``), so the fake and the local store answer alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,7 +34,8 @@ import numpy.typing as npt
 
 from crossmodal_search.errors import InvalidFilterError
 from crossmodal_search.stores._filter import compile_filter
-from crossmodal_search.stores._text import Language, reciprocal_rank_fusion
+from crossmodal_search.stores._hybrid import rank_text
+from crossmodal_search.stores._text import Language, TextQuery
 from crossmodal_search.testing._s3vectors_data import check_vector
 from crossmodal_search.testing._s3vectors_model import (
     INDEX_MODES,
@@ -60,7 +63,7 @@ __all__ = [
     "update_metadata_configuration",
 ]
 
-Ranking = list[tuple[str, float]]
+Ranking = list[tuple[str, float]]  # (key, score or distance), best first
 
 
 # -- modes ----------------------------------------------------------------------------------------
@@ -220,12 +223,10 @@ def query_vectors(index: Index, params: Mapping[str, Any], *, page_size: int | N
     ``page_size`` splits the results into pages joined by ``nextToken``.
     """
     request = _parse(index, params)
-    if not request.texts:
-        items = _vector_items(index, request, params)
-    elif request.vector is None:
-        items = _text_items(index, request, params)
+    if request.texts:
+        items = _ranked_items(index, request, params)
     else:
-        items = _hybrid_items(index, request, params)
+        items = _vector_items(index, request, params)
     response: dict[str, Any] = {"distanceMetric": index.distance_metric}
     fingerprint = hashlib.sha256(
         json.dumps({k: v for k, v in params.items() if k != "nextToken"}, sort_keys=True).encode()
@@ -324,16 +325,6 @@ def _vector_ranking(index: Index, request: _Request) -> Ranking:
     return [(key, float(np.float32(distance))) for distance, key in ranked]
 
 
-def _text_ranking(index: Index, request: _Request, key: str, text: str, window: int) -> Ranking:
-    """BM25 over one searchable key (among the filter's records), best first, ties by key."""
-    rows, scores = index.text[key].search(text, window, request.mask)
-    ranked = sorted(
-        ((index.rows[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)),
-        key=lambda pair: (-pair[1], pair[0]),
-    )
-    return ranked[:window]
-
-
 def _item(
     index: Index, key: str, params: Mapping[str, Any], scores: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -343,14 +334,6 @@ def _item(
     if params.get("returnMetadata"):
         item["metadata"] = index.vectors[key].metadata
     return item
-
-
-def _bm25(rankings: Mapping[str, Mapping[str, float]], key: str) -> list[dict[str, Any]]:
-    return [
-        {"metadataKey": field, "score": scores[key]}
-        for field, scores in rankings.items()
-        if key in scores
-    ]
 
 
 def _vector_items(index: Index, request: _Request, params: Mapping[str, Any]) -> list[Any]:
@@ -363,41 +346,29 @@ def _vector_items(index: Index, request: _Request, params: Mapping[str, Any]) ->
     return out
 
 
-def _text_items(index: Index, request: _Request, params: Mapping[str, Any]) -> list[Any]:
-    everything = max(1, len(index.rows))
-    rankings = {
-        field: dict(_text_ranking(index, request, field, text, everything))
-        for field, text in request.texts
-    }
-    totals: dict[str, float] = {}
-    for scores in rankings.values():
-        for key, score in scores.items():
-            totals[key] = totals.get(key, 0.0) + score
-    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[: request.top_k]
-    return [_item(index, key, params, {"bm25Scores": _bm25(rankings, key)}) for key, _ in ranked]
-
-
-def _hybrid_items(index: Index, request: _Request, params: Mapping[str, Any]) -> list[Any]:
-    rankings = {
-        field: _text_ranking(index, request, field, text, request.top_k)
-        for field, text in request.texts
-    }
-    vector = _vector_ranking(index, request)
-    lists: Sequence[Sequence[str]] = [[k for k, _ in r] for r in rankings.values()]
-    fused = reciprocal_rank_fusion([*lists, [k for k, _ in vector]])
-    ranked = sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))[: request.top_k]
-    by_field = {field: dict(r) for field, r in rankings.items()}
-    distances = dict(vector)
+def _ranked_items(index: Index, request: _Request, params: Mapping[str, Any]) -> list[Any]:
+    """Full-text or hybrid results, ranked as ``LocalVectorStore`` ranks them."""
+    hybrid = request.vector is not None
+    ranked = rank_text(
+        [TextQuery(key, text) for key, text in request.texts],
+        index.text.__getitem__,
+        index.rows,
+        index.row_of,
+        top_k=request.top_k,
+        mask=request.mask,
+        vector_ranking=_vector_ranking(index, request) if hybrid else None,
+    )
     out = []
-    for key, score in ranked:
-        scores: dict[str, Any] = {"fused": score}
-        bm25 = _bm25(by_field, key)
+    for key, _, bm25, fused, distance in ranked:
+        scores: dict[str, Any] = {}
+        if fused is not None:
+            scores["fused"] = fused
         if bm25:
-            scores["bm25Scores"] = bm25
-        if key in distances:
-            scores["vectorDistance"] = distances[key]
+            scores["bm25Scores"] = [{"metadataKey": k, "score": v} for k, v in bm25.items()]
+        if distance is not None:
+            scores["vectorDistance"] = distance
         item = _item(index, key, params, scores)
-        if key in distances and params.get("returnDistance"):
-            item["distance"] = distances[key]
+        if distance is not None and params.get("returnDistance"):
+            item["distance"] = distance
         out.append(item)
     return out
