@@ -7,6 +7,7 @@ What both stores share (rankings, filters, limits) is tests/test_text_contract.p
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -526,3 +527,20 @@ def test_the_documented_response_shapes_parse_and_our_requests_fit_the_model() -
     store.remove_text_fields(["body"])
     stubber.assert_no_pending_responses()
     assert store.text_fields == (TextField("title", "en"),)
+
+
+def test_wait_for_text_fields_returns_once_the_backfill_is_done(fake: FakeS3Vectors) -> None:
+    store = open_store(fake)
+    store.put(catalog())
+    fake.hold_text_builds()
+    store.add_text_fields([TextField("title")])
+    assert store.wait_for_text_fields(timeout=0.05, poll_interval=0.01) is False
+    assert store.text_fields[0].status == "BUILDING"
+    timer = threading.Timer(0.05, fake.finish_text_builds)
+    timer.start()
+    try:
+        assert store.wait_for_text_fields(timeout=10, poll_interval=0.01) is True
+    finally:
+        timer.cancel()
+    assert store.text_fields == (TextField("title"),)
+    assert [m.key for m in store.query_text({"title": "scarf"})] == ["c"]

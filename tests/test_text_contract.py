@@ -89,11 +89,25 @@ def open_text_store(
         kw.setdefault("text_fields", FIELDS)
         store = text_openers[kind](**kw)
         opened.append(store)
+        settle(store)
         return store
 
     yield open_
     for store in opened:
         store.close()
+
+
+def settle(store: TextSearchStore) -> None:
+    """Wait for S3 Vectors to finish building text fields (at once offline)."""
+    if isinstance(store, S3VectorsStore):
+        assert store.wait_for_text_fields(timeout=600, poll_interval=2), store.text_fields
+
+
+@pytest.fixture
+def exact_scores() -> bool:
+    """Whether the stores' absolute scores are ours to check (the live suite says no: AWS does
+    not document its BM25 constants or RRF's ``k``), beyond order and membership."""
+    return True
 
 
 @pytest.fixture(params=TEXT_KINDS)
@@ -229,7 +243,9 @@ def test_the_index_is_enhanced_and_reports_its_text_fields(
     assert list(store.text_fields) == [TextField("title"), TextField("brand", "en")]
 
 
-def test_full_text_ranks_by_bm25(make_text_store: Callable[..., TextSearchStore]) -> None:
+def test_full_text_ranks_by_bm25(
+    make_text_store: Callable[..., TextSearchStore], exact_scores: bool
+) -> None:
     store = make_text_store()
     records = corpus()
     store.put(records)
@@ -240,7 +256,8 @@ def test_full_text_ranks_by_bm25(make_text_store: Callable[..., TextSearchStore]
         for m in matches:
             assert m.fused is None and m.distance is None
             assert set(m.bm25) == {"title"}
-            assert m.score == pytest.approx(reference[m.key], rel=1e-6)  # same store, same formula
+            if exact_scores:
+                assert m.score == pytest.approx(reference[m.key], rel=1e-6)
             assert m.metadata == next(r.metadata for r in records if r.key == m.key)
 
 
@@ -277,7 +294,9 @@ def test_full_text_returns_only_records_holding_a_query_word(
     assert query_text(store, {"title": "QQQX " + rare.upper()}, top_k=10)  # case folds
 
 
-def test_hybrid_fuses_each_ranking_by_rrf(make_text_store: Callable[..., TextSearchStore]) -> None:
+def test_hybrid_fuses_each_ranking_by_rrf(
+    make_text_store: Callable[..., TextSearchStore], exact_scores: bool
+) -> None:
     store = make_text_store()
     records = corpus()
     store.put(records)
@@ -294,8 +313,9 @@ def test_hybrid_fuses_each_ranking_by_rrf(make_text_store: Callable[..., TextSea
         assert_ranked([m.key for m in matches], fused, top_k)
         for m in matches:
             assert m.fused is not None and m.score == m.fused
-            assert m.fused == pytest.approx(float(fused[m.key]), rel=1e-9)
             assert (m.distance is not None) == (m.key in nearest)
+            if exact_scores:
+                assert m.fused == pytest.approx(float(fused[m.key]), rel=1e-9)
             if m.distance is not None:
                 assert m.distance == pytest.approx(distances[m.key], abs=1e-5)
             # bm25 names every queried key the record matched, in the top_k window or not.
@@ -383,6 +403,7 @@ def test_fields_added_later_index_the_records_already_stored(
     with pytest.raises(InvalidInputError, match="not full-text searchable"):
         store.query_text({"brand": BRANDS[1]})
     store.add_text_fields([TextField("brand")])
+    settle(store)
     assert [f.key for f in store.text_fields] == ["title", "brand"]
     matches = query_text(store, {"brand": BRANDS[1]}, top_k=60)
     assert_ranked([m.key for m in matches], ref_bm25(records, "brand", BRANDS[1]), 60)

@@ -11,6 +11,7 @@ index upgraded or a field finished elsewhere is picked up without reopening the 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,23 @@ class S3TextSearch:
         assert described is not None
         state = index_state(described)
         self._mode, self._text_fields = state.mode, state.text_fields
+
+    def wait_for_text_fields(self, *, timeout: float = 600.0, poll_interval: float = 5.0) -> bool:
+        """Wait until no text field is ``BUILDING`` (a field added to an index that holds
+        vectors is backfilled first); re-reads the index every ``poll_interval`` seconds.
+
+        Returns:
+            True when every field is ``ACTIVE``, False if some were still building after
+            ``timeout`` seconds (see :attr:`text_fields`).
+        """
+        deadline = time.monotonic() + timeout
+        self.refresh()
+        while any(f.status != "ACTIVE" for f in self._text_fields):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+            self.refresh()
+        return True
 
     def update_index_mode(self, mode: IndexMode) -> None:
         """Move the index to ``mode`` in place (``UpdateIndexMode``).
