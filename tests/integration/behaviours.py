@@ -51,7 +51,10 @@ Step = dict[str, Any]
 FILTER = "src/crossmodal_search/stores/_filter.py"
 LIMITS = "src/crossmodal_search/stores/_limits.py"
 LOCAL = "src/crossmodal_search/stores/_local.py"
-FAKE = "src/crossmodal_search/testing/_s3vectors.py"
+FAKE = "src/crossmodal_search/testing/_s3vectors_resources.py"
+FAKE_DATA = "src/crossmodal_search/testing/_s3vectors_data.py"
+FAKE_QUERY = "src/crossmodal_search/testing/_s3vectors_text.py"
+FAKE_MODEL = "src/crossmodal_search/testing/_s3vectors_model.py"
 S3STORE = "src/crossmodal_search/stores/_s3vectors.py"
 
 
@@ -208,7 +211,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="integer_beyond_2_53_round_trips",
         title="an integer beyond 2^53 in metadata, read back",
         assumption="stored and returned exactly as written",
-        where=f"{LIMITS}: _scalar (keeps int); {FAKE}: _put_vectors (stores parsed JSON)",
+        where=f"{LIMITS}: _scalar (keeps int); {FAKE_DATA}: put_vectors (stores parsed JSON)",
         steps=(Put((Vec("a", E1, {"n": BIG}),)), Get(("a",))),
         expected=(OK, {"keys": ["a"], "metadata": {"a": {"n": BIG}}, "data": {"a": list(E1)}}),
     ),
@@ -250,7 +253,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="get_vectors_with_missing_keys",
         title="`get_vectors` asked for keys that do not exist",
         assumption="no error; missing keys are left out of the answer",
-        where=f"{FAKE}: _get_vectors; {S3STORE}: S3VectorsStore.get (reports them missing)",
+        where=f"{FAKE_DATA}: get_vectors; {S3STORE}: S3VectorsStore.get (reports them missing)",
         steps=(Put((Vec("a", E1, {"v": 1}),)), Get(("a", "missing"))),
         expected=(OK, {"keys": ["a"], "metadata": {"a": {"v": 1}}, "data": {"a": list(E1)}}),
     ),
@@ -258,7 +261,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="put_overwrites_an_existing_key",
         title="`put_vectors` with a key that exists",
         assumption="an upsert: vector and metadata are replaced",
-        where=f"{FAKE}: _put_vectors; {LOCAL}: LocalVectorStore.put",
+        where=f"{FAKE_DATA}: put_vectors; {LOCAL}: LocalVectorStore.put",
         steps=(
             Put((Vec("a", E1, {"v": 1, "old": True}),)),
             Put((Vec("a", E2, {"v": 2}),)),
@@ -270,7 +273,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="duplicate_keys_in_one_put",
         title="the same key twice in one `put_vectors`",
         assumption="the whole request is rejected and nothing is written",
-        where=f"{FAKE}: _put_vectors; {LIMITS}: validate_batch",
+        where=f"{FAKE_DATA}: put_vectors; {LIMITS}: validate_batch",
         steps=(Put((Vec("a", E1, {"v": 1}), Vec("a", E2, {"v": 2}))), Get(("a",))),
         expected=(REJECTED, {"keys": [], "metadata": {}, "data": {}}),
     ),
@@ -278,7 +281,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="index_arn_with_bucket_name",
         title="`indexArn` sent together with `vectorBucketName`",
         assumption="rejected (ValidationException), as moto does",
-        where=f"{FAKE}: FakeS3Vectors._index",
+        where=f"{FAKE}: Resources._index",
         steps=(Put((Vec("a", E1),)), Query(E1, arn_and_bucket=True)),
         expected=(OK, REJECTED),
         local=False,
@@ -309,7 +312,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="nan_in_metadata",
         title="NaN in metadata",
         assumption="rejected and nothing written",
-        where=f"{LIMITS}: _scalar; {FAKE}: _check_metadata",
+        where=f"{LIMITS}: _scalar; {FAKE_DATA}: check_metadata",
         steps=(Put((Vec("a", E1, {"x": math.nan}),)), Get(("a",))),
         expected=(REJECTED, {"keys": [], "metadata": {}, "data": {}}),
     ),
@@ -317,7 +320,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="cosine_distance_of_identical_vectors",
         title="cosine distance of a vector to itself (and to an orthogonal one)",
         assumption="1 - cosine similarity: 0.0 for identical, 1.0 for orthogonal",
-        where=f"{LOCAL}: LocalVectorStore.query (exact distances); {FAKE}: _query_vectors",
+        where=f"{LOCAL}: LocalVectorStore.query (exact distances); {FAKE_QUERY}: _vector_ranking",
         steps=(
             Put((Vec("a", (0.1, 0.2, 0.3, 0.4)), Vec("b", (0.4, -0.3, 0.2, -0.1)))),
             Query((0.1, 0.2, 0.3, 0.4), ranked=True),
@@ -328,7 +331,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="euclidean_is_plain_l2",
         title="Euclidean `distance`: plain or squared L2",
         assumption="plain L2 (5.0 for a (3, 4) difference, not 25.0)",
-        where=f"{LOCAL}: LocalVectorStore.query (exact distances); {FAKE}: _query_vectors",
+        where=f"{LOCAL}: LocalVectorStore.query (exact distances); {FAKE_QUERY}: _vector_ranking",
         steps=(
             Put((Vec("a", (4.0, 5.0, 0.0, 0.0)), Vec("b", (1.0, 1.0, 1.0, 0.0)))),
             Query((1.0, 1.0, 0.0, 0.0), ranked=True),
@@ -341,7 +344,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         id="top_k_over_100",
         title="`topK` above 100",
         assumption="rejected (the documented maximum is 100)",
-        where=f"{LIMITS}: StoreLimits.max_top_k; {FAKE}: MAX_TOP_K",
+        where=f"{LIMITS}: StoreLimits.max_top_k; {FAKE_MODEL}: MAX_TOP_K",
         steps=(Put((Vec("a", E1),)), Query(E1, top_k=101)),
         expected=(OK, REJECTED),
     ),

@@ -30,6 +30,7 @@ class _CommonOptions(TypedDict, total=False):
     distance_metric: DistanceMetric
     non_filterable_metadata_keys: Iterable[str]
     limits: StoreLimits | None
+    text_fields: Iterable[TextField]
 
 
 class _S3Options(_CommonOptions, total=False):
@@ -49,18 +50,16 @@ class _LocalOptions(_CommonOptions, total=False):
     accelerator: AcceleratorName | Accelerator | None
     float16_kernel: Float16Kernel
     scan_dtype: ScanDType | None
-    text_fields: Iterable[TextField]
 
 
 class StoreOptions(_S3Options, _LocalOptions, total=False):
     """The keyword options of :func:`open_store`: the store constructor's own keywords.
 
-    ``distance_metric``, ``non_filterable_metadata_keys`` and ``limits`` apply to every store;
-    ``client``, ``session``, ``region_name``, ``config``, ``create``, ``retry_policy``,
-    ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
+    ``distance_metric``, ``non_filterable_metadata_keys``, ``limits`` and ``text_fields`` apply
+    to every store; ``client``, ``session``, ``region_name``, ``config``, ``create``,
+    ``retry_policy``, ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
     (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
-    ``accelerator``, ``float16_kernel``, ``scan_dtype`` and ``text_fields`` to local and memory
-    stores
+    ``accelerator``, ``float16_kernel`` and ``scan_dtype`` to local and memory stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
     """
 

@@ -1,24 +1,25 @@
-"""``S3VectorsStore``: the :class:`VectorStore` contract on Amazon S3 Vectors.
+"""``S3VectorsStore``: the :class:`TextSearchStore` contract on Amazon S3 Vectors.
 
 Everything a request could be rejected for is checked before the first call (dimension, NaN,
-zero vectors on cosine, key lengths, metadata types and byte sizes, filters, ``top_k``), with the
-same helpers ``LocalVectorStore`` uses, so both stores fail the same way on the same input.
+zero vectors on cosine, key lengths, metadata types and byte sizes, filters, ``top_k``, query
+texts, index modes), with the same helpers ``LocalVectorStore`` uses, so both stores fail the same
+way on the same input.
 
 Writes are split to the service limits: at most 500 vectors **and** at most ``max_request_bytes``
 of JSON per ``PutVectors`` call (500 vectors of 3072 dimensions are about 33 MiB, over the 20 MiB
 request limit), sent with bounded parallelism. Every call goes through
 :func:`crossmodal_search._aws.call_aws`, the single retry layer.
+
+Full-text and hybrid search need an ``ENHANCED`` index (``stores/_s3v_index.py`` creates one, or
+moves a ``CLASSIC`` one in place); queries are built and parsed in ``stores/_s3v_query.py``.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
-import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -34,13 +35,8 @@ from crossmodal_search._aws import (
 from crossmodal_search._types import DistanceMetric, Filter
 from crossmodal_search.errors import (
     ConfigurationError,
-    IndexMismatchError,
     InvalidInputError,
-    PartialWriteError,
-    ResourceNotFoundError,
-    ServiceError,
 )
-from crossmodal_search.stores._filter import normalize_filter
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
     StoreLimits,
@@ -54,6 +50,16 @@ from crossmodal_search.stores._limits import (
     validate_query_matrix,
 )
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
+from crossmodal_search.stores._s3v_batches import run_batches, split_put
+from crossmodal_search.stores._s3v_index import (
+    IndexAdmin,
+    check_compatible,
+    index_state,
+    text_fields_to_add,
+)
+from crossmodal_search.stores._s3v_query import effective_mode, parse_vector_matches, query_request
+from crossmodal_search.stores._s3v_text import S3TextSearch
+from crossmodal_search.stores._text import IndexMode, TextField, validate_text_fields
 
 if TYPE_CHECKING:
     import boto3
@@ -61,7 +67,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3vectors import S3VectorsClient
     from mypy_boto3_s3vectors.type_defs import (
         GetOutputVectorTypeDef,
-        IndexTypeDef,
         ListOutputVectorTypeDef,
         PutInputVectorTypeDef,
     )
@@ -73,7 +78,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Service limits per call (S3 Vectors "Limitations and restrictions" page).
-MAX_PUT_BATCH = 500
 MAX_DELETE_BATCH = 500
 MAX_GET_BATCH = 100
 MAX_LIST_SEGMENTS = 16
@@ -84,7 +88,7 @@ DEFAULT_MAX_REQUEST_BYTES = 19 * 1024 * 1024
 _ENVELOPE_BYTES = 1024
 
 
-class S3VectorsStore:
+class S3VectorsStore(S3TextSearch):
     """A vector index in Amazon S3 Vectors, behind the same contract as ``LocalVectorStore``.
 
     Example:
@@ -108,6 +112,10 @@ class S3VectorsStore:
             index is created (at most 10). Defaults to long text fields so a product description
             never breaks the 2 KB filterable limit. When an existing index is reused, keys passed
             explicitly must match the index's; with the default, the index's keys are adopted.
+        text_fields: metadata keys to make full-text searchable (at most 10). A new index gets
+            them at creation (an index in a bucket that still creates ``CLASSIC`` indexes is
+            moved to ``ENHANCED`` first); an existing index gets those it lacks and keeps the
+            others it has.
         create: create the bucket and index when missing (an existing bucket is reused).
         limits: limits checked before each call; the defaults are the S3 Vectors limits.
         retry_policy: retries of throttled and transient errors (the single retry layer).
@@ -119,10 +127,12 @@ class S3VectorsStore:
 
     Raises:
         IndexMismatchError: the existing index has another dimension, metric or non-filterable
-            keys.
+            keys, searches a requested text field with another language, or is ``CLASSIC`` and
+            lacks requested text fields (nothing is changed).
         ResourceNotFoundError: the index does not exist and ``create`` is False.
         ConfigurationError: ``dimension`` is None and the index does not exist.
-        InvalidInputError: an invalid name, dimension, metric or non-filterable key list.
+        InvalidInputError: an invalid name, dimension, metric, non-filterable key list or text
+            field.
     """
 
     def __init__(
@@ -137,6 +147,7 @@ class S3VectorsStore:
         dimension: int | None = None,
         distance_metric: DistanceMetric = "cosine",
         non_filterable_metadata_keys: Iterable[str] = DEFAULT_NON_FILTERABLE_KEYS,
+        text_fields: Iterable[TextField] = (),
         create: bool = True,
         limits: StoreLimits | None = None,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
@@ -149,6 +160,7 @@ class S3VectorsStore:
         metric = validate_distance_metric(distance_metric)
         explicit_keys = non_filterable_metadata_keys is not DEFAULT_NON_FILTERABLE_KEYS
         requested_keys = validate_non_filterable_keys(non_filterable_metadata_keys, self._limits)
+        requested_text = validate_text_fields(text_fields)
         if dimension is not None:
             dimension = validate_dimension(dimension, self._limits)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -168,18 +180,33 @@ class S3VectorsStore:
             if client is not None
             else build_client("s3vectors", session=session, region_name=region_name, config=config)
         )
+        self._admin = IndexAdmin(self._client, self._bucket, self._index, self._call)
 
-        existing = self._describe_index(must_exist=not create)
+        existing = self._admin.describe(must_exist=not create)
         if existing is None:
             if dimension is None:
                 raise ConfigurationError(
-                    f"S3 Vectors index {self._bucket}/{self._index} does not exist, so its "
-                    "dimension cannot be read: pass dimension= to create it"
+                    f"{self._admin.name} does not exist, so its dimension cannot be read: pass "
+                    "dimension= to create it"
                 )
-            existing = self._create(dimension, metric, requested_keys)
-        self._dimension, self._metric, self._non_filterable = self._check_compatible(
-            existing, dimension, metric, requested_keys, explicit_keys=explicit_keys
+            existing = self._admin.create(dimension, metric, requested_keys, requested_text)
+        state = index_state(existing)
+        check_compatible(
+            state, self._admin.name, dimension, metric, requested_keys, explicit_keys=explicit_keys
         )
+        self._dimension, self._metric = state.dimension, state.distance_metric
+        self._non_filterable = state.non_filterable
+        self._mode: IndexMode = state.mode
+        self._text_fields: tuple[TextField, ...] = state.text_fields
+        missing = text_fields_to_add(requested_text, state, self._admin.name)
+        if missing:
+            logger.info(
+                "%s: adding text search configurations for %s",
+                self._admin.name,
+                [f.key for f in missing],
+            )
+            self._admin.add_text_fields(missing)
+            self.refresh()
 
     # -- properties -----------------------------------------------------------------------------
 
@@ -226,7 +253,8 @@ class S3VectorsStore:
     def __repr__(self) -> str:
         return (
             f"S3VectorsStore(bucket={self._bucket!r}, index={self._index!r}, "
-            f"dimension={self._dimension}, distance_metric={self._metric!r})"
+            f"dimension={self._dimension}, distance_metric={self._metric!r}, "
+            f"index_mode={self._mode!r})"
         )
 
     def close(self) -> None:
@@ -238,134 +266,17 @@ class S3VectorsStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- index setup ----------------------------------------------------------------------------
-
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         return call_aws(
             f"s3vectors:{operation}", fn, policy=self._retry_policy, limiter=self._limiter
         )
 
-    def _describe_index(self, *, must_exist: bool) -> IndexTypeDef | None:
-        try:
-            response = self._call(
-                "GetIndex",
-                lambda: self._client.get_index(
-                    vectorBucketName=self._bucket, indexName=self._index
-                ),
-            )
-        except ResourceNotFoundError as exc:
-            if not must_exist:
-                return None
-            raise ResourceNotFoundError(
-                f"S3 Vectors index {self._bucket}/{self._index} does not exist "
-                "(create=False): create it or pass create=True",
-                code=exc.code,
-                request_id=exc.request_id,
-                status_code=exc.status_code,
-                operation=exc.operation,
-            ) from exc
-        return response["index"]
-
-    def _create(
-        self, dimension: int, metric: DistanceMetric, non_filterable: frozenset[str]
-    ) -> IndexTypeDef:
-        keys = sorted(non_filterable)
-        request: dict[str, Any] = {
-            "vectorBucketName": self._bucket,
-            "indexName": self._index,
-            "dataType": "float32",
-            "dimension": dimension,
-            "distanceMetric": metric,
-        }
-        if keys:  # older API versions required 1-10 keys when the structure is present
-            request["metadataConfiguration"] = {"nonFilterableMetadataKeys": keys}
-
-        def create_index() -> None:
-            self._call("CreateIndex", lambda: self._client.create_index(**request))
-
-        try:
-            # The index first: an existing bucket then needs no CreateVectorBucket permission.
-            try:
-                create_index()
-            except ResourceNotFoundError:
-                self._create_bucket()
-                create_index()
-        except ServiceError as exc:
-            if exc.code != "ConflictException":
-                raise
-            # Created concurrently by someone else: describe it and check compatibility.
-            described = self._describe_index(must_exist=True)
-            assert described is not None
-            return described
-        logger.info(
-            "created S3 Vectors index %s/%s (dimension=%d, metric=%s, non-filterable=%s)",
-            self._bucket,
-            self._index,
-            dimension,
-            metric,
-            keys,
-        )
-        # What we asked for; the create call's reply does not describe the index.
-        index: IndexTypeDef = {  # type: ignore[typeddict-item]  # creationTime/arn not needed
-            "vectorBucketName": self._bucket,
-            "indexName": self._index,
-            "dataType": "float32",
-            "dimension": dimension,
-            "distanceMetric": metric,
-            "metadataConfiguration": {"nonFilterableMetadataKeys": keys},
-        }
-        return index
-
-    def _create_bucket(self) -> None:
-        try:
-            self._call(
-                "CreateVectorBucket",
-                lambda: self._client.create_vector_bucket(vectorBucketName=self._bucket),
-            )
-            logger.info("created S3 vector bucket %s", self._bucket)
-        except ServiceError as exc:
-            if exc.code != "ConflictException":
-                raise
-            logger.debug("S3 vector bucket %s was created concurrently; reusing it", self._bucket)
-
-    def _check_compatible(
-        self,
-        index: IndexTypeDef,
-        dimension: int | None,
-        metric: DistanceMetric,
-        requested_keys: frozenset[str],
-        *,
-        explicit_keys: bool,
-    ) -> tuple[int, DistanceMetric, frozenset[str]]:
-        name = f"S3 Vectors index {self._bucket}/{self._index}"
-        found_dim = int(index["dimension"])
-        found_metric = validate_distance_metric(index["distanceMetric"])
-        config = index.get("metadataConfiguration")
-        found_keys = frozenset(config.get("nonFilterableMetadataKeys", ()) if config else ())
-        if dimension is not None and found_dim != dimension:
-            raise IndexMismatchError(
-                f"{name} has dimension {found_dim}, but dimension={dimension} was requested; "
-                "use another index name or the index's dimension"
-            )
-        if found_metric != metric:
-            raise IndexMismatchError(
-                f"{name} uses the {found_metric!r} distance metric, but {metric!r} was "
-                "requested; an index's metric cannot be changed"
-            )
-        if found_keys != requested_keys:
-            if explicit_keys:
-                raise IndexMismatchError(
-                    f"{name} declares non-filterable metadata keys {sorted(found_keys)}, but "
-                    f"{sorted(requested_keys)} were requested; they cannot be changed after "
-                    "creation (omit the argument to adopt the index's keys)"
-                )
-            logger.info("%s declares non-filterable keys %s; using them", name, sorted(found_keys))
-        return found_dim, found_metric, found_keys
-
     # -- writes ---------------------------------------------------------------------------------
 
     def put(self, records: Iterable[VectorRecord]) -> None:
         """Insert or overwrite records (upsert), validating every record before the first call.
+
+        Values of text fields are indexed for full-text search as they are written.
 
         Raises:
             InvalidInputError: a bad key, vector or metadata value (nothing is written).
@@ -391,13 +302,12 @@ class S3VectorsStore:
             if metadata:
                 item["metadata"] = metadata
             items.append(item)
-        chunks = self._split_put(items)
+        chunks = split_put(items, self._max_request_bytes - _ENVELOPE_BYTES)
         logger.debug(
-            "put_vectors: %d vectors in %d requests to %s/%s",
+            "put_vectors: %d vectors in %d requests to %s",
             len(items),
             len(chunks),
-            self._bucket,
-            self._index,
+            self._admin.name,
         )
 
         def send(chunk: list[PutInputVectorTypeDef]) -> None:
@@ -408,29 +318,13 @@ class S3VectorsStore:
                 ),
             )
 
-        self._run_batches(
+        run_batches(
             "put",
+            self._admin.name,
             [[item["key"] for item in chunk] for chunk in chunks],
             [functools.partial(send, chunk) for chunk in chunks],
+            self._max_concurrency,
         )
-
-    def _split_put(self, items: list[PutInputVectorTypeDef]) -> list[list[PutInputVectorTypeDef]]:
-        """Greedy batches of <= 500 vectors and <= max_request_bytes of JSON each."""
-        budget = self._max_request_bytes - _ENVELOPE_BYTES
-        chunks: list[list[PutInputVectorTypeDef]] = []
-        current: list[PutInputVectorTypeDef] = []
-        size = 0
-        for item in items:
-            # botocore serialises with json.dumps defaults (", " separators, ASCII escapes).
-            item_bytes = len(json.dumps(item)) + 2
-            if current and (len(current) >= MAX_PUT_BATCH or size + item_bytes > budget):
-                chunks.append(current)
-                current, size = [], 0
-            current.append(item)
-            size += item_bytes
-        if current:
-            chunks.append(current)
-        return chunks
 
     def delete(self, keys: Sequence[str]) -> None:
         """Delete records; unknown keys are ignored.
@@ -453,52 +347,13 @@ class S3VectorsStore:
                 ),
             )
 
-        self._run_batches("delete", chunks, [functools.partial(send, chunk) for chunk in chunks])
-
-    def _run_batches(
-        self, verb: str, key_batches: list[list[str]], calls: list[Callable[[], None]]
-    ) -> None:
-        """Run ``calls`` with bounded parallelism; report which keys landed if some failed."""
-        if len(calls) == 1:
-            calls[0]()
-            return
-        done: list[bool] = [False] * len(calls)
-        errors: list[Exception] = []
-        waiting = collections.deque(range(len(calls)))
-        in_flight: dict[Future[None], int] = {}
-        workers = min(self._max_concurrency, len(calls))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3vectors") as pool:
-            while waiting or in_flight:
-                # After a failure, send nothing new (it would likely fail too); let the
-                # requests already in flight finish so the report is exact.
-                while waiting and len(in_flight) < workers and not errors:
-                    i = waiting.popleft()
-                    in_flight[pool.submit(calls[i])] = i
-                if not in_flight:
-                    break
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    i = in_flight.pop(future)
-                    exc = future.exception()
-                    if exc is None:
-                        done[i] = True
-                    elif isinstance(exc, Exception):
-                        errors.append(exc)
-                    else:  # KeyboardInterrupt and friends: stop now
-                        raise exc
-        if not errors:
-            return
-        written = [k for i, batch in enumerate(key_batches) if done[i] for k in batch]
-        failed = [k for i, batch in enumerate(key_batches) if not done[i] for k in batch]
-        first = errors[0]
-        if not written:
-            raise first
-        raise PartialWriteError(
-            f"{verb} to S3 Vectors index {self._bucket}/{self._index} was partial: "
-            f"{len(written)} keys applied, {len(failed)} not ({first})",
-            written=written,
-            failed=failed,
-        ) from first
+        run_batches(
+            "delete",
+            self._admin.name,
+            chunks,
+            [functools.partial(send, chunk) for chunk in chunks],
+            self._max_concurrency,
+        )
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -624,40 +479,39 @@ class S3VectorsStore:
         *,
         top_k: int = 10,
         filter: Filter | None = None,
+        query_mode: IndexMode | None = None,
     ) -> list[QueryMatch]:
         """The ``top_k`` (at most 100) nearest records matching ``filter``, best first.
 
-        The filter is validated against the index's non-filterable keys and sent unchanged
-        (numpy scalars become plain Python values).
+        The filter is validated against the index's non-filterable keys and mode, and sent
+        unchanged (numpy scalars become plain Python values): ``$startsWith`` needs an ENHANCED
+        index or ``query_mode="ENHANCED"``; an ENHANCED query takes at most 100 constraints.
+
+        Args:
+            query_mode: ``"ENHANCED"`` runs this one query with pre-filtering (and
+                ``$startsWith``) on a CLASSIC index; None uses the index's mode. S3 Vectors
+                refuses ``"CLASSIC"`` on an ENHANCED index.
 
         Raises:
-            InvalidInputError: ``top_k`` outside 1..100, a bad vector (NaN, zero on cosine).
+            InvalidInputError: ``top_k`` outside 1..100, a bad vector (NaN, zero on cosine), a
+                bad ``query_mode``.
             DimensionMismatchError: the vector has another length than the index.
-            InvalidFilterError: the filter is outside the S3 Vectors filter language or uses a
-                non-filterable key.
+            InvalidFilterError: the filter is outside the S3 Vectors filter language, uses a
+                non-filterable key, or what the query's mode does not allow.
         """
         vec = validate_query(
             vector, top_k, self._dimension, self._limits, distance_metric=self._metric
         )
-        request: dict[str, Any] = {
-            "vectorBucketName": self._bucket,
-            "indexName": self._index,
-            "topK": int(top_k),
-            "queryVector": {"float32": vec.astype(np.float32).tolist()},
-            "returnDistance": True,
-            "returnMetadata": True,
-        }
-        if filter is not None:
-            request["filter"] = normalize_filter(filter, non_filterable=self._non_filterable)
-        response = self._call("QueryVectors", lambda: self._client.query_vectors(**request))
-        return [
-            QueryMatch(
-                key=item["key"],
-                distance=float(item.get("distance", math.nan)),
-                metadata=dict(item.get("metadata") or {}),
-            )
-            for item in response["vectors"]
-        ]
+        mode = effective_mode(self._mode, query_mode)
+        request = query_request(
+            self._bucket,
+            self._index,
+            top_k=top_k,
+            vector=vec,
+            filter=self._filter(filter, mode),
+            query_mode=query_mode,
+        )
+        return parse_vector_matches(self._query_pages(request))
 
     def query_many(
         self,
@@ -665,6 +519,7 @@ class S3VectorsStore:
         *,
         top_k: int = 10,
         filter: Filter | None = None,
+        query_mode: IndexMode | None = None,
     ) -> list[list[QueryMatch]]:
         """:meth:`query` for each row of an ``(n, dimension)`` matrix.
 
@@ -674,15 +529,18 @@ class S3VectorsStore:
         matrix = validate_query_matrix(
             vectors, top_k, self._dimension, self._limits, distance_metric=self._metric
         )
-        if filter is not None:
-            normalize_filter(filter, non_filterable=self._non_filterable)
+        self._filter(filter, effective_mode(self._mode, query_mode))
         rows = list(matrix)
+
+        def one(row: npt.NDArray[np.float32]) -> list[QueryMatch]:
+            return self.query(row, top_k=top_k, filter=filter, query_mode=query_mode)
+
         if len(rows) <= 1:
-            return [self.query(row, top_k=top_k, filter=filter) for row in rows]
+            return [one(row) for row in rows]
         with ThreadPoolExecutor(
             max_workers=min(self._max_concurrency, len(rows)), thread_name_prefix="s3vectors"
         ) as pool:
-            return list(pool.map(lambda row: self.query(row, top_k=top_k, filter=filter), rows))
+            return list(pool.map(one, rows))
 
     # -- helpers --------------------------------------------------------------------------------
 
