@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import runpy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,15 @@ def test_bad_settings_fail_when_the_retriever_is_built(searcher: CrossmodalSearc
             CrossmodalRetriever(searcher=searcher, **settings)
     with pytest.raises(InvalidFilterError):
         CrossmodalQuery(text="red", filter={"$and": "red"})
+
+
+def test_the_chain_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "langchain_chain.py"))
+    example["main"]()
+    text, photo = capsys.readouterr().out.split("[human] a red dress for the summer\n")
+    # The prompt the chat model gets: the products found, best first, then the question.
+    assert text.startswith("[system] Recommend products from this list only, by id:")
+    assert text.index("[B0SAMPLE01]") < text.index("[B0SAMPLE25]")
+    assert "Sleeveless A-line cut" in text
+    assert photo.index("[B0SAMPLE21]") < photo.index("[B0SAMPLE22]")  # the shoe, in green first
+    assert photo.rstrip().endswith("[human] in green")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import runpy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +172,18 @@ def test_bad_queries_and_settings_raise_clear_errors(searcher: CrossmodalSearche
         with pytest.raises(InvalidInputError) as raised:
             CrossmodalRetriever(searcher, **settings)
         assert message in str(raised.value)
+
+
+def test_the_query_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    example = runpy.run_path(
+        str(Path(__file__).parent.parent / "examples" / "llama_index_query.py")
+    )
+    example["main"]()
+    out = capsys.readouterr().out
+    text, photo, both = re.split(
+        r"^(?:photo of blue sneakers|the same photo, 'in green'):\n", out, flags=re.M
+    )
+    assert re.search(r"^  \d\.\d{3}  B0SAMPLE01  .*Red Summer Midi Dress", text, re.M)
+    assert "Context information is below. ..." in text  # MockLLM's answer is its prompt
+    assert re.match(r"  \d\.\d{3}  B0SAMPLE22  \(image node\)", photo)
+    assert re.match(r"  \d\.\d{3}  B0SAMPLE21  \(image node\)", both)

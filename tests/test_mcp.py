@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -329,3 +330,23 @@ def test_a_missing_store_is_one_clear_line(
     code = main(["mcp", "--store", f"local:{tmp_path / 'none'}", "--embedder", "offline"])
     assert code == 1
     assert "no index at" in capsys.readouterr().err
+
+
+def test_the_client_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "mcp_client.py"))
+    example["main"]([])
+    out = capsys.readouterr().out
+    assert "tools: search_products, similar_products, get_product, list_filter_keys" in out
+    sections: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line.endswith(":"):
+            title = line[:-1]
+            sections[title] = []
+        elif found := re.match(r"  \S+  (B0SAMPLE\d+)  ", line):
+            sections[title].append(found.group(1))
+    assert sections["text"][0] == "B0SAMPLE01"
+    assert sections["photo + 'in green'"][0] == "B0SAMPLE21"  # the photographed shoe, in green
+    shoes = {f"B0SAMPLE{n}" for n in range(19, 25)}
+    assert sections["sneakers, shoes only"] and set(sections["sneakers, shoes only"]) <= shoes
+    assert "B0SAMPLE21" not in sections["like B0SAMPLE21"]
+    assert "B0SAMPLE21: 1 photo(s), image/jpeg" in out
