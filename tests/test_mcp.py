@@ -350,3 +350,46 @@ def test_the_client_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert sections["sneakers, shoes only"] and set(sections["sneakers, shoes only"]) <= shoes
     assert "B0SAMPLE21" not in sections["like B0SAMPLE21"]
     assert "B0SAMPLE21: 1 photo(s), image/jpeg" in out
+
+
+def test_a_server_without_an_image_root_reads_no_files(tmp_path: Path) -> None:
+    # In process: the same client, connected to the server object itself.
+    from crossmodal_search.integrations.mcp import create_server
+
+    root = write_sample_catalog(tmp_path)
+    searcher = CrossmodalSearcher(
+        OfflineEmbedder(dimension=DIMENSION), LocalVectorStore(dimension=DIMENSION)
+    )
+    searcher.index(load_abo(root).products)
+    answers: list[CallToolResult] = []
+
+    async def body() -> None:
+        async with Client(create_server(searcher)) as client:
+            answers.append(
+                await client.call_tool("search_products", {"image_path": str(PHOTO_QUERY.image)})
+            )
+            answers.append(
+                await client.call_tool("search_products", {"text": "red", "include_images": True})
+            )
+
+    with searcher:
+        anyio.run(body)
+    refused, found = answers
+    assert refused.is_error and "started without --image-root" in _text(refused)
+    assert found.structured_content is not None and _photos(found) == []
+    for hit in found.structured_content["results"]:
+        # The photo is a file on the server's disk: neither named nor attached.
+        assert hit["image"] is None and hit["photo_attached"] is False
+
+
+def test_bad_server_settings_are_configuration_errors(tmp_path: Path) -> None:
+    from crossmodal_search.errors import ConfigurationError
+    from crossmodal_search.integrations.mcp import create_server
+
+    searcher = CrossmodalSearcher(
+        OfflineEmbedder(dimension=DIMENSION), LocalVectorStore(dimension=DIMENSION)
+    )
+    with pytest.raises(ConfigurationError, match="not a directory"):
+        create_server(searcher, image_root=tmp_path / "missing")
+    with pytest.raises(ConfigurationError, match="must be positive"):
+        create_server(searcher, max_image_bytes=0)

@@ -164,23 +164,33 @@ class ProductPhotos:
     """Product photos as MCP image content: files under the image root, shrunk to thumbnails."""
 
     def __init__(
-        self, root: ImageRoot | None, budget: DecodeBudget, *, side: int, max_pixels: int
+        self,
+        root: ImageRoot | None,
+        budget: DecodeBudget,
+        *,
+        side: int,
+        max_bytes: int,
+        max_pixels: int,
     ) -> None:
         self.root = root
         self.budget = budget
         self.side = side
+        self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
     async def thumbnail(self, image_path: str | None) -> ImageContent | None:
         """The product photo at most ``side`` pixels a side, or ``None`` when it is not a
-        readable image under the root (a product without a photo is no error)."""
+        readable image under the root, or is over ``max_bytes`` or ``max_pixels`` (a product
+        without a photo is no error)."""
         relative = relative_in_root(self.root, image_path)
         found = self.root.resolve(relative) if self.root is not None and relative else None
         if found is None:
             return None
         try:
+            if found.stat().st_size > self.max_bytes:
+                return None
             data = await anyio.to_thread.run_sync(found.read_bytes)
-            header = read_header(data, max_bytes=max(len(data), 1), max_pixels=self.max_pixels)
+            header = read_header(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
             if header.decode_bytes > self.budget.total_bytes:
                 return None
             async with self.budget.reserve(header.decode_bytes):

@@ -74,7 +74,8 @@ def create_server(
         image_root: The only directory image files are read from: query photos given as
             ``image_path`` and the product photos attached to answers. ``None``: neither.
         s3_images: Presigned links for product photos indexed as ``s3://`` URIs.
-        max_image_bytes: Largest query photo accepted (file or decoded base64).
+        max_image_bytes: Largest photo accepted (a query photo's file or decoded base64); a
+            larger product photo is not attached.
         max_pixels: Largest photo area accepted (decompression-bomb guard).
         decode_memory_budget: Bytes of memory the photos being decoded at once may take (see
             docs/web.md, "Memory"); a photo that alone needs more is refused.
@@ -94,7 +95,9 @@ def create_server(
         searcher=searcher,
         root=root,
         query_photos=QueryPhotos(root, budget, max_bytes=max_image_bytes, max_pixels=max_pixels),
-        product_photos=ProductPhotos(root, budget, side=thumbnail_side, max_pixels=max_pixels),
+        product_photos=ProductPhotos(
+            root, budget, side=thumbnail_side, max_bytes=max_image_bytes, max_pixels=max_pixels
+        ),
         s3_images=s3_images,
     )
     server: MCPServer = MCPServer(
