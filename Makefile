@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[web,yaml,plot,pdf,ann,simd,fulltext]' --group dev
+	$(BIN)/python -m pip install --quiet -e '.[web,yaml,plot,pdf,ann,simd,fulltext,mcp,langchain,llama-index]' --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)

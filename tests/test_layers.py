@@ -1,5 +1,8 @@
 """The package's layers depend one way:
-embeddings & stores <- search <- datasets <- evaluation <- cli / web.
+embeddings & stores <- search <- datasets <- evaluation <- web <- integrations <- cli.
+
+``integrations`` (the MCP server, the LangChain and LlamaIndex retrievers) sits at the top with
+the CLI: it reuses the web layer's checks of untrusted photos, and ``crossmodal mcp`` runs it.
 
 Every import in every module under ``src/crossmodal_search`` is parsed with :mod:`ast`, including
 imports under ``if TYPE_CHECKING:`` and inside functions, so a lower layer cannot reach up even
@@ -22,11 +25,13 @@ ROOT = Path(crossmodal_search.__file__).resolve().parent
 _FORBIDDEN: dict[str, frozenset[str]] = {
     **dict.fromkeys(
         ("embeddings", "stores", "_aws", "_types", "_json", "_batching", "_version", "errors"),
-        frozenset({"search", "datasets", "evaluation", "cli", "web"}),
+        frozenset({"search", "datasets", "evaluation", "cli", "web", "integrations"}),
     ),
-    "search": frozenset({"datasets", "evaluation", "cli", "web"}),
-    "datasets": frozenset({"evaluation", "cli", "web"}),
-    "evaluation": frozenset({"cli", "web"}),
+    "search": frozenset({"datasets", "evaluation", "cli", "web", "integrations"}),
+    "datasets": frozenset({"evaluation", "cli", "web", "integrations"}),
+    "evaluation": frozenset({"cli", "web", "integrations"}),
+    "web": frozenset({"cli", "integrations"}),
+    "integrations": frozenset({"cli"}),
 }
 
 
@@ -80,7 +85,7 @@ MODULES = sorted(p for p in ROOT.rglob("*.py") if _part(_module_name(p)) != "tes
 def test_every_layer_is_checked() -> None:
     parts = {_part(_module_name(p)) for p in MODULES}
     assert set(_FORBIDDEN) - {"_aws", "_types", "_json", "_batching", "_version", "errors"} <= parts
-    assert {"cli", "web"} <= parts
+    assert {"cli", "web", "integrations"} <= parts
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))

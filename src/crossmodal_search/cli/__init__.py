@@ -21,7 +21,17 @@ from crossmodal_search.errors import CrossmodalSearchError
 __all__ = ["main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("index", "search", "copy", "store", "demo", "serve", "eval", "tag")
+_COMMANDS: tuple[str, ...] = (
+    "index",
+    "search",
+    "copy",
+    "store",
+    "demo",
+    "serve",
+    "mcp",
+    "eval",
+    "tag",
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

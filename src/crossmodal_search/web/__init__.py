@@ -6,6 +6,12 @@ catalog's image root only (``/images/{path}``) and ``/healthz``; images indexed 
 URIs are linked with presigned URLs when ``s3_images=S3ImageLinks(s3_client)`` is given.
 ``crossmodal serve`` runs it.
 
+The checks the API applies to query photos are public for other servers taking photos from
+untrusted callers (the MCP tool server): :func:`prepare_query_image` (type from the bytes, size,
+decompression bombs, one decode within a :class:`DecodeBudget`, shrunk), :func:`read_header`,
+and :class:`ImageRoot` (files only from one directory). Their refusals are :class:`HTTPProblem`
+(``type`` and ``message``, as the API answers them) or ``crossmodal_search.errors`` errors.
+
 Importing this package without FastAPI installed raises :class:`ConfigurationError` naming the
 extra to install.
 """
@@ -29,7 +35,9 @@ from crossmodal_search.web._app import (
     DEFAULT_MAX_UPLOAD_BYTES,
     create_app,
 )
-from crossmodal_search.web._files import S3ImageLinks
+from crossmodal_search.web._files import ImageRoot, S3ImageLinks
+from crossmodal_search.web._images import DecodeBudget, QueryImage, prepare_query_image, read_header
+from crossmodal_search.web._limits import HTTPProblem
 from crossmodal_search.web._models import (
     ErrorDetail,
     ErrorResponse,
@@ -44,13 +52,19 @@ __all__ = [
     "DEFAULT_DECODE_MEMORY_BUDGET",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DecodeBudget",
     "ErrorDetail",
     "ErrorResponse",
+    "HTTPProblem",
     "HealthResponse",
+    "ImageRoot",
     "ProductResponse",
+    "QueryImage",
     "S3ImageLinks",
     "SearchHit",
     "SearchRequest",
     "SearchResponse",
     "create_app",
+    "prepare_query_image",
+    "read_header",
 ]

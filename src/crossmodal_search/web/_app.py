@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -14,7 +13,6 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
@@ -28,13 +26,8 @@ from crossmodal_search.errors import (
 from crossmodal_search.stores import validate_filter
 from crossmodal_search.web._errors import install_error_handlers
 from crossmodal_search.web._files import ImageRoot, S3ImageLinks
-from crossmodal_search.web._images import (
-    DecodeBudget,
-    QueryImage,
-    read_header,
-    shrink_image,
-)
-from crossmodal_search.web._limits import BodySizeLimitMiddleware, PayloadTooLarge
+from crossmodal_search.web._images import DecodeBudget, QueryImage, prepare_query_image
+from crossmodal_search.web._limits import BodySizeLimitMiddleware
 from crossmodal_search.web._memory import return_large_frees_to_the_system
 from crossmodal_search.web._middleware import CatchAllMiddleware, SecurityHeadersMiddleware
 from crossmodal_search.web._models import (
@@ -202,20 +195,12 @@ class _Service:
 
     async def _query_image(self, data: bytes) -> QueryImage:
         """The upload checked, then decoded once within the budget and shrunk for the search."""
-        header = await anyio.to_thread.run_sync(
-            functools.partial(
-                read_header, data, max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels
-            )
+        return await prepare_query_image(
+            data,
+            budget=self.decode_budget,
+            max_bytes=self.max_upload_bytes,
+            max_pixels=self.max_pixels,
         )
-        budget = self.decode_budget.total_bytes
-        if header.decode_bytes > budget:
-            raise PayloadTooLarge(
-                f"decoding this {header.width}x{header.height} {header.format} image takes about "
-                f"{_mib(header.decode_bytes)} MiB; this server decodes at most {_mib(budget)} MiB "
-                "of images at once: send a smaller image"
-            )
-        async with self.decode_budget.reserve(header.decode_bytes):
-            return await anyio.to_thread.run_sync(shrink_image, data, header)
 
     def _hit(self, result: SearchResult) -> SearchHit:
         return SearchHit(
@@ -320,10 +305,6 @@ def _add_image_routes(app: FastAPI, service: _Service) -> None:
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a blocking searcher call off the event loop (failures: see ``_errors``)."""
     return await run_in_threadpool(fn, *args, **kwargs)
-
-
-def _mib(nbytes: int) -> int:
-    return max(1, round(nbytes / (1024 * 1024)))
 
 
 def _segment_fields(result: SearchResult) -> dict[str, Any]:

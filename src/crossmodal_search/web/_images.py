@@ -15,6 +15,7 @@ strips of rows, so it never holds a second full-size copy.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections import deque
@@ -23,6 +24,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import anyio
+import anyio.to_thread
 from PIL import Image, UnidentifiedImageError
 
 from crossmodal_search.errors import UnsupportedMediaError
@@ -154,6 +156,38 @@ def shrink_image(data: bytes, header: ImageHeader) -> QueryImage:
         small = _reduce(image, factor)
     small = small.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else small
     return _encode(small)
+
+
+async def prepare_query_image(
+    data: bytes, *, budget: DecodeBudget, max_bytes: int, max_pixels: int
+) -> QueryImage:
+    """``data`` checked from its header, then decoded once within ``budget`` and shrunk.
+
+    The header is parsed and the pixels decoded on worker threads; the decode waits for its
+    share of ``budget``. This is what ``POST /api/search`` does with an upload, for any server
+    that takes query photos from untrusted callers (the MCP tool server too).
+
+    Raises:
+        PayloadTooLarge: over ``max_bytes`` or ``max_pixels``, or decoding alone needs more
+            than the whole budget.
+        UnsupportedImageType: not a JPEG, PNG, GIF or WebP image.
+        UnsupportedMediaError: a corrupt or truncated image.
+    """
+    header = await anyio.to_thread.run_sync(
+        functools.partial(read_header, data, max_bytes=max_bytes, max_pixels=max_pixels)
+    )
+    if header.decode_bytes > budget.total_bytes:
+        raise PayloadTooLarge(
+            f"decoding this {header.width}x{header.height} {header.format} image takes about "
+            f"{_mib(header.decode_bytes)} MiB; this server decodes at most "
+            f"{_mib(budget.total_bytes)} MiB of images at once: send a smaller image"
+        )
+    async with budget.reserve(header.decode_bytes):
+        return await anyio.to_thread.run_sync(shrink_image, data, header)
+
+
+def _mib(nbytes: int) -> int:
+    return max(1, round(nbytes / (1024 * 1024)))
 
 
 @contextmanager
