@@ -171,7 +171,8 @@ def test_each_tool_answers_on_the_sample_catalog(
     assert text.structured_content is not None
     first = text.structured_content["results"][0]
     assert "Red Summer Midi Dress" in first["title"]
-    assert first["similarity"] == first["score"] and first["matched_type"] == "combined"
+    assert first["matched_type"] == "combined" and first["matched_by"] == "both"
+    assert first["matched_words"] == ["red", "summer", "dress"]  # hybrid search by default
     assert first["image"].startswith("images/") and (root / first["image"]).is_file()
     assert first["metadata"]["brand"] == "Daisy Row" and first["photo_attached"] is False
     assert json.loads(_text(text)) == text.structured_content  # the same, for text-only clients

@@ -10,7 +10,13 @@ from typing import Any, get_args
 from crossmodal_search._types import Filter
 from crossmodal_search.embeddings import ImageInput
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.search import CrossmodalSearcher, Fusion, SearchMode, SearchResult
+from crossmodal_search.search import (
+    DEFAULT_LEXICAL_WEIGHT,
+    CrossmodalSearcher,
+    Fusion,
+    SearchMode,
+    SearchResult,
+)
 from crossmodal_search.stores import validate_filter
 
 __all__ = [
@@ -89,6 +95,8 @@ class SearchSettings:
     filter: Filter | None = None
     text_weight: float = 0.5
     fusion: Fusion = "mean"
+    hybrid: bool | None = None
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
 
     def __post_init__(self) -> None:
         if self.search_mode not in get_args(SearchMode):
@@ -107,6 +115,15 @@ class SearchSettings:
             raise InvalidInputError(f"text_weight must be a number in [0, 1], got {weight!r}")
         if not (math.isfinite(weight) and 0.0 <= weight <= 1.0):
             raise InvalidInputError(f"text_weight must be a number in [0, 1], got {weight!r}")
+        if self.hybrid not in (None, True, False):
+            raise InvalidInputError(f"hybrid must be None, True or False, got {self.hybrid!r}")
+        lexical = self.lexical_weight
+        if (
+            isinstance(lexical, bool)
+            or not isinstance(lexical, int | float)
+            or not (math.isfinite(lexical) and 0.0 <= lexical <= 1.0)
+        ):
+            raise InvalidInputError(f"lexical_weight must be a number in [0, 1], got {lexical!r}")
         if self.filter is not None:
             validate_filter(self.filter)
 
@@ -120,6 +137,8 @@ class SearchSettings:
             filter=_both(self.filter, query.filter),
             text_weight=self.text_weight,
             fusion=self.fusion,
+            hybrid=self.hybrid,
+            lexical_weight=self.lexical_weight,
         )
 
 
@@ -144,7 +163,9 @@ def result_metadata(result: SearchResult) -> dict[str, Any]:
     The product's own metadata (``brand``, ``color``, ...), then the result's fields, which win
     over a product key of the same name: ``product_id``, ``title``, ``similarity`` (to the whole
     query), ``part_similarities``, ``score`` (what ranked it), ``distance``, ``matched_type``,
-    ``key`` (the matched vector) and ``image_path`` (local path or ``s3://`` URI, or ``None``);
+    ``key`` (the matched vector), ``image_path`` (local path or ``s3://`` URI, or ``None``),
+    ``matched_by`` (``vector``, ``words`` or ``both``), and for a product its words found,
+    ``word_scores`` and ``matched_words``;
     for a segment hit also ``segment_start``, ``segment_end``, ``segment_unit``,
     ``segment_label``, ``page`` (PDF pages) and ``source_uri``.
     """
@@ -162,7 +183,12 @@ def result_metadata(result: SearchResult) -> dict[str, Any]:
         matched_type=result.matched_type,
         key=result.key,
         image_path=result.image_path,
+        matched_by=result.matched_by,
     )
+    if result.word_scores:
+        metadata.update(
+            word_scores=dict(result.word_scores), matched_words=list(result.matched_words)
+        )
     if result.segment_unit is not None:
         metadata.update(
             segment_start=result.segment_start,

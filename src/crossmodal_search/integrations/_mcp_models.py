@@ -6,7 +6,7 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, Field
 
-from crossmodal_search.search import Fusion, SearchMode, VectorType
+from crossmodal_search.search import Fusion, MatchedBy, SearchMode, VectorType
 
 __all__ = [
     "FilterKey",
@@ -41,13 +41,20 @@ class Hit(BaseModel):
     )
     score: float = Field(
         description="What ranked it: the similarity for fusion 'mean', the reciprocal-rank "
-        "score for 'rrf'."
+        "score for 'rrf'; with hybrid search, the similarity and the words' BM25 fused."
     )
     part_similarities: dict[Literal["text", "image"], float] = Field(
         default_factory=dict,
         description="The similarity to each part of the query alone (why it came up).",
     )
     matched_type: VectorType = Field(description="Which stored vector matched best.")
+    matched_by: MatchedBy = Field(
+        default="vector",
+        description="What found it: its meaning (vector), the query's words, or both.",
+    )
+    matched_words: list[str] = Field(
+        default_factory=list, description="The query's words found in the product's text."
+    )
     image: str | None = Field(
         default=None,
         description="The product photo: a path under the server's image root (usable as "
@@ -76,6 +83,8 @@ class QueryEcho(BaseModel):
     fusion: Fusion | None = None
     text_weight: float | None = None
     top_k: int
+    hybrid: bool | None = None
+    lexical_weight: float | None = None
     filter: dict[str, Any] | None = None
 
 

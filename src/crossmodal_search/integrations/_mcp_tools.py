@@ -36,7 +36,13 @@ from crossmodal_search.integrations._mcp_models import (
     QueryEcho,
     SearchOutput,
 )
-from crossmodal_search.search import CrossmodalSearcher, Fusion, SearchMode, SearchResult
+from crossmodal_search.search import (
+    DEFAULT_LEXICAL_WEIGHT,
+    CrossmodalSearcher,
+    Fusion,
+    SearchMode,
+    SearchResult,
+)
 from crossmodal_search.stores import validate_filter
 from crossmodal_search.web import ImageRoot, S3ImageLinks
 
@@ -121,6 +127,18 @@ class CatalogTools:
         top_k: TopK = 10,
         filter: FilterArg = None,
         include_images: IncludeImages = False,
+        hybrid: Annotated[
+            bool | None,
+            Field(
+                description="Rank by the query's words too (brands, model numbers, sizes match "
+                "exactly): null = when the catalog has full-text fields, true = required, "
+                "false = meaning only."
+            ),
+        ] = None,
+        lexical_weight: Annotated[
+            float,
+            Field(ge=0.0, le=1.0, description="The words' share of a hybrid score."),
+        ] = DEFAULT_LEXICAL_WEIGHT,
     ) -> Annotated[CallToolResult, SearchOutput]:
         """Search the product catalog by a text, a photo, or both (one photo: image_path,
         image_base64 or image_uri). Results are products, best first, with how similar each is
@@ -144,6 +162,8 @@ class CatalogTools:
                 weight=text_weight,
                 top_k=top_k,
                 filter=checked,
+                hybrid=hybrid,
+                lexical_weight=lexical_weight,
             )
             echo = QueryEcho(
                 text=query,
@@ -153,6 +173,8 @@ class CatalogTools:
                 text_weight=text_weight,
                 top_k=top_k,
                 filter=checked,
+                hybrid=hybrid,
+                lexical_weight=lexical_weight,
             )
             return await self._answer(results, echo, include_images)
 
@@ -166,6 +188,8 @@ class CatalogTools:
         weight: float,
         top_k: int,
         filter: dict[str, Any] | None,
+        hybrid: bool | None,
+        lexical_weight: float,
     ) -> list[SearchResult]:
         budget = self.query_photos.budget
         held = photo.decode_bytes if photo is not None else 0
@@ -179,6 +203,8 @@ class CatalogTools:
                     filter=filter,
                     text_weight=weight,
                     fusion=fusion,
+                    hybrid=hybrid,
+                    lexical_weight=lexical_weight,
                 )
             )
 
@@ -272,6 +298,8 @@ class CatalogTools:
             score=result.score,
             part_similarities=dict(result.part_similarities),
             matched_type=result.matched_type,
+            matched_by=result.matched_by,
+            matched_words=list(result.matched_words),
             image=self._image(result.image_path),
             image_url=self._image_url(result.image_path),
             photo_attached=attached,

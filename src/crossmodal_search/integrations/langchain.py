@@ -48,7 +48,13 @@ from crossmodal_search.integrations._common import (
     page_content,
     result_metadata,
 )
-from crossmodal_search.search import CrossmodalSearcher, Fusion, SearchMode, SearchResult
+from crossmodal_search.search import (
+    DEFAULT_LEXICAL_WEIGHT,
+    CrossmodalSearcher,
+    Fusion,
+    SearchMode,
+    SearchResult,
+)
 
 __all__ = ["CrossmodalQuery", "CrossmodalRetriever", "RetrieverInput", "to_document"]
 
@@ -80,6 +86,9 @@ class CrossmodalRetriever(BaseRetriever):
         filter: A metadata filter applied to every query (AND-ed with a query's own).
         text_weight: Weight of the text when a query has both a text and a photo.
         fusion: ``mean`` (one query with the weighted mean vector) or ``rrf``.
+        hybrid: Rank by the query's words too (BM25 over the store's full-text fields):
+            ``None`` (default) when the store has them, ``True`` (required) or ``False``.
+        lexical_weight: The words' share of a hybrid score, 0..1.
 
     Raises:
         pydantic.ValidationError: a setting out of range or a filter outside the language (when
@@ -94,6 +103,8 @@ class CrossmodalRetriever(BaseRetriever):
     filter: dict[str, Any] | None = None
     text_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     fusion: Fusion = "mean"
+    hybrid: bool | None = None
+    lexical_weight: float = Field(default=DEFAULT_LEXICAL_WEIGHT, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check_filter(self) -> CrossmodalRetriever:
@@ -107,6 +118,8 @@ class CrossmodalRetriever(BaseRetriever):
             filter=self.filter,
             text_weight=self.text_weight,
             fusion=self.fusion,
+            hybrid=self.hybrid,
+            lexical_weight=self.lexical_weight,
         )
 
     def _get_relevant_documents(

@@ -44,7 +44,13 @@ from crossmodal_search.integrations._common import (
     page_content,
     result_metadata,
 )
-from crossmodal_search.search import CrossmodalSearcher, Fusion, SearchMode, SearchResult
+from crossmodal_search.search import (
+    DEFAULT_LEXICAL_WEIGHT,
+    CrossmodalSearcher,
+    Fusion,
+    SearchMode,
+    SearchResult,
+)
 
 __all__ = ["CrossmodalQuery", "CrossmodalRetriever", "to_node"]
 
@@ -56,6 +62,7 @@ _HIDDEN_FROM_LLM = (
     "distance",
     "score",
     "part_similarities",
+    "word_scores",
     "segment_start",
     "segment_end",
     "segment_unit",
@@ -103,6 +110,9 @@ class CrossmodalRetriever(BaseRetriever):
         filter: A metadata filter applied to every query (AND-ed with a query's own).
         text_weight: Weight of the text when a query has both a text and a photo.
         fusion: ``mean`` (one query with the weighted mean vector) or ``rrf``.
+        hybrid: Rank by the query's words too (BM25 over the store's full-text fields):
+            ``None`` (default) when the store has them, ``True`` (required) or ``False``.
+        lexical_weight: The words' share of a hybrid score, 0..1.
         image_nodes: Return an ``ImageNode`` for a hit on a product's photo vector.
         callback_manager: LlamaIndex callbacks.
         verbose: LlamaIndex's verbose flag.
@@ -121,6 +131,8 @@ class CrossmodalRetriever(BaseRetriever):
         filter: Filter | None = None,
         text_weight: float = 0.5,
         fusion: Fusion = "mean",
+        hybrid: bool | None = None,
+        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
         image_nodes: bool = True,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
@@ -132,6 +144,8 @@ class CrossmodalRetriever(BaseRetriever):
             filter=filter,
             text_weight=text_weight,
             fusion=fusion,
+            hybrid=hybrid,
+            lexical_weight=lexical_weight,
         )
         self.image_nodes = image_nodes
         super().__init__(callback_manager=callback_manager, verbose=verbose)
