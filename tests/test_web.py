@@ -201,7 +201,30 @@ def test_query_is_echoed_with_its_weights(client: TestClient) -> None:
         "text_weight": 0.8,
         "top_k": 3,
         "filter": None,
+        "hybrid": True,  # the store has full-text fields and the query has words
+        "lexical_weight": 0.3,
     }
+    body = {"text": "red", "hybrid": False, "lexical_weight": 0.6}
+    echo = client.post("/api/search", json=body).json()["query"]
+    assert (echo["hybrid"], echo["lexical_weight"]) == (False, 0.6)
+
+
+def test_hybrid_search_finds_a_model_number_and_says_which_words_matched(
+    client: TestClient,
+) -> None:
+    body = {"text": "RS-2424Y", "top_k": 3}
+    hybrid = client.post("/api/search", json=body).json()["results"]
+    assert hybrid[0]["product_id"] == "B0SAMPLE20"
+    assert hybrid[0]["matched_by"] == "both"
+    assert hybrid[0]["matched_words"] == ["RS", "2424Y"]
+    assert set(hybrid[0]["word_scores"]) == {"model_number"}
+    vectors = client.post("/api/search", json={**body, "hybrid": False}).json()["results"]
+    assert vectors[0]["product_id"] != "B0SAMPLE20"
+    assert all(h["matched_by"] == "vector" and h["matched_words"] == [] for h in vectors)
+    form = client.post("/api/search", data={"text": "RS-2424Y", "hybrid": "false"})
+    assert form.json()["query"]["hybrid"] is False
+    bad = client.post("/api/search", json={"text": "x", "lexical_weight": 2})
+    assert bad.status_code == 422
 
 
 def test_filters_restrict_results(client: TestClient) -> None:

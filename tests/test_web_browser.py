@@ -289,3 +289,22 @@ def test_the_bar_is_the_similarity_and_rrf_shows_why(
     assert ids == [hit["product_id"] for hit in api]
     assert bars == pytest.approx([max(0.0, hit["similarity"]) for hit in api], abs=1e-6)
     assert why and all("text " in w and "image " in w and "rank score" in w for w in why)
+
+
+def test_matching_exact_words_is_a_switch_and_the_words_are_shown(
+    page: Any, catalog_and_url: tuple[Path, str]
+) -> None:
+    _, url = catalog_and_url
+    page.goto(url + "/")
+    assert page.is_visible("#hybrid") and page.is_checked("#hybrid")  # the store has words
+    page.fill("#query-text", "RS-2424Y")
+    page.click("#search-button")
+    assert result_ids(page)[0] == "B0SAMPLE20"
+    first_why = page.text_content("#results li.card .why")
+    assert first_why is not None and "words: RS 2424Y" in first_why
+    badge = page.text_content("#results li.card .badge")
+    assert badge is not None and badge.endswith("+ words")
+    page.uncheck("#hybrid")
+    page.click("#search-button")
+    page.wait_for_selector("#results li.card .why", state="detached", timeout=15_000)
+    assert result_ids(page)[0] != "B0SAMPLE20"  # by meaning alone a model number is lost

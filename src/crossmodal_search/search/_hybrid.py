@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_LEXICAL_WEIGHT",
     "DEFAULT_TEXT_FIELDS",
     "HybridHit",
+    "active_text_fields",
     "check_text_fields",
     "ensure_text_fields",
     "hybrid_fields",
@@ -94,6 +95,14 @@ class HybridHit:
         if self.bm25 and self.by_vector:
             return "both"
         return "words" if self.bm25 else "vector"
+
+
+def active_text_fields(store: VectorStore) -> list[TextField]:
+    """The store's full-text fields that answer queries now (none on a CLASSIC index or a store
+    without full-text search)."""
+    if not isinstance(store, TextSearchStore) or store.index_mode != "ENHANCED":
+        return []
+    return [f for f in store.text_fields if f.status == "ACTIVE"][:MAX_TEXT_FIELDS]
 
 
 def hybrid_fields(store: VectorStore, hybrid: bool | None, has_words: bool) -> list[TextField]:

@@ -29,6 +29,7 @@ from crossmodal_search.errors import (
 from crossmodal_search.search._catalog import Product
 from crossmodal_search.search._hybrid import (
     DEFAULT_LEXICAL_WEIGHT,
+    active_text_fields,
     check_text_fields,
     ensure_text_fields,
 )
@@ -176,6 +177,12 @@ class CrossmodalSearcher:
     def store(self) -> VectorStore:
         """The vector store searched."""
         return self._store
+
+    @property
+    def text_fields(self) -> tuple[TextField, ...]:
+        """The store's full-text fields that answer queries now (``ACTIVE``): hybrid search
+        is available when there is one (and, on S3 Vectors, the index is ENHANCED)."""
+        return tuple(active_text_fields(self._store))
 
     @property
     def combined_text_weight(self) -> float:

@@ -117,6 +117,7 @@ def create_app(
     return_large_frees_to_the_system()
     page = render_page(
         max_upload_bytes=max_upload_bytes,
+        hybrid=bool(searcher.text_fields),
         image_sources=(S3ImageLinks.CSP_SOURCE,) if s3_images is not None else (),
     )
     app = FastAPI(
@@ -179,8 +180,13 @@ class _Service:
                 filter=filter_,
                 text_weight=query.text_weight,
                 fusion=query.fusion,
+                hybrid=query.hybrid,
+                lexical_weight=query.lexical_weight,
             )
         took_ms = (time.perf_counter() - started) * 1000
+        ranked_words = (
+            text is not None and query.hybrid is not False and bool(self.searcher.text_fields)
+        )
         echo = QueryEcho(
             text=text,
             has_image=image is not None,
@@ -189,6 +195,8 @@ class _Service:
             text_weight=query.text_weight,
             top_k=query.top_k,
             filter=filter_,
+            hybrid=ranked_words,
+            lexical_weight=query.lexical_weight,
         )
         hits = [self._hit(r) for r in found]
         return SearchResponse(results=hits, query=echo, took_ms=round(took_ms, 2))
@@ -211,6 +219,9 @@ class _Service:
             distance=result.distance,
             score=result.score,
             matched_type=result.matched_type,
+            matched_by=result.matched_by,
+            matched_words=result.matched_words,
+            word_scores=result.word_scores,
             image_url=self.image_url(result.image_path),
             text=result.text,
             metadata=_public_metadata(result.metadata),

@@ -6,7 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossmodal_search.search import Fusion, SearchMode, SegmentUnit, VectorType
+from crossmodal_search.search import (
+    DEFAULT_LEXICAL_WEIGHT,
+    Fusion,
+    MatchedBy,
+    SearchMode,
+    SegmentUnit,
+    VectorType,
+)
 
 #: Longest query text accepted; longer input is refused with 422 before any embedding call.
 MAX_QUERY_CHARS = 8192
@@ -43,6 +50,18 @@ class SearchRequest(BaseModel):
         default=0.5, ge=0.0, le=1.0, description="Weight of the text part; the image gets 1 - it."
     )
     top_k: int = Field(default=12, ge=1, le=MAX_TOP_K, description="How many products to return.")
+    hybrid: bool | None = Field(
+        default=None,
+        description="Rank by the text's words too (BM25 over the catalog's full-text fields: "
+        "brands, model numbers, sizes match exactly). `null`: when the store has full-text "
+        "fields; `true`: required (422 if the store has none); `false`: vectors only.",
+    )
+    lexical_weight: float = Field(
+        default=DEFAULT_LEXICAL_WEIGHT,
+        ge=0.0,
+        le=1.0,
+        description="The words' share of a hybrid score: 0 ranks by meaning only, 1 by words.",
+    )
     filter: dict[str, Any] | None = Field(
         default=None, description="Metadata filter in the S3 Vectors filter language."
     )
@@ -73,9 +92,20 @@ class SearchHit(BaseModel):
     )
     score: float = Field(
         description="What ranked it (results are sorted by it): the similarity for `mean` "
-        "fusion, the weighted reciprocal-rank score for `rrf`."
+        "fusion, the weighted reciprocal-rank score for `rrf`; in a hybrid search, "
+        "`(1 - w) * similarity + w * BM25 / best BM25` (`w` the lexical weight)."
     )
     matched_type: VectorType = Field(description="Which stored vector matched best.")
+    matched_by: MatchedBy = Field(
+        default="vector",
+        description="What found it: its vector (`vector`), the query's words (`words`), or both.",
+    )
+    matched_words: list[str] = Field(
+        default_factory=list, description="The query's words found in the product, as typed."
+    )
+    word_scores: dict[str, float] = Field(
+        default_factory=dict, description="BM25 score per full-text field the words matched."
+    )
     image_url: str | None = Field(description="URL of the product photo, when the server has it.")
     text: str
     metadata: dict[str, Any]
@@ -116,6 +146,10 @@ class QueryEcho(BaseModel):
     text_weight: float
     top_k: int
     filter: dict[str, Any] | None
+    hybrid: bool = Field(
+        default=False, description="Whether the query's words were ranked (hybrid search ran)."
+    )
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
 
 
 class SearchResponse(BaseModel):

@@ -51,14 +51,18 @@ def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-def render_page(*, max_upload_bytes: int, image_sources: tuple[str, ...] = ()) -> Page:
-    """The packaged ``index.html`` with its configuration filled in."""
+def render_page(
+    *, max_upload_bytes: int, image_sources: tuple[str, ...] = (), hybrid: bool = False
+) -> Page:
+    """The packaged ``index.html`` with its configuration filled in (``hybrid``: the store has
+    full-text fields, so the page offers to match exact words)."""
     template = resources.files("crossmodal_search.web").joinpath("index.html").read_text("utf-8")
     config = {
         "fusions": list(FUSIONS),
         "defaultFusion": FUSIONS[0],
         "defaultTopK": _DEFAULT_TOP_K,
         "maxUploadBytes": max_upload_bytes,
+        "hybrid": hybrid,
     }
     # ``<`` escaped so no value can close the data block early.
     html = template.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
