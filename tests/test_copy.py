@@ -199,3 +199,63 @@ def test_the_copy_command_reports_bad_stores_in_one_line(
         pass
     assert main(["copy", f"local:{tmp_path / 'a'}", f"local:{tmp_path / 'c'}"]) == 1
     assert "dimension" in capsys.readouterr().err
+
+
+def _texts(n: int) -> list[VectorRecord]:
+    words = ["carryall tote", "wh-1000xm5 headphones", "summer dress", "ceramic mug"]
+    return [
+        VectorRecord.create(r.key, r.vector, {**r.metadata, "title": words[i % len(words)]})
+        for i, r in enumerate(catalog(n))
+    ]
+
+
+def test_full_text_fields_travel_with_the_copy_to_s3_vectors_and_back() -> None:
+    from crossmodal_search.stores import TextField
+    from crossmodal_search.testing import FakeS3Vectors
+
+    local = LocalVectorStore(dimension=8, text_fields=[TextField("title")])
+    local.put(_texts(40))
+    fake = FakeS3Vectors()  # a new bucket: ENHANCED indexes
+    remote = S3VectorsStore("shop-vectors", "products", client=fake.client(), dimension=8)
+    assert remote.text_fields == ()
+
+    report = copy_store(local, remote)
+    assert report.text_fields_added == ("title",) and report.written == 40
+    assert [f.key for f in remote.text_fields] == ["title"]
+    found = {m.key for m in remote.query_text({"title": "WH-1000XM5"}, top_k=50)}
+    assert found == {m.key for m in local.query_text({"title": "WH-1000XM5"}, top_k=50)}
+    assert len(found) == 10
+    assert copy_store(local, remote).text_fields_added == ()  # already there
+
+    back = LocalVectorStore(dimension=8)
+    assert copy_store(remote, back).text_fields_added == ("title",)
+    assert back.text_fields == local.text_fields
+    assert (
+        copy_store(local, LocalVectorStore(dimension=8), text_fields=False).text_fields_added == ()
+    )
+
+
+def test_a_classic_target_is_copied_without_words_and_a_language_clash_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import datetime, timezone
+
+    from crossmodal_search.stores import TextField
+    from crossmodal_search.testing import FakeS3Vectors
+
+    local = LocalVectorStore(dimension=8, text_fields=[TextField("title")])
+    local.put(_texts(12))
+    old = datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp()
+    classic = S3VectorsStore(
+        "old-bucket", "products", client=FakeS3Vectors(wall_clock=lambda: old).client(), dimension=8
+    )
+    assert classic.index_mode == "CLASSIC"
+    with caplog.at_level("WARNING", logger="crossmodal_search.stores"):
+        report = copy_store(local, classic)
+    assert report.written == 12 and report.text_fields_added == ()
+    assert "the target index is CLASSIC" in caplog.text
+
+    english = LocalVectorStore(dimension=8, text_fields=[TextField("title", language="en")])
+    with pytest.raises(IndexMismatchError, match="analyzed as standard in the source"):
+        copy_store(local, english)
+    assert len(english) == 0  # refused before anything was written

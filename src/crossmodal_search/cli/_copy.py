@@ -101,5 +101,10 @@ def run(args: argparse.Namespace) -> int:
         f"copied {args.source} -> {args.target}: {report.read} records read, "
         f"{report.written} written, {report.unchanged} already there unchanged"
         + (f", {report.deleted} deleted" if args.prune else "")
+        + (
+            f"; full-text fields added: {', '.join(report.text_fields_added)}"
+            if report.text_fields_added
+            else ""
+        )
     )
     return 0

@@ -1,7 +1,9 @@
 """Copy a store into another: a local development index up to S3 Vectors, or back down.
 
 Both stores keep the same keys, vectors and metadata, so a catalog indexed once (and paid for
-once on Bedrock) can move between the embedded store and S3 Vectors without re-embedding.
+once on Bedrock) can move between the embedded store and S3 Vectors without re-embedding. The
+source's full-text fields (hybrid search) are set up on the target first, so the copied records
+are indexed for words as they land.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from crossmodal_search.errors import (
     InvalidInputError,
 )
 from crossmodal_search.stores._models import VectorRecord
-from crossmodal_search.stores._protocol import VectorStore
+from crossmodal_search.stores._protocol import TextSearchStore, VectorStore
+from crossmodal_search.stores._text import TextField
 
 __all__ = ["CopyReport", "copy_store"]
 
@@ -40,12 +43,14 @@ class CopyReport:
         written: Records put into the target (new there, or different).
         unchanged: Records the target already held with the same vector and metadata.
         deleted: Target records absent from the source, deleted (``prune=True``).
+        text_fields_added: Full-text fields of the source added to the target.
     """
 
     read: int = 0
     written: int = 0
     unchanged: int = 0
     deleted: int = 0
+    text_fields_added: tuple[str, ...] = ()
 
 
 def copy_store(
@@ -55,6 +60,7 @@ def copy_store(
     batch_size: int = 500,
     skip_unchanged: bool = True,
     prune: bool = False,
+    text_fields: bool = True,
     progress: Callable[[CopyReport], None] | None = None,
 ) -> CopyReport:
     """Copy every record of ``source`` into ``target``: same keys, vectors and metadata.
@@ -74,6 +80,9 @@ def copy_store(
             are missing or differ there (costs one ``get`` per batch; saves writes on a re-run).
         prune: Afterwards, delete target records whose keys are not in the source, so that the
             target mirrors it.
+        text_fields: First add the source's full-text fields the target lacks (a target that
+            has no full-text search, or a CLASSIC S3 Vectors index, is copied without them,
+            with a warning).
         progress: Called with the running totals after each batch.
 
     Returns:
@@ -82,7 +91,8 @@ def copy_store(
     Raises:
         DimensionMismatchError: The stores' dimensions differ (see ``copy_truncated`` to copy
             into a smaller Matryoshka dimension).
-        IndexMismatchError: The stores' distance metrics differ.
+        IndexMismatchError: The stores' distance metrics differ, or a full-text field is
+            analyzed in another language on the target.
         InvalidInputError: ``batch_size`` outside 1..10000; a record the target refuses (its
             metadata over the target's filterable limit, say): nothing of that batch is written.
 
@@ -92,13 +102,14 @@ def copy_store(
         >>> dev.put([VectorRecord.create("a", [1, 0], {"colour": "red"})])
         >>> prod = LocalVectorStore(dimension=2)
         >>> copy_store(dev, prod)
-        CopyReport(read=1, written=1, unchanged=0, deleted=0)
+        CopyReport(read=1, written=1, unchanged=0, deleted=0, text_fields_added=())
         >>> copy_store(dev, prod)
-        CopyReport(read=1, written=0, unchanged=1, deleted=0)
+        CopyReport(read=1, written=0, unchanged=1, deleted=0, text_fields_added=())
     """
     _check_copy(source, target, batch_size)
     tolerance = _FLOAT16_RTOL if getattr(target, "storage_dtype", "float32") == "float16" else 0.0
-    report = CopyReport()
+    added = _copy_text_fields(source, target) if text_fields else ()
+    report = CopyReport(text_fields_added=added)
     seen: set[str] | None = set() if prune else None
     for batch in batched(source.records(), batch_size):
         if seen is not None:
@@ -148,6 +159,38 @@ def _check_copy(source: VectorStore, target: VectorStore, batch_size: object) ->
             "records with long values there may exceed the target's filterable metadata limit",
             ", ".join(sorted(newly_filterable)),
         )
+
+
+def _copy_text_fields(source: VectorStore, target: VectorStore) -> tuple[str, ...]:
+    """Add the source's full-text fields the target lacks; the keys added."""
+    if not isinstance(source, TextSearchStore) or not source.text_fields:
+        return ()
+    wanted = [TextField(f.key, f.language) for f in source.text_fields]
+    names = ", ".join(f.key for f in wanted)
+    if not isinstance(target, TextSearchStore):
+        logger.warning("the target has no full-text search: text fields %s not copied", names)
+        return ()
+    if target.index_mode != "ENHANCED":
+        logger.warning(
+            "the target index is CLASSIC: text fields %s not copied (move it to ENHANCED, in "
+            "place and free: crossmodal store upgrade, then copy again)",
+            names,
+        )
+        return ()
+    have = {f.key: f for f in target.text_fields}
+    for f in wanted:
+        there = have.get(f.key)
+        if there is not None and there.language != f.language:
+            raise IndexMismatchError(
+                f"text field {f.key!r} is analyzed as {f.language or 'standard'} in the source "
+                f"and as {there.language or 'standard'} in the target: remove it from the "
+                "target (remove_text_fields) or copy with text_fields=False"
+            )
+    missing = [f for f in wanted if f.key not in have]
+    if missing:
+        target.add_text_fields(missing)
+        logger.info("added text fields %s to the target", ", ".join(f.key for f in missing))
+    return tuple(f.key for f in missing)
 
 
 def _prune(
