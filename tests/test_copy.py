@@ -217,7 +217,7 @@ def test_full_text_fields_travel_with_the_copy_to_s3_vectors_and_back() -> None:
     local.put(_texts(40))
     fake = FakeS3Vectors()  # a new bucket: ENHANCED indexes
     remote = S3VectorsStore("shop-vectors", "products", client=fake.client(), dimension=8)
-    assert remote.text_fields == ()
+    assert not remote.text_fields
 
     report = copy_store(local, remote)
     assert report.text_fields_added == ("title",) and report.written == 40

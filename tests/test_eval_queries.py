@@ -119,7 +119,7 @@ def test_sample_evaluation_files_for_the_demo_catalog(tmp_path):
     assert not any(p.read_bytes() in catalog_images for p in photos)  # never the indexed file
 
     queries = read_queries(a.queries)
-    assert len(queries) == a.query_count == 99
+    assert len(queries) == a.query_count == 100
     assert all(set(q.relevant) <= set(products) for q in queries)
     red_dress = next(q for q in queries if q.id == "text-red-dress")
     assert red_dress.relevant == {"B0SAMPLE01": 1.0}

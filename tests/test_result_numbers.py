@@ -20,7 +20,7 @@ from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorRec
 from crossmodal_search.testing import FakeS3Vectors
 
 DIM = 256
-_, _, BOTH = SAMPLE_QUERIES  # "in green" + the blue-sneaker photo, text weight 0.6
+_, _, BOTH, _ = SAMPLE_QUERIES  # "in green" + the blue-sneaker photo, text weight 0.6
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ def test_index_then_search_text_image_and_both(
         "country": "US",
     }
     if env.bedrock is not None:
-        assert env.bedrock.calls == 76 + 1 + 1 + 2 + 1
+        assert env.bedrock.calls == 76 + 1 + 1 + 2 + 1 + 1  # the four sample queries, then one
 
 
 def test_filters_are_anded_with_the_search_mode(env: Env, products: list[Product]) -> None:

@@ -56,7 +56,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-TEXT_QUERY, IMAGE_QUERY, BOTH_QUERY = SAMPLE_QUERIES
+TEXT_QUERY, IMAGE_QUERY, BOTH_QUERY, EXACT_QUERY = SAMPLE_QUERIES
 
 
 @pytest.fixture(scope="module")

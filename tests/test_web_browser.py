@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-TEXT_QUERY, IMAGE_QUERY, BOTH_QUERY = SAMPLE_QUERIES
+TEXT_QUERY, IMAGE_QUERY, BOTH_QUERY, EXACT_QUERY = SAMPLE_QUERIES
 
 
 def chromium_path() -> str | None:

@@ -32,7 +32,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-TEXT_QUERY, IMAGE_QUERY, _ = SAMPLE_QUERIES
+TEXT_QUERY, IMAGE_QUERY, *_ = SAMPLE_QUERIES
 
 
 def test_serve_is_a_registered_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from crossmodal_search.datasets import (
     load_abo,
     write_sample_catalog,
 )
-from crossmodal_search.search import SearchResult
+from crossmodal_search.search import CrossmodalSearcher, SearchResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,15 +57,43 @@ def _query_title(number: int, query: SampleQuery) -> str:
     return f"{number}. {query.name} query: {' + '.join(parts)}  ({options})\n   {query.description}"
 
 
-def _verdict(query: SampleQuery, results: list[SearchResult]) -> str:
+def _rank(query: SampleQuery, results: list[SearchResult]) -> str:
     ranks = [r.product_id for r in results]
     if query.expected in ranks:
-        return f"   expected {query.expected}: rank {ranks.index(query.expected) + 1}"
-    return f"   expected {query.expected}: not in the top {len(results)}"
+        return f"rank {ranks.index(query.expected) + 1}"
+    return f"not in the top {len(results)}"
+
+
+def _verdict(
+    query: SampleQuery, results: list[SearchResult], vectors: list[SearchResult] | None
+) -> str:
+    line = f"   expected {query.expected}: {_rank(query, results)}"
+    if vectors is not None and _rank(query, vectors) != _rank(query, results):
+        line += f" (by vectors alone, without the words: {_rank(query, vectors)})"
+    return line
+
+
+def _search(
+    searcher: CrossmodalSearcher,
+    query: SampleQuery,
+    root: Path,
+    top_k: int,
+    *,
+    hybrid: bool | None,
+) -> list[SearchResult]:
+    image = query.image_path(root)
+    return searcher.search(
+        query.text,
+        str(image) if image is not None else None,
+        search_mode=query.search_mode,
+        text_weight=query.text_weight,
+        top_k=top_k,
+        hybrid=hybrid,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build, index and query the sample catalog; print three result tables."""
+    """Build, index and query the sample catalog; print a result table per sample query."""
     started = time.perf_counter()
     keep = args.dir is not None
     workdir = Path(args.dir).expanduser() if keep else Path(tempfile.mkdtemp(prefix="crossmodal-"))
@@ -94,19 +122,17 @@ def run(args: argparse.Namespace) -> int:
             )
             for failure in report.failed:
                 print(f"  not indexed: {failure.product_id} ({failure.kind}): {failure.reason}")
+            hybrid = bool(searcher.text_fields)
             for number, query in enumerate(SAMPLE_QUERIES, 1):
-                image = query.image_path(root)
-                results = searcher.search(
-                    query.text,
-                    str(image) if image is not None else None,
-                    search_mode=query.search_mode,
-                    text_weight=query.text_weight,
-                    top_k=args.top_k,
-                )
+                results = _search(searcher, query, root, args.top_k, hybrid=None)
+                # Hybrid search at work: the same query by vectors alone, when words count.
+                vectors = None
+                if hybrid and query.text is not None:
+                    vectors = _search(searcher, query, root, args.top_k, hybrid=False)
                 print()
                 print(_query_title(number, query))
                 print(render_results(results))
-                print(_verdict(query, results))
+                print(_verdict(query, results, vectors))
         print()
         if keep:
             store_arg = shlex.quote(store_spec)

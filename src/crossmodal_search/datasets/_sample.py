@@ -258,7 +258,7 @@ def _product_id(kind: str, color: str) -> str:
     return _item_id(1 + k * len(_COLORS) + c)
 
 
-#: The demo's three queries: a text, a photo, and a photo plus a text refinement.
+#: The demo's queries: a text, a photo, a photo plus a text refinement, and a model number.
 SAMPLE_QUERIES: tuple[SampleQuery, ...] = (
     SampleQuery(
         name="text",
@@ -284,6 +284,14 @@ SAMPLE_QUERIES: tuple[SampleQuery, ...] = (
         "photos: that shoe, in green",
         search_mode="image",
         text_weight=0.6,
+    ),
+    SampleQuery(
+        name="exact",
+        text=model_number(3, 2),
+        image=None,
+        expected=_product_id("sneakers", "green"),
+        description="a shopper types the model number from a shoe box: hybrid search finds it "
+        "by its words, meaning alone does not",
     ),
 )
 
