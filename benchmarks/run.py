@@ -50,7 +50,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         ".venv/bench-quick with --quick)",
     )
     parser.add_argument(
-        "--only", choices=("search", "ingest"), action="append", help="run only this part"
+        "--only",
+        choices=("search", "ingest", "fulltext"),
+        action="append",
+        help="run only this part",
     )
     parser.add_argument(
         "--scale",
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each retried 429 is logged by the SDK; the tables count them instead.
     logging.getLogger("crossmodal_search").setLevel(logging.WARNING)
     out_dir = args.output_dir or (ROOT / (".venv/bench-quick" if args.quick else "docs"))
-    parts = args.only or ["ingest", "search"]
+    parts = args.only or ["ingest", "search", "fulltext"]
     started = time.perf_counter()
 
     # faiss's OpenMP threads spin after each call by default and steal the next contender's
@@ -163,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import search
 
         sections.append(search.run(quick=args.quick, scale=args.scale))
+    if "fulltext" in parts:
+        from benchmarks import fulltext
+
+        sections.append(fulltext.run(quick=args.quick, scale=args.scale))
     info["loadavg_at_end"] = list(os.getloadavg())
     info["seconds"] = round(time.perf_counter() - started, 1)
     info["arguments"] = {"quick": args.quick, "scale": args.scale, "only": parts}

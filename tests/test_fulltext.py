@@ -119,6 +119,13 @@ def test_the_index_agrees_with_an_independent_bm25_through_writes_and_deletes() 
             row = rng.randrange(len(docs))
             docs[row] = text()
             index.put(row, docs[row])
+        elif rng.random() < 0.1:
+            # Several rows appended at once (the bulk path), some of them equal.
+            batch = [text() for _ in range(rng.randint(1, 8))]
+            batch += batch[: rng.randint(0, 2)]
+            for value in batch:
+                docs[len(docs)] = value
+            index.extend(batch)
         else:
             docs[len(docs)] = text()
             index.put(len(docs) - 1, docs[len(docs) - 1])

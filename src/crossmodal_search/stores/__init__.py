@@ -15,7 +15,7 @@ from crossmodal_search.stores._filter import (
     matches,
     validate_filter,
 )
-from crossmodal_search.stores._fulltext import ENGLISH_STOP_WORDS, matched_words
+from crossmodal_search.stores._fulltext import ENGLISH_STOP_WORDS, analyze_text, matched_words
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
     StoreLimits,
@@ -76,6 +76,7 @@ __all__ = [
     "TextStatus",
     "VectorRecord",
     "VectorStore",
+    "analyze_text",
     "check_local_store",
     "compile_filter",
     "copy_store",

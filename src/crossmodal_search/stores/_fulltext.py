@@ -38,6 +38,7 @@ __all__ = [
     "BM25_K1",
     "ENGLISH_STOP_WORDS",
     "TextIndex",
+    "analyze_text",
     "analyzer",
     "best",
     "field_text",
@@ -102,7 +103,12 @@ _ELISION = regex.compile(r"^(?:l|d|j|m|n|s|t|c|qu|jusqu|lorsqu|puisqu|dell|all|d
 
 def standard(text: str) -> list[str]:
     """The standard analyzer's tokens of ``text``."""
-    return [t.lower() for t in _WORD.findall(text) if t.strip("_")]
+    # Lower-casing the whole text first is the same (case never moves a word boundary) and
+    # twice as fast as lower-casing each word.
+    words: list[str] = _WORD.findall(text.lower())
+    if "_" in text:  # a run of underscores alone is no word
+        return [t for t in words if t.strip("_")]
+    return words
 
 
 @functools.cache
@@ -147,6 +153,17 @@ def field_text(value: object) -> str | None:
         parts = [v for v in value if isinstance(v, str)]
         return "\n".join(parts) if parts else None
     return None
+
+
+def analyze_text(text: str, language: Language | None = None) -> list[str]:
+    """The words full-text search indexes and matches for ``text``, with the analyzer of
+    ``language`` (None: standard): what a query must share with a value to match it.
+
+    Example:
+        >>> analyze_text("Sony WH-1000XM5, 30h battery")
+        ['sony', 'wh', '1000xm5', '30h', 'battery']
+    """
+    return analyzer(language)(text)
 
 
 def matched_words(query: str, value: object, language: Language | None = None) -> list[str]:
@@ -225,6 +242,52 @@ class TextIndex:
         self._docs += int(ids.shape[0] > 0)
         self._mark(row)
 
+    def extend(self, values: Sequence[object]) -> None:
+        """Append one row per value, in one pass: the bulk path of :meth:`put` (building an
+        index over a whole store, a large write). Equal values are analysed once."""
+        m = len(values)
+        if m == 0:
+            return
+        memo: dict[str, npt.NDArray[np.int64]] = {}
+        empty = np.zeros(0, dtype=np.int64)
+        parts: list[npt.NDArray[np.int64]] = []
+        lengths = np.empty(m, dtype=np.int64)
+        for i, value in enumerate(values):
+            text = field_text(value)
+            ids = empty
+            if text:
+                found = memo.get(text)
+                if found is None:
+                    if len(memo) >= 4096:  # neighbours repeat (a product's vectors): keep few
+                        memo.clear()
+                    found = memo[text] = self._ids(self._analyze(text))
+                ids = found
+            parts.append(ids)
+            lengths[i] = ids.shape[0]
+        tokens = np.concatenate(parts) if parts else empty
+        width = max(len(self._vocab), 1)
+        owner = np.repeat(np.arange(m, dtype=np.int64), lengths)
+        pairs, tf = np.unique(owner * width + tokens, return_counts=True)  # by row, then term
+        rows, terms = pairs // width, pairs % width
+        counts = np.bincount(rows, minlength=m).astype(np.int64)
+        n = self.n
+        self._grow_rows(n + m)
+        self._grow_arena(pairs.shape[0])
+        start = self._used
+        self._terms[start : start + pairs.shape[0]] = terms
+        self._tf[start : start + pairs.shape[0]] = tf
+        self._off[n : n + m] = start + np.cumsum(counts) - counts
+        self._cnt[n : n + m] = counts
+        self._dl[n : n + m] = lengths
+        self._used += pairs.shape[0]
+        self._df[: len(self._vocab)] += np.bincount(terms, minlength=len(self._vocab))
+        self._sum_dl += int(lengths.sum())
+        self._docs += int(np.count_nonzero(lengths))
+        fresh = ~self._stale[n : n + m]
+        self._stale[n : n + m] = True
+        self._n_stale += int(np.count_nonzero(fresh))
+        self.n += m
+
     def delete(self, row: int) -> None:
         """Remove row ``row``; the last row moves into it."""
         last = self.n - 1
@@ -253,15 +316,20 @@ class TextIndex:
         self.n = new_n
 
     def _ids(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
-        ids = np.empty(len(tokens), dtype=np.int64)
-        for i, token in enumerate(tokens):
-            tid = self._vocab.get(token)
-            if tid is None:
-                tid = self._vocab[token] = len(self._vocab)
-            ids[i] = tid
-        if len(self._vocab) > self._df.shape[0]:
-            self._df = _grown(self._df, len(self._vocab))
-        return ids
+        vocab = self._vocab
+        get = vocab.get
+        found = [get(token, -1) for token in tokens]
+        if -1 in found:  # new words: numbered in order of appearance
+            for i, tid in enumerate(found):
+                if tid == -1:
+                    token = tokens[i]
+                    tid = vocab.get(token)
+                    if tid is None:
+                        tid = vocab[token] = len(vocab)
+                    found[i] = tid
+            if len(vocab) > self._df.shape[0]:
+                self._df = _grown(self._df, max(len(vocab), 2 * self._df.shape[0]))
+        return np.fromiter(found, dtype=np.int64, count=len(found))
 
     def _unstat(self, row: int) -> None:
         start, count = self._off[row], self._cnt[row]

@@ -102,8 +102,7 @@ class RowTable:
         if index is None:
             field = next(f for f in self.text_fields if f.key == key)
             index = TextIndex(analyzer(field.language))
-            for row in range(self.n):
-                index.put(row, self.metadata[row].get(key))
+            index.extend([md.get(key) for md in self.metadata[: self.n]])
             self._text[key] = index
         return index
 
@@ -179,9 +178,14 @@ class RowTable:
             self.metadata[row] = metadata[i]
             self.columns.set_row(row, metadata[i], fresh=row >= old_n)
         for key, index in self._text.items():
-            # New rows come in increasing order, so each appends at the index's end.
+            # New rows come in increasing order from old_n: they append, in one pass.
+            appended = []
             for i, row in enumerate(rows.tolist()):
-                index.put(row, metadata[i].get(key))
+                if row < old_n:
+                    index.put(row, metadata[i].get(key))
+                else:
+                    appended.append(metadata[i].get(key))
+            index.extend(appended)
         if self.accelerator is not None:
             self.accelerator.update(rows, self.true_vectors(rows))
 
