@@ -321,12 +321,8 @@ class TextIndex:
         found = [get(token, -1) for token in tokens]
         if -1 in found:  # new words: numbered in order of appearance
             for i, tid in enumerate(found):
-                if tid == -1:
-                    token = tokens[i]
-                    tid = vocab.get(token)
-                    if tid is None:
-                        tid = vocab[token] = len(vocab)
-                    found[i] = tid
+                if tid == -1:  # new, or seen earlier in this same list
+                    found[i] = vocab.setdefault(tokens[i], len(vocab))
             if len(vocab) > self._df.shape[0]:
                 self._df = _grown(self._df, max(len(vocab), 2 * self._df.shape[0]))
         return np.fromiter(found, dtype=np.int64, count=len(found))
