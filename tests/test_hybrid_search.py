@@ -165,3 +165,30 @@ def test_hybrid_search_wins_on_exact_terms_and_loses_nothing_on_descriptions(
     for kind in vectors.by_kind:
         assert ndcg(kind, hybrid) >= ndcg(kind, vectors) - 1e-9, kind
     assert hybrid.metric("ndcg@10") > vectors.metric("ndcg@10")
+
+
+def test_on_s3_vectors_one_query_call_per_search_part_carries_the_words(
+    products: list[Product], root: Path
+) -> None:
+    from crossmodal_search.stores import S3VectorsStore
+    from crossmodal_search.testing import FakeS3Vectors
+
+    fake = FakeS3Vectors()  # a bucket made now: ENHANCED indexes
+    store = S3VectorsStore("shop", "products", client=fake.client(), dimension=DIM)
+    searcher = CrossmodalSearcher(OfflineEmbedder(DIM), store)
+    assert not searcher.index(products).failed
+    assert [f.key for f in store.text_fields] == ["title", "text", "brand", "model_number"]
+
+    before = fake.calls["query_vectors"]
+    hit = searcher.search("RS-2427G", top_k=3)[0]
+    assert hit.product_id == "B0SAMPLE21" and hit.matched_by == "both"
+    assert fake.calls["query_vectors"] == before + 1
+    request = next(r for r in reversed(fake.requests) if r.operation == "query_vectors")
+    texts = {t["metadataKey"]: t["text"] for t in request.params["queryTexts"]}
+    assert texts == dict.fromkeys(["title", "text", "brand", "model_number"], "RS-2427G")
+    assert "queryVector" in request.params
+
+    photo = next(q for q in SAMPLE_QUERIES if q.name == "image").image_path(root)
+    before = fake.calls["query_vectors"]
+    searcher.search("in green", str(photo), search_mode="image", fusion="rrf", text_weight=0.6)
+    assert fake.calls["query_vectors"] == before + 2  # the text part (with words), the photo
