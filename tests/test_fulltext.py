@@ -3,6 +3,7 @@ the request checks both stores share."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
@@ -178,3 +179,16 @@ def test_text_requests_are_checked_before_any_call() -> None:
         validate_text_fields([TextField("k", language="xx")])  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="has a text search configuration"):
         validate_text_fields([TextField("title")], existing=[TextField("title")])
+
+
+def test_rrf_ties_do_not_depend_on_the_order_of_the_rankings() -> None:
+    # "a" ranks 1, 2, 7 and "b" 7, 1, 2: the same terms, which a plain float sum adds in other
+    # orders (and, for 4 of the 6 orders of the lists, to other values).
+    lists = []
+    for rank_a, rank_b in ((1, 7), (2, 1), (7, 2)):
+        ranking = [f"f{i}" for i in range(10)]
+        ranking[rank_a - 1], ranking[rank_b - 1] = "a", "b"
+        lists.append(ranking)
+    for order in itertools.permutations(lists):
+        fused = reciprocal_rank_fusion(list(order))
+        assert fused["a"] == fused["b"]

@@ -8,6 +8,7 @@ The limits here are the service's documented ones, checked before any call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, get_args
@@ -178,9 +179,13 @@ def validate_text_queries(
 def reciprocal_rank_fusion(
     rankings: Sequence[Sequence[str]], *, k: int = RRF_K
 ) -> dict[str, float]:
-    """``sum over rankings of 1 / (k + rank)`` per key (ranks from 1; absent: nothing)."""
-    fused: dict[str, float] = {}
+    """``sum over rankings of 1 / (k + rank)`` per key (ranks from 1; absent: nothing).
+
+    Each sum is exact (``math.fsum``), so two keys with the same ranks in other rankings tie
+    exactly, whatever the order of the rankings, and ties go to the key order as documented.
+    """
+    terms: dict[str, list[float]] = {}
     for ranking in rankings:
         for rank, key in enumerate(ranking, 1):
-            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank)
-    return fused
+            terms.setdefault(key, []).append(1.0 / (k + rank))
+    return {key: math.fsum(values) for key, values in terms.items()}
