@@ -43,6 +43,7 @@ __all__ = [
     "best",
     "field_text",
     "matched_words",
+    "sum_by_row",
 ]
 
 BM25_K1 = 1.2
@@ -398,9 +399,7 @@ class TextIndex:
         docs, scores = self._scored(terms, mask)
         if docs.shape[0] == 0:
             return empty
-        rows, inverse = np.unique(docs, return_inverse=True)
-        total: npt.NDArray[np.float64] = np.bincount(inverse, weights=scores).astype(np.float64)
-        return rows.astype(np.intp), total
+        return sum_by_row(docs, scores, self.n)
 
     def _scored(
         self, terms: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
@@ -446,6 +445,21 @@ class TextIndex:
         if not rows_out:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         return np.concatenate(rows_out), np.concatenate(scores_out)
+
+
+def sum_by_row(
+    rows: npt.NDArray[Any], scores: npt.NDArray[np.float64], n: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The distinct ``rows`` (ascending) and the sum of their ``scores`` (all positive).
+
+    Many pairs (a common word) are summed into a dense array, O(n); few are sorted."""
+    if rows.shape[0] > n // 8:
+        dense = np.bincount(rows, weights=scores, minlength=n).astype(np.float64, copy=False)
+        found = np.flatnonzero(dense)
+        return found.astype(np.intp), dense[found]
+    distinct, inverse = np.unique(rows, return_inverse=True)
+    total: npt.NDArray[np.float64] = np.bincount(inverse, weights=scores).astype(np.float64)
+    return distinct.astype(np.intp), total
 
 
 def best(

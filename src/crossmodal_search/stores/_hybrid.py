@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from crossmodal_search.stores._fulltext import TextIndex, best
+from crossmodal_search.stores._fulltext import TextIndex, best, sum_by_row
 from crossmodal_search.stores._text import TextQuery, reciprocal_rank_fusion
 
 __all__ = ["Ranked", "rank_text"]
@@ -76,9 +76,8 @@ def rank_text(
         if not parts:
             return []
         every = np.concatenate([rows for rows, _ in parts])
-        rows, inverse = np.unique(every, return_inverse=True)
-        total = np.bincount(inverse, weights=np.concatenate([s for _, s in parts]))
-        chosen = _by_key(*best(rows.astype(np.intp), total.astype(np.float64), top_k), keys, top_k)
+        rows, total = sum_by_row(every, np.concatenate([s for _, s in parts]), len(keys))
+        chosen = _by_key(*best(rows, total, top_k), keys, top_k)
         return [(keys[row], score, bm25_of(row), None, None) for row, score in chosen]
 
     rankings: list[list[str]] = []
