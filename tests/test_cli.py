@@ -363,3 +363,27 @@ def test_index_with_a_missing_image_root_fails_and_an_empty_one_warns(
     message = warning.getMessage()
     assert "none of the 38 images were found" in message
     assert "indexed text-only" in message and "--image-root" in message
+
+
+def test_store_info_and_upgrade_describe_and_add_full_text_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "products.jsonl"
+    path.write_text(
+        json.dumps({"product_id": "mug", "text": "Blue mug", "metadata": {"sku": "MG-12"}}) + "\n",
+        encoding="utf-8",
+    )
+    store = f"local:{tmp_path / 'v'}"
+    assert main(["index", str(path), "--store", store, "--no-text-fields", *OFFLINE]) == 0
+    capsys.readouterr()
+    assert main(["store", "info", store]) == 0
+    out = capsys.readouterr().out
+    assert "index mode: ENHANCED" in out and "full-text fields: none" in out
+    assert main(["store", "upgrade", store, "--text-field", "sku", "--text-field", "title"]) == 0
+    out = capsys.readouterr().out
+    assert "already ENHANCED" in out and "full-text fields added: sku, title" in out
+    assert main(["search", "MG-12", "--store", store, "--hybrid", "--json", *OFFLINE]) == 0
+    hit = json.loads(capsys.readouterr().out)["results"][0]
+    assert hit["product_id"] == "mug" and hit["matched_words"] == ["MG", "12"]
+    assert main(["store", "info", "memory:"]) == 1
+    assert "memory: store holds nothing" in capsys.readouterr().err
