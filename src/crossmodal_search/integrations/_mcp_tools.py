@@ -75,6 +75,52 @@ IncludeImages = Annotated[
     bool,
     Field(description="Attach each product's photo (a thumbnail, at most 10) as image content."),
 ]
+TextArg = Annotated[
+    str | None,
+    Field(max_length=MAX_QUERY_CHARS, description="What the shopper describes."),
+]
+ImagePathArg = Annotated[
+    str | None,
+    Field(
+        max_length=4096,
+        description="A photo file under the server's image root (relative to it, or an "
+        "absolute path inside it).",
+    ),
+]
+ImageBase64Arg = Annotated[
+    str | None,
+    Field(description="A photo (JPEG, PNG, GIF or WebP), base64; a data: URL is fine."),
+]
+ImageUriArg = Annotated[
+    str | None,
+    Field(
+        max_length=1024,
+        description="An s3://bucket/key photo the server's AWS credentials can read.",
+    ),
+]
+FusionArg = Annotated[
+    Fusion,
+    Field(
+        description="mean: one query with the weighted mean of text and photo; rrf: one "
+        "query each, rankings merged by reciprocal rank."
+    ),
+]
+TextWeightArg = Annotated[
+    float,
+    Field(ge=0.0, le=1.0, description="Weight of the text; the photo gets 1 - it."),
+]
+HybridArg = Annotated[
+    bool | None,
+    Field(
+        description="Rank by the query's words too (brands, model numbers, sizes match "
+        "exactly): null = when the catalog has full-text fields, true = required, "
+        "false = meaning only."
+    ),
+]
+LexicalWeightArg = Annotated[
+    float,
+    Field(ge=0.0, le=1.0, description="The words' share of a hybrid score."),
+]
 
 
 @dataclass(frozen=True)
@@ -89,56 +135,18 @@ class CatalogTools:
 
     async def search_products(
         self,
-        text: Annotated[
-            str | None,
-            Field(max_length=MAX_QUERY_CHARS, description="What the shopper describes."),
-        ] = None,
-        image_path: Annotated[
-            str | None,
-            Field(
-                max_length=4096,
-                description="A photo file under the server's image root (relative to it, or an "
-                "absolute path inside it).",
-            ),
-        ] = None,
-        image_base64: Annotated[
-            str | None,
-            Field(description="A photo (JPEG, PNG, GIF or WebP), base64; a data: URL is fine."),
-        ] = None,
-        image_uri: Annotated[
-            str | None,
-            Field(
-                max_length=1024,
-                description="An s3://bucket/key photo the server's AWS credentials can read.",
-            ),
-        ] = None,
+        text: TextArg = None,
+        image_path: ImagePathArg = None,
+        image_base64: ImageBase64Arg = None,
+        image_uri: ImageUriArg = None,
         mode: ModeArg = "combined",
-        fusion: Annotated[
-            Fusion,
-            Field(
-                description="mean: one query with the weighted mean of text and photo; rrf: one "
-                "query each, rankings merged by reciprocal rank."
-            ),
-        ] = "mean",
-        text_weight: Annotated[
-            float,
-            Field(ge=0.0, le=1.0, description="Weight of the text; the photo gets 1 - it."),
-        ] = 0.5,
+        fusion: FusionArg = "mean",
+        text_weight: TextWeightArg = 0.5,
         top_k: TopK = 10,
         filter: FilterArg = None,
         include_images: IncludeImages = False,
-        hybrid: Annotated[
-            bool | None,
-            Field(
-                description="Rank by the query's words too (brands, model numbers, sizes match "
-                "exactly): null = when the catalog has full-text fields, true = required, "
-                "false = meaning only."
-            ),
-        ] = None,
-        lexical_weight: Annotated[
-            float,
-            Field(ge=0.0, le=1.0, description="The words' share of a hybrid score."),
-        ] = DEFAULT_LEXICAL_WEIGHT,
+        hybrid: HybridArg = None,
+        lexical_weight: LexicalWeightArg = DEFAULT_LEXICAL_WEIGHT,
     ) -> Annotated[CallToolResult, SearchOutput]:
         """Search the product catalog by a text, a photo, or both (one photo: image_path,
         image_base64 or image_uri). Results are products, best first, with how similar each is
