@@ -40,16 +40,14 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
-def _content_key(kind: EmbedPart, value: bytes | str) -> str:
+def _content_key(part: EmbedPart, value: bytes | str) -> str:
     data = value if isinstance(value, bytes) else value.encode("utf-8")
+    kind = "text" if part == "text" else "image"  # one request per photo, whichever it is
     return f"{kind}:{hashlib.sha256(data).hexdigest()}"
 
 
 def _part_input(plan: ProductPlan, part: EmbedPart) -> bytes | str:
-    if part == "text":
-        return plan.product.embedding_text
-    assert plan.image_input is not None
-    return plan.image_input
+    return plan.input_of(part)
 
 
 def _requests(searcher: CrossmodalSearcher, items: list[Product], dim: int) -> list[BatchRequest]:

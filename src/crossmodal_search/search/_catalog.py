@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 MAX_PRODUCT_ID_CHARS = 1000
 #: Longest title: a title is filterable metadata, and S3 Vectors allows 2 KB of that per vector.
 MAX_TITLE_CHARS = 500
+#: Most extra photos a product may list (keys ``image{n}-{id}`` stay within S3 Vectors' 1024).
+MAX_EXTRA_IMAGES = 49
 
 
 class ProductValidationError(InvalidInputError, ValidationError):
@@ -53,10 +55,14 @@ class ProductValidationError(InvalidInputError, ValidationError):
 
 
 class Product(BaseModel):
-    """One catalog item: an id, its description, its main image, and filterable metadata.
+    """One catalog item: an id, its description, its photos, and filterable metadata.
 
     ``text`` may be empty when ``image`` is given, and ``image`` may be ``None`` when there is
     text; a product with neither is invalid. ``image`` is a local file path or an ``s3://`` URI.
+    ``images`` are more photos of the product (the back, a detail, the product worn), each a
+    path or URI like ``image`` and each embedded as its own image vector; ``image`` stays the
+    main photo (the one the combined vector uses). ``images`` needs an ``image``, and may not
+    repeat it or itself.
     ``metadata`` values are what S3 Vectors accepts (string, number, boolean or a list of those);
     the keys in :data:`RESERVED_METADATA_KEYS` belong to the searcher.
 
@@ -87,6 +93,7 @@ class Product(BaseModel):
     text: str = ""
     title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS)
     image: str | None = None
+    images: tuple[str, ...] = Field(default=(), max_length=MAX_EXTRA_IMAGES)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     video: str | None = None
     audio: str | None = None
@@ -99,6 +106,7 @@ class Product(BaseModel):
         *,
         title: str | None = None,
         image: str | os.PathLike[str] | None = None,
+        images: Sequence[str | os.PathLike[str]] | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
         video: str | None = None,
         audio: str | None = None,
@@ -122,6 +130,8 @@ class Product(BaseModel):
         data.update({k: v for k, v in optional.items() if v is not None})
         if metadata is not None:
             data["metadata"] = metadata
+        if images is not None:
+            data["images"] = images
         try:
             super().__init__(**data)
         except ValidationError as exc:
@@ -155,6 +165,17 @@ class Product(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_to_str(cls, value: object) -> object:
+        if isinstance(value, str | bytes | os.PathLike) or not isinstance(value, Iterable):
+            raise ValueError("must be a list of image paths or s3:// URIs")
+        items = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        for i, item in enumerate(items):
+            if isinstance(item, str) and not item.strip():
+                raise ValueError(f"images[{i}] is blank")
+        return tuple(items)
 
     @field_validator("video", "audio", mode="before")
     @classmethod
@@ -211,7 +232,21 @@ class Product(BaseModel):
     def _has_content(self) -> Product:
         if not self.text.strip() and self.title is None and self.image is None:
             raise ValueError(f"product {self.product_id!r} has neither text nor image")
+        if self.images and self.image is None:
+            raise ValueError("images are extra photos: give the main photo as image too")
+        seen: set[str] = set()
+        for i, extra in enumerate(self.images):
+            if extra == self.image:
+                raise ValueError(f"images[{i}] repeats the main image {extra!r}")
+            if extra in seen:
+                raise ValueError(f"images[{i}] {extra!r} appears twice")
+            seen.add(extra)
         return self
+
+    @property
+    def all_images(self) -> tuple[str, ...]:
+        """Every photo of the product, the main one first (empty without an image)."""
+        return () if self.image is None else (self.image, *self.images)
 
     @property
     def display_title(self) -> str:
@@ -228,10 +263,19 @@ class Product(BaseModel):
         return f"{self.title}\n{self.text}" if self.text.strip() else self.title
 
 
+def _resolved(value: object, base: Path) -> object:
+    """A relative local path resolved against ``base``; anything else as is."""
+    relative = isinstance(value, str) and value and not Path(value).is_absolute()
+    if relative and not str(value).startswith("s3://"):
+        return str(base / str(value))
+    return value
+
+
 def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> list[Product]:
     """Read products from a JSON-lines file: one ``Product`` object per line.
 
-    Relative ``image`` and ``document`` paths are resolved against the file's directory.
+    Relative ``image``, ``images`` and ``document`` paths are resolved against the file's
+    directory.
 
     Raises:
         InvalidInputError: a line is not valid JSON or not a valid product (names the line), or
@@ -239,7 +283,7 @@ def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> 
 
     Example:
         A line: ``{"product_id": "p1", "text": "Blue mug", "image": "img/p1.jpg",
-        "metadata": {"color": "blue"}}``
+        "metadata": {"color": "blue"}}``; with more photos: ``"images": ["img/p1-back.jpg"]``
     """
     file = Path(path).expanduser()
     try:
@@ -264,10 +308,10 @@ def load_products(path: str | os.PathLike[str], *, limit: int | None = None) -> 
                 f"{file}:{lineno}: expected a JSON object (a product), got {type(data).__name__}"
             )
         for name in ("image", "document"):
-            value = data.get(name)
-            relative = isinstance(value, str) and value and not Path(value).is_absolute()
-            if relative and not str(value).startswith("s3://"):
-                data[name] = str(base / str(value))
+            if name in data:
+                data[name] = _resolved(data[name], base)
+        if isinstance(data.get("images"), list):
+            data["images"] = [_resolved(v, base) for v in data["images"]]
         try:
             product = Product.model_validate(data)
         except ValidationError as exc:

@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -27,11 +27,19 @@ from crossmodal_search.errors import (
     ServiceValidationError,
     TransientServiceError,
 )
-from crossmodal_search.search._planner import EmbedPart, ProductPlan
+from crossmodal_search.search._catalog import Product
+from crossmodal_search.search._planner import EmbedPart, Planner, ProductPlan
 from crossmodal_search.search._results import IngestReport, IngestStoppedError, ItemFailure
 from crossmodal_search.stores import VectorRecord, VectorStore
 
-__all__ = ["EmbedFn", "IngestPolicy", "IngestRun", "ProgressCallback", "embed_with"]
+__all__ = [
+    "EmbedFn",
+    "IngestPolicy",
+    "IngestRun",
+    "ProgressCallback",
+    "embed_with",
+    "int_setting",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +48,30 @@ ProgressCallback = Callable[[int, int], None]
 EmbedFn = Callable[[ProductPlan, EmbedPart], Vector]
 
 
+def int_setting(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` when it is an int in ``low..high``.
+
+    Raises:
+        ConfigurationError: It is not (the message names the setting).
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ConfigurationError(f"{name} must be {span}, got {value}")
+    return value
+
+
 def embed_with(embedder: Embedder) -> EmbedFn:
     """One indexing call of ``embedder`` per part (purpose ``GENERIC_INDEX``)."""
 
     def embed(plan: ProductPlan, part: EmbedPart) -> Vector:
         purpose = EmbeddingPurpose.GENERIC_INDEX
+        value = plan.input_of(part)
         if part == "text":
-            return embedder.embed_text(plan.product.embedding_text, purpose=purpose)
-        assert plan.image_input is not None
-        return embedder.embed_image(plan.image_input, purpose=purpose)
+            assert isinstance(value, str)
+            return embedder.embed_text(value, purpose=purpose)
+        return embedder.embed_image(value, purpose=purpose)
 
     return embed
 
@@ -187,6 +210,30 @@ class IngestRun:
         item.jobs = {part: pool.submit(self._call, item, part) for part in item.missing()}
         self._open.append(item)
 
+    def run(
+        self,
+        windows: Iterable[Sequence[Product]],
+        planner: Planner,
+        max_concurrency: int,
+        *,
+        started: float,
+    ) -> IngestReport:
+        """Plan and settle each window of products, write the rest, and report (a stop or
+        an error keeps what was embedded; see :meth:`abort`)."""
+        with ThreadPoolExecutor(max_concurrency, thread_name_prefix="crossmodal") as pool:
+            try:
+                for window in windows:
+                    self.window(planner.plan(window, pool), pool)
+                self.flush(final=True)
+            except IngestStoppedError as exc:
+                self.abort(pool)
+                exc.report = self.report(time.perf_counter() - started)
+                raise
+            except BaseException:
+                self.abort(pool)
+                raise
+        return self.report(time.perf_counter() - started)
+
     def window(self, plans: Sequence[ProductPlan], pool: ThreadPoolExecutor) -> None:
         """Settle every plan of a window: write, skip, fail, or embed (retrying products that
         met transient errors, in later rounds of the same window)."""
@@ -277,7 +324,7 @@ class IngestRun:
         *,
         transient: bool,
     ) -> None:
-        failure = _failure(item.plan.product.product_id, part, exc)
+        failure = _failure(item.plan, part, exc)
         logger.info("not indexed: %s: %s", failure.product_id, failure.reason)
         self.failed.append(failure)
         code = failure.code
@@ -363,7 +410,7 @@ class IngestRun:
         self._open.clear()
         # Products that met transient errors and were waiting for another round.
         self.failed.extend(
-            _failure(item.plan.product.product_id, *item.deferred_by)
+            _failure(item.plan, *item.deferred_by)
             for item in self._deferred
             if item.deferred_by is not None
         )
@@ -388,11 +435,13 @@ class IngestRun:
         )
 
 
-def _failure(product_id: str, part: EmbedPart, exc: CrossmodalSearchError) -> ItemFailure:
+def _failure(plan: ProductPlan, part: EmbedPart, exc: CrossmodalSearchError) -> ItemFailure:
+    photo = plan.image_of(part) if part != "text" else None
+    where = f" (photo {photo})" if photo is not None and plan.extras else ""
     return ItemFailure(
-        product_id=product_id,
-        kind="image" if part == "image" else "text",
-        reason=f"{type(exc).__name__}: {exc}",
+        product_id=plan.product_id,
+        kind="text" if part == "text" else "image",
+        reason=f"{type(exc).__name__}: {exc}{where}",
         code=_code(exc),
         request_id=getattr(exc, "request_id", None),
         retryable=not _is_input(exc) or bool(getattr(exc, "retryable", False)),

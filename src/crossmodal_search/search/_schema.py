@@ -5,13 +5,18 @@ Keys::
 
     text-{id}  image-{id}  combined-{id}      a product's vectors (description, main image,
                                                and their weighted mean)
+    image{n}-{id}                             photo n (2, 3, ...) of a product with several
+                                               photos (``Product.images``), type ``image``
     {video|audio|document}-{id}-{i}           segment i of a product's long media
     video-{id}-audio-{i}                      the audio vector of video segment i, when a video
                                                was embedded with separate audio and visual vectors
 
 Every vector carries the metadata in :data:`RESERVED_METADATA_KEYS` that the searcher owns
 (``type`` says which kind of vector it is, ``product_id`` whose it is) plus the product's own
-metadata. ``tags`` and ``tag_{group}`` are written by zero-shot tagging
+metadata. A product with several photos also carries ``image_count`` (its photos, the main
+one included) on its text, image and combined vectors, so that the extra photos' keys can be
+found from them; each extra photo's vector names its photo in ``image_source``. ``tags`` and
+``tag_{group}`` are written by zero-shot tagging
 (:func:`~crossmodal_search.search.tag_products`) and carried over when a product is rewritten.
 """
 
@@ -42,6 +47,9 @@ __all__ = [
     "ProductVectorType",
     "SegmentUnit",
     "VectorType",
+    "extra_image_key",
+    "extra_image_keys",
+    "image_number",
     "is_tag_key",
     "key_owners",
     "metadata_problem",
@@ -87,6 +95,8 @@ RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
         "segment_unit",
         "segment_count",
         "segment_config",
+        "image_count",
+        "image_source",
     }
 )
 
@@ -96,6 +106,7 @@ TAGS_KEY = "tags"
 TAG_GROUP_PREFIX = "tag_"
 
 _SEGMENT_KEY = re.compile(r"(video|audio|document)-(.+)-(\d+)")
+_EXTRA_IMAGE_KEY = re.compile(r"image([1-9]\d*)-(.+)", re.DOTALL)
 
 
 def product_key(vtype: ProductVectorType, product_id: str) -> str:
@@ -106,6 +117,27 @@ def product_key(vtype: ProductVectorType, product_id: str) -> str:
 def product_keys(product_id: str) -> list[str]:
     """Every product-vector key a product can have (text, image, combined)."""
     return [product_key(t, product_id) for t in PRODUCT_TYPES]
+
+
+def extra_image_key(product_id: str, number: int) -> str:
+    """The key of photo ``number`` (2, 3, ...) of a product: ``image2-B01`` (photo 1, the main
+    one, is ``image-B01``)."""
+    if number < 2:
+        raise ValueError(f"extra photos are numbered from 2, got {number}")
+    return f"image{number}-{product_id}"
+
+
+def extra_image_keys(product_id: str, count: int) -> list[str]:
+    """The keys of a product's extra photos when it has ``count`` photos in all."""
+    return [extra_image_key(product_id, n) for n in range(2, count + 1)]
+
+
+def image_number(key: str) -> int | None:
+    """The photo number of an extra photo's key (``image3-B01`` -> 3), else None."""
+    match = _EXTRA_IMAGE_KEY.fullmatch(key)
+    if match is None or int(match.group(1)) < 2:
+        return None
+    return int(match.group(1))
 
 
 def segment_key(kind: MediaKind, product_id: str, index: int, *, audio: bool = False) -> str:
@@ -133,6 +165,9 @@ def key_owners(key: str) -> tuple[str, ...]:
     for vtype in PRODUCT_TYPES:
         if key.startswith(f"{vtype}-") and len(key) > len(vtype) + 1:
             return (key[len(vtype) + 1 :],)
+    extra = _EXTRA_IMAGE_KEY.fullmatch(key)
+    if extra is not None and int(extra.group(1)) >= 2:
+        return (extra.group(2),)
     match = _SEGMENT_KEY.fullmatch(key)
     if match is None:
         return ()

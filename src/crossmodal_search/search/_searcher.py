@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from crossmodal_search._batching import batched
 from crossmodal_search._types import Filter
 from crossmodal_search.embeddings import (
     Embedder,
@@ -26,7 +25,7 @@ from crossmodal_search.errors import (
     InvalidInputError,
     ProductNotFoundError,
 )
-from crossmodal_search.search._catalog import Product
+from crossmodal_search.search._catalog import MAX_EXTRA_IMAGES, Product
 from crossmodal_search.search._hybrid import (
     DEFAULT_LEXICAL_WEIGHT,
     active_text_fields,
@@ -39,34 +38,29 @@ from crossmodal_search.search._ingest import (
     IngestRun,
     ProgressCallback,
     embed_with,
+    int_setting,
 )
 from crossmodal_search.search._media_ingest import (
     MediaIngestReport,
     check_jobs,
     index_media,
     media_items,
-    stored_segment_keys,
 )
-from crossmodal_search.search._planner import Planner, ProductPlan, estimate
+from crossmodal_search.search._planner import Planner, ProductPlan, check_products, estimate
+from crossmodal_search.search._products import (
+    delete_products,
+    product_view,
+    prune_products,
+)
 from crossmodal_search.search._query import Fusion, ProductSearch, SearchMode, is_weight
 from crossmodal_search.search._results import (
     CostEstimate,
     IngestReport,
-    IngestStoppedError,
     ItemFailure,
     ProductView,
     SearchResult,
 )
-from crossmodal_search.search._schema import (
-    MEDIA_TYPES,
-    VECTOR_TYPES,
-    ProductVectorType,
-    key_owners,
-    product_key,
-    product_keys,
-    public_metadata,
-    segment_key,
-)
+from crossmodal_search.search._schema import ProductVectorType, product_key
 from crossmodal_search.stores import StoreLimits, TextField, VectorStore
 
 __all__ = ["CrossmodalSearcher"]
@@ -99,6 +93,11 @@ class CrossmodalSearcher:
             ``brand`` and ``model_number``; ``()``: none. A store that cannot (a CLASSIC S3
             Vectors index, a store without full-text search) is indexed as before, with a
             warning.
+        max_images_per_product: Photos a product may have (``image`` plus ``images``, default
+            8); :meth:`index` and :meth:`estimate` refuse a product with more before any call.
+            Each extra photo costs one embedding call and one stored vector.
+        main_image_only: Index only each product's main photo (``image``): ``images`` are
+            ignored, and extra photos stored by an earlier run are deleted.
 
     Raises:
         ConfigurationError: The embedder and store dimensions differ, or an argument is out of
@@ -120,22 +119,23 @@ class CrossmodalSearcher:
         batch_size: int = 500,
         ingest_policy: IngestPolicy | None = None,
         text_fields: Iterable[str | TextField] | None = None,
+        max_images_per_product: int = 8,
+        main_image_only: bool = False,
     ) -> None:
         if embedder.dimension != store.dimension:
             raise ConfigurationError(
                 f"the embedder produces {embedder.dimension}-dimensional vectors but the store "
                 f"holds {store.dimension}-dimensional ones; use the same dimension for both"
             )
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-            raise ConfigurationError("max_concurrency must be an int")
-        if max_concurrency < 1:
-            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        int_setting("max_concurrency", max_concurrency, 1)
+        int_setting("batch_size", batch_size, 1)
+        int_setting("max_images_per_product", max_images_per_product, 1, 1 + MAX_EXTRA_IMAGES)
         if not is_weight(combined_text_weight):
             raise ConfigurationError(
                 f"combined_text_weight must be a number in [0, 1], got {combined_text_weight!r}"
             )
+        self._max_images = max_images_per_product
+        self._main_only = bool(main_image_only)
         self._embedder = embedder
         self._store = store
         self._max_concurrency = max_concurrency
@@ -145,7 +145,11 @@ class CrossmodalSearcher:
         self._text_fields = check_text_fields(text_fields)
         self._limits: StoreLimits = store.limits
         self._planner = Planner(
-            store, limits=self._limits, model_id=embedder.model_id, weight=self._weight
+            store,
+            limits=self._limits,
+            model_id=embedder.model_id,
+            weight=self._weight,
+            main_image_only=self._main_only,
         )
         self._search = ProductSearch(embedder, store)
 
@@ -188,6 +192,16 @@ class CrossmodalSearcher:
     def combined_text_weight(self) -> float:
         """Weight of the text vector in each stored ``combined`` vector."""
         return self._weight
+
+    @property
+    def max_images_per_product(self) -> int:
+        """Photos a product may have (main photo included)."""
+        return self._max_images
+
+    @property
+    def main_image_only(self) -> bool:
+        """Whether only each product's main photo is indexed."""
+        return self._main_only
 
     @property
     def batch_size(self) -> int:
@@ -383,20 +397,18 @@ class CrossmodalSearcher:
     # ------------------------------------------------------------------ products
 
     def delete(self, product_ids: Iterable[str]) -> None:
-        """Delete every stored vector of these products, segments included (unknown ids are
-        ignored)."""
-        ids = list(product_ids)
-        keys = [k for pid in ids for k in product_keys(pid)] + stored_segment_keys(self._store, ids)
-        for batch in batched(keys, self._batch_size):
-            self._store.delete(batch)
+        """Delete every stored vector of these products, extra photos and segments included
+        (unknown ids are ignored)."""
+        delete_products(self._store, product_ids, self._batch_size)
 
     def prune(self, keep: Iterable[str], *, dry_run: bool = False) -> IngestReport:
         """Delete every product of the store whose id is not in ``keep`` (the full catalog).
 
-        All the vectors of a removed product go: text, image, combined and every segment of
-        its video, audio and document. Keys the searcher did not write (not ``text-``,
-        ``image-``, ``combined-``, or a segment key) are left alone. Lists every key of the
-        store (``ListVectors`` pages on S3 Vectors), so it costs a scan of the index.
+        All the vectors of a removed product go: text, image, combined, its extra photos and
+        every segment of its video, audio and document. Keys the searcher did not write (not
+        ``text-``, ``image-``, ``image{n}-``, ``combined-``, or a segment key) are left alone.
+        Lists every key of the store (``ListVectors`` pages on S3 Vectors), so it costs a scan
+        of the index.
 
         Args:
             keep: The ids of every product that should stay.
@@ -408,66 +420,14 @@ class CrossmodalSearcher:
         Example:
             >>> searcher.prune(p.product_id for p in catalog)  # doctest: +SKIP
         """
-        started = time.perf_counter()
-        kept = set(keep)
-        doomed: list[str] = []
-        products: set[str] = set()
-        unsure: list[str] = []
-        listed = self._store.keys()  # a VectorStore need not be iterable itself
-        for key in listed:
-            owners = key_owners(key)
-            if owners and not kept.intersection(owners):
-                doomed.append(key)
-                products.add(owners[-1])
-            elif len(owners) > 1 and not kept.issuperset(owners):
-                unsure.append(key)
-        # A key two products could own: its metadata says which one.
-        for batch in batched(unsure, self._batch_size):
-            for record in self._store.get(batch).records:
-                owner = record.metadata.get("product_id")
-                if isinstance(owner, str) and owner not in kept:
-                    doomed.append(record.key)
-                    products.add(owner)
-        if not dry_run:
-            for batch in batched(doomed, self._batch_size):
-                self._store.delete(batch)
-            if products:
-                logger.info(
-                    "pruned %d products (%d vectors) not in the catalog", len(products), len(doomed)
-                )
-        return IngestReport(
-            pruned=len(products),
-            vectors_deleted=0 if dry_run else len(doomed),
-            dry_run=dry_run,
-            seconds=time.perf_counter() - started,
-        )
+        return prune_products(self._store, keep, dry_run=dry_run, batch_size=self._batch_size)
 
     def get_product(self, product_id: str) -> ProductView | None:
         """The product as stored, or ``None`` when none of its vectors exists.
 
         ``vector_types`` lists ``video``/``audio``/``document`` when the product has segments.
         """
-        keys = product_keys(product_id)
-        keys += [segment_key(kind, product_id, 0) for kind in MEDIA_TYPES]
-        result = self._store.get(keys)
-        if not result.records:
-            return None
-        types = {str(r.metadata.get("type")) for r in result.records}
-        # Prefer a product vector's metadata: it carries the content hash.
-        records = sorted(result.records, key=lambda r: r.metadata.get("type") in MEDIA_TYPES)
-        md = dict(records[0].metadata)
-        text = str(md.get("text", ""))
-        title = _text_or_none(md.get("title")) or text.strip().split("\n", 1)[0].strip()
-        return ProductView(
-            product_id=product_id,
-            title=title or product_id,
-            text=text,
-            image_path=_text_or_none(md.get("image_path")),
-            metadata=public_metadata(md),
-            vector_types=[t for t in VECTOR_TYPES if t in types],
-            content_hash=_text_or_none(md.get("content_hash")),
-            embedding_model=_text_or_none(md.get("embedding_model")),
-        )
+        return product_view(self._store, product_id)
 
     # ------------------------------------------------------------------ search
 
@@ -621,19 +581,8 @@ class CrossmodalSearcher:
             total=len(items),
             progress=progress,
         )
-        with ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="crossmodal") as pool:
-            try:
-                for window in self._windows(items):
-                    run.window(self._planner.plan(window, pool), pool)
-                run.flush(final=True)
-            except IngestStoppedError as exc:
-                run.abort(pool)
-                exc.report = run.report(time.perf_counter() - started)
-                raise
-            except BaseException:
-                run.abort(pool)
-                raise
-        return run.report(time.perf_counter() - started)
+        windows = self._windows(items)
+        return run.run(windows, self._planner, self._max_concurrency, started=started)
 
     def _plans(self, items: Sequence[Product]) -> Iterator[list[ProductPlan]]:
         """The plans of ``items``, a window at a time (images read, store compared)."""
@@ -641,25 +590,12 @@ class CrossmodalSearcher:
             for window in self._windows(items):
                 yield self._planner.plan(window, pool)
 
-    @staticmethod
-    def _check_products(products: Iterable[Product]) -> list[Product]:
-        items = list(products)
-        seen: set[str] = set()
-        for i, product in enumerate(items):
-            if not isinstance(product, Product):
-                raise InvalidInputError(
-                    f"products[{i}] is a {type(product).__name__}, expected a Product"
-                )
-            if product.product_id in seen:
-                raise InvalidInputError(f"product_id {product.product_id!r} appears twice")
-            seen.add(product.product_id)
-        return items
+    def _check_products(self, products: Iterable[Product]) -> list[Product]:
+        return check_products(
+            products, max_images=self._max_images, main_image_only=self._main_only
+        )
 
     def _windows(self, items: Sequence[Product]) -> Iterator[Sequence[Product]]:
         size = max(self._batch_size, 4 * self._max_concurrency)
         for start in range(0, len(items), size):
             yield items[start : start + size]
-
-
-def _text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
