@@ -4,7 +4,8 @@ A query is embedded with the retrieval purpose of what it is compared with (``TE
 for text vectors, ``IMAGE_RETRIEVAL`` for images, ``GENERIC_RETRIEVAL`` for combined vectors or
 all types, ``VIDEO_/AUDIO_/DOCUMENT_RETRIEVAL`` for segments). A text + photo query is fused
 early (one query with the normalised weighted mean vector) or late (reciprocal rank fusion of
-the two rankings). Hits are grouped by product: each product appears once, at its best vector.
+the two rankings). Hits are grouped by product: each product appears once, at its best vector
+(for a product with several photos, the photo that matched best: ``matched_image``).
 """
 
 from __future__ import annotations
@@ -455,6 +456,7 @@ class ProductSearch:
             segment_end=_opt_float(md.get("segment_end")),
             segment_unit=_segment_unit(md.get("segment_unit")),
             source_uri=_opt_str(md.get("source_uri")),
+            matched_image=_matched_image(md),
         )
 
 
@@ -516,6 +518,14 @@ def is_weight(value: object) -> bool:
 
 def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _matched_image(metadata: Mapping[str, MetadataValue]) -> str | None:
+    """The photo of an image vector: an extra photo names itself, the main one is the
+    product's ``image_path``."""
+    if metadata.get("type") != "image":
+        return None
+    return _opt_str(metadata.get("image_source")) or _opt_str(metadata.get("image_path"))
 
 
 def _segment_unit(value: object) -> SegmentUnit | None:

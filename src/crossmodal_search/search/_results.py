@@ -199,6 +199,8 @@ class SearchResult(BaseModel):
             ``"pages"`` (PDF documents); ``None`` for text, image and combined hits.
         source_uri: For a segment hit: the media file (``s3://`` URI, or ``file://`` for a
             local PDF).
+        matched_image: For an image hit: the photo (path or URI) whose vector matched, the
+            main one or one of ``Product.images``; ``None`` when no image vector matched.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -221,6 +223,7 @@ class SearchResult(BaseModel):
     segment_end: float | None = None
     segment_unit: SegmentUnit | None = None
     source_uri: str | None = None
+    matched_image: str | None = None
 
     @model_validator(mode="after")
     def _default_title(self) -> SearchResult:
