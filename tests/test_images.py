@@ -13,7 +13,13 @@ from PIL import Image, ImageDraw
 
 from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
-from crossmodal_search.search import CrossmodalSearcher, Product, load_products
+from crossmodal_search.search import (
+    CrossmodalSearcher,
+    Product,
+    TagVocabulary,
+    load_products,
+    tag_products,
+)
 from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorStore
 from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
 
@@ -317,3 +323,29 @@ def test_catalog_files_take_an_images_list(tmp_path: Path) -> None:
     path.write_text(json.dumps({**line, "images": ["img/a.png"]}) + "\n", encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"products\.jsonl:1: .*repeats the main image"):
         load_products(path)
+
+
+@pytest.mark.parametrize("only", [None, ["DRESS"]])
+def test_tags_reach_every_photo_and_survive_a_new_photo(
+    env: tuple[FakeBedrock, VectorStore], photos: Callable[[str], str], only: list[str] | None
+) -> None:
+    bedrock, store = env
+    searcher = _searcher(env)
+    catalog = _catalog(photos)
+    searcher.index(catalog)
+    embedder = NovaEmbeddings(client=bedrock.client(), dimension=DIM)
+    vocabulary = TagVocabulary.from_labels({"color": ["red", "green", "yellow"]})
+    report = tag_products(store, embedder, vocabulary, top1_per_group=True, product_ids=only)
+    dress = next(p for p in report.products if p.product_id == "DRESS")
+    assert dress.source == "combined" and dress.tags == ["red"]
+    tagged = {
+        r.key: r.metadata.get("tags") for r in store.get(["image2-DRESS", "image3-DRESS"]).records
+    }
+    assert tagged == {"image2-DRESS": ["red"], "image3-DRESS": ["red"]}
+    # A new photo is indexed with the product's tags, the others keep theirs.
+    more = catalog[0].model_copy(update={"images": (*catalog[0].images, photos("green-mug"))})
+    searcher.index([more, *catalog[1:]])
+    found = searcher.search(
+        image=photos("green-mug"), search_mode="image", top_k=5, filter={"tags": "red"}
+    )
+    assert [(h.product_id, h.matched_image) for h in found] == [("DRESS", photos("green-mug"))]

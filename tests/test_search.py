@@ -130,6 +130,7 @@ def _expected_keys(products: Sequence[Product]) -> list[str]:
         if p.image:
             keys.append(f"image-{p.product_id}")
         keys.append(f"combined-{p.product_id}")
+        keys += [f"image{n}-{p.product_id}" for n in range(2, len(p.all_images) + 1)]
     return sorted(keys)
 
 
@@ -143,8 +144,9 @@ def test_index_then_search_text_image_and_both(
     report = searcher.index(products)
     assert report.failed == []
     assert report.indexed == len(products) == 38
-    assert report.vectors_written == len(_expected_keys(products)) == 114
-    assert report.embed_calls == 76
+    # Text, image and combined of each product, and the bags' two extra photos.
+    assert report.vectors_written == len(_expected_keys(products)) == 114 + 12
+    assert report.embed_calls == 76 + 12
     assert _all_keys(env.store) == _expected_keys(products)
 
     for query in SAMPLE_QUERIES:
@@ -174,7 +176,7 @@ def test_index_then_search_text_image_and_both(
         "country": "US",
     }
     if env.bedrock is not None:
-        assert env.bedrock.calls == 76 + 1 + 1 + 2 + 1 + 1  # the four sample queries, then one
+        assert env.bedrock.calls == 88 + 1 + 1 + 2 + 1 + 1  # the four sample queries, then one
 
 
 def test_filters_are_anded_with_the_search_mode(env: Env, products: list[Product]) -> None:
@@ -334,15 +336,24 @@ def test_interrupted_run_resumes_without_duplicates_or_losses(
     assert len(list(env.store.keys())) == 20  # exactly the first batch
 
     calls_before = env.bedrock.calls
+    stored = set(env.store.keys())
     report = searcher.index(products)
     assert report.failed == []
     assert report.skipped_unchanged == len(landed)
     assert report.indexed == len(products) - len(landed)
-    # Unchanged products are not embedded again; every other product costs text + image.
-    assert env.bedrock.calls - calls_before == report.embed_calls == 2 * report.indexed
+    # Nothing stored is embedded again: a product whose own vectors are missing costs text +
+    # image, and each missing extra photo one call.
+    needed = 0
+    for p in products:
+        own = [
+            k for k in _expected_keys([p]) if k.split("-", 1)[0] in ("text", "image", "combined")
+        ]
+        extra = [k for k in _expected_keys([p]) if k not in own]
+        needed += (0 if stored.issuperset(own) else len(own) - 1) + len(set(extra) - stored)
+    assert env.bedrock.calls - calls_before == report.embed_calls == needed
     assert _all_keys(env.store) == _expected_keys(products)
     if env.s3 is not None:
-        assert env.s3.vector_count("shop-vectors", "products") == 114
+        assert env.s3.vector_count("shop-vectors", "products") == 126
 
     again = searcher.index(products)
     assert (again.indexed, again.skipped_unchanged, again.embed_calls) == (0, 38, 0)
@@ -609,10 +620,11 @@ def test_dry_run_estimates_without_embedding_or_writing(
     est = report.estimate
     assert report.dry_run and est is not None
     assert (est.products, est.to_embed, est.unchanged) == (38, 38, 0)
-    assert (est.text_calls, est.image_calls, est.embed_calls) == (38, 38, 76)
-    assert est.vectors == 114 and est.put_requests == 3
-    assert est.vector_bytes == 114 * DIM * 4
-    assert est.image_bytes == sum(Path(p.image).stat().st_size for p in products if p.image)
+    # Every photo counts: the six bags have two extra photos each.
+    assert (est.text_calls, est.image_calls, est.embed_calls) == (38, 38 + 12, 76 + 12)
+    assert est.vectors == 126 and est.put_requests == 3
+    assert est.vector_bytes == 126 * DIM * 4
+    assert est.image_bytes == sum(Path(i).stat().st_size for p in products for i in p.all_images)
     assert est.metadata_bytes > 0
     assert nova_env.bedrock.calls == 0 and list(nova_env.store.keys()) == []
 
@@ -652,7 +664,7 @@ def test_batches_are_full_size(products: list[Product]) -> None:
 
     store = Recording(LocalVectorStore(dimension=DIM), fail_on=0)
     CrossmodalSearcher(OfflineEmbedder(DIM), store, batch_size=25).index(products)
-    assert sizes == [25, 25, 25, 25, 14]
+    assert sizes == [25, 25, 25, 25, 25, 1]
 
 
 def test_similarity_from_distance_per_metric(products: list[Product]) -> None:

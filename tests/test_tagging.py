@@ -85,7 +85,8 @@ def test_colour_tags_are_correct_with_precision_and_recall(indexed, demo):
     )
     assert len(report.products) == 38
     assert report.label_embed_calls == sum(len(v) for v in demo.vocabulary.groups.values())
-    assert report.vectors_updated == 38 * 3  # text, image and combined vector of each product
+    # The text, image and combined vector of each product, and the bags' extra photos.
+    assert report.vectors_updated == 38 * 3 + 6 * 2
     for tags in report.products:
         assert tags.source == "image"
         assert tags.by_group["color"] == [demo.gold_colour(tags.product_id)], tags.product_id
@@ -148,7 +149,7 @@ def test_retagging_replaces_previous_tags_and_dry_run_writes_nothing(indexed, de
     assert indexed.search("lamp", filter={"tag_category": "lamp"}, top_k=20)  # still there
 
     report = tag_products(indexed.store, indexed.embedder, colours_only, threshold=0.2)
-    assert report.vectors_updated == 38 * 3
+    assert report.vectors_updated == 38 * 3 + 6 * 2
     assert indexed.search("lamp", filter={"tag_category": "lamp"}, top_k=20) == []
     blue = {r.product_id for r in indexed.search("x", filter={"tags": "blue"}, top_k=50)}
     assert blue == {pid for pid, labels in demo.gold.items() if labels[0] == "blue"}
@@ -297,7 +298,7 @@ def test_cli_tag_then_filtered_search(tmp_path, demo, vectors, capsys):
 
     assert main(["tag", *opts, "--vocab", str(vocab), "--gold", str(gold), "--show", "3"]) == 0
     out = capsys.readouterr().out
-    assert "tagged 38 products with 16 label embeddings; 114 vectors" in out
+    assert "tagged 38 products with 16 label embeddings; 126 vectors" in out
     assert "... and 35 more" in out
     red_row = next(line for line in out.splitlines() if line.strip().startswith("red "))
     assert red_row.split()[1:4] == ["1.000", "1.000", "1.000"]

@@ -149,6 +149,7 @@ def load_abo(
     *,
     limit: int | None = None,
     image_root: str | os.PathLike[str] | None = None,
+    max_images: int = 8,
 ) -> AboCatalog:
     """Load an Amazon Berkeley Objects catalog (or a sample in the same layout).
 
@@ -159,12 +160,17 @@ def load_abo(
     (standardised colour names, lower case), ``language`` (tag of the chosen name) and
     ``country`` when present; and the main image under ``image_root`` (default
     ``ROOT/images/small``; may be an ``s3://`` prefix such as
-    ``s3://amazon-berkeley-objects/images/small/``, which is not checked).
+    ``s3://amazon-berkeley-objects/images/small/``, which is not checked), with the listing's
+    other images (``other_image_id``, in listing order, those found) as ``images``, up to
+    ``max_images`` photos in all.
 
     Args:
         root: The dataset directory (contains ``listings/`` and ``images/``).
         limit: Stop after this many products.
         image_root: Where the ``images.csv.gz`` paths are resolved.
+        max_images: Photos kept per product, the main one included (default 8, the
+            searcher's ``max_images_per_product``; 1: the main image only); further
+            ``other_image_id`` images are left out.
 
     A local ``image_root`` must be an existing directory; when none of the referenced images
     is found there, a warning is logged (every product would be indexed text-only).
@@ -179,6 +185,8 @@ def load_abo(
     """
     if limit is not None and limit < 0:
         raise InvalidInputError(f"limit must be >= 0, got {limit}")
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise InvalidInputError(f"max_images must be an int >= 1, got {max_images!r}")
     base = Path(root).expanduser().resolve()
     shards = sorted((base / "listings" / "metadata").glob("listings_*.json.gz"))
     if not shards:
@@ -186,6 +194,7 @@ def load_abo(
             f"{base}: no listings/metadata/listings_*.json.gz (not an ABO catalog directory)"
         )
     reader = _Reader(_images_base(base, image_root), _read_image_paths(base))
+    reader.max_extra = max_images - 1
     for path, lineno, listing in _iter_listings(shards):
         if limit is not None and len(reader.products) >= limit:
             break
@@ -238,6 +247,7 @@ class _Reader:
         self.products: list[Product] = []
         self._seen: set[str] = set()
         self.skipped = self.duplicates = self.missing = self.malformed = self.found = 0
+        self.max_extra = 7
 
     def add(self, listing: object, where: str) -> None:
         item_id = listing.get("item_id") if isinstance(listing, dict) else None
@@ -259,12 +269,37 @@ class _Reader:
             return
         try:
             metadata = _metadata(listing, names)
-            product = Product(item_id, text, title=title, image=image, metadata=metadata)
+            images = self._others(listing.get("other_image_id"), image)
+            product = Product(
+                item_id, text, title=title, image=image, images=images, metadata=metadata
+            )
         except InvalidInputError as exc:
             logger.debug("%s: %s", where, exc)
             self.malformed += 1
             return
         self.products.append(product)
+
+    def _others(self, image_ids: object, main: str | None) -> list[str]:
+        """The listing's other images that exist, without repeats, up to the cap (none
+        without a main image)."""
+        found: list[str] = []
+        if main is None or not isinstance(image_ids, list):
+            return found
+        for image_id in image_ids:
+            if len(found) >= self.max_extra:
+                break
+            rel = self._image_paths.get(image_id) if isinstance(image_id, str) else None
+            path = None if rel is None else _join_image(self.images_base, rel)
+            local = isinstance(self.images_base, Path)
+            if (
+                path is None
+                or path == main
+                or path in found
+                or (local and not Path(path).is_file())
+            ):
+                continue
+            found.append(path)
+        return found
 
     def _image(self, image_id: object) -> str | None:
         """The main image's path or URI, or None (counted missing when it cannot be found)."""

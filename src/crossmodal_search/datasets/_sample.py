@@ -1,7 +1,8 @@
 """A small, deterministic sample catalog in the Amazon Berkeley Objects layout.
 
 ``crossmodal demo``, the docs and the tests use it: 36 English listings (six product kinds in six
-clearly distinct colours, each with a Pillow-drawn photo on a light background), two listings
+clearly distinct colours, each with a Pillow-drawn photo on a light background; the bags with
+two more photos, a close-up and the bag carried in a street scene), two listings
 whose names exist only in German or Japanese, one whose English name is ``en_GB``, one listing
 with no content at all (the loader skips and counts it) and query photos that are re-rendered,
 shifted, rotated and noisy variants of catalog items (never the indexed file itself).
@@ -317,6 +318,29 @@ def _render(kind: _Kind, rgb: _RGB, seed: str, *, photo: bool = False) -> Image.
     return img
 
 
+#: The extra photos of the sample's bags (``other_image_id``).
+_VIEWS = ("detail", "carried")
+
+
+def _render_view(kind: _Kind, rgb: _RGB, seed: str, view: str) -> Image.Image:
+    """An extra photo of a product: a close-up (``detail``), or the product small in the
+    lower corner of a darker scene (``carried``)."""
+    rng = random.Random(seed + view)
+    if view == "detail":
+        img = Image.new("RGB", (_SIZE, _SIZE), _BACKGROUND)
+        draw = ImageDraw.Draw(img)
+        kind.draw(draw, _SIZE / 2 + rng.uniform(-6, 6), _SIZE * 0.2, 2.6, rgb)
+        light = (min(255, rgb[0] + 70), min(255, rgb[1] + 70), min(255, rgb[2] + 70))
+        for x in range(12, _SIZE - 12, 18):  # the stitching along a seam
+            draw.line((x, _SIZE * 0.62, x + 9, _SIZE * 0.62), fill=light, width=3)
+        return img
+    img = Image.new("RGB", (_SIZE, _SIZE), (92, 98, 108))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, int(_SIZE * 0.78), _SIZE, _SIZE), fill=(132, 128, 120))  # pavement
+    kind.draw(draw, _SIZE * 0.27 + rng.uniform(-4, 4), _SIZE * 0.7, 0.42, rgb)
+    return img
+
+
 def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
@@ -362,9 +386,9 @@ class _CatalogWriter:
         self._root = root
         self._images: list[tuple[str, int, int, str]] = []
 
-    def add_image(self, item_id: str, img: Image.Image) -> str:
-        """Write one product image; its ABO image id."""
-        digest = hashlib.sha1(item_id.encode()).hexdigest()
+    def add_image(self, item_id: str, img: Image.Image, view: str = "") -> str:
+        """Write one product image (``view``: which of its photos); its ABO image id."""
+        digest = hashlib.sha1((item_id + view).encode()).hexdigest()
         image_id = f"{digest[:8]}L"
         rel = f"{digest[:2]}/{digest[:8]}.jpg"
         target = self._root / "images" / "small" / rel
@@ -404,6 +428,13 @@ class _CatalogWriter:
                     "domain_name": "amazon.com",
                     "main_image_id": self.add_image(item_id, _render(kind, rgb, item_id)),
                 }
+                if kind.slug == "bag":
+                    # More photos: a close-up of the leather and the bag carried, small, in a
+                    # street scene (a shopper's photo of either finds the bag by that photo).
+                    listing["other_image_id"] = [
+                        self.add_image(item_id, _render_view(kind, rgb, item_id, view), view)
+                        for view in _VIEWS
+                    ]
                 if index == 3:
                     # A listing whose first name is French: the loader must still pick English.
                     listing["item_name"] = [

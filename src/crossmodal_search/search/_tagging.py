@@ -30,10 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crossmodal_search._types import EmbeddingPurpose, MetadataValue, Scalar
 from crossmodal_search.errors import ConfigurationError, DimensionMismatchError, InvalidInputError
+from crossmodal_search.search._products import stored_image_keys
 from crossmodal_search.search._schema import (
     TAG_GROUP_PREFIX,
     TAGS_KEY,
     ProductVectorType,
+    image_number,
     is_tag_key,
     product_key,
 )
@@ -335,7 +337,8 @@ def tag_products(
     skipped: list[str] = []
     updates: list[VectorRecord] = []
     for pid, records in sorted(records_of.items()):
-        kinds = {r.metadata.get("type"): r for r in records}
+        # The product's own text, main image and combined vectors (not its extra photos).
+        kinds = {r.metadata.get("type"): r for r in records if image_number(r.key) is None}
         chosen_type = next((t for t in order if t in kinds), None)
         if chosen_type is None:
             skipped.append(pid)
@@ -372,7 +375,9 @@ def _records_by_product(
     if wanted is None:
         records = store.records()
     else:
-        records = store.get([product_key(t, pid) for pid in wanted for t in _SOURCES]).records
+        keys = [product_key(t, pid) for pid in wanted for t in _SOURCES]
+        keys += stored_image_keys(store, wanted, batch_size=500)  # tags reach every photo
+        records = store.get(keys).records
     wanted_set = set(wanted or ())
     records_of: dict[str, list[VectorRecord]] = {}
     for record in records:
