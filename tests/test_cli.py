@@ -47,7 +47,7 @@ def test_index_reports_what_ran_and_is_resumable(
     assert main(["index", str(catalog), "--store", store, *OFFLINE]) == 0
     out = capsys.readouterr().out
     assert "indexed 28 products, 10 unchanged, 0 failed" in out
-    assert "56 embedding calls" in out
+    assert "68 embedding calls" in out  # 28 texts, 28 main photos, the bags' 12 extra ones
 
 
 def test_dry_run_changes_nothing(
@@ -57,8 +57,8 @@ def test_dry_run_changes_nothing(
     assert main(["index", str(catalog), "--store", store, *OFFLINE, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"store: {store} does not exist yet" in out
-    assert "embedding calls: 76 (38 text, 38 image)" in out
-    assert "vectors to write: 114 in 1 write requests" in out
+    assert "embedding calls: 88 (38 text, 50 image)" in out  # the bags' extra photos too
+    assert "vectors to write: 126 in 1 write requests" in out
     assert not (tmp_path / "v").exists()  # a dry run creates nothing
 
     assert main(["index", str(catalog), "--store", store, *OFFLINE, "--limit", "30"]) == 0
@@ -66,7 +66,7 @@ def test_dry_run_changes_nothing(
     assert main(["index", str(catalog), "--store", store, *OFFLINE, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "dry run: 8 products to embed, 30 unchanged" in out
-    assert "embedding calls: 16 (8 text, 8 image)" in out
+    assert "embedding calls: 28 (8 text, 20 image)" in out  # the last 8 include the 6 bags
 
 
 def test_search_table_and_json(

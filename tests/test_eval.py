@@ -436,7 +436,7 @@ def test_cli_eval_on_the_demo_catalog(tmp_path, capsys):
     assert (demo / "eval" / "tags.json").is_file()
     assert "indexed 38 sample products" in out
     assert "store: memory:" in out
-    assert "100 queries (text 74, image 13, text+image 13)" in out
+    assert "112 queries (text 74, image 25, text+image 13)" in out
     assert "best setting: " in out
     assert "ndcg@10 by query kind, vector-only against hybrid search:" in out
     for group in ("type text ", "type image ", "type text+image ", "kind photo+colour "):

@@ -110,16 +110,16 @@ def test_sample_evaluation_files_for_the_demo_catalog(tmp_path):
     b = write_sample_evaluation(write_sample_catalog(tmp_path / "b"))
     assert a.queries.read_bytes() == b.queries.read_bytes()  # deterministic, relative paths
     photos = sorted((tmp_path / "a" / "eval" / "photos").iterdir())
-    assert len(photos) == 12  # two per product kind
+    assert len(photos) == 12 + 12  # two per product kind, and one per bag's extra photo
     for p in photos:
         assert p.read_bytes() == (tmp_path / "b" / "eval" / "photos" / p.name).read_bytes()
 
     products = {p.product_id: p for p in load_abo(tmp_path / "a").products}
-    catalog_images = {Path(p.image).read_bytes() for p in products.values() if p.image}
+    catalog_images = {Path(i).read_bytes() for p in products.values() for i in p.all_images}
     assert not any(p.read_bytes() in catalog_images for p in photos)  # never the indexed file
 
     queries = read_queries(a.queries)
-    assert len(queries) == a.query_count == 100
+    assert len(queries) == a.query_count == 112
     assert all(set(q.relevant) <= set(products) for q in queries)
     red_dress = next(q for q in queries if q.id == "text-red-dress")
     assert red_dress.relevant == {"B0SAMPLE01": 1.0}

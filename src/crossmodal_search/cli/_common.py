@@ -113,6 +113,8 @@ def make_searcher(
     session: boto3.Session | None = None,
     non_filterable: Sequence[str] = (),
     text_fields: Sequence[TextField] | None = None,
+    max_images: int = 8,
+    main_image_only: bool = False,
 ) -> tuple[CrossmodalSearcher, str]:
     """Build a searcher from CLI-style options.
 
@@ -133,6 +135,8 @@ def make_searcher(
             the store is created (an existing store must have been created with them).
         text_fields: The full-text fields indexing makes searchable (None: the searcher's
             defaults).
+        max_images: Photos a product may have (``max_images_per_product``).
+        main_image_only: Index each product's main photo only.
 
     Returns:
         The searcher and a one-line description of which embedder and store run.
@@ -166,7 +170,12 @@ def make_searcher(
         store_kwargs["non_filterable_metadata_keys"] = tuple(keys)
     vector_store = open_store(store, dimension=dimension, **store_kwargs)
     searcher = CrossmodalSearcher(
-        emb, vector_store, max_concurrency=max_concurrency, text_fields=text_fields
+        emb,
+        vector_store,
+        max_concurrency=max_concurrency,
+        text_fields=text_fields,
+        max_images_per_product=max_images,
+        main_image_only=main_image_only,
     )
     return searcher, f"embedder: {why}\nstore: {store} ({dimension} dimensions)"
 
@@ -214,6 +223,8 @@ def open_searcher(
         must_exist=must_exist,
         read_only=read_only,
         max_concurrency=getattr(args, "concurrency", 32),
+        max_images=getattr(args, "max_images", 8),
+        main_image_only=getattr(args, "main_image_only", False),
     )
 
 

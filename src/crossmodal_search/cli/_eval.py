@@ -33,6 +33,7 @@ from crossmodal_search.evaluation import (
     build_queries_from_catalog,
     compare,
     evaluate,
+    hold_out,
     plot_comparison,
     read_abo_other_images,
     read_queries,
@@ -83,7 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run, text vs image vs combined vectors, mean vs rrf fusion, text weights and "
         "dimensions (by Matryoshka truncation of the stored vectors, not re-embedding), "
         "prints recall/nDCG/MRR overall and per query type with each setting's embedding "
-        "calls and stored bytes, and names the best setting.",
+        "calls and stored bytes, and names the best setting. Where products have several "
+        "photos it also compares searching each product's main photo only with every photo.",
     )
     parser.add_argument("queries", nargs="?", metavar="QUERIES.jsonl", help="labelled queries")
     parser.add_argument(
@@ -226,9 +228,10 @@ def _settings_table(comparison: Comparison) -> list[str]:
             for t in _QUERY_TYPES
         )
         marker = " *" if s == comparison.best else ""
+        sweep = f"photos {s.photos}" if row.sweep == "photos" else row.sweep
         words = "auto" if s.hybrid is None else "off" if not s.hybrid else f"{s.lexical_weight:.2f}"
         lines.append(
-            f"{row.sweep:<14} {s.search_mode:<8} {s.fusion:<6} {s.text_weight:>6.2f} "
+            f"{sweep:<14} {s.search_mode:<8} {s.fusion:<6} {s.text_weight:>6.2f} "
             f"{rep.dimension:>5} {words:>5}  "
             + " ".join(f"{rep.overall.metrics[m]:>8.3f}" for m, _ in cols)
             + f"  | {by_type} | {rep.embed_calls:>6} {_fmt_bytes(rep.stored_bytes):>10}{marker}"
@@ -270,6 +273,38 @@ def _hybrid_table(comparison: Comparison) -> list[str]:
         ]
         overall = row.report.overall.metrics[primary]
         lines.append(f"{words:>6}  " + " ".join(cells) + f" {overall:>{width}.3f}")
+    return lines
+
+
+def _photos_table(comparison: Comparison) -> list[str]:
+    """Main photo only against every photo, by query type and kind, when both ran."""
+    rows = {r.report.settings.photos: r.report for r in comparison.results if r.sweep == "photos"}
+    if len(rows) < 2:
+        return []
+    primary = comparison.primary_metric
+    every = rows["all"]
+    groups = [f"type {t}" for t in _QUERY_TYPES[1:] if t in every.by_query_type]
+    photo_kinds = {d.kind for d in every.per_query if d.query_type != "text" and d.kind}
+    groups += [f"kind {k}" for k in every.by_kind if k in photo_kinds]
+    width = max(10, *(len(g) for g in groups))
+    lines = [
+        f"extra photos: {primary} of photo queries searching {every.settings.search_mode} "
+        "vectors, each product's main photo only against every photo:",
+        f"{'photos':<8} "
+        + " ".join(f"{g:>{width}}" for g in groups)
+        + f" {'all':>7} {'vectors':>8}",
+    ]
+    for which in ("main", "all"):
+        rep = rows[which]
+        cells = []
+        for group in groups:
+            kind, _, name = group.partition(" ")
+            summary = (rep.by_query_type if kind == "type" else rep.by_kind).get(name)
+            cells.append(
+                f"{summary.metrics[primary]:>{width}.3f}" if summary else f"{'-':>{width}}"
+            )
+        overall = rep.overall.metrics[primary]
+        lines.append(f"{which:<8} " + " ".join(cells) + f" {overall:>7.3f} {rep.stored_vectors:>8}")
     return lines
 
 
@@ -332,11 +367,11 @@ def _print_comparison(
     print()
     for line in _settings_table(comparison):
         print(line)
-    hybrid = _hybrid_table(comparison)
-    if hybrid:
-        print()
-        for line in hybrid:
-            print(line)
+    for table in (_hybrid_table(comparison), _photos_table(comparison)):
+        if table:
+            print()
+            for line in table:
+                print(line)
     for skip in comparison.skipped:
         print(f"skipped {skip.sweep} {skip.settings.label}: {skip.reason}")
     made = f"embedding calls made in this run: {comparison.embed_calls_made}"
@@ -399,6 +434,10 @@ def _build(args: argparse.Namespace) -> int:
         f"{kind} {n}" for kind, n in sorted(kinds.items(), key=lambda kv: str(kv[0]))
     )
     print(f"wrote {len(queries)} queries ({detail}) for {len(catalog.products)} products to {out}")
+    print(
+        f"index the catalog with `crossmodal index {args.build_from_catalog} --hold-out {out}`:"
+        " the held-out photos then stay out of the index"
+    )
     return 0
 
 
@@ -422,6 +461,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         queries_path = Path(args.queries)
     queries = read_queries(queries_path)
+    if products is not None:  # held-out photo queries search with photos the index never saw
+        products = hold_out(products, queries)
     searcher, description = make_searcher(
         store=store,
         embedder=args.embedder,

@@ -119,11 +119,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=32,
         help="most embedding calls in flight (adaptive: halved on throttling, regrown on success)",
     )
+    _add_photo_args(parser)
     _add_batch_args(parser)
     _add_media_args(parser)
     add_store_args(parser)
     add_embedder_args(parser)
     parser.set_defaults(func=run, _parser=parser)
+
+
+def _add_photo_args(parser: argparse.ArgumentParser) -> None:
+    photos = parser.add_argument_group(
+        "photos",
+        "Each photo (ABO other_image_id, JSON-lines images) is its own image vector.",
+    )
+    photos.add_argument(
+        "--max-images",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="photos per product with the main one (default: 8); more: ABO cuts, JSONL refuses",
+    )
+    photos.add_argument(
+        "--main-image-only",
+        action="store_true",
+        help="index each product's main photo only (extra photos stored before are deleted)",
+    )
+    photos.add_argument(
+        "--hold-out",
+        metavar="QUERIES.jsonl",
+        help="leave out of the index every photo these labelled queries use (crossmodal eval "
+        "--build-from-catalog writes held-out photo queries): their figures stay honest",
+    )
 
 
 def _add_batch_args(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +227,8 @@ def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
     path = Path(args.catalog).expanduser()
     if path.is_dir():
         # Warns on stderr (a WARNING log line) when none of the images exists.
-        catalog = load_abo(path, limit=args.limit, image_root=args.image_root)
+        photos = 1 if args.main_image_only else args.max_images
+        catalog = load_abo(path, limit=args.limit, image_root=args.image_root, max_images=photos)
         summary = (
             f"catalog: {len(catalog.products)} products from ABO directory {path} "
             f"({catalog.skipped_no_content} listings without content skipped, "
@@ -274,6 +301,8 @@ def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, st
         region=args.region,
         cache=args.cache,
         non_filterable=args.non_filterable,
+        max_images=args.max_images,
+        main_image_only=args.main_image_only,
     )
     embedder_line = description.splitlines()[0]
     return (
@@ -440,6 +469,8 @@ def _index(
         session=session,
         non_filterable=args.non_filterable,
         text_fields=_text_fields(args),
+        max_images=args.max_images,
+        main_image_only=args.main_image_only,
     )
     with searcher:
         for flag, model_id in (
@@ -523,6 +554,15 @@ def _index_products(
         bar.close()
 
 
+def _hold_out(path: str, products: list[Product], summary: str) -> tuple[list[Product], str]:
+    """The products without the extra photos the labelled queries at ``path`` use."""
+    from crossmodal_search.evaluation import hold_out, read_queries
+
+    kept = hold_out(products, read_queries(path))
+    dropped = sum(len(p.images) for p in products) - sum(len(p.images) for p in kept)
+    return kept, f"{summary}; {dropped} photos held out (used by the queries in {path})"
+
+
 def _products(n: int) -> str:
     return f"{n} product" if n == 1 else f"{n} products"
 
@@ -531,6 +571,8 @@ def run(args: argparse.Namespace) -> int:
     """Load, then index (or estimate); exit 1 when some products or media failed."""
     _check_batch_args(args)
     products, summary = _load(args)
+    if args.hold_out:
+        products, summary = _hold_out(args.hold_out, products, summary)
     if args.dry_run:
         return _dry_run(args, products, summary)
     report, media_report = _index(args, products, summary)

@@ -12,8 +12,10 @@ build them from the catalog itself (:func:`build_queries_from_catalog`)::
         print(row.sweep, report.settings.label, report.metric("ndcg@10"), report.embed_calls)
 
 :func:`compare` sweeps text / image / combined vectors, ``mean`` / ``rrf`` fusion, the text
-weight and the dimension (Matryoshka truncation of the stored vectors, not re-embedding), each
-with its quality overall and per query type, its embedding calls and its stored bytes.
+weight, the dimension (Matryoshka truncation of the stored vectors, not re-embedding) and, for
+products with several photos, the main photo only against every photo, each with its quality
+overall and per query type, its embedding calls and its stored bytes. Held-out photo queries
+stay honest when the catalog is indexed through :func:`hold_out`.
 
 Zero-shot tags (``crossmodal_search.search.tag_products``) are measured against gold labels
 with :func:`evaluate_tags`.
@@ -39,6 +41,7 @@ from crossmodal_search.evaluation._queries import (
     LabelledQuery,
     QueryType,
     build_queries_from_catalog,
+    hold_out,
     read_abo_other_images,
     read_queries,
     write_queries,
@@ -82,6 +85,7 @@ __all__ = [
     "evaluate_tags",
     "has_relevant",
     "hit_rate_at_k",
+    "hold_out",
     "ndcg_at_k",
     "normalize_relevance",
     "plot_comparison",

@@ -12,6 +12,8 @@ Bedrock ``InvokeModel`` per query text or image with Nova) and its stored vector
 the best setting is named. Where the store has full-text fields, hybrid search (the query's
 words ranked by BM25 with its vector) is compared with vector-only search, and lexical weights
 with each other, per query kind: exact terms (brands, model numbers, sizes) and descriptions.
+Where products have several photos, searching only each product's main photo is compared with
+searching every photo (``photos``), per query type.
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ from crossmodal_search.evaluation._reports import (
     EvalSettings,
     FusionName,
     MetricSummary,
+    PhotosName,
     QueryDetail,
     SearchModeName,
     SettingResult,
     SkippedSetting,
     Sweep,
 )
+from crossmodal_search.evaluation._stores import main_photo_store, truncated_store
+from crossmodal_search.evaluation._sweeps import hybrid_sweeps, photo_sweeps, setting_sweeps
 
 if TYPE_CHECKING:
     from crossmodal_search.embeddings import Embedder
@@ -76,6 +81,7 @@ DEFAULT_TEXT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_DIMENSIONS = (256, 384, 1024, 3072)
 DEFAULT_HYBRID = (False, True)
 DEFAULT_LEXICAL_WEIGHTS = (0.1, 0.3, 0.5, 0.7)
+DEFAULT_PHOTOS: tuple[PhotosName, ...] = ("main", "all")
 _MAX_TOP_K = 100
 _MODE_TYPES: dict[str, tuple[str, ...]] = {
     "text": ("text",),
@@ -144,11 +150,18 @@ def _summarise(details: Sequence[QueryDetail], names: Sequence[str]) -> MetricSu
 
 def _scan_index(store: VectorStore) -> tuple[Counter[str], set[str]]:
     """Stored vectors per type and the indexed product ids, from the searcher's key scheme
-    ``{type}-{product_id}`` (every product has a ``combined`` vector)."""
+    ``{type}-{product_id}`` (every product has a ``combined`` vector); extra photos count as
+    ``image`` and as ``extra_image``."""
+    from crossmodal_search.search import image_number
+
     counts: Counter[str] = Counter()
     products: set[str] = set()
     keys = store.keys()  # a store method, not dict.keys()
     for key in keys:
+        if image_number(key) is not None:
+            counts["image"] += 1
+            counts["extra_image"] += 1
+            continue
         vtype, _, rest = key.partition("-")
         counts[vtype] += 1
         if vtype == "combined" and rest:
@@ -275,22 +288,33 @@ class _Context:
             if isinstance(inner, CountingEmbedder)
             else CountingEmbedder(inner, memoize=memoize)
         )
-        self._stores: dict[int, VectorStore] = {}
+        self._stores: dict[tuple[int | None, PhotosName], VectorStore] = {}
         self._counts: Counter[str] | None = None
         self._indexed: set[str] = set()
         self._missing: dict[int, list[str]] = {}
 
-    def store_for(self, dimension: int | None) -> VectorStore:
-        if dimension is None or dimension == self.store.dimension:
-            return self.store
-        if dimension > self.store.dimension:
+    def store_for(self, dimension: int | None, photos: PhotosName = "all") -> VectorStore:
+        if dimension == self.store.dimension:
+            dimension = None
+        if dimension is not None and dimension > self.store.dimension:
             raise InvalidInputError(
                 f"dimension {dimension} is above the stored {self.store.dimension}: truncation "
                 "cannot add dimensions; re-index at that dimension instead"
             )
-        if dimension not in self._stores:
-            self._stores[dimension] = _truncated_store(self.store, dimension)
-        return self._stores[dimension]
+        if dimension is None and photos == "all":
+            return self.store
+        if (dimension, photos) not in self._stores:
+            if photos == "main":  # of the truncated copy, at a smaller dimension
+                base = self.store if dimension is None else self.store_for(dimension)
+                self._stores[dimension, photos] = main_photo_store(base)
+            else:
+                assert dimension is not None
+                self._stores[dimension, photos] = truncated_store(self.store, dimension)
+        return self._stores[dimension, photos]
+
+    def has_extra_photos(self) -> bool:
+        """Does the store hold extra photos of products (``Product.images``)?"""
+        return self._scan()["extra_image"] > 0
 
     def has_text_fields(self) -> bool:
         """Can the store answer hybrid searches?"""
@@ -303,10 +327,11 @@ class _Context:
             and any(f.status == "ACTIVE" for f in store.text_fields)
         )
 
-    def stored_vectors(self, search_mode: str) -> int:
+    def stored_vectors(self, search_mode: str, photos: PhotosName = "all") -> int:
         """Vectors a search mode needs (a truncated copy holds the same records)."""
         counts = self._scan()
-        return sum(counts[t] for t in _MODE_TYPES[search_mode])
+        extra = counts["extra_image"] if photos == "main" and search_mode in ("image", "all") else 0
+        return sum(counts[t] for t in _MODE_TYPES[search_mode]) - extra
 
     def _scan(self) -> Counter[str]:
         if self._counts is None:
@@ -328,17 +353,17 @@ class _Context:
                 close()
         self._stores.clear()
 
-    def searcher(self, dimension: int | None) -> CrossmodalSearcher:
-        store = self.store_for(dimension)
-        if store is self.store:
+    def searcher(self, dimension: int | None, photos: PhotosName = "all") -> CrossmodalSearcher:
+        store = self.store_for(dimension, photos)
+        if store.dimension == self.store.dimension:
             return _searcher_for(self.counting, store)
         return _searcher_for(TruncatingEmbedder(self.counting, store.dimension), store)
 
     def evaluate(
         self, queries: Sequence[LabelledQuery], ks: list[int], settings: EvalSettings
     ) -> EvalReport:
-        searcher = self.searcher(settings.dimension)
-        stored = self.stored_vectors(settings.search_mode)
+        searcher = self.searcher(settings.dimension, settings.photos)
+        stored = self.stored_vectors(settings.search_mode, settings.photos)
         report = _run(searcher, self.counting, queries, ks, settings, stored, self.max_concurrency)
         missing = self.missing_relevant(queries)
         if missing:
@@ -349,31 +374,6 @@ class _Context:
             ", ".join(f"{n}={v:.3f}" for n, v in report.overall.metrics.items()),
         )
         return report
-
-
-def _truncated_store(source: VectorStore, dimension: int) -> VectorStore:
-    from crossmodal_search.stores import (
-        LocalVectorStore,
-        StoreLimits,
-        TextSearchStore,
-        copy_truncated,
-    )
-
-    fields = (
-        [f for f in source.text_fields if f.status == "ACTIVE"]
-        if isinstance(source, TextSearchStore) and source.index_mode == "ENHANCED"
-        else []
-    )
-    target = LocalVectorStore(
-        dimension=dimension,
-        distance_metric=source.distance_metric,
-        non_filterable_metadata_keys=source.non_filterable_metadata_keys,
-        limits=StoreLimits.relaxed(),
-        text_fields=fields,  # so hybrid settings compare at every dimension
-    )
-    copy_truncated(source, target, batch_size=1000)
-    logger.info("truncated %d vectors to %d dimensions", len(target), dimension)
-    return target
 
 
 # ---------------------------------------------------------------------------- public API
@@ -442,6 +442,7 @@ def compare(
     dimensions: Iterable[int] = DEFAULT_DIMENSIONS,
     hybrid: Iterable[bool] = DEFAULT_HYBRID,
     lexical_weights: Iterable[float] = DEFAULT_LEXICAL_WEIGHTS,
+    photos: Iterable[PhotosName] = DEFAULT_PHOTOS,
     primary_metric: str | None = None,
     max_concurrency: int = 1,
 ) -> Comparison:
@@ -450,8 +451,12 @@ def compare(
     Each sweep varies one factor of ``base``: ``search_modes``, ``fusions``, ``text_weights``,
     ``dimensions`` (by truncation of stored and query vectors; dimensions above the stored one
     are skipped with the reason), ``hybrid`` (vector-only against hybrid search) and
-    ``lexical_weights`` (of hybrid search). Hybrid settings are skipped, with the reason, on
-    a store without full-text fields. Query vectors are embedded once and reused
+    ``lexical_weights`` (of hybrid search) and ``photos`` (each product's main photo only
+    against every photo, searched in image vectors: ``image`` mode unless the base searches
+    ``image`` or ``all``; the main-photo setting searches a copy of the store without the
+    extra photos, so it costs no embedding call). Hybrid settings are skipped, with the
+    reason, on a store without full-text fields; the photo settings are left out on a store
+    without extra photos (they would not differ). Query vectors are embedded once and reused
     across settings (``Comparison.embed_calls_made``); each report's ``embed_calls`` is what
     its setting costs on its own. Pass an empty iterable to leave a sweep out.
 
@@ -466,6 +471,7 @@ def compare(
         dimensions: Dimensions to compare.
         hybrid: Hybrid search on and off, to compare.
         lexical_weights: Lexical weights of hybrid search to compare (each in [0, 1]).
+        photos: ``main`` and/or ``all``, to compare.
         primary_metric: Picks the best setting (default ``ndcg@{max(k_values)}``).
         max_concurrency: Queries searched at once (threads). With more than one, two
             threads may embed the same query before either memoises it, so
@@ -482,12 +488,15 @@ def compare(
         known = ", ".join(_metric_names(ks))
         raise InvalidInputError(f"primary_metric {metric!r} is not computed; choose one of {known}")
     base = base or EvalSettings()
-    plan = _sweeps(base, search_modes, fusions, text_weights, dimensions)
-    plan += _hybrid_sweeps(base, hybrid, lexical_weights)
-    if not plan:
-        raise InvalidInputError("nothing to compare: every sweep is empty")
+    plan = setting_sweeps(base, search_modes, fusions, text_weights, dimensions)
+    plan += hybrid_sweeps(base, hybrid, lexical_weights)
+    plan += photo_sweeps(base, photos)
     context = _Context(searcher, memoize=True, max_concurrency=max_concurrency)
     try:
+        if any(sw == "photos" for sw, _ in plan) and not context.has_extra_photos():
+            plan = [(sw, s) for sw, s in plan if sw != "photos"]  # one photo each: no difference
+        if not plan:
+            raise InvalidInputError("nothing to compare: every sweep is empty")
         stored_dim = context.store.dimension
         start = context.counting.snapshot()
         reports, results, skipped = _run_sweeps(context, plan, queries, ks, stored_dim)
@@ -510,49 +519,6 @@ def compare(
         embed_calls_made=end[1] - start[1],
         bedrock_calls=None if start[2] is None or end[2] is None else end[2] - start[2],
     )
-
-
-def _sweeps(
-    base: EvalSettings,
-    search_modes: Iterable[SearchModeName],
-    fusions: Iterable[FusionName],
-    text_weights: Iterable[float],
-    dimensions: Iterable[int],
-) -> list[tuple[Sweep, EvalSettings]]:
-    """Every setting compared: one factor of ``base`` varied at a time, each validated."""
-    plan: list[tuple[Sweep, EvalSettings]] = []
-    try:
-        plan += [("search_mode", base.model_copy(update={"search_mode": m})) for m in search_modes]
-        plan += [("fusion", base.model_copy(update={"fusion": f})) for f in fusions]
-        for w in text_weights:
-            changed = EvalSettings.model_validate({**base.model_dump(), "text_weight": w})
-            plan.append(("text_weight", changed))
-        for d in dimensions:
-            changed = EvalSettings.model_validate({**base.model_dump(), "dimension": d})
-            plan.append(("dimension", changed))
-        for _, s in plan:
-            EvalSettings.model_validate(s.model_dump())
-    except ValueError as exc:
-        raise InvalidInputError(f"invalid comparison setting: {exc}") from None
-    return plan
-
-
-def _hybrid_sweeps(
-    base: EvalSettings, hybrid: Iterable[bool], lexical_weights: Iterable[float]
-) -> list[tuple[Sweep, EvalSettings]]:
-    """Vector-only against hybrid search, and hybrid search at each lexical weight."""
-    plan: list[tuple[Sweep, EvalSettings]] = []
-    try:
-        for on in hybrid:
-            if not isinstance(on, bool):
-                raise ValueError(f"hybrid settings are True or False, got {on!r}")
-            plan.append(("hybrid", base.model_copy(update={"hybrid": on})))
-        for w in lexical_weights:
-            data = {**base.model_dump(), "hybrid": True, "lexical_weight": w}
-            plan.append(("lexical_weight", EvalSettings.model_validate(data)))
-    except ValueError as exc:
-        raise InvalidInputError(f"invalid comparison setting: {exc}") from None
-    return plan
 
 
 def _run_sweeps(

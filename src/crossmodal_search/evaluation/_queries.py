@@ -38,6 +38,7 @@ __all__ = [
     "LabelledQuery",
     "QueryType",
     "build_queries_from_catalog",
+    "hold_out",
     "read_abo_other_images",
     "read_queries",
     "write_queries",
@@ -257,10 +258,11 @@ def build_queries_from_catalog(
     For each product: its main image as an image query (``kind="own-image"``; a sanity
     baseline, the indexed image retrieves itself), its title as a text query
     (``kind="title"``, crossmodal when run against image vectors), and, where the product
-    has more images (``other_images``, e.g. from :func:`read_abo_other_images`), one of them
-    chosen with ``seed`` as an image query (``kind="held-out-image"``: a photo the index never
-    saw, the realistic shopper case). Each query's only relevant product is the product
-    itself (grade 1).
+    has more images (``other_images``, e.g. from :func:`read_abo_other_images`, else its own
+    ``images``), one of them chosen with ``seed`` as an image query
+    (``kind="held-out-image"``: a photo the index never saw, the realistic shopper case: index
+    the catalog through :func:`hold_out`, CLI ``crossmodal index --hold-out``, so that it
+    does not). Each query's only relevant product is the product itself (grade 1).
 
     Args:
         products: The catalog.
@@ -268,7 +270,8 @@ def build_queries_from_catalog(
         own_image: Include own-image queries.
         title: Include title queries.
         held_out_images: Include held-out image queries.
-        other_images: ``{product_id: [image, ...]}``, extra images per product.
+        other_images: ``{product_id: [image, ...]}``, extra images per product (default:
+            each product's ``images``).
         max_queries: Keep a seeded random sample of at most this many queries.
 
     Raises:
@@ -291,7 +294,8 @@ def build_queries_from_catalog(
             queries.append(
                 LabelledQuery(id=f"{pid}:title", text=name, relevant={pid: 1.0}, kind="title")
             )
-        others = [img for img in (other_images or {}).get(pid, ()) if img != product.image]
+        listed = (other_images or {}).get(pid) or product.images
+        others = [img for img in listed if img != product.image]
         if held_out_images and others:
             queries.append(
                 LabelledQuery(
@@ -306,3 +310,27 @@ def build_queries_from_catalog(
         queries = [q for i, q in enumerate(queries) if i in keep]
     logger.info("built %d queries from the catalog", len(queries))
     return queries
+
+
+def hold_out(products: Iterable[Product], queries: Iterable[LabelledQuery]) -> list[Product]:
+    """The products without the extra photos (``images``) that ``queries`` search with.
+
+    A held-out photo query is only honest when the index never saw the photo: index this
+    catalog, not the one the queries were built from. Main images stay (an ``own-image``
+    query searches with the indexed photo on purpose, as a baseline). Paths are compared
+    resolved.
+
+    Example:
+        >>> searcher.index(hold_out(catalog.products, queries))  # doctest: +SKIP
+    """
+    used = {_same_file(q.image) for q in queries if q.image}
+    kept: list[Product] = []
+    for product in products:
+        images = tuple(i for i in product.images if _same_file(i) not in used)
+        changed = len(images) != len(product.images)
+        kept.append(product.model_copy(update={"images": images}) if changed else product)
+    return kept
+
+
+def _same_file(image: str) -> str:
+    return image if _is_remote(image) else os.path.realpath(image)

@@ -14,6 +14,7 @@ __all__ = [
     "EvalSettings",
     "FusionName",
     "MetricSummary",
+    "PhotosName",
     "QueryDetail",
     "SearchModeName",
     "SettingResult",
@@ -23,8 +24,10 @@ __all__ = [
 
 SearchModeName: TypeAlias = Literal["text", "image", "combined", "all"]
 FusionName: TypeAlias = Literal["mean", "rrf"]
+#: Which photos of products are searched: every one, or the main photo only.
+PhotosName: TypeAlias = Literal["all", "main"]
 Sweep: TypeAlias = Literal[
-    "search_mode", "fusion", "text_weight", "dimension", "hybrid", "lexical_weight"
+    "search_mode", "fusion", "text_weight", "dimension", "hybrid", "lexical_weight", "photos"
 ]
 
 
@@ -41,6 +44,9 @@ class EvalSettings(BaseModel):
         hybrid: Rank by the query's words too (``True``), by vectors only (``False``), or as
             the searcher does by default (``None``: hybrid when the store has text fields).
         lexical_weight: The words' share of a hybrid score.
+        photos: ``all``: every indexed photo of a product is searched; ``main``: its main
+            photo only, as if the catalog had been indexed with ``main_image_only`` (the
+            extra photos' vectors left out of a copy of the store; no embedding call).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +57,7 @@ class EvalSettings(BaseModel):
     dimension: int | None = Field(default=None, ge=1)
     hybrid: bool | None = None
     lexical_weight: float = Field(default=0.3, ge=0.0, le=1.0)
+    photos: PhotosName = "all"
 
     @property
     def label(self) -> str:
@@ -61,6 +68,8 @@ class EvalSettings(BaseModel):
             label += f" hybrid lw={self.lexical_weight:.2f}"
         elif self.hybrid is False:
             label += " vectors"
+        if self.photos == "main":
+            label += " main-photo"
         return label
 
 

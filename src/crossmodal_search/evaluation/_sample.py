@@ -10,7 +10,8 @@ from each product's *metadata* (``color``, ``product_type``), writes under ``ROO
   (simulated phone photos of catalog products: rotated, shifted, rescaled, blurred, noisy,
   never the indexed file; relevant the photographed product), text+image queries (a photo
   plus another colour word: the same kind in that colour, grade 2, the photographed product
-  grade 1) and the catalog's own demo queries;
+  grade 1), side-photo queries (phone photos of products' extra photos, a close-up or the
+  product in use: the product itself) and the catalog's own demo queries;
 * ``tags.json``: a grouped vocabulary (``color`` with distractor colours, ``category``);
 * ``gold_tags.json``: ``{product_id: [colour, category]}`` to measure tagging.
 """
@@ -130,6 +131,7 @@ def write_sample_evaluation(
     queries = catalog.text_queries()
     queries += catalog.exact_queries(rng)
     queries += catalog.photo_queries(base / "eval" / "photos", rng, photos_per_kind)
+    queries += catalog.side_photo_queries(base / "eval" / "photos", rng)
     queries += _demo_queries(base)
     eval_dir = base / "eval"
     queries_path = write_queries(queries, eval_dir / "queries.jsonl")
@@ -147,9 +149,12 @@ class _Catalog:
         info: dict[str, tuple[str, str]],
         images: dict[str, str],
         words: dict[str, dict[str, str]] | None = None,
+        extras: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.info = info
         self.images = images
+        # Per product: its extra photos (``Product.images``), when it has some.
+        self.extras = extras or {}
         # Per product: its "brand", "model_number" and "size" (the exact terms), when known.
         self.words = words or {}
         self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -170,7 +175,8 @@ class _Catalog:
                 words[p.product_id] = _exact_terms(p)
         if not info:
             raise InvalidInputError(f"{base}: no products with a colour and a product type")
-        return cls(info, {p.product_id: p.image for p in products if p.image}, words)
+        images = {p.product_id: p.image for p in products if p.image}
+        return cls(info, images, words, {p.product_id: p.images for p in products if p.images})
 
     def exact_queries(self, rng: random.Random, per_kind: int = 2) -> list[LabelledQuery]:
         """What a shopper copies from a label: model numbers (that product), a brand with a
@@ -255,6 +261,25 @@ class _Catalog:
                         image=str(photo),
                         relevant=relevant,
                         kind="photo+colour",
+                    )
+                )
+        return queries
+
+    def side_photo_queries(self, photo_dir: Path, rng: random.Random) -> list[LabelledQuery]:
+        """Phone photos of products' extra photos (a close-up, the product in use): the
+        product itself is relevant. Searching every photo finds it by that photo; the main
+        photo alone often does not."""
+        queries: list[LabelledQuery] = []
+        for pid in sorted(self.extras):
+            for n, extra in enumerate(self.extras[pid], 2):
+                photo = photo_dir / f"{pid}-photo{n}.jpg"
+                _phone_photo(extra, rng).save(photo, format="JPEG", quality=85)
+                queries.append(
+                    LabelledQuery(
+                        id=f"photo{n}-{pid}",
+                        image=str(photo),
+                        relevant={pid: 1.0},
+                        kind="side photo",
                     )
                 )
         return queries

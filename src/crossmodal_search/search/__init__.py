@@ -27,6 +27,7 @@ from crossmodal_search.search._schema import (
     ProductVectorType,
     SegmentUnit,
     VectorType,
+    image_number,
     segment_records,
 )
 from crossmodal_search.search._searcher import CrossmodalSearcher
@@ -68,6 +69,7 @@ __all__ = [
     "TagVocabulary",
     "TaggingReport",
     "VectorType",
+    "image_number",
     "index_media",
     "index_with_batch",
     "load_products",
