@@ -223,6 +223,7 @@ class _Service:
             matched_words=result.matched_words,
             word_scores=result.word_scores,
             image_url=self.image_url(result.image_path),
+            matched_image_url=self.image_url(result.matched_image),
             text=result.text,
             metadata=_public_metadata(result.metadata),
             **_segment_fields(result),

@@ -107,6 +107,11 @@ class SearchHit(BaseModel):
         default_factory=dict, description="BM25 score per full-text field the words matched."
     )
     image_url: str | None = Field(description="URL of the product photo, when the server has it.")
+    matched_image_url: str | None = Field(
+        default=None,
+        description="URL of the photo whose vector matched, for an `image` hit (the main photo "
+        "or another photo of the product), when the server has it: the card shows it.",
+    )
     text: str
     metadata: dict[str, Any]
     segment_start: float | None = Field(
