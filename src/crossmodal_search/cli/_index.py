@@ -56,11 +56,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("catalog", metavar="CATALOG", help="ABO directory or products.jsonl")
     parser.add_argument("--limit", type=positive_int, help="index at most N products")
     parser.add_argument(
-        "--image-root",
-        metavar="DIR_OR_S3",
-        help="where ABO image paths resolve (default: CATALOG/images/small; may be s3://...)",
-    )
-    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="report the embedding calls, vectors and bytes it would take; change nothing",
@@ -131,6 +126,11 @@ def _add_photo_args(parser: argparse.ArgumentParser) -> None:
     photos = parser.add_argument_group(
         "photos",
         "Each photo (ABO other_image_id, JSON-lines images) is its own image vector.",
+    )
+    photos.add_argument(
+        "--image-root",
+        metavar="DIR_OR_S3",
+        help="where ABO image paths resolve (default: CATALOG/images/small; may be s3://...)",
     )
     photos.add_argument(
         "--max-images",
