@@ -38,6 +38,7 @@ from crossmodal_search.search._schema import (
     is_tag_key,
     metadata_problem,
     product_key,
+    variant_metadata,
 )
 from crossmodal_search.search._vectors import unit, weighted_mean
 from crossmodal_search.stores import StoreLimits, VectorRecord
@@ -151,6 +152,8 @@ class Planner:
         described: list[object] = [product.metadata, product.text, product.image, self._model_id]
         if product.title is not None:  # absent: the hash of a product from before titles
             described.append(product.title)
+        # Absent without a group: products from before variant groups keep their hash.
+        described += [v] if (v := variant_metadata(product.variant_group)) else []
         plan.metadata_hash = hashlib.sha256(
             json.dumps(described, sort_keys=True, ensure_ascii=False).encode("utf-8")
         ).hexdigest()[:32]
@@ -163,6 +166,7 @@ class Planner:
             md["text"] = product.text
             if product.image is not None:
                 md["image_path"] = product.image
+            md.update(variant_metadata(product.variant_group))
             md["content_hash"] = plan.content_hash
             md["metadata_hash"] = plan.metadata_hash
             md["embedding_model"] = self._model_id

@@ -10,7 +10,8 @@ Keys::
                                                was embedded with separate audio and visual vectors
 
 Every vector carries the metadata in :data:`RESERVED_METADATA_KEYS` that the searcher owns
-(``type`` says which kind of vector it is, ``product_id`` whose it is) plus the product's own
+(``type`` says which kind of vector it is, ``product_id`` whose it is, ``variant_group`` the
+family it belongs to, when it does) plus the product's own
 metadata. ``tags`` and ``tag_{group}`` are written by zero-shot tagging
 (:func:`~crossmodal_search.search.tag_products`) and carried over when a product is rewritten.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "RESERVED_METADATA_KEYS",
     "TAGS_KEY",
     "TAG_GROUP_PREFIX",
+    "VARIANT_GROUP_KEY",
     "VECTOR_TYPES",
     "MediaKind",
     "ProductVectorType",
@@ -52,6 +54,7 @@ __all__ = [
     "segment_metadata",
     "segment_records",
     "type_filter",
+    "variant_metadata",
 ]
 
 #: The vectors built from a product's text and image (keys ``{type}-{product_id}``).
@@ -87,8 +90,12 @@ RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
         "segment_unit",
         "segment_count",
         "segment_config",
+        "variant_group",
     }
 )
+
+#: The metadata key of a product's variant group (:attr:`Product.variant_group`).
+VARIANT_GROUP_KEY = "variant_group"
 
 #: The metadata key zero-shot tagging writes every chosen label to.
 TAGS_KEY = "tags"
@@ -140,6 +147,11 @@ def key_owners(key: str) -> tuple[str, ...]:
     if match.group(1) == "video" and rest.endswith("-audio") and len(rest) > len("-audio"):
         return (rest, rest[: -len("-audio")])
     return (rest,)
+
+
+def variant_metadata(group: str | None) -> dict[str, MetadataValue]:
+    """The metadata a product's variant group adds to its vectors (none without a group)."""
+    return {} if group is None else {VARIANT_GROUP_KEY: group}
 
 
 def is_tag_key(key: str) -> bool:

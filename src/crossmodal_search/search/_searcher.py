@@ -59,6 +59,7 @@ from crossmodal_search.search._results import (
 )
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
+    VARIANT_GROUP_KEY,
     VECTOR_TYPES,
     ProductVectorType,
     key_owners,
@@ -67,6 +68,7 @@ from crossmodal_search.search._schema import (
     public_metadata,
     segment_key,
 )
+from crossmodal_search.search._variants import Collapse
 from crossmodal_search.stores import StoreLimits, TextField, VectorStore
 
 __all__ = ["CrossmodalSearcher"]
@@ -467,6 +469,7 @@ class CrossmodalSearcher:
             vector_types=[t for t in VECTOR_TYPES if t in types],
             content_hash=_text_or_none(md.get("content_hash")),
             embedding_model=_text_or_none(md.get("embedding_model")),
+            variant_group=_text_or_none(md.get(VARIANT_GROUP_KEY)),
         )
 
     # ------------------------------------------------------------------ search
@@ -483,6 +486,7 @@ class CrossmodalSearcher:
         fusion: Fusion = "mean",
         hybrid: bool | None = None,
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        collapse: Collapse = "product",
     ) -> list[SearchResult]:
         """Find the ``top_k`` products closest to a text, an image, or both.
 
@@ -510,6 +514,9 @@ class CrossmodalSearcher:
                 only, 1 by words only; 0.3 by default (``score = (1 - w) * similarity + w *
                 BM25 / best BM25``). Beside a photo the words weigh the text's share
                 (``text_weight``).
+            collapse: ``"product"`` (default): one hit per product; ``"variant"``: one per
+                variant group (:attr:`Product.variant_group`), its best member, the others
+                found in ``variants``; ``top_k`` then counts groups.
 
         Query embeddings use a retrieval purpose named after what is searched:
         ``TEXT_RETRIEVAL`` for text vectors, ``IMAGE_RETRIEVAL`` for image vectors,
@@ -543,6 +550,7 @@ class CrossmodalSearcher:
             fusion=fusion,
             hybrid=hybrid,
             lexical_weight=lexical_weight,
+            collapse=collapse,
         )
 
     def similar(
@@ -552,6 +560,7 @@ class CrossmodalSearcher:
         top_k: int = 5,
         search_mode: SearchMode = "combined",
         filter: Filter | None = None,
+        collapse: Collapse = "product",
     ) -> list[SearchResult]:
         """Products like ``product_id``, ranked by the product's own stored vector: no
         embedding call ("similar products" on a product page).
@@ -559,11 +568,12 @@ class CrossmodalSearcher:
         The query is the product's vector of ``search_mode``'s type (its combined vector for
         ``combined``, ``all`` and the media modes, or when it lacks the type asked for); the
         product itself is never among the results; grouping by product and ``filter`` are as in
-        :meth:`search`. ``similarity`` is to that vector and is also the ``score``.
+        :meth:`search`. ``similarity`` is to that vector and is also the ``score``. With
+        ``collapse="variant"`` the product's whole variant group is left out too.
 
         Raises:
             ProductNotFoundError: The store holds no vector of ``product_id``.
-            InvalidInputError: Bad ``top_k``, ``search_mode`` or ``filter``.
+            InvalidInputError: Bad ``top_k``, ``search_mode``, ``filter`` or ``collapse``.
 
         Example:
             >>> searcher.similar("B0SAMPLE21", top_k=4)  # doctest: +SKIP
@@ -574,16 +584,22 @@ class CrossmodalSearcher:
         if search_mode == "text" or search_mode == "image":
             kinds.insert(0, search_mode)
         keys = [product_key(k, product_id) for k in kinds]
-        stored = {r.key: r.vector for r in self._store.get(keys).records}
-        vector = next((stored[k] for k in keys if k in stored), None)
-        if vector is None:
+        stored = {r.key: r for r in self._store.get(keys).records}
+        record = next((stored[k] for k in keys if k in stored), None)
+        if record is None:
             raise ProductNotFoundError(
                 f"no product {product_id[:64]!r} in the store (similar() ranks by the product's "
                 "own stored vectors: index it first)",
                 product_id=product_id,
             )
         return self._search.similar(
-            vector, product_id, search_mode=search_mode, top_k=top_k, filter=filter
+            record.vector,
+            product_id,
+            search_mode=search_mode,
+            top_k=top_k,
+            filter=filter,
+            collapse=collapse,
+            group=_text_or_none(record.metadata.get(VARIANT_GROUP_KEY)),
         )
 
     def explain_no_results(
