@@ -75,6 +75,17 @@ def add_store_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_collapse_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--collapse product|variant``."""
+    parser.add_argument(
+        "--collapse",
+        choices=("product", "variant"),
+        default="product",
+        help="one result per product (default), or per variant group: the group's best "
+        "member, its other members found listed with it (top-k counts groups)",
+    )
+
+
 def add_embedder_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--embedder``, ``--dimension`` and ``--cache``."""
     parser.add_argument(
@@ -354,9 +365,11 @@ def render_results(results: Sequence[SearchResult], *, width: int | None = None)
         f"{'title':<{title_w}}  {'brand, colour, type' if detail_w else ''}".rstrip()
     ]
     for rank, (r, what, detail) in enumerate(zip(results, matched, details, strict=True), 1):
+        more = f" (+{len(r.variants)} variants)" if r.variants else ""
+        title = _clip(r.title, title_w - len(more)) + more
         lines.append(
             f"{rank:>2}  {r.product_id:<{id_w}}  {r.similarity:>6.3f}  {what:<{matched_w}}  "
-            f"{_clip(r.title, title_w):<{title_w}}  {_clip(detail, detail_w)}".rstrip()
+            f"{title:<{title_w}}  {_clip(detail, detail_w)}".rstrip()
         )
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from crossmodal_search._aws import build_client
 from crossmodal_search.cli._common import (
@@ -24,7 +24,7 @@ from crossmodal_search.cli._common import (
     positive_int,
     text_field,
 )
-from crossmodal_search.datasets import load_abo
+from crossmodal_search.datasets import VariantSource, load_abo
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
     DEFAULT_TEXT_FIELDS,
@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--image-root",
         metavar="DIR_OR_S3",
         help="where ABO image paths resolve (default: CATALOG/images/small; may be s3://...)",
+    )
+    parser.add_argument(
+        "--variants-from",
+        choices=get_args(VariantSource),
+        help="ABO: listings sharing this field (and brand) are variants of one product, "
+        "for search --collapse variant (default: no variant groups)",
     )
     parser.add_argument(
         "--dry-run",
@@ -201,7 +207,9 @@ def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
     path = Path(args.catalog).expanduser()
     if path.is_dir():
         # Warns on stderr (a WARNING log line) when none of the images exists.
-        catalog = load_abo(path, limit=args.limit, image_root=args.image_root)
+        catalog = load_abo(
+            path, limit=args.limit, image_root=args.image_root, variants_from=args.variants_from
+        )
         summary = (
             f"catalog: {len(catalog.products)} products from ABO directory {path} "
             f"({catalog.skipped_no_content} listings without content skipped, "
