@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.dir).expanduser() if keep else Path(tempfile.mkdtemp(prefix="crossmodal-"))
     try:
         root = write_sample_catalog(workdir / "catalog")
-        catalog = load_abo(root)
+        catalog = load_abo(root, variants_from="model_name")
         store_spec = f"local:{workdir / 'store'}"
         searcher, description = make_searcher(
             store=store_spec, embedder=args.embedder, dimension=args.dimension, cache=args.cache
