@@ -142,7 +142,7 @@ def test_unknown_products_are_404_and_bad_parameters_422(
     assert len(long_id.content) < 300
     assert "(60000 characters)" in _error(long_id, 404, "NotFound")
     _error(_similar(client, "\x00"), 404, "NotFound")
-    for params, type_, needle in [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"top_k": 0}, "InvalidInputError", "top_k"),
         ({"top_k": 101}, "InvalidInputError", "top_k"),
         ({"top_k": "9" * 4500}, "InvalidInputError", "top_k"),
@@ -154,7 +154,8 @@ def test_unknown_products_are_404_and_bad_parameters_422(
         ({"filter": '{"$bad": 1}'}, "InvalidFilterError", "$bad"),
         ({"filter": '{"a":' * 2000 + "1" + "}" * 2000}, "InvalidFilterError", "filter"),
         ({"where": "no equals sign"}, "InvalidFilterError", "key=value"),
-    ]:
+    ]
+    for params, type_, needle in cases:
         message = _error(_similar(client, "B0SAMPLE21", **params), 422, type_)
         assert needle in message and len(message) < 400, message
     assert bedrock.calls == calls
