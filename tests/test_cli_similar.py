@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,14 +69,23 @@ def test_search_collapse_variant_shows_the_other_members(
     argv = ["search", "running sneakers", "--store", indexed, *OFFLINE, "--top-k", "3"]
     assert main([*argv, "--collapse", "variant"]) == 0
     out = capsys.readouterr().out
-    assert out.count("(+2 variants)") == 2
+    rows = out.splitlines()
+    shown = [row for row in rows if row.startswith("    +2 variants: ")]
+    assert len(shown) == 2
+    for row in shown:  # under its family's row: the other two colours with their similarity
+        above = rows[rows.index(row) - 1].split()[1]
+        members = [part.rstrip(",") for part in row.split(": ", 1)[1].split()[::2]]
+        family = {"B0SAMPLE19", "B0SAMPLE21", "B0SAMPLE23"}
+        if above not in family:
+            family = {"B0SAMPLE20", "B0SAMPLE22", "B0SAMPLE24"}
+        assert {above, *members} == family
     assert main([*argv, "--collapse", "variant", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["query"]["collapse"] == "variant"
     groups = [r["variant_group"] for r in payload["results"]]
     assert len(groups) == 3 and len(set(groups)) == 3
     assert main(argv) == 0
-    assert "variants)" not in capsys.readouterr().out  # the default stays one row per product
+    assert "variants:" not in capsys.readouterr().out  # the default stays one row per product
 
 
 def test_unknown_product_and_bad_arguments(
@@ -98,3 +108,17 @@ def test_unknown_product_and_bad_arguments(
     with pytest.raises(SystemExit):
         main(["similar"])
     assert "the following arguments are required: ID" in capsys.readouterr().err
+
+
+def test_demo_shows_similar_products_and_families(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--embedder", "offline", "--dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    similar = out.split("5. similar products: like B0SAMPLE21", 1)[1].split("\n6. ", 1)[0]
+    rows = _rows(similar)
+    ids = [row[1] for row in rows if row[0].isdigit()]
+    assert len(ids) == 5 and not {"B0SAMPLE19", "B0SAMPLE21", "B0SAMPLE23"} & set(ids)
+    assert "    +2 variants: " in similar  # the other brand's family, one row
+    families = out.split("6. one result per family", 1)[1]
+    assert families.count("    +2 variants: ") == 2

@@ -349,7 +349,8 @@ def segment_label(result: SearchResult) -> str:
 
 def render_results(results: Sequence[SearchResult], *, width: int | None = None) -> str:
     """A readable table: rank, product, similarity, matched vector (and where in the media, for
-    a segment hit; and the query's words a hybrid search found), title, brand/colour/type."""
+    a segment hit; and the query's words a hybrid search found), title, brand/colour/type; under
+    a collapsed family's row, its other members found."""
     if not results:
         return "  (no results)"
     width = width or shutil.get_terminal_size((110, 24)).columns
@@ -365,12 +366,14 @@ def render_results(results: Sequence[SearchResult], *, width: int | None = None)
         f"{'title':<{title_w}}  {'brand, colour, type' if detail_w else ''}".rstrip()
     ]
     for rank, (r, what, detail) in enumerate(zip(results, matched, details, strict=True), 1):
-        more = f" (+{len(r.variants)} variants)" if r.variants else ""
-        title = _clip(r.title, title_w - len(more)) + more
         lines.append(
             f"{rank:>2}  {r.product_id:<{id_w}}  {r.similarity:>6.3f}  {what:<{matched_w}}  "
-            f"{title:<{title_w}}  {_clip(detail, detail_w)}".rstrip()
+            f"{_clip(r.title, title_w):<{title_w}}  {_clip(detail, detail_w)}".rstrip()
         )
+        if r.variants:  # collapse="variant": the family's other members found, with their sim
+            found = ", ".join(f"{v.product_id} {v.similarity:.3f}" for v in r.variants)
+            label = f"+{len(r.variants)} variant{'s' if len(r.variants) > 1 else ''}: "
+            lines.append("    " + _clip(label + found, width - 4))
     return "\n".join(lines)
 
 
