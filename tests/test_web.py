@@ -203,6 +203,7 @@ def test_query_is_echoed_with_its_weights(client: TestClient) -> None:
         "filter": None,
         "hybrid": True,  # the store has full-text fields and the query has words
         "lexical_weight": 0.3,
+        "collapse": "product",
     }
     body = {"text": "red", "hybrid": False, "lexical_weight": 0.6}
     echo = client.post("/api/search", json=body).json()["query"]

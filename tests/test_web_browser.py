@@ -308,3 +308,63 @@ def test_matching_exact_words_is_a_switch_and_the_words_are_shown(
     page.click("#search-button")
     page.wait_for_selector("#results li.card .why", state="detached", timeout=15_000)
     assert result_ids(page)[0] != "B0SAMPLE20"  # by meaning alone a model number is lost
+
+
+def test_a_product_shows_its_similar_products(page: Any, catalog_and_url: tuple[Path, str]) -> None:
+    import httpx
+
+    _, url = catalog_and_url
+    page.goto(url + "/")
+    page.fill("#query-text", TEXT_QUERY.text or "")
+    page.click("#search-button")
+    opened = result_ids(page)[0]
+    page.locator("#results li.card button.details").first.click()
+    page.wait_for_selector("#similar-results li.card", timeout=15_000)
+    assert page.inner_text("#similar-heading") == "Similar products"
+    shown = page.eval_on_selector_all(
+        "#similar-results li.card", "els => els.map(e => e.dataset.productId)"
+    )
+    api = httpx.get(f"{url}/api/products/{opened}/similar", params={"top_k": 6}).json()
+    assert shown == [hit["product_id"] for hit in api["results"]]
+    assert len(shown) == 6 and opened not in shown
+    # A similar product's details open in place, with its own similar products.
+    page.locator("#similar-results li.card button.details").first.click()
+    page.wait_for_function(
+        "(id) => document.getElementById('product-title').textContent !== 'Loading…' &&"
+        " document.querySelector('#similar-results li.card') &&"
+        " !Array.from(document.querySelectorAll('#similar-results li.card'))"
+        "   .some((e) => e.dataset.productId === id)",
+        arg=shown[0],
+        timeout=15_000,
+    )
+    screenshot(page, "similar-products.png")
+
+
+def test_one_result_per_product_family(page: Any, catalog_and_url: tuple[Path, str]) -> None:
+    _, url = catalog_and_url
+    page.goto(url + "/")
+    page.fill("#query-text", "running sneakers")
+    page.uncheck("#hybrid")
+    page.fill("#top-k", "3")
+    page.click("#search-button")
+    assert len(result_ids(page)) == 3
+    assert page.locator("#results li.card .variants").count() == 0  # one card per product
+    page.check("#collapse")
+    page.click("#search-button")
+    page.wait_for_selector("#results li.card .variants", timeout=15_000)
+    labels = page.eval_on_selector_all(
+        "#results li.card .variants", "els => els.map(e => e.textContent)"
+    )
+    assert labels == ["+2 variants", "+2 variants"]
+    hover = page.get_attribute("#results li.card .variants", "title")
+    assert hover is not None and "Running Sneakers" in hover and len(hover.splitlines()) == 2
+    # The similar row of an opened family member leaves its family out.
+    first = result_ids(page)[0]
+    page.locator("#results li.card button.details").first.click()
+    page.wait_for_selector("#similar-results li.card", timeout=15_000)
+    shown = page.eval_on_selector_all(
+        "#similar-results li.card", "els => els.map(e => e.dataset.productId)"
+    )
+    number = int(first.removeprefix("B0SAMPLE"))
+    family = {f"B0SAMPLE{i}" for i in range(19, 25) if i % 2 == number % 2}  # one brand's
+    assert first in family and not family & set(shown) and len(shown) == 6

@@ -28,9 +28,10 @@ DIMENSION = 256
 
 
 def build_demo_searcher(directory: Path) -> tuple[CrossmodalSearcher, Path]:
-    """The sample catalog written under ``directory``, indexed offline into a memory store."""
+    """The sample catalog written under ``directory`` (its sneakers two variant families),
+    indexed offline into a memory store."""
     root = write_sample_catalog(directory)
-    products = load_abo(root).products
+    products = load_abo(root, variants_from="model_name").products
     searcher = CrossmodalSearcher(
         OfflineEmbedder(dimension=DIMENSION), LocalVectorStore(dimension=DIMENSION)
     )

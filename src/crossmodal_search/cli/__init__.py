@@ -24,6 +24,7 @@ __all__ = ["main"]
 _COMMANDS: tuple[str, ...] = (
     "index",
     "search",
+    "similar",
     "copy",
     "store",
     "demo",

@@ -75,6 +75,17 @@ def add_store_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_collapse_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--collapse product|variant``."""
+    parser.add_argument(
+        "--collapse",
+        choices=("product", "variant"),
+        default="product",
+        help="one result per product (default), or per variant group: the group's best "
+        "member, its other members found listed with it (top-k counts groups)",
+    )
+
+
 def add_embedder_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--embedder``, ``--dimension`` and ``--cache``."""
     parser.add_argument(
@@ -349,7 +360,8 @@ def segment_label(result: SearchResult) -> str:
 
 def render_results(results: Sequence[SearchResult], *, width: int | None = None) -> str:
     """A readable table: rank, product, similarity, matched vector (and where in the media, for
-    a segment hit; and the query's words a hybrid search found), title, brand/colour/type."""
+    a segment hit; and the query's words a hybrid search found), title, brand/colour/type; under
+    a collapsed family's row, its other members found."""
     if not results:
         return "  (no results)"
     width = width or shutil.get_terminal_size((110, 24)).columns
@@ -369,6 +381,10 @@ def render_results(results: Sequence[SearchResult], *, width: int | None = None)
             f"{rank:>2}  {r.product_id:<{id_w}}  {r.similarity:>6.3f}  {what:<{matched_w}}  "
             f"{_clip(r.title, title_w):<{title_w}}  {_clip(detail, detail_w)}".rstrip()
         )
+        if r.variants:  # collapse="variant": the family's other members found, with their sim
+            found = ", ".join(f"{v.product_id} {v.similarity:.3f}" for v in r.variants)
+            label = f"+{len(r.variants)} variant{'s' if len(r.variants) > 1 else ''}: "
+            lines.append("    " + _clip(label + found, width - 4))
     return "\n".join(lines)
 
 

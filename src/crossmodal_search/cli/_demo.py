@@ -1,4 +1,5 @@
-"""``crossmodal demo``: sample catalog -> local index -> a text, an image and a text+image query."""
+"""``crossmodal demo``: sample catalog -> local index -> a text, an image, a text+image and a
+model-number query, similar products and one result per variant family."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` sub-command."""
     parser = sub.add_parser(
         "demo",
-        help="index a generated sample catalog locally and run three example searches",
+        help="index a generated sample catalog locally and run example searches",
         description="Write a small sample catalog in Amazon Berkeley Objects format (generated "
         "product photos and descriptions), index it into a local store and run a text query, "
-        "an image query and a text+image query. Works without AWS credentials or network "
+        "an image query, a text+image query and a model-number query, then show a product's "
+        "similar products and one result per variant family (the sample's sneakers come in "
+        "three colours per brand). Works without AWS credentials or network "
         "(offline embedder); with credentials, --embedder auto uses Amazon Nova.",
     )
     parser.add_argument(
@@ -92,6 +95,28 @@ def _search(
     )
 
 
+#: The product whose similar products the demo shows: green sneakers of a family in 3 colours.
+SIMILAR_TO = "B0SAMPLE21"
+
+
+def _similar(searcher: CrossmodalSearcher, number: int, top_k: int) -> None:
+    """Similar products of one product, its own family left out (no embedding call), then one
+    search collapsed by variant family."""
+    view = searcher.get_product(SIMILAR_TO)
+    title = view.title if view is not None else SIMILAR_TO
+    print()
+    print(f"{number}. similar products: like {SIMILAR_TO}, {title}")
+    print("   (search_mode=text, collapse=variant): ranked by its own stored text vector, no")
+    print("   embedding call; its own family (its other colours) is left out, and a family found")
+    print("   is one row, its other members listed under it")
+    similar = searcher.similar(SIMILAR_TO, top_k=top_k, search_mode="text", collapse="variant")
+    print(render_results(similar))
+    print()
+    print(f"{number + 1}. one result per family: text 'running sneakers'  (collapse=variant)")
+    print("   each brand's sneakers come in three colours, one product: one row each")
+    print(render_results(searcher.search("running sneakers", top_k=top_k, collapse="variant")))
+
+
 def run(args: argparse.Namespace) -> int:
     """Build, index and query the sample catalog; print a result table per sample query."""
     started = time.perf_counter()
@@ -99,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.dir).expanduser() if keep else Path(tempfile.mkdtemp(prefix="crossmodal-"))
     try:
         root = write_sample_catalog(workdir / "catalog")
-        catalog = load_abo(root)
+        catalog = load_abo(root, variants_from="model_name")
         store_spec = f"local:{workdir / 'store'}"
         searcher, description = make_searcher(
             store=store_spec, embedder=args.embedder, dimension=args.dimension, cache=args.cache
@@ -133,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 print(_query_title(number, query))
                 print(render_results(results))
                 print(_verdict(query, results, vectors))
+            _similar(searcher, len(SAMPLE_QUERIES) + 1, args.top_k)
         print()
         if keep:
             store_arg = shlex.quote(store_spec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from crossmodal_search._aws import build_client
 from crossmodal_search.cli._common import (
@@ -24,7 +24,7 @@ from crossmodal_search.cli._common import (
     positive_int,
     text_field,
 )
-from crossmodal_search.datasets import load_abo
+from crossmodal_search.datasets import VariantSource, load_abo
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
     DEFAULT_TEXT_FIELDS,
@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("catalog", metavar="CATALOG", help="ABO directory or products.jsonl")
     parser.add_argument("--limit", type=positive_int, help="index at most N products")
+    parser.add_argument(
+        "--variants-from",
+        choices=get_args(VariantSource),
+        help="ABO: listings sharing this field (and brand) are variants of one product, "
+        "for search --collapse variant (default: no variant groups)",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -228,7 +234,13 @@ def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
     if path.is_dir():
         # Warns on stderr (a WARNING log line) when none of the images exists.
         photos = 1 if args.main_image_only else args.max_images
-        catalog = load_abo(path, limit=args.limit, image_root=args.image_root, max_images=photos)
+        catalog = load_abo(
+            path,
+            limit=args.limit,
+            image_root=args.image_root,
+            max_images=photos,
+            variants_from=args.variants_from,
+        )
         summary = (
             f"catalog: {len(catalog.products)} products from ABO directory {path} "
             f"({catalog.skipped_no_content} listings without content skipped, "

@@ -148,7 +148,7 @@ def _demo(
     root = write_sample_catalog(directory)
     searcher, description = open_searcher(args)
     stack.enter_context(searcher)
-    report = searcher.index(load_abo(root).products)
+    report = searcher.index(load_abo(root, variants_from="model_name").products)
     description += f"\ndemo catalog: {root} ({report.indexed} indexed)"
     return searcher, description, root
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from crossmodal_search.cli._common import (
+    add_collapse_arg,
     add_embedder_args,
     add_store_args,
     open_searcher,
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=DEFAULT_LEXICAL_WEIGHT,
         help="the words' share of a hybrid score, 0..1 (default: %(default)s)",
     )
+    add_collapse_arg(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--raw",
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             fusion=args.fusion,
             hybrid=args.hybrid,
             lexical_weight=args.lexical_weight,
+            collapse=args.collapse,
         )
         hint = (
             searcher.explain_no_results(search_mode=args.mode, filter=args.filter)
@@ -133,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 "text_weight": args.text_weight,
                 "hybrid": args.hybrid,
                 "lexical_weight": args.lexical_weight,
+                "collapse": args.collapse,
             },
             "results": [r.model_dump(mode="json") for r in results],
         }

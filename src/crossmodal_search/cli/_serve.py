@@ -138,7 +138,7 @@ def build_app(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Fa
     if root is not None:
         from crossmodal_search.datasets import load_abo
 
-        catalog = load_abo(root)
+        catalog = load_abo(root, variants_from="model_name")
         report = searcher.index(catalog.products)
         if report.failed:
             logger.warning("demo: %d products failed to index", len(report.failed))

@@ -6,7 +6,7 @@ catalog = load_abo(write_sample_catalog("sample-catalog"))
 searcher.index(catalog.products)
 """
 
-from crossmodal_search.datasets._abo import AboCatalog, load_abo
+from crossmodal_search.datasets._abo import AboCatalog, VariantSource, load_abo
 from crossmodal_search.datasets._sample import (
     SAMPLE_QUERIES,
     SampleQuery,
@@ -18,6 +18,7 @@ __all__ = [
     "SAMPLE_QUERIES",
     "AboCatalog",
     "SampleQuery",
+    "VariantSource",
     "load_abo",
     "load_sample_queries",
     "write_sample_catalog",

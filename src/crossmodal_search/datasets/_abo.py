@@ -15,6 +15,7 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,11 +24,17 @@ from crossmodal_search._types import MetadataValue, Scalar
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.search import Product
 
-__all__ = ["AboCatalog", "load_abo"]
+__all__ = ["AboCatalog", "VariantSource", "load_abo"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_BULLETS_CHARS = 1500
+
+#: The listing field that names a product's variant group (``load_abo(variants_from=...)``).
+VariantSource: TypeAlias = Literal["model_name", "model_number"]
+_VARIANT_SOURCES: tuple[str, ...] = get_args(VariantSource)
+#: Longest group kept (``Product.variant_group`` takes 200 characters): longer ones are cut.
+_MAX_GROUP_CHARS = 200
 
 
 class AboCatalog(BaseModel):
@@ -150,6 +157,7 @@ def load_abo(
     limit: int | None = None,
     image_root: str | os.PathLike[str] | None = None,
     max_images: int = 8,
+    variants_from: VariantSource | None = None,
 ) -> AboCatalog:
     """Load an Amazon Berkeley Objects catalog (or a sample in the same layout).
 
@@ -171,13 +179,16 @@ def load_abo(
         max_images: Photos kept per product, the main one included (default 8, the
             searcher's ``max_images_per_product``; 1: the main image only); further
             ``other_image_id`` images are left out.
+        variants_from: Fill :attr:`Product.variant_group` from this listing field, prefixed
+            by the brand (``Pacer/Trail Runner``): listings sharing it are variants of one
+            product (``search(..., collapse="variant")``). None (default): no groups.
 
     A local ``image_root`` must be an existing directory; when none of the referenced images
     is found there, a warning is logged (every product would be indexed text-only).
 
     Raises:
-        InvalidInputError: ``root`` has no listings, a file is not readable, or a local
-            ``image_root`` does not exist.
+        InvalidInputError: ``root`` has no listings, a file is not readable, a local
+            ``image_root`` does not exist, or ``variants_from`` is not a known field.
 
     Example:
         >>> catalog = load_abo("abo", limit=100)  # doctest: +SKIP
@@ -187,13 +198,17 @@ def load_abo(
         raise InvalidInputError(f"limit must be >= 0, got {limit}")
     if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
         raise InvalidInputError(f"max_images must be an int >= 1, got {max_images!r}")
+    if variants_from is not None and variants_from not in _VARIANT_SOURCES:
+        raise InvalidInputError(
+            f"variants_from must be one of {', '.join(_VARIANT_SOURCES)}; got {variants_from!r}"
+        )
     base = Path(root).expanduser().resolve()
     shards = sorted((base / "listings" / "metadata").glob("listings_*.json.gz"))
     if not shards:
         raise InvalidInputError(
             f"{base}: no listings/metadata/listings_*.json.gz (not an ABO catalog directory)"
         )
-    reader = _Reader(_images_base(base, image_root), _read_image_paths(base))
+    reader = _Reader(_images_base(base, image_root), _read_image_paths(base), variants_from)
     reader.max_extra = max_images - 1
     for path, lineno, listing in _iter_listings(shards):
         if limit is not None and len(reader.products) >= limit:
@@ -241,8 +256,14 @@ def _images_base(base: Path, image_root: str | os.PathLike[str] | None) -> str |
 class _Reader:
     """Listings into products, counting what is left out and why."""
 
-    def __init__(self, images_base: str | Path, image_paths: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        images_base: str | Path,
+        image_paths: Mapping[str, str],
+        variants_from: VariantSource | None = None,
+    ) -> None:
         self.images_base = images_base
+        self._variants_from = variants_from
         self._image_paths = image_paths
         self.products: list[Product] = []
         self._seen: set[str] = set()
@@ -269,9 +290,14 @@ class _Reader:
             return
         try:
             metadata = _metadata(listing, names)
-            images = self._others(listing.get("other_image_id"), image)
             product = Product(
-                item_id, text, title=title, image=image, images=images, metadata=metadata
+                item_id,
+                text,
+                title=title,
+                image=image,
+                images=self._others(listing.get("other_image_id"), image),
+                metadata=metadata,
+                variant_group=self._group(listing),
             )
         except InvalidInputError as exc:
             logger.debug("%s: %s", where, exc)
@@ -300,6 +326,19 @@ class _Reader:
                 continue
             found.append(path)
         return found
+
+    def _group(self, listing: Mapping[str, object]) -> str | None:
+        """The listing's variant group: brand and the ``variants_from`` field, if it has one."""
+        if self._variants_from is None:
+            return None
+        entries = listing.get(self._variants_from)
+        values = _pick_language(entries) if self._variants_from == "model_name" else None
+        value = values[0][0] if values else next(iter(_plain_values(entries)), None)
+        if value is None:
+            return None
+        brand = _pick_language(listing.get("brand"))
+        group = f"{brand[0][0]}/{value}" if brand else value
+        return " ".join(group.split())[:_MAX_GROUP_CHARS].strip()
 
     def _image(self, image_id: object) -> str | None:
         """The main image's path or URI, or None (counted missing when it cannot be found)."""

@@ -1,8 +1,9 @@
 """A small, deterministic sample catalog in the Amazon Berkeley Objects layout.
 
 ``crossmodal demo``, the docs and the tests use it: 36 English listings (six product kinds in six
-clearly distinct colours, each with a Pillow-drawn photo on a light background; the bags with
-two more photos, a close-up and the bag carried in a street scene), two listings
+clearly distinct colours, each with a Pillow-drawn photo on a light background; each brand's
+sneakers are one model in three colours, a variant family; the bags have two more photos, a
+close-up and the bag carried in a street scene), two listings
 whose names exist only in German or Japanese, one whose English name is ``en_GB``, one listing
 with no content at all (the loader skips and counts it) and query photos that are re-rendered,
 shifted, rotated and noisy variants of catalog items (never the indexed file itself).
@@ -127,6 +128,9 @@ class _Kind:
     name: str
     bullets: tuple[str, ...]
     model_prefix: str = ""
+    #: ABO ``model_name``: each brand's listings of this kind are one product in three colours
+    #: (``load_abo(variants_from="model_name")``: a variant group per brand).
+    model_name: str = ""
 
 
 #: Mug capacities, by colour (the catalog's sizes: exact terms a shopper types).
@@ -192,6 +196,7 @@ _KINDS: tuple[_Kind, ...] = (
             "{color} athletic shoes for men and women",
         ),
         "RS",
+        "AirMesh Runner",
     ),
     _Kind(
         "lamp",
@@ -428,6 +433,8 @@ class _CatalogWriter:
                     "domain_name": "amazon.com",
                     "main_image_id": self.add_image(item_id, _render(kind, rgb, item_id)),
                 }
+                if kind.model_name:
+                    listing["model_name"] = [_lang(kind.model_name)]
                 if kind.slug == "bag":
                     # More photos: a close-up of the leather and the bag carried, small, in a
                     # street scene (a shopper's photo of either finds the bag by that photo).

@@ -21,6 +21,7 @@ from crossmodal_search.search._results import (
     MatchedBy,
     ProductView,
     SearchResult,
+    VariantMatch,
 )
 from crossmodal_search.search._schema import (
     RESERVED_METADATA_KEYS,
@@ -40,12 +41,14 @@ from crossmodal_search.search._tagging import (
     load_vocabulary,
     tag_products,
 )
+from crossmodal_search.search._variants import Collapse
 
 __all__ = [
     "DEFAULT_LEXICAL_WEIGHT",
     "DEFAULT_TEMPLATE",
     "DEFAULT_TEXT_FIELDS",
     "RESERVED_METADATA_KEYS",
+    "Collapse",
     "CostEstimate",
     "CrossmodalSearcher",
     "FailureKind",
@@ -68,6 +71,7 @@ __all__ = [
     "TagSource",
     "TagVocabulary",
     "TaggingReport",
+    "VariantMatch",
     "VectorType",
     "image_number",
     "index_media",

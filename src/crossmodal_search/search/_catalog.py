@@ -29,6 +29,8 @@ MAX_PRODUCT_ID_CHARS = 1000
 MAX_TITLE_CHARS = 500
 #: Most extra photos a product may list (keys ``image{n}-{id}`` stay within S3 Vectors' 1024).
 MAX_EXTRA_IMAGES = 49
+#: Longest variant group: it is filterable metadata too (searches exclude groups by it).
+MAX_VARIANT_GROUP_CHARS = 200
 
 
 class ProductValidationError(InvalidInputError, ValidationError):
@@ -79,6 +81,10 @@ class Product(BaseModel):
     embedded is the title then the description, and search results show it. Without one,
     results show the first line of ``text``.
 
+    ``variant_group`` names the family a product belongs to (the same shirt in three colours
+    shares one; an ABO ``model_name``, say): ``search(..., collapse="variant")`` then returns
+    one hit per family, its best member, with the other members that matched.
+
     Example:
         >>> p = Product("B01", "A light cotton dress.", title="Red summer dress")
         >>> p.display_title, p.embedding_text
@@ -98,6 +104,7 @@ class Product(BaseModel):
     video: str | None = None
     audio: str | None = None
     document: str | None = None
+    variant_group: str | None = Field(default=None, max_length=MAX_VARIANT_GROUP_CHARS)
 
     def __init__(
         self,
@@ -111,6 +118,7 @@ class Product(BaseModel):
         video: str | None = None,
         audio: str | None = None,
         document: str | os.PathLike[str] | None = None,
+        variant_group: str | None = None,
         **extra: object,
     ) -> None:
         """``Product("p1", "red dress")``: the id and text may be positional.
@@ -126,6 +134,7 @@ class Product(BaseModel):
             "video": video,
             "audio": audio,
             "document": document,
+            "variant_group": variant_group,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         if metadata is not None:
@@ -147,6 +156,15 @@ class Product(BaseModel):
             raise ValueError("product_id must not be blank")
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError("product_id must not contain control characters (NUL, newline, ...)")
+        return value
+
+    @field_validator("variant_group")
+    @classmethod
+    def _group_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("variant_group must not be blank (leave it out for no group)")
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("variant_group must not contain control characters")
         return value
 
     @field_validator("title", mode="before")

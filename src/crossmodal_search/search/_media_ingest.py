@@ -48,6 +48,7 @@ from crossmodal_search.search._schema import (
     segment_keys,
     segment_metadata,
     segment_records,
+    variant_metadata,
 )
 from crossmodal_search.stores import StoreLimits
 
@@ -601,11 +602,13 @@ def _media_metadata(product: Product) -> dict[str, MetadataValue]:
     md["text"] = product.text
     if product.image is not None:
         md["image_path"] = product.image
+    md.update(variant_metadata(product.variant_group))
     # A rerun compares every key stored on the first segment, so changed product metadata (or
     # text) re-indexes the media instead of leaving stale segments.
     described: list[object] = [product.metadata, product.text, product.image]
     if product.title is not None:
         described.append(product.title)
+    described += [v] if (v := variant_metadata(product.variant_group)) else []
     md["metadata_hash"] = hashlib.sha256(
         json.dumps(described, sort_keys=True).encode()
     ).hexdigest()[:32]

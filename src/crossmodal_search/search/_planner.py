@@ -47,6 +47,7 @@ from crossmodal_search.search._schema import (
     is_tag_key,
     metadata_problem,
     product_key,
+    variant_metadata,
 )
 from crossmodal_search.search._vectors import unit, weighted_mean
 from crossmodal_search.stores import StoreLimits, VectorRecord
@@ -269,6 +270,8 @@ class Planner:
         described: list[object] = [product.metadata, product.text, product.image, self._model_id]
         if product.title is not None:  # absent: the hash of a product from before titles
             described.append(product.title)
+        # Absent without a group: products from before variant groups keep their hash.
+        described += [v] if (v := variant_metadata(product.variant_group)) else []
         if plan.extras:  # absent: the hash of a product with one photo, as before
             described.append([x.image for x in plan.extras])
         plan.metadata_hash = hashlib.sha256(
@@ -283,6 +286,7 @@ class Planner:
             md["text"] = product.text
             if product.image is not None:
                 md["image_path"] = product.image
+            md.update(variant_metadata(product.variant_group))
             if plan.extras:
                 md["image_count"] = 1 + len(plan.extras)
             md["content_hash"] = plan.content_hash

@@ -1,6 +1,6 @@
 """A store's products as wholes: every key of a product (extra photos and segments included),
-deleting and pruning products, and reading one back (what ``CrossmodalSearcher.delete``,
-``prune`` and ``get_product`` run)."""
+deleting and pruning products, reading one back, and the stored vector ``similar`` ranks by
+(what ``CrossmodalSearcher.delete``, ``prune``, ``get_product`` and ``similar`` run)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,28 @@ import time
 from collections.abc import Iterable, Sequence
 
 from crossmodal_search._batching import batched
+from crossmodal_search.errors import InvalidInputError, ProductNotFoundError
 from crossmodal_search.search._catalog import MAX_EXTRA_IMAGES
 from crossmodal_search.search._media_ingest import stored_segment_keys
 from crossmodal_search.search._results import IngestReport, ProductView
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
+    VARIANT_GROUP_KEY,
     VECTOR_TYPES,
+    ProductVectorType,
     extra_image_keys,
     key_owners,
+    product_key,
     product_keys,
     public_metadata,
     segment_key,
 )
-from crossmodal_search.stores import VectorStore
+from crossmodal_search.stores import VectorRecord, VectorStore
 
 __all__ = [
     "delete_products",
+    "group_of",
+    "own_vector",
     "product_view",
     "prune_products",
     "stored_image_keys",
@@ -117,7 +123,40 @@ def product_view(store: VectorStore, product_id: str) -> ProductView | None:
         vector_types=[t for t in VECTOR_TYPES if t in types],
         content_hash=_text_or_none(md.get("content_hash")),
         embedding_model=_text_or_none(md.get("embedding_model")),
+        variant_group=_text_or_none(md.get(VARIANT_GROUP_KEY)),
     )
+
+
+def own_vector(store: VectorStore, product_id: str, search_mode: str) -> VectorRecord:
+    """The product's stored vector that ``similar`` ranks by: its vector of ``search_mode``'s
+    type (``text``, ``image``), else its combined vector.
+
+    Raises:
+        InvalidInputError: ``product_id`` is not a non-empty string.
+        ProductNotFoundError: The store holds no such vector.
+    """
+    if not isinstance(product_id, str) or not product_id:
+        raise InvalidInputError("product_id must be a non-empty string")
+    kinds: list[ProductVectorType] = ["combined"]
+    if search_mode == "text":
+        kinds.insert(0, "text")
+    elif search_mode == "image":
+        kinds.insert(0, "image")
+    keys = [product_key(k, product_id) for k in kinds]
+    stored = {r.key: r for r in store.get(keys).records}
+    record = next((stored[k] for k in keys if k in stored), None)
+    if record is None:
+        raise ProductNotFoundError(
+            f"no product {product_id[:64]!r} in the store (similar() ranks by the product's "
+            "own stored vectors: index it first)",
+            product_id=product_id,
+        )
+    return record
+
+
+def group_of(record: VectorRecord) -> str | None:
+    """The variant group a stored vector belongs to, if any."""
+    return _text_or_none(record.metadata.get(VARIANT_GROUP_KEY))
 
 
 def _text_or_none(value: object) -> str | None:

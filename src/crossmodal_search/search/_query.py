@@ -40,10 +40,17 @@ from crossmodal_search.search._results import MatchedBy, QueryPart, SearchResult
 from crossmodal_search.search._schema import (
     MEDIA_TYPES,
     RESERVED_METADATA_KEYS,
+    VARIANT_GROUP_KEY,
     VECTOR_TYPES,
     SegmentUnit,
     public_metadata,
     type_filter,
+)
+from crossmodal_search.search._variants import (
+    Collapse,
+    and_filters,
+    check_collapse,
+    collapse_variants,
 )
 from crossmodal_search.search._vectors import unit, weighted_mean
 from crossmodal_search.stores import (
@@ -96,10 +103,12 @@ class ProductSearch:
         fusion: Fusion = "mean",
         hybrid: bool | None = None,
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        collapse: Collapse = "product",
     ) -> list[SearchResult]:
         """:meth:`CrossmodalSearcher.search <crossmodal_search.search.CrossmodalSearcher.search>`
         (the arguments are documented there)."""
         self._validate_search(text, image, search_mode, top_k, filter, text_weight, fusion)
+        check_collapse(collapse)
         if hybrid not in (None, True, False):
             raise InvalidInputError(f"hybrid must be None, True or False, got {hybrid!r}")
         if not is_weight(lexical_weight):
@@ -120,7 +129,9 @@ class ProductSearch:
         if share == 0.0:
             words = None
 
-        def ranking(vector: Vector, with_words: bool) -> list[tuple[_Match, float]]:
+        def ranking(
+            vector: Vector, with_words: bool, top_k: int, filter: Filter | None
+        ) -> list[tuple[_Match, float]]:
             if with_words and words is not None:
                 assert isinstance(self._store, TextSearchStore)
                 hits = hybrid_ranking(
@@ -141,13 +152,20 @@ class ProductSearch:
                 return [(self._hybrid_match(h), h.score) for h in hits]
             return [(m, m.similarity) for m in self._grouped(vector, search_mode, filter, top_k)]
 
-        if by_whole:
-            ranked = ranking(whole, True)[:top_k]
-        else:
-            ranked = self._rrf([(p, ranking(p.vector, p.name == "text")) for p in parts], top_k)
-        if not ranked:
-            self._check_not_foreign()
-        return self._results(ranked, parts, whole, ranked_by_whole=by_whole)
+        def rank(k: int, flt: Filter | None) -> list[SearchResult]:
+            if by_whole:
+                ranked = ranking(whole, True, k, flt)[:k]
+            else:
+                ranked = self._rrf(
+                    [(p, ranking(p.vector, p.name == "text", k, flt)) for p in parts], k
+                )
+            if not ranked:
+                self._check_not_foreign()
+            return self._results(ranked, parts, whole, ranked_by_whole=by_whole)
+
+        if collapse == "variant":
+            return collapse_variants(rank, top_k=top_k, filter=filter, max_fetch=_MAX_TOP_K)
+        return rank(top_k, filter)
 
     def _distances(self, keys: Sequence[str], vector: Vector) -> dict[str, float]:
         """The distance from ``vector`` of each stored key (one ``get``)."""
@@ -200,14 +218,26 @@ class ProductSearch:
         search_mode: SearchMode,
         top_k: int,
         filter: Filter | None,
+        collapse: Collapse = "product",
+        group: str | None = None,
     ) -> list[SearchResult]:
         """Products closest to ``vector`` (one of ``product_id``'s stored vectors), the product
-        itself left out; grouping and filters as in :meth:`search`, no embedding call."""
+        itself left out (and its variant ``group`` when collapsing by variant); grouping and
+        filters as in :meth:`search`, no embedding call."""
         self._validate_ranking(search_mode, top_k, filter)
-        own = {"product_id": {"$ne": product_id}}
-        combined: Filter = own if not filter else {"$and": [own, dict(filter)]}
-        best = self._grouped(unit(vector), search_mode, combined, top_k)[:top_k]
-        return [self._result(m, m.similarity, m.distance, m.similarity, {}) for m in best]
+        check_collapse(collapse)
+        own: Filter = {"product_id": {"$ne": product_id}}
+        if collapse == "variant" and group is not None:
+            own = {"$and": [own, {VARIANT_GROUP_KEY: {"$ne": group}}]}
+        query = unit(vector)
+
+        def rank(k: int, flt: Filter | None) -> list[SearchResult]:
+            best = self._grouped(query, search_mode, and_filters(own, flt), k)[:k]
+            return [self._result(m, m.similarity, m.distance, m.similarity, {}) for m in best]
+
+        if collapse == "variant":
+            return collapse_variants(rank, top_k=top_k, filter=filter, max_fetch=_MAX_TOP_K)
+        return rank(top_k, filter)
 
     def _embed_parts(
         self, text: str | None, image: ImageInput | None, purpose: EmbeddingPurpose, weight: float
@@ -456,6 +486,7 @@ class ProductSearch:
             segment_end=_opt_float(md.get("segment_end")),
             segment_unit=_segment_unit(md.get("segment_unit")),
             source_uri=_opt_str(md.get("source_uri")),
+            variant_group=_opt_str(md.get(VARIANT_GROUP_KEY)),
             matched_image=_matched_image(md),
         )
 

@@ -20,6 +20,7 @@ __all__ = [
     "ProductView",
     "QueryPart",
     "SearchResult",
+    "VariantMatch",
 ]
 
 #: The parts of a query: what the shopper typed and the photo.
@@ -156,6 +157,24 @@ class IngestStoppedError(IngestError):
         self.report = report
 
 
+class VariantMatch(BaseModel):
+    """Another member of a hit's variant group that the query also found (``collapse="variant"``).
+
+    Attributes:
+        product_id: The member.
+        title: Its title.
+        similarity: Its similarity to the query (as :attr:`SearchResult.similarity`).
+        score: What would have ranked it (as :attr:`SearchResult.score`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: str
+    title: str
+    similarity: float
+    score: float
+
+
 class SearchResult(BaseModel):
     """One product found by :meth:`CrossmodalSearcher.search` (its best-matching vector).
 
@@ -199,6 +218,9 @@ class SearchResult(BaseModel):
             ``"pages"`` (PDF documents); ``None`` for text, image and combined hits.
         source_uri: For a segment hit: the media file (``s3://`` URI, or ``file://`` for a
             local PDF).
+        variant_group: The product's variant group (:attr:`Product.variant_group`), if any.
+        variants: With ``collapse="variant"``: the other members of its group the query found,
+            best first (this hit is the group's best); empty otherwise.
         matched_image: For an image hit: the photo (path or URI) whose vector matched, the
             main one or one of ``Product.images``; ``None`` when no image vector matched.
     """
@@ -223,6 +245,8 @@ class SearchResult(BaseModel):
     segment_end: float | None = None
     segment_unit: SegmentUnit | None = None
     source_uri: str | None = None
+    variant_group: str | None = None
+    variants: tuple[VariantMatch, ...] = ()
     matched_image: str | None = None
 
     @model_validator(mode="after")
@@ -276,3 +300,4 @@ class ProductView(BaseModel):
     vector_types: list[VectorType]
     content_hash: str | None
     embedding_model: str | None
+    variant_group: str | None = None

@@ -12,11 +12,12 @@ Keys::
                                                was embedded with separate audio and visual vectors
 
 Every vector carries the metadata in :data:`RESERVED_METADATA_KEYS` that the searcher owns
-(``type`` says which kind of vector it is, ``product_id`` whose it is) plus the product's own
-metadata. A product with several photos also carries ``image_count`` (its photos, the main
-one included) on its text, image and combined vectors, so that the extra photos' keys can be
-found from them; each extra photo's vector names its photo in ``image_source``. ``tags`` and
-``tag_{group}`` are written by zero-shot tagging
+(``type`` says which kind of vector it is, ``product_id`` whose it is, ``variant_group`` the
+family it belongs to, when it does) plus the product's own metadata. A product with several
+photos also carries ``image_count`` (its photos, the main one included) on its text, image and
+combined vectors, so that the extra photos' keys can be found from them; each extra photo's
+vector names its photo in ``image_source``. ``tags`` and ``tag_{group}`` are written by
+zero-shot tagging
 (:func:`~crossmodal_search.search.tag_products`) and carried over when a product is rewritten.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "RESERVED_METADATA_KEYS",
     "TAGS_KEY",
     "TAG_GROUP_PREFIX",
+    "VARIANT_GROUP_KEY",
     "VECTOR_TYPES",
     "MediaKind",
     "ProductVectorType",
@@ -60,6 +62,7 @@ __all__ = [
     "segment_metadata",
     "segment_records",
     "type_filter",
+    "variant_metadata",
 ]
 
 #: The vectors built from a product's text and image (keys ``{type}-{product_id}``).
@@ -97,8 +100,12 @@ RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
         "segment_config",
         "image_count",
         "image_source",
+        "variant_group",
     }
 )
+
+#: The metadata key of a product's variant group (:attr:`Product.variant_group`).
+VARIANT_GROUP_KEY = "variant_group"
 
 #: The metadata key zero-shot tagging writes every chosen label to.
 TAGS_KEY = "tags"
@@ -175,6 +182,11 @@ def key_owners(key: str) -> tuple[str, ...]:
     if match.group(1) == "video" and rest.endswith("-audio") and len(rest) > len("-audio"):
         return (rest, rest[: -len("-audio")])
     return (rest,)
+
+
+def variant_metadata(group: str | None) -> dict[str, MetadataValue]:
+    """The metadata a product's variant group adds to its vectors (none without a group)."""
+    return {} if group is None else {VARIANT_GROUP_KEY: group}
 
 
 def is_tag_key(key: str) -> bool:

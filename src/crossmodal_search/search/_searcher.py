@@ -22,8 +22,6 @@ from crossmodal_search.embeddings import (
 )
 from crossmodal_search.errors import (
     ConfigurationError,
-    InvalidInputError,
-    ProductNotFoundError,
 )
 from crossmodal_search.search._catalog import MAX_EXTRA_IMAGES, Product
 from crossmodal_search.search._hybrid import (
@@ -49,6 +47,8 @@ from crossmodal_search.search._media_ingest import (
 from crossmodal_search.search._planner import Planner, ProductPlan, check_products, estimate
 from crossmodal_search.search._products import (
     delete_products,
+    group_of,
+    own_vector,
     product_view,
     prune_products,
 )
@@ -60,7 +60,7 @@ from crossmodal_search.search._results import (
     ProductView,
     SearchResult,
 )
-from crossmodal_search.search._schema import ProductVectorType, product_key
+from crossmodal_search.search._variants import Collapse
 from crossmodal_search.stores import StoreLimits, TextField, VectorStore
 
 __all__ = ["CrossmodalSearcher"]
@@ -218,9 +218,9 @@ class CrossmodalSearcher:
     def estimate(self, products: Iterable[Product], *, check_store: bool = True) -> CostEstimate:
         """How many embedding calls, vectors and bytes :meth:`index` would need, without calling.
 
-        Local images are read (and hashed); the embedder is never called. With ``check_store``
-        (the default) the store is read to find products already indexed unchanged, exactly as
-        ``index`` would.
+        Local images (every photo) are read and hashed; the embedder is never called. With
+        ``check_store`` (the default) the store is read to find products already indexed
+        unchanged, exactly as ``index`` would.
 
         Example:
             >>> searcher.estimate(products).embed_calls  # doctest: +SKIP
@@ -234,12 +234,8 @@ class CrossmodalSearcher:
                     plans += self._planner.plan(window, pool)
                 else:
                     plans += pool.map(self._planner.prepare, window)
-        return estimate(
-            plans,
-            dimension=self._store.dimension,
-            batch_size=self._batch_size,
-            products=len(items),
-        )
+        dimension, size = self._store.dimension, self._batch_size
+        return estimate(plans, dimension=dimension, batch_size=size, products=len(items))
 
     def index(
         self,
@@ -443,6 +439,7 @@ class CrossmodalSearcher:
         fusion: Fusion = "mean",
         hybrid: bool | None = None,
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        collapse: Collapse = "product",
     ) -> list[SearchResult]:
         """Find the ``top_k`` products closest to a text, an image, or both.
 
@@ -470,6 +467,9 @@ class CrossmodalSearcher:
                 only, 1 by words only; 0.3 by default (``score = (1 - w) * similarity + w *
                 BM25 / best BM25``). Beside a photo the words weigh the text's share
                 (``text_weight``).
+            collapse: ``"product"`` (default): one hit per product; ``"variant"``: one per
+                variant group (:attr:`Product.variant_group`), its best member, the others
+                found in ``variants``; ``top_k`` then counts groups.
 
         Query embeddings use a retrieval purpose named after what is searched:
         ``TEXT_RETRIEVAL`` for text vectors, ``IMAGE_RETRIEVAL`` for image vectors,
@@ -503,6 +503,7 @@ class CrossmodalSearcher:
             fusion=fusion,
             hybrid=hybrid,
             lexical_weight=lexical_weight,
+            collapse=collapse,
         )
 
     def similar(
@@ -512,6 +513,7 @@ class CrossmodalSearcher:
         top_k: int = 5,
         search_mode: SearchMode = "combined",
         filter: Filter | None = None,
+        collapse: Collapse = "product",
     ) -> list[SearchResult]:
         """Products like ``product_id``, ranked by the product's own stored vector: no
         embedding call ("similar products" on a product page).
@@ -519,31 +521,25 @@ class CrossmodalSearcher:
         The query is the product's vector of ``search_mode``'s type (its combined vector for
         ``combined``, ``all`` and the media modes, or when it lacks the type asked for); the
         product itself is never among the results; grouping by product and ``filter`` are as in
-        :meth:`search`. ``similarity`` is to that vector and is also the ``score``.
+        :meth:`search`. ``similarity`` is to that vector and is also the ``score``. With
+        ``collapse="variant"`` the product's whole variant group is left out too.
 
         Raises:
             ProductNotFoundError: The store holds no vector of ``product_id``.
-            InvalidInputError: Bad ``top_k``, ``search_mode`` or ``filter``.
+            InvalidInputError: Bad ``top_k``, ``search_mode``, ``filter`` or ``collapse``.
 
         Example:
             >>> searcher.similar("B0SAMPLE21", top_k=4)  # doctest: +SKIP
         """
-        if not isinstance(product_id, str) or not product_id:
-            raise InvalidInputError("product_id must be a non-empty string")
-        kinds: list[ProductVectorType] = ["combined"]
-        if search_mode == "text" or search_mode == "image":
-            kinds.insert(0, search_mode)
-        keys = [product_key(k, product_id) for k in kinds]
-        stored = {r.key: r.vector for r in self._store.get(keys).records}
-        vector = next((stored[k] for k in keys if k in stored), None)
-        if vector is None:
-            raise ProductNotFoundError(
-                f"no product {product_id[:64]!r} in the store (similar() ranks by the product's "
-                "own stored vectors: index it first)",
-                product_id=product_id,
-            )
+        record = own_vector(self._store, product_id, search_mode)
         return self._search.similar(
-            vector, product_id, search_mode=search_mode, top_k=top_k, filter=filter
+            record.vector,
+            product_id,
+            search_mode=search_mode,
+            top_k=top_k,
+            filter=filter,
+            collapse=collapse,
+            group=group_of(record),
         )
 
     def explain_no_results(

@@ -10,10 +10,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +22,7 @@ from crossmodal_search import __version__
 from crossmodal_search.errors import (
     ConfigurationError,
     InvalidInputError,
+    ProductNotFoundError,
 )
 from crossmodal_search.stores import validate_filter
 from crossmodal_search.web._errors import install_error_handlers
@@ -38,11 +39,15 @@ from crossmodal_search.web._models import (
     SearchHit,
     SearchRequest,
     SearchResponse,
+    SimilarEcho,
+    SimilarQuery,
+    SimilarResponse,
 )
 from crossmodal_search.web._page import Page, render_page
 from crossmodal_search.web._requests import (
     clip,
     merge_filters,
+    parse_filter_json,
     parse_where,
     read_search_request,
 )
@@ -182,6 +187,7 @@ class _Service:
                 fusion=query.fusion,
                 hybrid=query.hybrid,
                 lexical_weight=query.lexical_weight,
+                collapse=query.collapse,
             )
         took_ms = (time.perf_counter() - started) * 1000
         ranked_words = (
@@ -197,6 +203,7 @@ class _Service:
             filter=filter_,
             hybrid=ranked_words,
             lexical_weight=query.lexical_weight,
+            collapse=query.collapse,
         )
         hits = [self._hit(r) for r in found]
         return SearchResponse(results=hits, query=echo, took_ms=round(took_ms, 2))
@@ -226,6 +233,8 @@ class _Service:
             matched_image_url=self.image_url(result.matched_image),
             text=result.text,
             metadata=_public_metadata(result.metadata),
+            variant_group=result.variant_group,
+            variants=list(result.variants),
             **_segment_fields(result),
         )
 
@@ -241,7 +250,37 @@ class _Service:
             image_url=self.image_url(view.image_path),
             metadata=_public_metadata(view.metadata),
             vector_types=view.vector_types,
+            variant_group=view.variant_group,
         )
+
+    async def similar(self, product_id: str, query: SimilarQuery) -> SimilarResponse:
+        """Answer ``GET /api/products/{product_id}/similar``."""
+        filter_ = merge_filters(
+            parse_filter_json(query.filter) if query.filter else None, parse_where(query.where)
+        )
+        if filter_ is not None:
+            validate_filter(filter_)
+        started = time.perf_counter()
+        try:
+            found = await _call(
+                self.searcher.similar,
+                product_id,
+                top_k=query.top_k,
+                search_mode=query.mode,
+                filter=filter_,
+                collapse=query.collapse,
+            )
+        except ProductNotFoundError:
+            raise StarletteHTTPException(404, f"no product {clip(product_id)}") from None
+        echo = SimilarEcho(
+            product_id=product_id,
+            mode=query.mode,
+            top_k=query.top_k,
+            filter=filter_,
+            collapse=query.collapse,
+        )
+        took_ms = round((time.perf_counter() - started) * 1000, 2)
+        return SimilarResponse(results=[self._hit(r) for r in found], query=echo, took_ms=took_ms)
 
     def product_image(self, path: str) -> FileResponse:
         """Answer ``GET /images/{path}``: only files under the image root."""
@@ -296,6 +335,19 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
     async def get_product(product_id: str) -> ProductResponse:
         """One catalog product by id."""
         return await service.product(product_id)
+
+    @app.get(
+        "/api/products/{product_id}/similar",
+        response_model=SimilarResponse,
+        tags=["search"],
+        responses={404: {"model": ErrorResponse, "description": "No such product"}, **_INVALID},
+    )
+    async def similar_products(
+        product_id: str, query: Annotated[SimilarQuery, Query()]
+    ) -> SimilarResponse:
+        """The products most like one product, ranked by its own stored vectors (no embedding
+        call; the product itself never listed)."""
+        return await service.similar(product_id, query)
 
 
 def _add_image_routes(app: FastAPI, service: _Service) -> None:

@@ -8,10 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossmodal_search.search import (
     DEFAULT_LEXICAL_WEIGHT,
+    Collapse,
     Fusion,
     MatchedBy,
     SearchMode,
     SegmentUnit,
+    VariantMatch,
     VectorType,
 )
 
@@ -21,6 +23,15 @@ MAX_QUERY_CHARS = 8192
 MAX_TOP_K = 100
 #: Longest ``where`` accepted (``key=value`` pairs).
 MAX_WHERE_CHARS = 4096
+#: Longest ``filter`` query parameter (JSON) accepted before parsing.
+MAX_FILTER_PARAM_CHARS = 16 * 1024
+
+
+_COLLAPSE = (
+    "`product`: one hit per product; `variant`: one per variant group (the same product in "
+    "other colours or sizes), its best member, the others found in `variants`; `top_k` then "
+    "counts groups."
+)
 
 
 class SearchRequest(BaseModel):
@@ -70,6 +81,34 @@ class SearchRequest(BaseModel):
         max_length=MAX_WHERE_CHARS,
         description="Simple filters as `key=value` pairs separated by commas or new lines; "
         "combined with `filter` by AND.",
+    )
+    collapse: Collapse = Field(default="product", description=_COLLAPSE)
+
+
+class SimilarQuery(BaseModel):
+    """Query parameters of ``GET /api/products/{product_id}/similar``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(default=12, ge=1, le=MAX_TOP_K, description="How many products to return.")
+    mode: SearchMode = Field(
+        default="combined",
+        description="Which stored vectors to rank: `text` or `image` (by the product's vector of "
+        "that type), `combined`, a media type or `all` (by its combined vector).",
+    )
+    collapse: Collapse = Field(
+        default="product",
+        description=_COLLAPSE + " The product's own group is left out with it.",
+    )
+    filter: str | None = Field(
+        default=None,
+        max_length=MAX_FILTER_PARAM_CHARS,
+        description="Metadata filter in the S3 Vectors filter language, as a JSON string.",
+    )
+    where: str | None = Field(
+        default=None,
+        max_length=MAX_WHERE_CHARS,
+        description="Simple filters as `key=value` pairs; combined with `filter` by AND.",
     )
 
 
@@ -139,6 +178,14 @@ class SearchHit(BaseModel):
     source_name: str | None = Field(
         default=None, description="The media file's name (`manual.pdf`) of a segment hit."
     )
+    variant_group: str | None = Field(
+        default=None, description="The product's variant group (its family), if it has one."
+    )
+    variants: list[VariantMatch] = Field(
+        default_factory=list,
+        description="With `collapse=variant`: the group's other members the query found, best "
+        "first.",
+    )
 
 
 class QueryEcho(BaseModel):
@@ -155,6 +202,7 @@ class QueryEcho(BaseModel):
         default=False, description="Whether the query's words were ranked (hybrid search ran)."
     )
     lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
+    collapse: Collapse = "product"
 
 
 class SearchResponse(BaseModel):
@@ -162,6 +210,24 @@ class SearchResponse(BaseModel):
 
     results: list[SearchHit]
     query: QueryEcho
+    took_ms: float
+
+
+class SimilarEcho(BaseModel):
+    """The similar-products query as the server understood it."""
+
+    product_id: str
+    mode: SearchMode
+    top_k: int
+    filter: dict[str, Any] | None
+    collapse: Collapse
+
+
+class SimilarResponse(BaseModel):
+    """Answer of ``GET /api/products/{product_id}/similar``: the products closest to it."""
+
+    results: list[SearchHit]
+    query: SimilarEcho
     took_ms: float
 
 
@@ -174,6 +240,7 @@ class ProductResponse(BaseModel):
     image_url: str | None
     metadata: dict[str, Any]
     vector_types: list[VectorType] = Field(description="Which vectors of the product are stored.")
+    variant_group: str | None = Field(default=None, description="Its variant group, if any.")
 
 
 class HealthResponse(BaseModel):

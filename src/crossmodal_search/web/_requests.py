@@ -113,7 +113,7 @@ async def _read_form(request: Request) -> tuple[SearchRequest, bytes | None]:
             elif value != "":
                 fields[key] = value
     if "filter" in fields:
-        fields["filter"] = _parse_filter_json(fields["filter"])
+        fields["filter"] = parse_filter_json(fields["filter"])
     return _validate(fields), image
 
 
@@ -121,7 +121,7 @@ def _validate(payload: object) -> SearchRequest:
     if not isinstance(payload, Mapping):
         raise InvalidInputError("the body must be a JSON object")
     if isinstance(payload.get("filter"), str):
-        payload = {**payload, "filter": _parse_filter_json(payload["filter"])}
+        payload = {**payload, "filter": parse_filter_json(payload["filter"])}
     try:
         return SearchRequest.model_validate(payload)
     except ValidationError as exc:
@@ -130,7 +130,8 @@ def _validate(payload: object) -> SearchRequest:
         raise InvalidInputError(describe_errors(exc.errors())) from exc
 
 
-def _parse_filter_json(raw: str) -> object:
+def parse_filter_json(raw: str) -> dict[str, Any]:
+    """A filter sent as a JSON string: a JSON object, else InvalidFilterError (422)."""
     value = loads_json(raw, "the filter", InvalidFilterError)
     if not isinstance(value, dict):
         raise InvalidFilterError("the filter must be a JSON object")
