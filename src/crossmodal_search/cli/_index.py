@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 from crossmodal_search._aws import build_client
+from crossmodal_search.cli._catalog import add_catalog_args, load_catalog
 from crossmodal_search.cli._common import (
     ProgressBar,
     add_embedder_args,
@@ -24,7 +25,6 @@ from crossmodal_search.cli._common import (
     positive_int,
     text_field,
 )
-from crossmodal_search.datasets import VariantSource, load_abo
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
 from crossmodal_search.search import (
     DEFAULT_TEXT_FIELDS,
@@ -33,7 +33,6 @@ from crossmodal_search.search import (
     IngestStoppedError,
     Product,
     index_with_batch,
-    load_products,
 )
 from crossmodal_search.stores import LANGUAGES, TextField, parse_store_spec
 
@@ -55,12 +54,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("catalog", metavar="CATALOG", help="ABO directory or products.jsonl")
     parser.add_argument("--limit", type=positive_int, help="index at most N products")
-    parser.add_argument(
-        "--variants-from",
-        choices=get_args(VariantSource),
-        help="ABO: listings sharing this field (and brand) are variants of one product, "
-        "for search --collapse variant (default: no variant groups)",
-    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -120,42 +113,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=32,
         help="most embedding calls in flight (adaptive: halved on throttling, regrown on success)",
     )
-    _add_photo_args(parser)
+    add_catalog_args(parser)
     _add_batch_args(parser)
     _add_media_args(parser)
     add_store_args(parser)
     add_embedder_args(parser)
     parser.set_defaults(func=run, _parser=parser)
-
-
-def _add_photo_args(parser: argparse.ArgumentParser) -> None:
-    photos = parser.add_argument_group(
-        "photos",
-        "Each photo (ABO other_image_id, JSON-lines images) is its own image vector.",
-    )
-    photos.add_argument(
-        "--image-root",
-        metavar="DIR_OR_S3",
-        help="where ABO image paths resolve (default: CATALOG/images/small; may be s3://...)",
-    )
-    photos.add_argument(
-        "--max-images",
-        type=positive_int,
-        default=8,
-        metavar="N",
-        help="photos per product with the main one (default: 8); more: ABO cuts, JSONL refuses",
-    )
-    photos.add_argument(
-        "--main-image-only",
-        action="store_true",
-        help="index each product's main photo only (extra photos stored before are deleted)",
-    )
-    photos.add_argument(
-        "--hold-out",
-        metavar="QUERIES.jsonl",
-        help="leave out of the index every photo these labelled queries use (crossmodal eval "
-        "--build-from-catalog writes held-out photo queries): their figures stay honest",
-    )
 
 
 def _add_batch_args(parser: argparse.ArgumentParser) -> None:
@@ -227,30 +190,6 @@ def _add_media_args(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="first wait between job status checks; doubles up to a minute (default: 5)",
     )
-
-
-def _load(args: argparse.Namespace) -> tuple[list[Product], str]:
-    path = Path(args.catalog).expanduser()
-    if path.is_dir():
-        # Warns on stderr (a WARNING log line) when none of the images exists.
-        photos = 1 if args.main_image_only else args.max_images
-        catalog = load_abo(
-            path,
-            limit=args.limit,
-            image_root=args.image_root,
-            max_images=photos,
-            variants_from=args.variants_from,
-        )
-        summary = (
-            f"catalog: {len(catalog.products)} products from ABO directory {path} "
-            f"({catalog.skipped_no_content} listings without content skipped, "
-            f"{catalog.duplicates} duplicates, {catalog.missing_images} missing images)"
-        )
-        return catalog.products, summary
-    if path.is_file():
-        products = load_products(path, limit=args.limit)
-        return products, f"catalog: {len(products)} products from {path}"
-    raise InvalidInputError(f"catalog not found: {path} (an ABO directory or a .jsonl file)")
 
 
 def _print_failures(report: IngestReport) -> None:
@@ -566,15 +505,6 @@ def _index_products(
         bar.close()
 
 
-def _hold_out(path: str, products: list[Product], summary: str) -> tuple[list[Product], str]:
-    """The products without the extra photos the labelled queries at ``path`` use."""
-    from crossmodal_search.evaluation import hold_out, read_queries
-
-    kept = hold_out(products, read_queries(path))
-    dropped = sum(len(p.images) for p in products) - sum(len(p.images) for p in kept)
-    return kept, f"{summary}; {dropped} photos held out (used by the queries in {path})"
-
-
 def _products(n: int) -> str:
     return f"{n} product" if n == 1 else f"{n} products"
 
@@ -582,9 +512,7 @@ def _products(n: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """Load, then index (or estimate); exit 1 when some products or media failed."""
     _check_batch_args(args)
-    products, summary = _load(args)
-    if args.hold_out:
-        products, summary = _hold_out(args.hold_out, products, summary)
+    products, summary = load_catalog(args)
     if args.dry_run:
         return _dry_run(args, products, summary)
     report, media_report = _index(args, products, summary)

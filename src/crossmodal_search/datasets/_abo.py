@@ -194,14 +194,7 @@ def load_abo(
         >>> catalog = load_abo("abo", limit=100)  # doctest: +SKIP
         >>> catalog.products[0].metadata["brand"]  # doctest: +SKIP
     """
-    if limit is not None and limit < 0:
-        raise InvalidInputError(f"limit must be >= 0, got {limit}")
-    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise InvalidInputError(f"max_images must be an int >= 1, got {max_images!r}")
-    if variants_from is not None and variants_from not in _VARIANT_SOURCES:
-        raise InvalidInputError(
-            f"variants_from must be one of {', '.join(_VARIANT_SOURCES)}; got {variants_from!r}"
-        )
+    _check_options(limit, max_images, variants_from)
     base = Path(root).expanduser().resolve()
     shards = sorted((base / "listings" / "metadata").glob("listings_*.json.gz"))
     if not shards:
@@ -236,6 +229,18 @@ def load_abo(
         missing_images=reader.missing,
         malformed=reader.malformed,
     )
+
+
+def _check_options(limit: int | None, max_images: int, variants_from: VariantSource | None) -> None:
+    """``load_abo``'s options, checked before anything is read."""
+    if limit is not None and limit < 0:
+        raise InvalidInputError(f"limit must be >= 0, got {limit}")
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise InvalidInputError(f"max_images must be an int >= 1, got {max_images!r}")
+    if variants_from is not None and variants_from not in _VARIANT_SOURCES:
+        raise InvalidInputError(
+            f"variants_from must be one of {', '.join(_VARIANT_SOURCES)}; got {variants_from!r}"
+        )
 
 
 def _images_base(base: Path, image_root: str | os.PathLike[str] | None) -> str | Path:

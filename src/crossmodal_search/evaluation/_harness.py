@@ -451,14 +451,11 @@ def compare(
     Each sweep varies one factor of ``base``: ``search_modes``, ``fusions``, ``text_weights``,
     ``dimensions`` (by truncation of stored and query vectors; dimensions above the stored one
     are skipped with the reason), ``hybrid`` (vector-only against hybrid search) and
-    ``lexical_weights`` (of hybrid search) and ``photos`` (each product's main photo only
-    against every photo, searched in image vectors: ``image`` mode unless the base searches
-    ``image`` or ``all``; the main-photo setting searches a copy of the store without the
-    extra photos, so it costs no embedding call). Hybrid settings are skipped, with the
-    reason, on a store without full-text fields; the photo settings are left out on a store
-    without extra photos (they would not differ). Query vectors are embedded once and reused
-    across settings (``Comparison.embed_calls_made``); each report's ``embed_calls`` is what
-    its setting costs on its own. Pass an empty iterable to leave a sweep out.
+    ``lexical_weights`` (of hybrid search) and ``photos`` (main photo only, on a store copy
+    without extra photos, against every photo; left out without extra photos). Hybrid settings
+    are skipped, with the reason, on a store without full-text fields. Query vectors are
+    embedded once and reused (``Comparison.embed_calls_made``); each report's ``embed_calls``
+    is its setting's own cost. An empty iterable leaves a sweep out.
 
     Args:
         searcher: A searcher over an indexed store.
@@ -471,11 +468,10 @@ def compare(
         dimensions: Dimensions to compare.
         hybrid: Hybrid search on and off, to compare.
         lexical_weights: Lexical weights of hybrid search to compare (each in [0, 1]).
-        photos: ``main`` and/or ``all``, to compare.
+        photos: ``main`` and/or ``all`` photos, to compare.
         primary_metric: Picks the best setting (default ``ndcg@{max(k_values)}``).
-        max_concurrency: Queries searched at once (threads). With more than one, two
-            threads may embed the same query before either memoises it, so
-            ``embed_calls_made`` can be slightly higher; per-setting counts are unaffected.
+        max_concurrency: Queries searched at once (threads); above one, two threads may both
+            embed a query (``embed_calls_made`` a little higher; per-setting counts exact).
 
     Raises:
         InvalidInputError: as :func:`evaluate`, or an unknown ``primary_metric``.
@@ -483,18 +479,14 @@ def compare(
     ks = _check_k_values(k_values)
     queries = list(queries)
     _check_queries(queries)
-    metric = primary_metric or f"ndcg@{max(ks)}"
-    if metric not in _metric_names(ks):
-        known = ", ".join(_metric_names(ks))
-        raise InvalidInputError(f"primary_metric {metric!r} is not computed; choose one of {known}")
+    metric = _primary(primary_metric, ks)
     base = base or EvalSettings()
     plan = setting_sweeps(base, search_modes, fusions, text_weights, dimensions)
     plan += hybrid_sweeps(base, hybrid, lexical_weights)
     plan += photo_sweeps(base, photos)
     context = _Context(searcher, memoize=True, max_concurrency=max_concurrency)
     try:
-        if any(sw == "photos" for sw, _ in plan) and not context.has_extra_photos():
-            plan = [(sw, s) for sw, s in plan if sw != "photos"]  # one photo each: no difference
+        plan = [p for p in plan if p[0] != "photos" or context.has_extra_photos()]
         if not plan:
             raise InvalidInputError("nothing to compare: every sweep is empty")
         stored_dim = context.store.dimension
@@ -503,10 +495,6 @@ def compare(
         end = context.counting.snapshot()
     finally:
         context.close()
-    if not reports:
-        raise InvalidInputError(
-            "every compared setting was skipped: " + "; ".join(s.reason for s in skipped)
-        )
     best, reason = _best(list(reports.values()), metric)
     return Comparison(
         primary_metric=metric,
@@ -519,6 +507,15 @@ def compare(
         embed_calls_made=end[1] - start[1],
         bedrock_calls=None if start[2] is None or end[2] is None else end[2] - start[2],
     )
+
+
+def _primary(primary_metric: str | None, ks: Sequence[int]) -> str:
+    """The metric that names the best setting (default ``ndcg@{max k}``), checked."""
+    metric = primary_metric or f"ndcg@{max(ks)}"
+    if metric not in _metric_names(ks):
+        known = ", ".join(_metric_names(ks))
+        raise InvalidInputError(f"primary_metric {metric!r} is not computed; choose one of {known}")
+    return metric
 
 
 def _run_sweeps(
@@ -554,6 +551,10 @@ def _run_sweeps(
             reports[normal] = context.evaluate(queries, ks, normal)
         if not any(r.sweep == sweep and r.report.settings == normal for r in results):
             results.append(SettingResult(sweep=sweep, report=reports[normal]))
+    if not reports:
+        raise InvalidInputError(
+            "every compared setting was skipped: " + "; ".join(s.reason for s in skipped)
+        )
     return reports, results, skipped
 
 

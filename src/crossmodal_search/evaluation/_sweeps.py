@@ -62,7 +62,9 @@ def hybrid_sweeps(
 def photo_sweeps(
     base: EvalSettings, photos: Iterable[PhotosName]
 ) -> list[tuple[Sweep, EvalSettings]]:
-    """The main photo only against every photo, searched in image vectors."""
+    """Each product's main photo only against every photo, searched in image vectors
+    (``image`` mode unless the base searches ``image`` or ``all``). The main-photo setting
+    searches a copy of the store without the extra photos: no embedding call."""
     mode = base.search_mode if base.search_mode in ("image", "all") else "image"
     plan: list[tuple[Sweep, EvalSettings]] = []
     for which in photos:

@@ -337,7 +337,6 @@ def tag_products(
     skipped: list[str] = []
     updates: list[VectorRecord] = []
     for pid, records in sorted(records_of.items()):
-        # The product's own text, main image and combined vectors (not its extra photos).
         kinds = {r.metadata.get("type"): r for r in records if image_number(r.key) is None}
         chosen_type = next((t for t in order if t in kinds), None)
         if chosen_type is None:
