@@ -11,6 +11,7 @@ proposes candidates instead; their distances are still computed here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ import numpy.typing as npt
 from crossmodal_search._types import DistanceMetric
 from crossmodal_search.stores._models import QueryMatch
 from crossmodal_search.stores._rows import RowTable, copy_metadata
+from crossmodal_search.stores._selection import GATHER_FRACTION, Selection, SelectionCache
 
 if TYPE_CHECKING:
     from crossmodal_search.stores._ann import Accelerator
@@ -30,8 +32,6 @@ __all__ = ["ExactSearch"]
 
 # Score-matrix budget for batches of queries (elements): bounds memory to ~256 MiB of float32.
 _SCORE_BUDGET = 64 * 1024 * 1024
-# A filter selecting less than this fraction of rows is answered by gathering those rows only.
-_GATHER_FRACTION = 0.5
 # Relative slack when picking candidates for exact re-scoring, far above float32 matmul error.
 _RELATIVE_TOLERANCE = 1e-5
 # Rows per block when bounding the k-th best order key by block minima (see _candidates_many).
@@ -80,6 +80,7 @@ class ExactSearch:
         self._accelerator = accelerator
         self._factors: _RowFactors | None = None
         self._factors_version = -1
+        self._selections = SelectionCache(rows)
 
     def search(
         self, queries: npt.NDArray[np.float32], top_k: int, compiled: CompiledFilter | None
@@ -90,27 +91,29 @@ class ExactSearch:
             return [[] for _ in range(nq)]
         if self._accelerator is not None:
             return self._accelerated(queries, top_k, compiled)
-        rows: npt.NDArray[np.intp] | None = None
+        selection: Selection | None = None
         if compiled is not None:
-            mask = compiled.mask(self._rows.columns)
-            selected = int(np.count_nonzero(mask))
-            if selected == 0:
+            selection = self._selections.select(compiled)
+            if selection.count == 0:
                 return [[] for _ in range(nq)]
-            if selected < n:
-                rows = np.flatnonzero(mask)
-        factors = self._row_factors(rows)
+        rows = None if selection is None else selection.rows
+        factors = self._row_factors(selection)
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
         # float64: float32 squares under/overflow at 1e+-19.
-        norms = np.linalg.norm(queries.astype(np.float64), axis=1)
+        wide = queries.astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
         for start in range(0, nq, group):
             q = queries[start : start + group]
             qn = norms[start : start + group]
             picks: list[npt.NDArray[np.intp] | None] = [None] * q.shape[0]  # None: every row
-            narrow = np.flatnonzero(~self._beyond_float32(qn, factors))
-            if narrow.size:
-                dots = self._dots(q[narrow], rows)  # (count, len(narrow))
+            beyond = self._beyond_float32(qn, factors)
+            if q.shape[0] == 1 and not beyond[0]:  # one query: no bookkeeping
+                order = self._order_keys(self._dots(q, selection)[:, 0], factors)
+                picks[0] = self._candidates(order, top_k, float(qn[0]), factors.top_norm)
+            elif (narrow := np.flatnonzero(~beyond)).size:
+                dots = self._dots(q[narrow], selection)  # (count, len(narrow))
                 if narrow.size == 1:
                     order = self._order_keys(dots[:, 0], factors)
                     found = [self._candidates(order, top_k, float(qn[narrow[0]]), factors.top_norm)]
@@ -163,25 +166,29 @@ class ExactSearch:
         return [self._exact(rows, q, top_k) for (rows, _), q in zip(hits, queries, strict=True)]
 
     def _dots(
-        self, q: npt.NDArray[np.float32], rows: npt.NDArray[np.intp] | None
+        self, q: npt.NDArray[np.float32], selection: Selection | None
     ) -> npt.NDArray[np.float32]:
         """First-pass row . query products, shape (rows, queries), in float32: of the stored
-        rows, or of the scan copy's unit rows."""
+        rows, or of the scan copy's unit rows (every row, or those ``selection`` keeps)."""
         scan = self._rows.scan_matrix()
+        rows = None if selection is None else selection.rows
         if rows is None:
             matrix = scan[: self._rows.n]
-        elif rows.shape[0] < self._rows.n * _GATHER_FRACTION:
+        elif selection is not None and selection.matrix is not None:
+            matrix = selection.matrix  # the kept rows, gathered by an earlier query
+        elif rows.shape[0] < self._rows.n * GATHER_FRACTION:
             matrix = scan[rows]
         else:
-            # A filter keeping most rows: multiply everything, keep the selected products.
+            # A filter keeping many rows: multiply everything, keep the selected products.
             return self._dots(q, None)[rows]
         if self._kernel is not None:  # 16-bit rows (stores/_kernels.py)
             return self._kernel.dots(matrix, q)
         out: npt.NDArray[np.float32] = matrix @ np.ascontiguousarray(q.T)
         return out
 
-    def _row_factors(self, rows: npt.NDArray[np.intp] | None) -> _RowFactors:
-        """The order-key factors of every row (cached until the next write), or of ``rows``."""
+    def _row_factors(self, selection: Selection | None) -> _RowFactors:
+        """The order-key factors of every row (cached until the next write), or of the rows
+        ``selection`` keeps (cached with it)."""
         if self._factors is None or self._factors_version != self._rows.version:
             self._factors_version = self._rows.version
             norms = self._rows.norms[: self._rows.n]
@@ -199,16 +206,22 @@ class ExactSearch:
                     bottom_norm=float(norms.min()) if norms.size else 0.0,
                 )
         full = self._factors
-        if rows is None:
+        if selection is None or selection.rows is None:
             return full
+        if selection.factors is not None:
+            cached: _RowFactors = selection.factors
+            return cached
+        rows = selection.rows
         # Element-wise the same values as computing the factors of the selected rows afresh.
-        return _RowFactors(
+        kept = _RowFactors(
             neg_inv=None if full.neg_inv is None else full.neg_inv[rows],
             squared=None if full.squared is None else full.squared[rows],
             scale=None if full.scale is None else full.scale[rows],
             top_norm=float(self._rows.norms[rows].max()) if rows.size else 0.0,
             bottom_norm=float(self._rows.norms[rows].min()) if rows.size else 0.0,
         )
+        selection.factors = kept
+        return kept
 
     def _order_keys(
         self, dots: npt.NDArray[np.float32], factors: _RowFactors
@@ -330,7 +343,7 @@ class ExactSearch:
     ) -> list[QueryMatch]:
         """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``."""
         q64 = q.astype(np.float64)
-        qn = float(np.linalg.norm(q64))
+        qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without its checks
         dist = np.empty(rows.shape[0], dtype=np.float64)
         for s in range(0, rows.shape[0], 4096):
             block_rows = rows[s : s + 4096]
@@ -347,7 +360,7 @@ class ExactSearch:
                 diff = x - q64
                 dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         if self._metric == "cosine":
-            np.clip(dist, 0.0, 2.0, out=dist)
+            np.minimum(np.maximum(dist, 0.0, out=dist), 2.0, out=dist)
         if rows.shape[0] > top_k:  # sort only the k best and rows tied with the k-th
             keep = dist <= np.partition(dist, top_k - 1)[top_k - 1]
             dist, rows = dist[keep], rows[keep]

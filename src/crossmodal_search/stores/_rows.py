@@ -263,4 +263,4 @@ def unit_rows(vectors: npt.NDArray[Any], norms: npt.NDArray[np.float64]) -> npt.
 
 def copy_metadata(metadata: Mapping[str, MetadataValue]) -> dict[str, MetadataValue]:
     """A copy a caller may change without changing the store (lists copied too)."""
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in metadata.items()}
+    return {k: (list(v) if type(v) is list else v) for k, v in metadata.items()}
