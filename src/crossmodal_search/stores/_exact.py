@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric
 from crossmodal_search.stores._models import QueryMatch
+from crossmodal_search.stores._rowmatrix import pieces
 from crossmodal_search.stores._rows import RowTable, copy_metadata
 from crossmodal_search.stores._selection import GATHER_FRACTION, Selection, SelectionCache
 
@@ -173,7 +174,11 @@ class ExactSearch:
         scan = self._rows.scan_matrix()
         rows = None if selection is None else selection.rows
         if rows is None:
-            matrix = scan[: self._rows.n]
+            # One array, or (a memory-mapped store) its mapped segments and the rows after.
+            parts = pieces(scan, self._rows.n)
+            if len(parts) > 1:
+                return np.concatenate([self._multiply(part, q) for part in parts])
+            matrix = parts[0]
         elif selection is not None and selection.matrix is not None:
             matrix = selection.matrix  # the kept rows, gathered by an earlier query
         elif rows.shape[0] < self._rows.n * GATHER_FRACTION:
@@ -181,6 +186,11 @@ class ExactSearch:
         else:
             # A filter keeping many rows: multiply everything, keep the selected products.
             return self._dots(q, None)[rows]
+        return self._multiply(matrix, q)
+
+    def _multiply(
+        self, matrix: npt.NDArray[Any], q: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
         if self._kernel is not None:  # 16-bit rows (stores/_kernels.py)
             return self._kernel.dots(matrix, q)
         out: npt.NDArray[np.float32] = matrix @ np.ascontiguousarray(q.T)

@@ -33,6 +33,7 @@ from crossmodal_search.errors import (
     StoreLockedError,
 )
 from crossmodal_search.stores._limits import validate_distance_metric
+from crossmodal_search.stores._rowmatrix import Rows
 from crossmodal_search.stores._rows import BLOCK_ROWS
 from crossmodal_search.stores._text import TextField, validate_text_fields
 
@@ -281,10 +282,11 @@ def read_vectors(
     manifest: Manifest,
     *,
     verify: bool = True,
+    writable: bool = False,
 ) -> npt.NDArray[Any]:
-    """A segment's vectors (a read-only memory map), checked against ``expected``: size, CRC-32
-    (``verify``; read in blocks, so the file is read once more, from the page cache), dtype and
-    shape.
+    """A segment's vectors (a read-only memory map; ``writable``: copy-on-write, so writes stay
+    in memory), checked against ``expected``: size, CRC-32 (``verify``; read in blocks, so the
+    file is read once more, from the page cache), dtype and shape.
 
     Raises:
         StoreCorruptedError: The file does not match.
@@ -300,7 +302,9 @@ def read_vectors(
             raise corrupt(where, f"{path.name} does not match its checksum (damaged)")
         if expected.puts == 0:
             return np.empty((0, manifest.dimension), dtype=dtype)
-        arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr: npt.NDArray[Any] = np.load(
+            path, mmap_mode="c" if writable else "r", allow_pickle=False
+        )
     except FileNotFoundError as exc:  # referenced by the manifest: lost, or merged away
         raise corrupt(where, f"{path.name} is missing") from exc
     except OSError as exc:
@@ -466,7 +470,7 @@ def write_records(
 
 def write_npy(
     path: Path,
-    matrix: npt.NDArray[Any],
+    matrix: Rows,
     rows: npt.NDArray[np.intp] | None,
     dimension: int,
 ) -> tuple[int, int]:

@@ -91,8 +91,9 @@ class SelectionCache:
         selection = Selection(kept, count)
         if kept is not None and 0 < count <= n * KEEP_FRACTION:
             scan = rows.scan_matrix()
-            budget = max(_MIN_BUDGET, int(scan[:n].nbytes * _BUDGET_FRACTION))
-            if count * scan.shape[1] * scan.itemsize <= budget:
+            row_bytes = rows.dimension * scan.dtype.itemsize
+            budget = max(_MIN_BUDGET, int(n * row_bytes * _BUDGET_FRACTION))
+            if count * row_bytes <= budget:
                 selection.matrix = np.ascontiguousarray(scan[kept])
                 self._evict(budget - selection.nbytes)
         self._entries[compiled] = selection
