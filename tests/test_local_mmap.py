@@ -158,3 +158,22 @@ def test_memory_map_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="memory_map"):
         LocalVectorStore(tmp_path, dimension=D, memory_map="yes")  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())  # refused before the directory was touched
+
+
+def test_a_mapped_writer_merges_its_mapped_rows_into_a_new_base(tmp_path: Path) -> None:
+    with LocalVectorStore(tmp_path, dimension=D, limits=StoreLimits.relaxed()) as store:
+        store.put(_records(0, 1000))
+    reference = LocalVectorStore(dimension=D, limits=StoreLimits.relaxed())
+    reference.put(_records(0, 1000))
+    with LocalVectorStore(tmp_path, memory_map=True, limits=StoreLimits.relaxed()) as store:
+        for start in range(1000, 3000, 250):  # the merges reach the mapped base
+            for target in (store, reference):
+                target.put(_records(start, start + 250))
+                target.delete([f"k{start - 500:05d}"])
+        segments = json.loads((tmp_path / "manifest.json").read_text())["segments"]
+        assert segments[0]["id"] > 1  # the first segment was rewritten
+        assert _snapshot(store) == _snapshot(reference)
+    assert check_local_store(tmp_path).ok
+    with LocalVectorStore(tmp_path, memory_map=True, read_only=True) as again:
+        assert _snapshot(again) == _snapshot(reference)
+        assert _answers(again, _queries()) == _answers(reference, _queries())
