@@ -99,6 +99,10 @@ class ExactSearch:
                 return [[] for _ in range(nq)]
         rows = None if selection is None else selection.rows
         factors = self._row_factors(selection)
+        if nq == 1:
+            one = self._search_one(queries[0], top_k, selection, factors)
+            if one is not None:
+                return [one]
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
@@ -109,11 +113,8 @@ class ExactSearch:
             q = queries[start : start + group]
             qn = norms[start : start + group]
             picks: list[npt.NDArray[np.intp] | None] = [None] * q.shape[0]  # None: every row
-            beyond = self._beyond_float32(qn, factors)
-            if q.shape[0] == 1 and not beyond[0]:  # one query: no bookkeeping
-                order = self._order_keys(self._dots(q, selection)[:, 0], factors)
-                picks[0] = self._candidates(order, top_k, float(qn[0]), factors.top_norm)
-            elif (narrow := np.flatnonzero(~beyond)).size:
+            narrow = np.flatnonzero(~self._beyond_float32(qn, factors))
+            if narrow.size:
                 dots = self._dots(q[narrow], selection)  # (count, len(narrow))
                 if narrow.size == 1:
                     order = self._order_keys(dots[:, 0], factors)
@@ -129,6 +130,24 @@ class ExactSearch:
                     source = picked if rows is None else rows[picked]
                 results.append(self._exact(source, q[j], top_k))
         return results
+
+    def _search_one(
+        self,
+        q: npt.NDArray[np.float32],
+        top_k: int,
+        selection: Selection | None,
+        factors: _RowFactors,
+    ) -> list[QueryMatch] | None:
+        """:meth:`search` for one query, without the batch bookkeeping (a filtered query over a
+        few rows is mostly bookkeeping); None when the query needs the float64 path."""
+        q64 = q.astype(np.float64)
+        qn = math.sqrt(float(q64.dot(q64)))
+        if self._beyond_float32(np.array([qn]), factors)[0]:
+            return None
+        order = self._order_keys(self._dots(q[None, :], selection)[:, 0], factors)
+        picked = self._candidates(order, top_k, qn, factors.top_norm)
+        rows = None if selection is None else selection.rows
+        return self._exact(picked if rows is None else rows[picked], q, top_k, q64, qn)
 
     def _beyond_float32(
         self, qn: npt.NDArray[np.float64], factors: _RowFactors
@@ -349,11 +368,18 @@ class ExactSearch:
         return picks
 
     def _exact(
-        self, rows: npt.NDArray[np.intp], q: npt.NDArray[np.float32], top_k: int
+        self,
+        rows: npt.NDArray[np.intp],
+        q: npt.NDArray[np.float32],
+        top_k: int,
+        q64: npt.NDArray[np.float64] | None = None,
+        qn: float | None = None,
     ) -> list[QueryMatch]:
-        """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``."""
-        q64 = q.astype(np.float64)
-        qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without its checks
+        """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``
+        (``q64``/``qn``: the query in float64 and its norm, when known)."""
+        if q64 is None or qn is None:
+            q64 = q.astype(np.float64)
+            qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without checks
         dist = np.empty(rows.shape[0], dtype=np.float64)
         for s in range(0, rows.shape[0], 4096):
             block_rows = rows[s : s + 4096]

@@ -511,6 +511,13 @@ def validate_query(
     """
     validate_top_k(top_k, limits)
     vec = _as_vector(vector, dimension=dimension, what="query")
+    # One product settles the common case: a finite, non-zero sum of squares means every
+    # element is finite and one is not zero (in float64 the squares of float32 values neither
+    # overflow nor underflow). Anything else (NaN, infinity, zero) gets the full checks.
+    wide = vec.astype(np.float64)
+    squares = float(wide.dot(wide))
+    if 0.0 < squares < math.inf:
+        return vec
     if distance_metric is not None:
         _check_matrix(vec[None, :], lambda _: "query", distance_metric)
     elif not np.isfinite(vec).all():
