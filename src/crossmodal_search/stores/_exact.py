@@ -142,7 +142,15 @@ class ExactSearch:
         few rows is mostly bookkeeping); None when the query needs the float64 path."""
         q64 = q.astype(np.float64)
         qn = math.sqrt(float(q64.dot(q64)))
-        if self._beyond_float32(np.array([qn]), factors)[0]:
+        # The same bounds as _beyond_float32, in Python floats (numpy is slow on one value).
+        top, bottom = factors.top_norm, factors.bottom_norm
+        if self._metric == "cosine":
+            high, low = (
+                (qn, qn) if self._unit_scan else (qn * top, min(qn * bottom, bottom * 2.0**40))
+            )
+        else:
+            high, low = max(qn * top, top * top), 2.0 * qn * top + top * top
+        if high > 2.0**100 or low < 2.0**-60:
             return None
         order = self._order_keys(self._dots(q[None, :], selection)[:, 0], factors)
         picked = self._candidates(order, top_k, qn, factors.top_norm)
@@ -381,7 +389,7 @@ class ExactSearch:
             q64 = q.astype(np.float64)
             qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without checks
         dist = np.empty(rows.shape[0], dtype=np.float64)
-        for s in range(0, rows.shape[0], 4096):
+        for s in range(0, rows.shape[0], 4096):  # bounded temporaries for many candidates
             block_rows = rows[s : s + 4096]
             x = self._rows.matrix[block_rows].astype(np.float64)
             if self._rows.scaled:

@@ -310,4 +310,8 @@ def unit_rows(vectors: npt.NDArray[Any], norms: npt.NDArray[np.float64]) -> npt.
 
 def copy_metadata(metadata: Mapping[str, MetadataValue]) -> dict[str, MetadataValue]:
     """A copy a caller may change without changing the store (lists copied too)."""
-    return {k: (list(v) if type(v) is list else v) for k, v in metadata.items()}
+    out = dict(metadata)
+    for key, value in out.items():
+        if isinstance(value, list):
+            out[key] = list(value)  # replacing a value while iterating is allowed
+    return out
