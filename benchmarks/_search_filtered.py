@@ -46,15 +46,13 @@ def run_filtered(
 ) -> None:
     """Time the ~1 % filter (``category == c07``, ``allowed``) for every contender, and the
     ~50 % one for the exact store; add the tables, checks and targets."""
-    fns: dict[str, Callable[[], object]] = {}
     answer: dict[str, Callable[[Matrix], list[int]]] = {}
     for c in contenders:
         if c.filtered is not None:
             answer[c.label] = c.filtered
             if c is contenders[0]:
                 answer[MASK_BASELINE] = _mask_baseline(x, allowed)
-    for label, fn in answer.items():
-        fns[label] = cycling(fn, queries)
+    fns = {label: cycling(fn, queries) for label, fn in answer.items()}
     log.info("search: %s: timing filtered queries", name)
     fs = timed(fns, **timing)
     table = Table(
@@ -82,7 +80,6 @@ def run_filtered(
         )
         result["filtered"][label] = {
             "median_ms": median(fs[label]) * 1e3,
-            "x_numpy": paired_ratio(fs[label], base),
             "x_numpy_mask": paired_ratio(fs[label], mask_base),
             "recall_at_10": rec,
             "outside": outside,

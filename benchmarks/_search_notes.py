@@ -17,40 +17,9 @@ def notes(data: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     for name, result in data.get("datasets", {}).items():
         cs = result["contenders"]
-        exact = find(cs, "LocalVectorStore.query")
-        f16 = find(cs, "LocalVectorStore float16")
-        sq = find(cs, "faiss IndexScalarQuantizer fp16")
-        if exact and f16:
-            slow = cs.get("LocalVectorStore float16 (exact, numpy kernel)")
-            took = f16[1]["speedup_vs_exact"] ** -1
-            if "numkong" in f16[0]:
-                text = (
-                    f"{name}: the float16 store with NumKong's kernels (extra `simd`) takes "
-                    f"{took:.2f}x the float32 time at half the memory, with the same results "
-                    "(candidates within the kernel's error bound are re-scored in float64)."
-                )
-                if slow:
-                    text += (
-                        f" With numpy alone it takes {slow['speedup_vs_exact'] ** -1:.1f}x: "
-                        "numpy has no float16 matrix product and converts float16 to float32 "
-                        "in scalar code."
-                    )
-            else:
-                text = (
-                    f"{name}: the float16 store takes {took:.1f}x the float32 time at half the "
-                    "memory: numpy has no float16 matrix product and its float16 -> float32 "
-                    "conversion is scalar code; install the `simd` extra (NumKong) for a "
-                    "float16 kernel."
-                )
-            if sq:
-                text += (
-                    " For comparison, faiss's SIMD fp16 scalar quantizer (same half memory) "
-                    f"answers in {sq[1]['median_ms']:.1f} ms against "
-                    f"{exact[1]['median_ms']:.1f} ms for the float32 store "
-                    f"({sq[1]['median_ms'] / exact[1]['median_ms']:.2f}x, recall@10 "
-                    f"{sq[1]['recall_at_10']:.4f})."
-                )
-            notes.append(text)
+        float16 = _float16_note(name, cs)
+        if float16:
+            notes.append(float16)
         batch = result.get("batch", {})
         store_batch = find(batch, "LocalVectorStore.query")
         if store_batch and name.startswith("random 100k x 1024"):
@@ -98,3 +67,42 @@ def notes(data: dict[str, Any]) -> list[str]:
                     "structured rows) and keep exact search for recall guarantees."
                 )
     return notes
+
+
+def _float16_note(name: str, cs: dict[str, Any]) -> str | None:
+    """What the float16 store's time says (None without a float16 contender)."""
+    exact = find(cs, "LocalVectorStore.query")
+    f16 = find(cs, "LocalVectorStore float16")
+    sq = find(cs, "faiss IndexScalarQuantizer fp16")
+    if not (exact and f16):
+        return None
+    slow = cs.get("LocalVectorStore float16 (exact, numpy kernel)")
+    took = f16[1]["speedup_vs_exact"] ** -1
+    if "numkong" in f16[0]:
+        text = (
+            f"{name}: the float16 store with NumKong's kernels (extra `simd`) takes "
+            f"{took:.2f}x the float32 time at half the memory, with the same results "
+            "(candidates within the kernel's error bound are re-scored in float64)."
+        )
+        if slow:
+            text += (
+                f" With numpy alone it takes {slow['speedup_vs_exact'] ** -1:.1f}x: "
+                "numpy has no float16 matrix product and converts float16 to float32 "
+                "in scalar code."
+            )
+    else:
+        text = (
+            f"{name}: the float16 store takes {took:.1f}x the float32 time at half the "
+            "memory: numpy has no float16 matrix product and its float16 -> float32 "
+            "conversion is scalar code; install the `simd` extra (NumKong) for a "
+            "float16 kernel."
+        )
+    if sq:
+        text += (
+            " For comparison, faiss's SIMD fp16 scalar quantizer (same half memory) "
+            f"answers in {sq[1]['median_ms']:.1f} ms against "
+            f"{exact[1]['median_ms']:.1f} ms for the float32 store "
+            f"({sq[1]['median_ms'] / exact[1]['median_ms']:.2f}x, recall@10 "
+            f"{sq[1]['recall_at_10']:.4f})."
+        )
+    return text
