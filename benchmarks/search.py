@@ -14,10 +14,11 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from benchmarks._contenders import (
     Contender,
@@ -105,6 +106,27 @@ QUICK = Plan(
 )
 
 
+@dataclass
+class _Run:
+    """One data set's run: its data, its contenders and what was measured so far."""
+
+    ds: DataSet
+    plan: Plan
+    section: Section
+    quick: bool
+    x: npt.NDArray[np.float32]
+    queries: npt.NDArray[np.float32]
+    category: npt.NDArray[np.int16]
+    truth: list[list[int]]
+    contenders: list[Contender]
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    floor: list[float] = field(default_factory=list)
+    recalls: dict[str, float] = field(default_factory=dict)
+    exact_label: str | None = None
+
+
 def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
     plan = dataclasses.replace(
         plan, repeats=ds.repeats or plan.repeats, queries=ds.queries or plan.queries
@@ -122,7 +144,6 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
     allowed_rows = np.flatnonzero(category == 7)
     truth = exact_top(x, queries, K)
     truth_filtered = exact_top(x, queries, K, rows=allowed_rows)
-    ones = np.ones(ds.d, dtype=np.float32)
 
     contenders: list[Contender] = [numpy_contender(x, category)]
     fz = faiss_contender(x, category)
@@ -132,80 +153,141 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
         fz16 = faiss_contender(x, category, fp16=True)
         if fz16 is not None:
             contenders.append(fz16)
-    build_seconds: dict[str, float] = {}
-    store_cls = store_class()
+    job = _Run(ds, plan, section, quick, x, queries, category, truth, contenders)
+    metadata = _add_stores(job)
+    if metadata is not None:
+        _add_accelerated(job, metadata)
+    _time_single(job)
+    _check_single(job)
+    _time_batches(job)
+    build_seconds, result = job.build_seconds, job.result
+
+    # ---- filters: ~1 % and ~50 % of the rows
+    if ds.filtered:
+        allowed = np.zeros(ds.n, dtype=bool)
+        allowed[allowed_rows] = True
+        run_filtered(
+            ds.name,
+            x,
+            contenders,
+            queries,
+            allowed,
+            truth_filtered,
+            section,
+            result,
+            timing={"repeats": plan.repeats, "sample_seconds": plan.sample_seconds},
+            targets=ds.n == 100_000 and ds.kind == "random" and not quick,
+        )
+
+    if build_seconds:
+        section.data.setdefault("build_seconds", {})[ds.name] = build_seconds
+    section.data.setdefault("datasets", {})[ds.name] = result
+    contenders.clear()
+
+
+def _add_stores(job: _Run) -> list[dict[str, Any]] | None:
+    """The LocalVectorStore contenders (exact float32 and float16)."""
+    ds = job.ds
+    x = job.x
+    category = job.category
+    contenders = job.contenders
+    build_seconds = job.build_seconds
+    if store_class() is None:
+        return None
     metadata = store_metadata(category)
-    if store_cls is not None:
-        log.info("search: %s: building LocalVectorStore", ds.name)
-        start = time.perf_counter()
-        store = build_store(x, metadata)
-        build_seconds["LocalVectorStore.put (all rows)"] = time.perf_counter() - start
-        contenders.append(store_contender("LocalVectorStore.query (exact)", "sdk", store, x.nbytes))
-        if ds.float16:
-            # The default kernel ("auto": NumKong when the simd extra is installed) is the one
-            # the float16 target is checked on; numpy's is shown next to it where affordable.
-            store16 = build_store(x, metadata, storage_dtype="float16")
-            kernel = store16.float16_kernel
+    log.info("search: %s: building LocalVectorStore", ds.name)
+    start = time.perf_counter()
+    store = build_store(x, metadata)
+    build_seconds["LocalVectorStore.put (all rows)"] = time.perf_counter() - start
+    contenders.append(store_contender("LocalVectorStore.query (exact)", "sdk", store, x.nbytes))
+    if ds.float16:
+        # The default kernel ("auto": NumKong when the simd extra is installed) is the one
+        # the float16 target is checked on; numpy's is shown next to it where affordable.
+        store16 = build_store(x, metadata, storage_dtype="float16")
+        kernel = store16.float16_kernel
+        contenders.append(
+            store_contender(
+                f"LocalVectorStore float16 (exact, {kernel} kernel)",
+                "fast",
+                store16,
+                x.nbytes // 2,
+            )
+        )
+        if kernel != "numpy" and ds.n <= 100_000:
+            slow16 = build_store(x, metadata, storage_dtype="float16", float16_kernel="numpy")
             contenders.append(
                 store_contender(
-                    f"LocalVectorStore float16 (exact, {kernel} kernel)",
+                    "LocalVectorStore float16 (exact, numpy kernel)",
                     "fast",
-                    store16,
+                    slow16,
                     x.nbytes // 2,
                 )
             )
-            if kernel != "numpy" and ds.n <= 100_000:
-                slow16 = build_store(x, metadata, storage_dtype="float16", float16_kernel="numpy")
-                contenders.append(
-                    store_contender(
-                        "LocalVectorStore float16 (exact, numpy kernel)",
-                        "fast",
-                        slow16,
-                        x.nbytes // 2,
-                    )
-                )
-        if ds.scan_copy:
-            store_b = build_store(x, metadata, scan_dtype="bfloat16")
-            store_b.query(queries[0], top_k=K)  # builds the copy
-            contenders.append(store_contender(SCAN_COPY, "fast", store_b, x.nbytes + x.nbytes // 2))
-        if ds.funnel and ds.d > 256:
-            funnel = FunnelAccelerator()
-            store_f = build_store(x, metadata, accelerator=funnel)
-            store_f.query(queries[0], top_k=K)  # builds the prefix copy
-            contenders.append(
-                store_contender(
-                    f"LocalVectorStore funnel (256 dims {funnel.prefix_storage}, "
-                    f"{funnel.candidates} re-ranked)",
-                    "fast",
-                    store_f,
-                    x.nbytes + funnel.nbytes,
-                )
-            )
-        if ds.hnsw:
-            log.info("search: %s: building HNSW (first query)", ds.name)
-            hnsw = HnswAccelerator()
-            store_h = build_store(x, metadata, accelerator=hnsw)
-            before = rss_bytes()
-            store_h.query(queries[0], top_k=K)  # builds the graph
-            grown = rss_bytes() - before
-            assert hnsw.build_seconds is not None
-            build_seconds[
-                f"HNSW build (hnswlib, M={hnsw.m}, ef_construction={hnsw.ef_construction})"
-            ] = hnsw.build_seconds
-            for ef in plan.hnsw_ef:
-                c = store_contender(
-                    f"LocalVectorStore HNSW ef_search={ef}",
-                    "fast",
-                    store_h,
-                    x.nbytes + max(grown, hnsw.nbytes),
-                    before=functools.partial(setattr, hnsw, "ef_search", ef),
-                )
-                contenders.append(c)
-            section.data.setdefault("hnsw_memory", {})[ds.name] = {
-                "rss_growth_bytes": grown,
-                "estimate_bytes": hnsw.nbytes,
-            }
+    return metadata
 
+
+def _add_accelerated(job: _Run, metadata: list[dict[str, Any]]) -> None:
+    """Stores with a scan copy, a funnel or an HNSW graph."""
+    ds = job.ds
+    plan = job.plan
+    section = job.section
+    x = job.x
+    queries = job.queries
+    contenders = job.contenders
+    build_seconds = job.build_seconds
+    if ds.scan_copy:
+        store_b = build_store(x, metadata, scan_dtype="bfloat16")
+        store_b.query(queries[0], top_k=K)  # builds the copy
+        contenders.append(store_contender(SCAN_COPY, "fast", store_b, x.nbytes + x.nbytes // 2))
+    if ds.funnel and ds.d > 256:
+        funnel = FunnelAccelerator()
+        store_f = build_store(x, metadata, accelerator=funnel)
+        store_f.query(queries[0], top_k=K)  # builds the prefix copy
+        contenders.append(
+            store_contender(
+                f"LocalVectorStore funnel (256 dims {funnel.prefix_storage}, "
+                f"{funnel.candidates} re-ranked)",
+                "fast",
+                store_f,
+                x.nbytes + funnel.nbytes,
+            )
+        )
+    if ds.hnsw:
+        log.info("search: %s: building HNSW (first query)", ds.name)
+        hnsw = HnswAccelerator()
+        store_h = build_store(x, metadata, accelerator=hnsw)
+        before = rss_bytes()
+        store_h.query(queries[0], top_k=K)  # builds the graph
+        grown = rss_bytes() - before
+        assert hnsw.build_seconds is not None
+        build_seconds[
+            f"HNSW build (hnswlib, M={hnsw.m}, ef_construction={hnsw.ef_construction})"
+        ] = hnsw.build_seconds
+        for ef in plan.hnsw_ef:
+            c = store_contender(
+                f"LocalVectorStore HNSW ef_search={ef}",
+                "fast",
+                store_h,
+                x.nbytes + max(grown, hnsw.nbytes),
+                before=functools.partial(setattr, hnsw, "ef_search", ef),
+            )
+            contenders.append(c)
+        section.data.setdefault("hnsw_memory", {})[ds.name] = {
+            "rss_growth_bytes": grown,
+            "estimate_bytes": hnsw.nbytes,
+        }
+
+
+def _time_single(job: _Run) -> None:
+    """Time single queries against the floor; the samples, floor and recalls."""
+    ds = job.ds
+    plan = job.plan
+    section = job.section
+    x = job.x
+    queries = job.queries
+    truth = job.truth
+    ones = np.ones(job.ds.d, dtype=np.float32)
+    contenders = job.contenders
     # ---- single queries
     floors: dict[str, Callable[[], object]] = {
         "floor: np.add.reduce": lambda: np.add.reduce(x, axis=0),
@@ -236,7 +318,8 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             [name, ms(median(samples[name])), ratio(paired_ratio(samples[name], floor)), "", "", ""]
         )
     base = samples[contenders[0].label]
-    result: dict[str, Any] = {"floor_ms": median(floor) * 1e3, "contenders": {}}
+    result = job.result
+    result.update({"floor_ms": median(floor) * 1e3, "contenders": {}})
     for c in contenders:
         s = samples[c.label]
         table.rows.append(
@@ -261,7 +344,21 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
                 samples[exact_label], s
             )
     section.tables.append(table)
+    job.samples, job.floor, job.recalls, job.exact_label = samples, floor, recalls, exact_label
 
+
+def _check_single(job: _Run) -> None:
+    """The checks and targets of single queries."""
+    ds = job.ds
+    section = job.section
+    quick = job.quick
+    x = job.x
+    contenders = job.contenders
+    result = job.result
+    samples = job.samples
+    floor = job.floor
+    recalls = job.recalls
+    exact_label = job.exact_label
     # checks on single queries
     if exact_label:
         exact_recall = recalls[exact_label]
@@ -331,6 +428,17 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             f"recall@10 = {recalls[faiss_c.label]:.4f} (a lower value means a broken BLAS kernel)",
         )
 
+
+def _time_batches(job: _Run) -> None:
+    """Time batches of queries (`query_many`)."""
+    ds = job.ds
+    plan = job.plan
+    section = job.section
+    x = job.x
+    queries = job.queries
+    ones = np.ones(job.ds.d, dtype=np.float32)
+    contenders = job.contenders
+    result = job.result
     # ---- batches of 32
     if ds.batch:
         qb = queries[:BATCH] if queries.shape[0] >= BATCH else np.resize(queries, (BATCH, ds.d))
@@ -340,12 +448,6 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
                 bfns[c.label] = (lambda f: lambda: f(qb))(c.batch)
         log.info("search: %s: timing batches of %d", ds.name, BATCH)
         bs = timed(bfns, repeats=plan.repeats, sample_seconds=plan.sample_seconds)
-
-        def batch_of(label: str) -> list[list[int]]:
-            """The answer of contender ``label`` to the timed batch."""
-            found = next(c for c in contenders if c.label == label).batch
-            assert found is not None
-            return found(qb)
 
         btable = Table(
             f"{ds.name}: batch of {BATCH} queries (`query_many`), top {K}",
@@ -370,74 +472,63 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             )
             result["batch"][c.label] = {"ms_per_query": median(s) / BATCH * 1e3}
         section.tables.append(btable)
-        if exact_label and exact_label in bs:
-            per_query = median(bs[exact_label]) / BATCH * 1e3
-            found = batch_of(exact_label)
-            batch_truth = exact_top(x, qb, K)
-            section.check(
-                f"{ds.name}: query_many returns the exact top 10",
-                "smoke",
-                recall_at(found, batch_truth, K) == 1.0,
-                f"recall@10 = {recall_at(found, batch_truth, K):.4f}",
-            )
-            scan = median(bs[SCAN_COPY]) / BATCH * 1e3 if SCAN_COPY in bs else None
-            if ds.n == 100_000 and ds.d == 1024 and ds.kind == "random" and not quick:
-                # Both answer with the float32 vectors' exact top 10; the copy costs memory.
-                fastest = per_query if scan is None else min(per_query, scan)
-                section.check(
-                    f"{ds.name}: batch of {BATCH} <= 1.6 ms per query",
-                    "target",
-                    fastest <= 1.6,
-                    f"float32 store {per_query:.2f} ms per query"
-                    + (
-                        ""
-                        if scan is None
-                        else f"; with a bfloat16 scan copy {scan:.2f} ms (1.5x memory)"
-                    ),
-                )
-            if scan is not None:
-                found_b = batch_of(SCAN_COPY)
-                section.check(
-                    f"{ds.name}: the bfloat16 scan copy's query_many returns the exact top 10",
-                    "smoke",
-                    recall_at(found_b, batch_truth, K) == 1.0,
-                    f"recall@10 = {recall_at(found_b, batch_truth, K):.4f}, "
-                    f"{scan:.2f} ms per query",
-                )
-        f16_batch = next(
-            (label for label in bs if label.startswith("LocalVectorStore float16")), None
-        )
-        if f16_batch is not None:
-            found16 = batch_of(f16_batch)
-            r16 = recall_at(found16, exact_top(x, qb, K), K)
-            section.check(
-                f"{ds.name}: float16 query_many at 0.5x memory, recall@10 >= 0.999",
-                "smoke",
-                r16 >= 0.999,
-                f"{median(bs[f16_batch]) / BATCH * 1e3:.2f} ms per query, recall@10 {r16:.4f}",
-            )
+        _check_batches(job, qb, bs)
 
-    # ---- filters: ~1 % and ~50 % of the rows
-    if ds.filtered:
-        allowed = np.zeros(ds.n, dtype=bool)
-        allowed[allowed_rows] = True
-        run_filtered(
-            ds.name,
-            x,
-            contenders,
-            queries,
-            allowed,
-            truth_filtered,
-            section,
-            result,
-            timing={"repeats": plan.repeats, "sample_seconds": plan.sample_seconds},
-            targets=ds.n == 100_000 and ds.kind == "random" and not quick,
-        )
 
-    if build_seconds:
-        section.data.setdefault("build_seconds", {})[ds.name] = build_seconds
-    section.data.setdefault("datasets", {})[ds.name] = result
-    contenders.clear()
+def _check_batches(job: _Run, qb: npt.NDArray[np.float32], bs: dict[str, list[float]]) -> None:
+    """The checks and targets of batches of queries (``qb`` timed as ``bs``)."""
+    ds, section, x, contenders = job.ds, job.section, job.x, job.contenders
+    quick, exact_label = job.quick, job.exact_label
+
+    def batch_of(label: str) -> list[list[int]]:
+        """The answer of contender ``label`` to the timed batch."""
+        found = next(c for c in contenders if c.label == label).batch
+        assert found is not None
+        return found(qb)
+
+    if exact_label and exact_label in bs:
+        per_query = median(bs[exact_label]) / BATCH * 1e3
+        found = batch_of(exact_label)
+        batch_truth = exact_top(x, qb, K)
+        section.check(
+            f"{ds.name}: query_many returns the exact top 10",
+            "smoke",
+            recall_at(found, batch_truth, K) == 1.0,
+            f"recall@10 = {recall_at(found, batch_truth, K):.4f}",
+        )
+        scan = median(bs[SCAN_COPY]) / BATCH * 1e3 if SCAN_COPY in bs else None
+        if ds.n == 100_000 and ds.d == 1024 and ds.kind == "random" and not quick:
+            # Both answer with the float32 vectors' exact top 10; the copy costs memory.
+            fastest = per_query if scan is None else min(per_query, scan)
+            section.check(
+                f"{ds.name}: batch of {BATCH} <= 1.6 ms per query",
+                "target",
+                fastest <= 1.6,
+                f"float32 store {per_query:.2f} ms per query"
+                + (
+                    ""
+                    if scan is None
+                    else f"; with a bfloat16 scan copy {scan:.2f} ms (1.5x memory)"
+                ),
+            )
+        if scan is not None:
+            found_b = batch_of(SCAN_COPY)
+            section.check(
+                f"{ds.name}: the bfloat16 scan copy's query_many returns the exact top 10",
+                "smoke",
+                recall_at(found_b, batch_truth, K) == 1.0,
+                f"recall@10 = {recall_at(found_b, batch_truth, K):.4f}, {scan:.2f} ms per query",
+            )
+    f16_batch = next((label for label in bs if label.startswith("LocalVectorStore float16")), None)
+    if f16_batch is not None:
+        found16 = batch_of(f16_batch)
+        r16 = recall_at(found16, exact_top(x, qb, K), K)
+        section.check(
+            f"{ds.name}: float16 query_many at 0.5x memory, recall@10 >= 0.999",
+            "smoke",
+            r16 >= 0.999,
+            f"{median(bs[f16_batch]) / BATCH * 1e3:.2f} ms per query, recall@10 {r16:.4f}",
+        )
 
 
 def scaled(plan: Plan, scale: float) -> Plan:
