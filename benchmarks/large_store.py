@@ -254,10 +254,12 @@ def run_size(size: Size, section: Section, *, quick: bool, workdir: Path | None 
         _evict(path)
         child = subprocess.run(
             [sys.executable, __file__, "--measure", str(path), str(queries_file)],
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
         )
+        if child.returncode != 0:
+            raise RuntimeError(f"measuring {size.name} failed:\n{child.stderr[-3000:]}")
         got = json.loads(child.stdout.strip().splitlines()[-1])
         want = truth(size, queries.astype(np.float32))
     finally:

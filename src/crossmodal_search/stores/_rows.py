@@ -243,6 +243,8 @@ class RowTable:
         mapped = self.matrix.mapped if isinstance(self.matrix, RowMatrix) else 0
         if n != mapped or self.accelerator is not None or self.scan_rows is not None:
             return False
+        if not vectors.flags.writeable:  # mapped read-only: writes would fail, so copy it
+            return False
         if len(set(keys)) != len(keys) or any(k in self.index for k in keys):
             return False
         self.version += 1
