@@ -2,10 +2,11 @@
 
 Full mode (``make bench``) writes ``docs/benchmarks.md`` and ``docs/benchmarks.json``; it takes
 several minutes and about 16 GB of memory at its peak (1M x 1024 vectors held by four
-contenders). ``--quick`` is the smoke test ``make test`` runs (under a minute): small sizes, short
-latencies, and a non-zero exit only when a correctness check fails (items lost, an exact path
-that is not exact, a filter not honoured). Timing targets are reported, never enforced: the
-machines are shared and noisy.
+contenders), and writes a 4 GB store to a temporary directory (``large_store``: 1M x 1024 on
+disk, memory-mapped; the larger-than-RAM run is by hand, see that script). ``--quick`` is the
+smoke test ``make test`` runs (under a minute): small sizes, short latencies, and a non-zero
+exit only when a correctness check fails (items lost, an exact path that is not exact, a filter
+not honoured). Timing targets are reported, never enforced: the machines are shared and noisy.
 
 If ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set (some machines here pin an old kernel so
 old OpenBLAS builds do not crash), full mode re-runs itself with both unset so numpy uses its
@@ -51,7 +52,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("search", "ingest", "fulltext"),
+        choices=("search", "ingest", "fulltext", "large"),
         action="append",
         help="run only this part",
     )
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each retried 429 is logged by the SDK; the tables count them instead.
     logging.getLogger("crossmodal_search").setLevel(logging.WARNING)
     out_dir = args.output_dir or (ROOT / (".venv/bench-quick" if args.quick else "docs"))
-    parts = args.only or ["ingest", "search", "fulltext"]
+    parts = args.only or ["ingest", "search", "fulltext", "large"]
     started = time.perf_counter()
 
     # faiss's OpenMP threads spin after each call by default and steal the next contender's
@@ -170,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import fulltext
 
         sections.append(fulltext.run(quick=args.quick, scale=args.scale))
+    if "large" in parts:
+        from benchmarks import large_store
+
+        sections.append(large_store.run(quick=args.quick, scale=args.scale))
     info["loadavg_at_end"] = list(os.getloadavg())
     info["seconds"] = round(time.perf_counter() - started, 1)
     info["arguments"] = {"quick": args.quick, "scale": args.scale, "only": parts}

@@ -11,23 +11,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import importlib
-import itertools
 import logging
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks._data import Matrix, exact_top, random_unit, recall_at, structured_unit
+from benchmarks._contenders import (
+    Contender,
+    K,
+    build_store,
+    cycling,
+    faiss_contender,
+    numpy_contender,
+    store_class,
+    store_contender,
+    store_metadata,
+    timed,
+)
+from benchmarks._data import exact_top, random_unit, recall_at, structured_unit
 from benchmarks._harness import (
     Section,
     Table,
-    interleaved,
     median,
     mib,
     ms,
@@ -35,14 +43,13 @@ from benchmarks._harness import (
     ratio,
     rss_bytes,
 )
+from benchmarks._search_filtered import run_filtered
+from benchmarks._search_notes import BATCH, SCAN_COPY, notes
 from crossmodal_search.stores._ann import FunnelAccelerator, HnswAccelerator
 
 log = logging.getLogger("benchmarks.search")
 
-K = 10
-BATCH = 32
 CATEGORIES = 100  # a filter on one category keeps ~1 % of the rows
-SCAN_COPY = "LocalVectorStore float32 + bfloat16 scan copy (exact)"
 
 
 @dataclass(frozen=True)
@@ -99,179 +106,25 @@ QUICK = Plan(
 )
 
 
-# --------------------------------------------------------------------------- contenders
-
-
 @dataclass
-class Contender:
-    """One way to answer queries. ``single``/``batch``/``filtered`` return row numbers."""
+class _Run:
+    """One data set's run: its data, its contenders and what was measured so far."""
 
-    label: str
-    kind: str  # "floor" | "baseline" | "sdk" | "fast"
-    nbytes: int = 0
-    single: Callable[[Matrix], list[int]] | None = None
-    batch: Callable[[Matrix], list[list[int]]] | None = None
-    filtered: Callable[[Matrix], list[int]] | None = None
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _top_rows(scores: npt.NDArray[np.float32], k: int) -> list[int]:
-    top = np.argpartition(scores, scores.shape[0] - k)[-k:]
-    return top[np.argsort(-scores[top])].tolist()  # type: ignore[no-any-return]
-
-
-def numpy_contender(x: Matrix, category: npt.NDArray[np.int16]) -> Contender:
-    def single(q: Matrix) -> list[int]:
-        return _top_rows(x @ q, K)
-
-    def batch(qs: Matrix) -> list[list[int]]:
-        scores = qs @ x.T
-        n = scores.shape[1]
-        top = np.argpartition(scores, n - K, axis=1)[:, -K:]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        return np.take_along_axis(top, order, axis=1).tolist()  # type: ignore[no-any-return]
-
-    def filtered(q: Matrix) -> list[int]:
-        # The best case for numpy: the filter is a precomputed integer column.
-        rows = np.flatnonzero(category == 7)
-        return rows[_top_rows(x[rows] @ q, min(K, rows.size))].tolist()  # type: ignore[no-any-return]
-
-    return Contender(
-        "numpy matmul + argpartition",
-        "baseline",
-        x.nbytes,
-        single,
-        batch,
-        filtered,
-        note="filtered: precomputed int column",
-    )
-
-
-def faiss_contender(
-    x: Matrix, category: npt.NDArray[np.int16], *, fp16: bool = False
-) -> Contender | None:
-    try:
-        faiss: Any = importlib.import_module("faiss")
-    except ImportError:
-        return None
-    d = x.shape[1]
-    index: Any
-    if fp16:
-        index = faiss.IndexScalarQuantizer(
-            d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-        index.train(x[:1000])
-        label, nbytes = "faiss IndexScalarQuantizer fp16", x.nbytes // 2
-    else:
-        index = faiss.IndexFlatIP(d)
-        label, nbytes = "faiss IndexFlatIP", x.nbytes
-    index.add(x)
-
-    def single(q: Matrix) -> list[int]:
-        _, ids = index.search(q[None, :], K)
-        return ids[0].tolist()  # type: ignore[no-any-return]
-
-    def batch(qs: Matrix) -> list[list[int]]:
-        _, ids = index.search(qs, K)
-        return ids.tolist()  # type: ignore[no-any-return]
-
-    def filtered(q: Matrix) -> list[int]:
-        rows = np.flatnonzero(category == 7).astype(np.int64)
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
-        _, ids = index.search(q[None, :], K, params=params)
-        return [int(i) for i in ids[0] if i >= 0]
-
-    return Contender(
-        f"{label} ({faiss.omp_get_max_threads()} threads)",
-        "baseline",
-        nbytes,
-        single,
-        batch,
-        filtered,
-        note="filtered: IDSelectorBatch",
-    )
-
-
-def _store_class() -> Any:
-    try:
-        from crossmodal_search.stores import LocalVectorStore
-    except ImportError:
-        return None
-    return LocalVectorStore
-
-
-def _store_metadata(category: npt.NDArray[np.int16]) -> list[dict[str, Any]]:
-    return [{"category": f"c{c:02d}"} for c in category.tolist()]
-
-
-def build_store(x: Matrix, metadata: list[dict[str, Any]], **options: Any) -> Any:
-    """A LocalVectorStore (in memory) holding ``x`` under keys ``"<row>"``."""
-    from crossmodal_search.stores import VectorRecord
-
-    cls = _store_class()
-    store = cls(None, dimension=x.shape[1], **options)
-    step = 10_000
-    for start in range(0, x.shape[0], step):
-        stop = min(x.shape[0], start + step)
-        store.put(VectorRecord(str(i), x[i], metadata[i]) for i in range(start, stop))
-    return store
-
-
-def store_contender(
-    label: str,
-    kind: str,
-    store: Any,
-    nbytes: int,
-    note: str = "",
-    before: Callable[[], object] = lambda: None,
-) -> Contender:
-    flt = {"category": "c07"}
-
-    def single(q: Matrix) -> list[int]:
-        before()
-        return [int(m.key) for m in store.query(q, top_k=K)]
-
-    def batch(qs: Matrix) -> list[list[int]]:
-        before()
-        return [[int(m.key) for m in ms_] for ms_ in store.query_many(qs, top_k=K)]
-
-    def filtered(q: Matrix) -> list[int]:
-        before()
-        return [int(m.key) for m in store.query(q, top_k=K, filter=flt)]
-
-    return Contender(label, kind, nbytes, single, batch, filtered, note=note)
-
-
-# --------------------------------------------------------------------------- measurement
-
-
-def _cycling(fn: Callable[[Matrix], object], queries: Matrix) -> Callable[[], object]:
-    """A no-argument call that answers the next query each time (all contenders see the same)."""
-    it: Iterator[Matrix] = itertools.cycle(list(queries))
-    return lambda: fn(next(it))
-
-
-def _inner(fn: Callable[[], object], sample_seconds: float) -> int:
-    """Back-to-back calls per sample so each sample lasts about ``sample_seconds``."""
-    start = time.perf_counter()
-    fn()
-    elapsed = time.perf_counter() - start
-    return max(1, min(200, math.ceil(sample_seconds / max(elapsed, 1e-6))))
-
-
-def _timed(fns: dict[str, Callable[[], object]], plan: Plan) -> dict[str, list[float]]:
-    inner = {name: _inner(fn, plan.sample_seconds) for name, fn in fns.items()}
-
-    def wrap(fn: Callable[[], object], n: int) -> Callable[[], object]:
-        def many() -> None:
-            for _ in range(n):
-                fn()
-
-        return many
-
-    samples = interleaved({k: wrap(f, inner[k]) for k, f in fns.items()}, repeats=plan.repeats)
-    return {k: [s / inner[k] for s in v] for k, v in samples.items()}
+    ds: DataSet
+    plan: Plan
+    section: Section
+    quick: bool
+    x: npt.NDArray[np.float32]
+    queries: npt.NDArray[np.float32]
+    category: npt.NDArray[np.int16]
+    truth: list[list[int]]
+    contenders: list[Contender]
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    floor: list[float] = field(default_factory=list)
+    recalls: dict[str, float] = field(default_factory=dict)
+    exact_label: str | None = None
 
 
 def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
@@ -291,7 +144,6 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
     allowed_rows = np.flatnonzero(category == 7)
     truth = exact_top(x, queries, K)
     truth_filtered = exact_top(x, queries, K, rows=allowed_rows)
-    ones = np.ones(ds.d, dtype=np.float32)
 
     contenders: list[Contender] = [numpy_contender(x, category)]
     fz = faiss_contender(x, category)
@@ -301,80 +153,141 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
         fz16 = faiss_contender(x, category, fp16=True)
         if fz16 is not None:
             contenders.append(fz16)
-    build_seconds: dict[str, float] = {}
-    store_cls = _store_class()
-    metadata = _store_metadata(category)
-    if store_cls is not None:
-        log.info("search: %s: building LocalVectorStore", ds.name)
-        start = time.perf_counter()
-        store = build_store(x, metadata)
-        build_seconds["LocalVectorStore.put (all rows)"] = time.perf_counter() - start
-        contenders.append(store_contender("LocalVectorStore.query (exact)", "sdk", store, x.nbytes))
-        if ds.float16:
-            # The default kernel ("auto": NumKong when the simd extra is installed) is the one
-            # the float16 target is checked on; numpy's is shown next to it where affordable.
-            store16 = build_store(x, metadata, storage_dtype="float16")
-            kernel = store16.float16_kernel
+    job = _Run(ds, plan, section, quick, x, queries, category, truth, contenders)
+    metadata = _add_stores(job)
+    if metadata is not None:
+        _add_accelerated(job, metadata)
+    _time_single(job)
+    _check_single(job)
+    _time_batches(job)
+    build_seconds, result = job.build_seconds, job.result
+
+    # ---- filters: ~1 % and ~50 % of the rows
+    if ds.filtered:
+        allowed = np.zeros(ds.n, dtype=bool)
+        allowed[allowed_rows] = True
+        run_filtered(
+            ds.name,
+            x,
+            contenders,
+            queries,
+            allowed,
+            truth_filtered,
+            section,
+            result,
+            timing={"repeats": plan.repeats, "sample_seconds": plan.sample_seconds},
+            targets=ds.n == 100_000 and ds.kind == "random" and not quick,
+        )
+
+    if build_seconds:
+        section.data.setdefault("build_seconds", {})[ds.name] = build_seconds
+    section.data.setdefault("datasets", {})[ds.name] = result
+    contenders.clear()
+
+
+def _add_stores(job: _Run) -> list[dict[str, Any]] | None:
+    """The LocalVectorStore contenders (exact float32 and float16)."""
+    ds = job.ds
+    x = job.x
+    category = job.category
+    contenders = job.contenders
+    build_seconds = job.build_seconds
+    if store_class() is None:
+        return None
+    metadata = store_metadata(category)
+    log.info("search: %s: building LocalVectorStore", ds.name)
+    start = time.perf_counter()
+    store = build_store(x, metadata)
+    build_seconds["LocalVectorStore.put (all rows)"] = time.perf_counter() - start
+    contenders.append(store_contender("LocalVectorStore.query (exact)", "sdk", store, x.nbytes))
+    if ds.float16:
+        # The default kernel ("auto": NumKong when the simd extra is installed) is the one
+        # the float16 target is checked on; numpy's is shown next to it where affordable.
+        store16 = build_store(x, metadata, storage_dtype="float16")
+        kernel = store16.float16_kernel
+        contenders.append(
+            store_contender(
+                f"LocalVectorStore float16 (exact, {kernel} kernel)",
+                "fast",
+                store16,
+                x.nbytes // 2,
+            )
+        )
+        if kernel != "numpy" and ds.n <= 100_000:
+            slow16 = build_store(x, metadata, storage_dtype="float16", float16_kernel="numpy")
             contenders.append(
                 store_contender(
-                    f"LocalVectorStore float16 (exact, {kernel} kernel)",
+                    "LocalVectorStore float16 (exact, numpy kernel)",
                     "fast",
-                    store16,
+                    slow16,
                     x.nbytes // 2,
                 )
             )
-            if kernel != "numpy" and ds.n <= 100_000:
-                slow16 = build_store(x, metadata, storage_dtype="float16", float16_kernel="numpy")
-                contenders.append(
-                    store_contender(
-                        "LocalVectorStore float16 (exact, numpy kernel)",
-                        "fast",
-                        slow16,
-                        x.nbytes // 2,
-                    )
-                )
-        if ds.scan_copy:
-            store_b = build_store(x, metadata, scan_dtype="bfloat16")
-            store_b.query(queries[0], top_k=K)  # builds the copy
-            contenders.append(store_contender(SCAN_COPY, "fast", store_b, x.nbytes + x.nbytes // 2))
-        if ds.funnel and ds.d > 256:
-            funnel = FunnelAccelerator()
-            store_f = build_store(x, metadata, accelerator=funnel)
-            store_f.query(queries[0], top_k=K)  # builds the prefix copy
-            contenders.append(
-                store_contender(
-                    f"LocalVectorStore funnel (256 dims {funnel.prefix_storage}, "
-                    f"{funnel.candidates} re-ranked)",
-                    "fast",
-                    store_f,
-                    x.nbytes + funnel.nbytes,
-                )
-            )
-        if ds.hnsw:
-            log.info("search: %s: building HNSW (first query)", ds.name)
-            hnsw = HnswAccelerator()
-            store_h = build_store(x, metadata, accelerator=hnsw)
-            before = rss_bytes()
-            store_h.query(queries[0], top_k=K)  # builds the graph
-            grown = rss_bytes() - before
-            assert hnsw.build_seconds is not None
-            build_seconds[
-                f"HNSW build (hnswlib, M={hnsw.m}, ef_construction={hnsw.ef_construction})"
-            ] = hnsw.build_seconds
-            for ef in plan.hnsw_ef:
-                c = store_contender(
-                    f"LocalVectorStore HNSW ef_search={ef}",
-                    "fast",
-                    store_h,
-                    x.nbytes + max(grown, hnsw.nbytes),
-                    before=functools.partial(setattr, hnsw, "ef_search", ef),
-                )
-                contenders.append(c)
-            section.data.setdefault("hnsw_memory", {})[ds.name] = {
-                "rss_growth_bytes": grown,
-                "estimate_bytes": hnsw.nbytes,
-            }
+    return metadata
 
+
+def _add_accelerated(job: _Run, metadata: list[dict[str, Any]]) -> None:
+    """Stores with a scan copy, a funnel or an HNSW graph."""
+    ds = job.ds
+    plan = job.plan
+    section = job.section
+    x = job.x
+    queries = job.queries
+    contenders = job.contenders
+    build_seconds = job.build_seconds
+    if ds.scan_copy:
+        store_b = build_store(x, metadata, scan_dtype="bfloat16")
+        store_b.query(queries[0], top_k=K)  # builds the copy
+        contenders.append(store_contender(SCAN_COPY, "fast", store_b, x.nbytes + x.nbytes // 2))
+    if ds.funnel and ds.d > 256:
+        funnel = FunnelAccelerator()
+        store_f = build_store(x, metadata, accelerator=funnel)
+        store_f.query(queries[0], top_k=K)  # builds the prefix copy
+        contenders.append(
+            store_contender(
+                f"LocalVectorStore funnel (256 dims {funnel.prefix_storage}, "
+                f"{funnel.candidates} re-ranked)",
+                "fast",
+                store_f,
+                x.nbytes + funnel.nbytes,
+            )
+        )
+    if ds.hnsw:
+        log.info("search: %s: building HNSW (first query)", ds.name)
+        hnsw = HnswAccelerator()
+        store_h = build_store(x, metadata, accelerator=hnsw)
+        before = rss_bytes()
+        store_h.query(queries[0], top_k=K)  # builds the graph
+        grown = rss_bytes() - before
+        assert hnsw.build_seconds is not None
+        build_seconds[
+            f"HNSW build (hnswlib, M={hnsw.m}, ef_construction={hnsw.ef_construction})"
+        ] = hnsw.build_seconds
+        for ef in plan.hnsw_ef:
+            c = store_contender(
+                f"LocalVectorStore HNSW ef_search={ef}",
+                "fast",
+                store_h,
+                x.nbytes + max(grown, hnsw.nbytes),
+                before=functools.partial(setattr, hnsw, "ef_search", ef),
+            )
+            contenders.append(c)
+        section.data.setdefault("hnsw_memory", {})[ds.name] = {
+            "rss_growth_bytes": grown,
+            "estimate_bytes": hnsw.nbytes,
+        }
+
+
+def _time_single(job: _Run) -> None:
+    """Time single queries against the floor; the samples, floor and recalls."""
+    ds = job.ds
+    plan = job.plan
+    section = job.section
+    x = job.x
+    queries = job.queries
+    truth = job.truth
+    ones = np.ones(job.ds.d, dtype=np.float32)
+    contenders = job.contenders
     # ---- single queries
     floors: dict[str, Callable[[], object]] = {
         "floor: np.add.reduce": lambda: np.add.reduce(x, axis=0),
@@ -383,9 +296,9 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
     fns: dict[str, Callable[[], object]] = dict(floors)
     for c in contenders:
         assert c.single is not None
-        fns[c.label] = _cycling(c.single, queries)
+        fns[c.label] = cycling(c.single, queries)
     log.info("search: %s: timing %d single-query contenders", ds.name, len(fns))
-    samples = _timed(fns, plan)
+    samples = timed(fns, repeats=plan.repeats, sample_seconds=plan.sample_seconds)
     floor = [min(a, b) for a, b in zip(*(samples[f] for f in floors), strict=True)]
     recalls = {
         c.label: recall_at([c.single(q) for q in queries], truth, K) for c in contenders if c.single
@@ -405,7 +318,8 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             [name, ms(median(samples[name])), ratio(paired_ratio(samples[name], floor)), "", "", ""]
         )
     base = samples[contenders[0].label]
-    result: dict[str, Any] = {"floor_ms": median(floor) * 1e3, "contenders": {}}
+    result = job.result
+    result.update({"floor_ms": median(floor) * 1e3, "contenders": {}})
     for c in contenders:
         s = samples[c.label]
         table.rows.append(
@@ -430,7 +344,21 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
                 samples[exact_label], s
             )
     section.tables.append(table)
+    job.samples, job.floor, job.recalls, job.exact_label = samples, floor, recalls, exact_label
 
+
+def _check_single(job: _Run) -> None:
+    """The checks and targets of single queries."""
+    ds = job.ds
+    section = job.section
+    quick = job.quick
+    x = job.x
+    contenders = job.contenders
+    result = job.result
+    samples = job.samples
+    floor = job.floor
+    recalls = job.recalls
+    exact_label = job.exact_label
     # checks on single queries
     if exact_label:
         exact_recall = recalls[exact_label]
@@ -500,6 +428,17 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             f"recall@10 = {recalls[faiss_c.label]:.4f} (a lower value means a broken BLAS kernel)",
         )
 
+
+def _time_batches(job: _Run) -> None:
+    """Time batches of queries (`query_many`)."""
+    ds = job.ds
+    plan = job.plan
+    section = job.section
+    x = job.x
+    queries = job.queries
+    ones = np.ones(job.ds.d, dtype=np.float32)
+    contenders = job.contenders
+    result = job.result
     # ---- batches of 32
     if ds.batch:
         qb = queries[:BATCH] if queries.shape[0] >= BATCH else np.resize(queries, (BATCH, ds.d))
@@ -508,13 +447,7 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             if c.batch is not None:
                 bfns[c.label] = (lambda f: lambda: f(qb))(c.batch)
         log.info("search: %s: timing batches of %d", ds.name, BATCH)
-        bs = _timed(bfns, plan)
-
-        def batch_of(label: str) -> list[list[int]]:
-            """The answer of contender ``label`` to the timed batch."""
-            found = next(c for c in contenders if c.label == label).batch
-            assert found is not None
-            return found(qb)
+        bs = timed(bfns, repeats=plan.repeats, sample_seconds=plan.sample_seconds)
 
         btable = Table(
             f"{ds.name}: batch of {BATCH} queries (`query_many`), top {K}",
@@ -539,109 +472,63 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
             )
             result["batch"][c.label] = {"ms_per_query": median(s) / BATCH * 1e3}
         section.tables.append(btable)
-        if exact_label and exact_label in bs:
-            per_query = median(bs[exact_label]) / BATCH * 1e3
-            found = batch_of(exact_label)
-            batch_truth = exact_top(x, qb, K)
-            section.check(
-                f"{ds.name}: query_many returns the exact top 10",
-                "smoke",
-                recall_at(found, batch_truth, K) == 1.0,
-                f"recall@10 = {recall_at(found, batch_truth, K):.4f}",
-            )
-            scan = median(bs[SCAN_COPY]) / BATCH * 1e3 if SCAN_COPY in bs else None
-            if ds.n == 100_000 and ds.d == 1024 and ds.kind == "random" and not quick:
-                # Both answer with the float32 vectors' exact top 10; the copy costs memory.
-                fastest = per_query if scan is None else min(per_query, scan)
-                section.check(
-                    f"{ds.name}: batch of {BATCH} <= 1.6 ms per query",
-                    "target",
-                    fastest <= 1.6,
-                    f"float32 store {per_query:.2f} ms per query"
-                    + (
-                        ""
-                        if scan is None
-                        else f"; with a bfloat16 scan copy {scan:.2f} ms (1.5x memory)"
-                    ),
-                )
-            if scan is not None:
-                found_b = batch_of(SCAN_COPY)
-                section.check(
-                    f"{ds.name}: the bfloat16 scan copy's query_many returns the exact top 10",
-                    "smoke",
-                    recall_at(found_b, batch_truth, K) == 1.0,
-                    f"recall@10 = {recall_at(found_b, batch_truth, K):.4f}, "
-                    f"{scan:.2f} ms per query",
-                )
-        f16_batch = next(
-            (label for label in bs if label.startswith("LocalVectorStore float16")), None
-        )
-        if f16_batch is not None:
-            found16 = batch_of(f16_batch)
-            r16 = recall_at(found16, exact_top(x, qb, K), K)
-            section.check(
-                f"{ds.name}: float16 query_many at 0.5x memory, recall@10 >= 0.999",
-                "smoke",
-                r16 >= 0.999,
-                f"{median(bs[f16_batch]) / BATCH * 1e3:.2f} ms per query, recall@10 {r16:.4f}",
-            )
+        _check_batches(job, qb, bs)
 
-    # ---- ~1 % filter
-    if ds.filtered:
-        ffns: dict[str, Callable[[], object]] = {}
-        for c in contenders:
-            if c.filtered is not None:
-                ffns[c.label] = _cycling(c.filtered, queries)
-        log.info("search: %s: timing filtered queries", ds.name)
-        fs = _timed(ffns, plan)
-        ftable = Table(
-            f"{ds.name}: single query with a selective filter (~1 % of rows: `category == c07`)",
-            ["contender", "median ms", "x numpy", "recall@10", "rows outside filter"],
-        )
-        fbase = fs[contenders[0].label]
-        allowed = np.zeros(ds.n, dtype=bool)
-        allowed[allowed_rows] = True
-        result["filtered"] = {}
-        for c in contenders:
-            if c.label not in fs:
-                continue
-            assert c.filtered is not None
-            got = [c.filtered(q) for q in queries]
-            outside = sum(int(not allowed[r]) for rows in got for r in rows)
-            rec = recall_at(got, truth_filtered, K)
-            ftable.rows.append(
-                [
-                    c.label,
-                    ms(median(fs[c.label])),
-                    ratio(paired_ratio(fs[c.label], fbase)),
-                    f"{rec:.4f}",
-                    str(outside),
-                ]
-            )
-            result["filtered"][c.label] = {
-                "median_ms": median(fs[c.label]) * 1e3,
-                "recall_at_10": rec,
-                "outside": outside,
-            }
-            section.check(
-                f"{ds.name}: {c.label} honours the filter exactly",
-                "smoke",
-                outside == 0,
-                f"{outside} rows outside the filter",
-            )
-            if c.kind == "sdk":
-                section.check(
-                    f"{ds.name}: filtered exact store query returns the exact top 10",
-                    "smoke",
-                    rec == 1.0,
-                    f"recall@10 = {rec:.4f}",
-                )
-        section.tables.append(ftable)
 
-    if build_seconds:
-        section.data.setdefault("build_seconds", {})[ds.name] = build_seconds
-    section.data.setdefault("datasets", {})[ds.name] = result
-    contenders.clear()
+def _check_batches(job: _Run, qb: npt.NDArray[np.float32], bs: dict[str, list[float]]) -> None:
+    """The checks and targets of batches of queries (``qb`` timed as ``bs``)."""
+    ds, section, x, contenders = job.ds, job.section, job.x, job.contenders
+    quick, exact_label = job.quick, job.exact_label
+
+    def batch_of(label: str) -> list[list[int]]:
+        """The answer of contender ``label`` to the timed batch."""
+        found = next(c for c in contenders if c.label == label).batch
+        assert found is not None
+        return found(qb)
+
+    if exact_label and exact_label in bs:
+        per_query = median(bs[exact_label]) / BATCH * 1e3
+        found = batch_of(exact_label)
+        batch_truth = exact_top(x, qb, K)
+        section.check(
+            f"{ds.name}: query_many returns the exact top 10",
+            "smoke",
+            recall_at(found, batch_truth, K) == 1.0,
+            f"recall@10 = {recall_at(found, batch_truth, K):.4f}",
+        )
+        scan = median(bs[SCAN_COPY]) / BATCH * 1e3 if SCAN_COPY in bs else None
+        if ds.n == 100_000 and ds.d == 1024 and ds.kind == "random" and not quick:
+            # Both answer with the float32 vectors' exact top 10; the copy costs memory.
+            fastest = per_query if scan is None else min(per_query, scan)
+            section.check(
+                f"{ds.name}: batch of {BATCH} <= 1.6 ms per query",
+                "target",
+                fastest <= 1.6,
+                f"float32 store {per_query:.2f} ms per query"
+                + (
+                    ""
+                    if scan is None
+                    else f"; with a bfloat16 scan copy {scan:.2f} ms (1.5x memory)"
+                ),
+            )
+        if scan is not None:
+            found_b = batch_of(SCAN_COPY)
+            section.check(
+                f"{ds.name}: the bfloat16 scan copy's query_many returns the exact top 10",
+                "smoke",
+                recall_at(found_b, batch_truth, K) == 1.0,
+                f"recall@10 = {recall_at(found_b, batch_truth, K):.4f}, {scan:.2f} ms per query",
+            )
+    f16_batch = next((label for label in bs if label.startswith("LocalVectorStore float16")), None)
+    if f16_batch is not None:
+        found16 = batch_of(f16_batch)
+        r16 = recall_at(found16, exact_top(x, qb, K), K)
+        section.check(
+            f"{ds.name}: float16 query_many at 0.5x memory, recall@10 >= 0.999",
+            "smoke",
+            r16 >= 0.999,
+            f"{median(bs[f16_batch]) / BATCH * 1e3:.2f} ms per query, recall@10 {r16:.4f}",
+        )
 
 
 def scaled(plan: Plan, scale: float) -> Plan:
@@ -683,97 +570,5 @@ def run(*, quick: bool, scale: float = 1.0) -> Section:
                 "Build times", ["data set", "what", "seconds", "memory (RSS growth)"], build_tables
             )
         )
-    section.notes.extend(_notes(section.data))
+    section.notes.extend(notes(section.data))
     return section
-
-
-def _find(contenders: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]] | None:
-    return next(((k, v) for k, v in contenders.items() if k.startswith(prefix)), None)
-
-
-def _notes(data: dict[str, Any]) -> list[str]:
-    """What the numbers mean, computed from this run's numbers."""
-    notes: list[str] = []
-    for name, result in data.get("datasets", {}).items():
-        cs = result["contenders"]
-        exact = _find(cs, "LocalVectorStore.query")
-        f16 = _find(cs, "LocalVectorStore float16")
-        sq = _find(cs, "faiss IndexScalarQuantizer fp16")
-        if exact and f16:
-            slow = cs.get("LocalVectorStore float16 (exact, numpy kernel)")
-            took = f16[1]["speedup_vs_exact"] ** -1
-            if "numkong" in f16[0]:
-                text = (
-                    f"{name}: the float16 store with NumKong's kernels (extra `simd`) takes "
-                    f"{took:.2f}x the float32 time at half the memory, with the same results "
-                    "(candidates within the kernel's error bound are re-scored in float64)."
-                )
-                if slow:
-                    text += (
-                        f" With numpy alone it takes {slow['speedup_vs_exact'] ** -1:.1f}x: "
-                        "numpy has no float16 matrix product and converts float16 to float32 "
-                        "in scalar code."
-                    )
-            else:
-                text = (
-                    f"{name}: the float16 store takes {took:.1f}x the float32 time at half the "
-                    "memory: numpy has no float16 matrix product and its float16 -> float32 "
-                    "conversion is scalar code; install the `simd` extra (NumKong) for a "
-                    "float16 kernel."
-                )
-            if sq:
-                text += (
-                    " For comparison, faiss's SIMD fp16 scalar quantizer (same half memory) "
-                    f"answers in {sq[1]['median_ms']:.1f} ms against "
-                    f"{exact[1]['median_ms']:.1f} ms for the float32 store "
-                    f"({sq[1]['median_ms'] / exact[1]['median_ms']:.2f}x, recall@10 "
-                    f"{sq[1]['recall_at_10']:.4f})."
-                )
-            notes.append(text)
-        batch = result.get("batch", {})
-        store_batch = _find(batch, "LocalVectorStore.query")
-        if store_batch and name.startswith("random 100k x 1024"):
-            n, d = 100_000, 1024
-            per_query = store_batch[1]["ms_per_query"]
-            gflops = 2 * n * d / (per_query * 1e-3) / 1e9
-            notes.append(
-                f"{name}: a batch of {BATCH} is a {BATCH} x {n:,} x {d} matrix product, "
-                f"compute-bound: the float32 store's {per_query:.2f} ms per query (product and "
-                f"selection) is {gflops:.0f} GFLOP/s of product; 1.6 ms per query needs "
-                f"{2 * n * d / 1.6e-3 / 1e9:.0f} GFLOP/s from two shared cores, more than "
-                "OpenBLAS's sgemm reaches here for this shape."
-            )
-            scan_batch = batch.get(SCAN_COPY)
-            if scan_batch:
-                notes.append(
-                    f'{name}: with `scan_dtype="bfloat16"` the same float32 store answers a '
-                    f"batch of {BATCH} at {scan_batch['ms_per_query']:.2f} ms per query, with "
-                    "the same results: NumKong multiplies the bfloat16 copy (native bfloat16 dot "
-                    "instructions on this CPU, twice the float32 rate), and every row within the "
-                    "copy's error bound of the 10th best is re-scored from the float32 vectors. "
-                    "The copy costs half the float32 memory again."
-                )
-            f16_batch = _find(batch, "LocalVectorStore float16")
-            if f16_batch and "numkong" in f16_batch[0]:
-                notes.append(
-                    f"{name}: the float16 store (NumKong, half the memory) answers a batch of "
-                    f"{BATCH} at {f16_batch[1]['ms_per_query']:.2f} ms per query: its packed "
-                    "kernel widens float16 to float32 in registers, so the same products read "
-                    "half the bytes."
-                )
-        if name.startswith("random") and name.endswith("x 1024"):
-            approx = [
-                f"{k} {v['recall_at_10']:.2f}"
-                for k, v in cs.items()
-                if "funnel" in k or "HNSW" in k
-            ]
-            if approx:
-                notes.append(
-                    f"{name}: recall@10 of the approximate paths on random vectors: "
-                    + ", ".join(approx)
-                    + ". Random 1024-d queries have no near neighbours (every similarity is "
-                    "about 0) and no dimension matters more than another, the worst case for "
-                    "both a graph and a Matryoshka prefix; use them on real embeddings (see the "
-                    "structured rows) and keep exact search for recall guarantees."
-                )
-    return notes

@@ -45,8 +45,8 @@ def test_a_batch_returns_the_exact_top_k_on_near_ties(metric: str, dtype: str) -
     store = build(rows, metric, dtype)
     keys = sorted(r.key for r in store.records())
     part1 = [k for i, k in enumerate(keys) if i % 3 == 1]
-    # No filter, a filter keeping 2/3 (every row multiplied, then selected) and one keeping
-    # 1/3 (the selected rows gathered first).
+    # No filter and filters keeping 2/3 and 1/3 (every row multiplied, then selected; the
+    # gathered plans are covered by tests/test_filter_selection.py).
     for flt, allowed in ((None, None), ({"part": {"$ne": 1}}, None), ({"part": 1}, part1)):
         many = store.query_many(batch, top_k=10, filter=flt)
         assert [pairs(m) for m in many] == [

@@ -11,15 +11,18 @@ proposes candidates instead; their distances are still computed here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric
 from crossmodal_search.stores._models import QueryMatch
+from crossmodal_search.stores._rowmatrix import pieces
 from crossmodal_search.stores._rows import RowTable, copy_metadata
+from crossmodal_search.stores._selection import GATHER_FRACTION, Selection, SelectionCache
 
 if TYPE_CHECKING:
     from crossmodal_search.stores._ann import Accelerator
@@ -30,10 +33,10 @@ __all__ = ["ExactSearch"]
 
 # Score-matrix budget for batches of queries (elements): bounds memory to ~256 MiB of float32.
 _SCORE_BUDGET = 64 * 1024 * 1024
-# A filter selecting less than this fraction of rows is answered by gathering those rows only.
-_GATHER_FRACTION = 0.5
 # Relative slack when picking candidates for exact re-scoring, far above float32 matmul error.
 _RELATIVE_TOLERANCE = 1e-5
+# Up to this many rows, one query is multiplied as a matrix-vector product (see _multiply).
+_GEMV_ROWS = 65536
 # Rows per block when bounding the k-th best order key by block minima (see _candidates_many).
 _BOUND_BLOCK = 128
 
@@ -80,6 +83,7 @@ class ExactSearch:
         self._accelerator = accelerator
         self._factors: _RowFactors | None = None
         self._factors_version = -1
+        self._selections = SelectionCache(rows)
 
     def search(
         self, queries: npt.NDArray[np.float32], top_k: int, compiled: CompiledFilter | None
@@ -90,27 +94,30 @@ class ExactSearch:
             return [[] for _ in range(nq)]
         if self._accelerator is not None:
             return self._accelerated(queries, top_k, compiled)
-        rows: npt.NDArray[np.intp] | None = None
+        selection: Selection | None = None
         if compiled is not None:
-            mask = compiled.mask(self._rows.columns)
-            selected = int(np.count_nonzero(mask))
-            if selected == 0:
+            selection = self._selections.select(compiled)
+            if selection.count == 0:
                 return [[] for _ in range(nq)]
-            if selected < n:
-                rows = np.flatnonzero(mask)
-        factors = self._row_factors(rows)
+        rows = None if selection is None else selection.rows
+        factors = self._row_factors(selection)
+        if nq == 1:
+            one = self._search_one(queries[0], top_k, selection, factors)
+            if one is not None:
+                return [one]
         results: list[list[QueryMatch]] = []
         count = n if rows is None else rows.shape[0]
         group = max(1, _SCORE_BUDGET // count)
         # float64: float32 squares under/overflow at 1e+-19.
-        norms = np.linalg.norm(queries.astype(np.float64), axis=1)
+        wide = queries.astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
         for start in range(0, nq, group):
             q = queries[start : start + group]
             qn = norms[start : start + group]
             picks: list[npt.NDArray[np.intp] | None] = [None] * q.shape[0]  # None: every row
             narrow = np.flatnonzero(~self._beyond_float32(qn, factors))
             if narrow.size:
-                dots = self._dots(q[narrow], rows)  # (count, len(narrow))
+                dots = self._dots(q[narrow], selection)  # (count, len(narrow))
                 if narrow.size == 1:
                     order = self._order_keys(dots[:, 0], factors)
                     found = [self._candidates(order, top_k, float(qn[narrow[0]]), factors.top_norm)]
@@ -125,6 +132,32 @@ class ExactSearch:
                     source = picked if rows is None else rows[picked]
                 results.append(self._exact(source, q[j], top_k))
         return results
+
+    def _search_one(
+        self,
+        q: npt.NDArray[np.float32],
+        top_k: int,
+        selection: Selection | None,
+        factors: _RowFactors,
+    ) -> list[QueryMatch] | None:
+        """:meth:`search` for one query, without the batch bookkeeping (a filtered query over a
+        few rows is mostly bookkeeping); None when the query needs the float64 path."""
+        q64 = q.astype(np.float64)
+        qn = math.sqrt(float(q64.dot(q64)))
+        # The same bounds as _beyond_float32, in Python floats (numpy is slow on one value).
+        top, bottom = factors.top_norm, factors.bottom_norm
+        if self._metric == "cosine":
+            high, low = (
+                (qn, qn) if self._unit_scan else (qn * top, min(qn * bottom, bottom * 2.0**40))
+            )
+        else:
+            high, low = max(qn * top, top * top), 2.0 * qn * top + top * top
+        if high > 2.0**100 or low < 2.0**-60:
+            return None
+        order = self._order_keys(self._dots(q[None, :], selection)[:, 0], factors)
+        picked = self._candidates(order, top_k, qn, factors.top_norm)
+        rows = None if selection is None else selection.rows
+        return self._exact(picked if rows is None else rows[picked], q, top_k, q64, qn)
 
     def _beyond_float32(
         self, qn: npt.NDArray[np.float64], factors: _RowFactors
@@ -163,25 +196,43 @@ class ExactSearch:
         return [self._exact(rows, q, top_k) for (rows, _), q in zip(hits, queries, strict=True)]
 
     def _dots(
-        self, q: npt.NDArray[np.float32], rows: npt.NDArray[np.intp] | None
+        self, q: npt.NDArray[np.float32], selection: Selection | None
     ) -> npt.NDArray[np.float32]:
         """First-pass row . query products, shape (rows, queries), in float32: of the stored
-        rows, or of the scan copy's unit rows."""
+        rows, or of the scan copy's unit rows (every row, or those ``selection`` keeps)."""
         scan = self._rows.scan_matrix()
+        rows = None if selection is None else selection.rows
         if rows is None:
-            matrix = scan[: self._rows.n]
-        elif rows.shape[0] < self._rows.n * _GATHER_FRACTION:
+            # One array, or (a memory-mapped store) its mapped segments and the rows after.
+            parts = pieces(scan, self._rows.n)
+            if len(parts) > 1:
+                return np.concatenate([self._multiply(part, q) for part in parts])
+            matrix = parts[0]
+        elif selection is not None and selection.matrix is not None:
+            matrix = selection.matrix  # the kept rows, gathered by an earlier query
+        elif rows.shape[0] < self._rows.n * GATHER_FRACTION:
             matrix = scan[rows]
         else:
-            # A filter keeping most rows: multiply everything, keep the selected products.
+            # A filter keeping many rows: multiply everything, keep the selected products.
             return self._dots(q, None)[rows]
+        return self._multiply(matrix, q)
+
+    def _multiply(
+        self, matrix: npt.NDArray[Any], q: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
         if self._kernel is not None:  # 16-bit rows (stores/_kernels.py)
             return self._kernel.dots(matrix, q)
+        if q.shape[0] == 1 and matrix.shape[0] <= _GEMV_ROWS:
+            # Matrix times vector (gemv): OpenBLAS threads a small matrix product (gemm) once
+            # its threads exist, and waking them cost a 1 % filtered query at 100k x 256 ~10 us.
+            column: npt.NDArray[np.float32] = (matrix @ q[0])[:, None]
+            return column
         out: npt.NDArray[np.float32] = matrix @ np.ascontiguousarray(q.T)
         return out
 
-    def _row_factors(self, rows: npt.NDArray[np.intp] | None) -> _RowFactors:
-        """The order-key factors of every row (cached until the next write), or of ``rows``."""
+    def _row_factors(self, selection: Selection | None) -> _RowFactors:
+        """The order-key factors of every row (cached until the next write), or of the rows
+        ``selection`` keeps (cached with it)."""
         if self._factors is None or self._factors_version != self._rows.version:
             self._factors_version = self._rows.version
             norms = self._rows.norms[: self._rows.n]
@@ -199,16 +250,22 @@ class ExactSearch:
                     bottom_norm=float(norms.min()) if norms.size else 0.0,
                 )
         full = self._factors
-        if rows is None:
+        if selection is None or selection.rows is None:
             return full
+        if selection.factors is not None:
+            cached: _RowFactors = selection.factors
+            return cached
+        rows = selection.rows
         # Element-wise the same values as computing the factors of the selected rows afresh.
-        return _RowFactors(
+        kept = _RowFactors(
             neg_inv=None if full.neg_inv is None else full.neg_inv[rows],
             squared=None if full.squared is None else full.squared[rows],
             scale=None if full.scale is None else full.scale[rows],
             top_norm=float(self._rows.norms[rows].max()) if rows.size else 0.0,
             bottom_norm=float(self._rows.norms[rows].min()) if rows.size else 0.0,
         )
+        selection.factors = kept
+        return kept
 
     def _order_keys(
         self, dots: npt.NDArray[np.float32], factors: _RowFactors
@@ -326,13 +383,20 @@ class ExactSearch:
         return picks
 
     def _exact(
-        self, rows: npt.NDArray[np.intp], q: npt.NDArray[np.float32], top_k: int
+        self,
+        rows: npt.NDArray[np.intp],
+        q: npt.NDArray[np.float32],
+        top_k: int,
+        q64: npt.NDArray[np.float64] | None = None,
+        qn: float | None = None,
     ) -> list[QueryMatch]:
-        """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``."""
-        q64 = q.astype(np.float64)
-        qn = float(np.linalg.norm(q64))
+        """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``
+        (``q64``/``qn``: the query in float64 and its norm, when known)."""
+        if q64 is None or qn is None:
+            q64 = q.astype(np.float64)
+            qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without checks
         dist = np.empty(rows.shape[0], dtype=np.float64)
-        for s in range(0, rows.shape[0], 4096):
+        for s in range(0, rows.shape[0], 4096):  # bounded temporaries for many candidates
             block_rows = rows[s : s + 4096]
             x = self._rows.matrix[block_rows].astype(np.float64)
             if self._rows.scaled:
@@ -347,7 +411,7 @@ class ExactSearch:
                 diff = x - q64
                 dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         if self._metric == "cosine":
-            np.clip(dist, 0.0, 2.0, out=dist)
+            np.minimum(np.maximum(dist, 0.0, out=dist), 2.0, out=dist)
         if rows.shape[0] > top_k:  # sort only the k best and rows tied with the k-th
             keep = dist <= np.partition(dist, top_k - 1)[top_k - 1]
             dist, rows = dist[keep], rows[keep]

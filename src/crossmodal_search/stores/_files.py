@@ -11,7 +11,9 @@ import errno
 import io
 import json
 import logging
+import mmap
 import os
+import platform
 import re
 import sys
 import weakref
@@ -33,6 +35,7 @@ from crossmodal_search.errors import (
     StoreLockedError,
 )
 from crossmodal_search.stores._limits import validate_distance_metric
+from crossmodal_search.stores._rowmatrix import Rows
 from crossmodal_search.stores._rows import BLOCK_ROWS
 from crossmodal_search.stores._text import TextField, validate_text_fields
 
@@ -64,6 +67,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 StorageDType = Literal["float32", "float16"]
+
+# Architectures whose mmap flags are Linux's generic ones (MAP_NORESERVE = 0x4000).
+_GENERIC_MMAP_ARCHES = frozenset(
+    {"x86_64", "i386", "i686", "aarch64", "arm64", "armv7l", "riscv64", "s390x", "loongarch64"}
+)
 
 _FORMAT = "crossmodal-search/local-vector-store"
 # Version 2 added checksums and segment trailers; version 1 stores are read (unverified) and
@@ -281,10 +289,11 @@ def read_vectors(
     manifest: Manifest,
     *,
     verify: bool = True,
+    writable: bool = False,
 ) -> npt.NDArray[Any]:
-    """A segment's vectors (a read-only memory map), checked against ``expected``: size, CRC-32
-    (``verify``; read in blocks, so the file is read once more, from the page cache), dtype and
-    shape.
+    """A segment's vectors (a read-only memory map; ``writable``: copy-on-write, so writes stay
+    in memory), checked against ``expected``: size, CRC-32 (``verify``; read in blocks, so the
+    file is read once more, from the page cache), dtype and shape.
 
     Raises:
         StoreCorruptedError: The file does not match.
@@ -300,7 +309,9 @@ def read_vectors(
             raise corrupt(where, f"{path.name} does not match its checksum (damaged)")
         if expected.puts == 0:
             return np.empty((0, manifest.dimension), dtype=dtype)
-        arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr: npt.NDArray[Any] = (
+            _map_private(path) if writable else np.load(path, mmap_mode="r", allow_pickle=False)
+        )
     except FileNotFoundError as exc:  # referenced by the manifest: lost, or merged away
         raise corrupt(where, f"{path.name} is missing") from exc
     except OSError as exc:
@@ -314,6 +325,44 @@ def read_vectors(
             f"{dtype}{(expected.puts, manifest.dimension)}",
         )
     return arr
+
+
+# Linux's MAP_NORESERVE (Python names it from 3.13): a private writable mapping is then not
+# charged against the commit limit, without which the kernel refuses one larger than RAM.
+_NORESERVE = getattr(
+    mmap,
+    "MAP_NORESERVE",
+    0x4000 if sys.platform == "linux" and platform.machine() in _GENERIC_MMAP_ARCHES else 0,
+)
+
+
+def _map_private(path: Path) -> npt.NDArray[Any]:
+    """A ``.npy`` file's array as a private (copy-on-write) memory map: writes stay in this
+    process's memory, the file is never written. Where the kernel refuses to map it that way
+    (strict overcommit and a file larger than memory), a read-only map: the caller copies it."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        if fortran or dtype.hasobject or len(shape) != 2:
+            raise ValueError(f"not a C-ordered 2-D array of numbers: {dtype}{shape}")
+        offset = fh.tell()
+        try:
+            mm = mmap.mmap(
+                fh.fileno(),
+                0,
+                flags=mmap.MAP_PRIVATE | _NORESERVE,
+                prot=mmap.PROT_READ | mmap.PROT_WRITE,
+            )
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise
+            logger.warning("%s cannot be mapped copy-on-write (%s); reading it", path, exc)
+            readonly: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+            return readonly
+    return np.ndarray(shape, dtype=dtype, buffer=mm, offset=offset)
 
 
 def file_crc(path: Path) -> int:
@@ -466,7 +515,7 @@ def write_records(
 
 def write_npy(
     path: Path,
-    matrix: npt.NDArray[Any],
+    matrix: Rows,
     rows: npt.NDArray[np.intp] | None,
     dimension: int,
 ) -> tuple[int, int]:

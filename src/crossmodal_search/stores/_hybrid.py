@@ -12,14 +12,21 @@ Vectors does not document its order). ``LocalVectorStore`` and ``FakeS3Vectors``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search.stores._fulltext import TextIndex, best, sum_by_row
-from crossmodal_search.stores._text import TextQuery, reciprocal_rank_fusion
+from crossmodal_search.stores._rows import copy_metadata
+from crossmodal_search.stores._text import TextMatch, TextQuery, reciprocal_rank_fusion
 
-__all__ = ["Ranked", "rank_text"]
+if TYPE_CHECKING:
+    from crossmodal_search.stores._exact import ExactSearch
+    from crossmodal_search.stores._filter import CompiledFilter
+    from crossmodal_search.stores._rows import RowTable
+
+__all__ = ["Ranked", "rank_text", "text_matches"]
 
 #: One ranked record: its key, ranking score, BM25 score per key it matched, RRF score
 #: (hybrid only) and vector distance (when it came through the vector ranking).
@@ -89,3 +96,33 @@ def rank_text(
     distance = dict(vector_ranking)
     order = sorted(fused, key=lambda k: (-fused[k], k))[:top_k]
     return [(k, fused[k], bm25_of(row_of[k]), fused[k], distance.get(k)) for k in order]
+
+
+def text_matches(
+    rows: RowTable,
+    search: ExactSearch,
+    queries: Sequence[TextQuery],
+    q: npt.NDArray[np.float32] | None,
+    top_k: int,
+    compiled: CompiledFilter | None,
+) -> list[TextMatch]:
+    """``LocalVectorStore.query_text``: the local store's rows ranked by :func:`rank_text`, the
+    vector ranking (hybrid) from its exact ``search``."""
+    mask = None if compiled is None else compiled.mask(rows.columns)
+    ranking = None
+    if q is not None:
+        found = search.search(q[None, :], top_k, compiled)[0]
+        ranking = [(m.key, m.distance) for m in found]
+    ranked = rank_text(
+        queries,
+        rows.text_index,
+        rows.keys,
+        rows.index,
+        top_k=top_k,
+        mask=mask,
+        vector_ranking=ranking,
+    )
+    return [
+        TextMatch(key, score, bm25, fused, distance, copy_metadata(rows.metadata[rows.index[key]]))
+        for key, score, bm25, fused, distance in ranked
+    ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "StoreLimits",
     "ValidatedBatch",
     "json_size",
+    "key_list",
     "normalize_metadata",
     "validate_batch",
     "validate_bucket_name",
@@ -510,6 +511,13 @@ def validate_query(
     """
     validate_top_k(top_k, limits)
     vec = _as_vector(vector, dimension=dimension, what="query")
+    # One product settles the common case: a finite, non-zero sum of squares means every
+    # element is finite and one is not zero (in float64 the squares of float32 values neither
+    # overflow nor underflow). Anything else (NaN, infinity, zero) gets the full checks.
+    wide = vec.astype(np.float64)
+    squares = float(wide.dot(wide))
+    if 0.0 < squares < math.inf:
+        return vec
     if distance_metric is not None:
         _check_matrix(vec[None, :], lambda _: "query", distance_metric)
     elif not np.isfinite(vec).all():
@@ -544,3 +552,18 @@ def validate_query_matrix(
         )
     _check_matrix(mat, lambda i: f"query {i}", distance_metric or "euclidean")
     return mat
+
+
+def key_list(keys: Sequence[str]) -> list[str]:
+    """``keys`` as a list, checked: a sequence of strings (a single string is refused).
+
+    Raises:
+        InvalidInputError: ``keys`` is a string, or holds something else than strings.
+    """
+    if isinstance(keys, str | bytes):
+        raise InvalidInputError("keys must be a sequence of strings, not a single string")
+    out = list(keys)
+    for key in out:
+        if not isinstance(key, str):
+            raise InvalidInputError(f"keys must be strings, got {type(key).__name__}")
+    return out

@@ -26,12 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric, Filter
-from crossmodal_search.errors import ConfigurationError, IndexMismatchError, InvalidInputError
+from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.stores._ann import Accelerator, AcceleratorName
 from crossmodal_search.stores._exact import ExactSearch
 from crossmodal_search.stores._filter import CompiledFilter, compile_filter
 from crossmodal_search.stores._fulltext import analyzer
-from crossmodal_search.stores._hybrid import rank_text
+from crossmodal_search.stores._hybrid import text_matches
 from crossmodal_search.stores._kernels import (
     Float16Kernel,
     KernelName,
@@ -41,6 +41,7 @@ from crossmodal_search.stores._kernels import (
 from crossmodal_search.stores._limits import (
     DEFAULT_NON_FILTERABLE_KEYS,
     StoreLimits,
+    key_list,
     validate_batch,
     validate_query,
     validate_query_matrix,
@@ -49,7 +50,7 @@ from crossmodal_search.stores._limits import (
 from crossmodal_search.stores._local_options import LocalOptions
 from crossmodal_search.stores._models import GetResult, QueryMatch, VectorRecord
 from crossmodal_search.stores._persist import Manifest, SegmentLog, StorageDType
-from crossmodal_search.stores._rows import RowTable, copy_metadata
+from crossmodal_search.stores._rows import RowTable
 from crossmodal_search.stores._text import (
     IndexMode,
     TextField,
@@ -119,6 +120,12 @@ class LocalVectorStore:
         text_fields: Metadata keys to make full-text searchable (:meth:`query_text`), kept in
             the directory. When reopening, keys not yet searchable are added; a key analyzed
             in another language raises IndexMismatchError.
+        memory_map: Map the segment files instead of reading the vectors (persisted stores):
+            opening costs a few ``stat`` calls whatever the size, the first call reads the keys
+            and metadata, and pages of vectors come in as search touches them, so a store
+            larger than RAM is searched at the disk's speed. Vector checksums are then left to
+            ``crossmodal store check``. None (default): mapped when the vector files hold
+            256 MiB or more. Not combinable with ``accelerator``.
 
     Raises:
         StoreLockedError: Another open store (in any process) holds the directory for writing.
@@ -150,7 +157,10 @@ class LocalVectorStore:
         float16_kernel: Float16Kernel = "auto",
         scan_dtype: ScanDType | None = None,
         text_fields: Iterable[TextField] = (),
+        memory_map: bool | None = None,
     ) -> None:
+        if memory_map and path is None:
+            raise ConfigurationError("memory_map=True needs a directory (path) to map")
         options = LocalOptions.check(
             dimension=dimension,
             distance_metric=distance_metric,
@@ -162,11 +172,13 @@ class LocalVectorStore:
             float16_kernel=float16_kernel,
             scan_dtype=scan_dtype,
             text_fields=text_fields,
+            memory_map=memory_map,
         )
         self._limits = options.limits
         self._path = Path(path) if path is not None else None
         self._read_only = read_only
         self._closed = False
+        self._unloaded = False
         self._mutex = threading.RLock()
         self._log: SegmentLog | None = None
         if self._path is None:
@@ -174,7 +186,7 @@ class LocalVectorStore:
         else:
             self._log = SegmentLog(self._path, read_only=read_only)
             try:
-                manifest = self._settings(options, self._log)
+                manifest = options.settle(self._log, self._path)
             except BaseException:
                 self._log.close()
                 raise
@@ -183,32 +195,7 @@ class LocalVectorStore:
         self._non_filterable = manifest.non_filterable_metadata_keys
         self._text_fields = manifest.text_fields
         self._start(options, manifest)
-        logger.debug("opened %r with %d vectors", self, self._rows.n)
-
-    def _settings(self, options: LocalOptions, log: SegmentLog) -> Manifest:
-        """The stored settings (checked against the options), or a new store's, committed."""
-        assert self._path is not None
-        if log.manifest is None:
-            manifest = options.new_manifest(self._path)
-            log.create(manifest)
-            return manifest
-        options.check_stored(log.manifest, self._path)
-        missing = options.missing_text_fields(log.manifest)
-        if missing and log.read_only:
-            raise IndexMismatchError(
-                f"store at {self._path} has no text field {missing[0].key!r}; open it for "
-                "writing to add it (a read-only store cannot)"
-            )
-        if missing:
-            fields = (*log.manifest.text_fields, *missing)
-            log.set_text_fields(validate_text_fields(fields))
-            logger.info("%s: added text fields %s", self._path, [f.key for f in missing])
-        bfloat16_scan = options.scan_format is not None and options.scan_format.name == "bfloat16"
-        if bfloat16_scan and log.manifest.storage_dtype == "float16":
-            raise ConfigurationError(
-                f"scan_dtype='bfloat16' needs float32 storage; {self._path} holds float16 vectors"
-            )
-        return log.manifest
+        logger.debug("opened %r", self)
 
     def _start(self, options: LocalOptions, manifest: Manifest) -> None:
         """Build the rows and the search for ``manifest``'s settings, then load the segments."""
@@ -226,15 +213,34 @@ class LocalVectorStore:
         self._dtype = dtype
         self._accelerator = options.accelerator
         self._bind(self._new_rows())
+        # A mapped store reads its keys and metadata, and maps its vectors, on first use.
+        self._unloaded = False
         if self._log is None:
             return
         try:
-            self._log.load(self._rows)
+            self._log.memory_map = options.maps(manifest)
+            if self._log.memory_map:
+                self._log.check_sizes()
+                self._unloaded = True
+            else:
+                self._log.load(self._rows)
             if not self._read_only:
                 self._log.remove_orphans()
         except BaseException:
             self._log.close()
             raise
+
+    def _load(self) -> None:
+        """Read the rows of a store opened with ``memory_map`` (its first use)."""
+        if not self._unloaded or self._log is None:
+            return
+        try:
+            self._log.load(self._rows)
+        except BaseException:
+            self._rows.reset()
+            raise
+        self._unloaded = False
+        logger.debug("%r loaded (vectors mapped)", self)
 
     def _new_rows(self) -> RowTable:
         rows = RowTable(
@@ -260,6 +266,7 @@ class LocalVectorStore:
 
     def _catch_up(self) -> None:
         """A reader serves what the writer has committed since (one stat when nothing has)."""
+        self._load()
         if not self._read_only or self._log is None:
             return
         rows = self._log.refresh(self._rows, self._new_rows)
@@ -339,7 +346,7 @@ class LocalVectorStore:
         return (
             f"LocalVectorStore({where!r}, dimension={self._dimension}, "
             f"distance_metric={self._metric!r}, storage_dtype={self.storage_dtype!r}, "
-            f"vectors={self._rows.n})"
+            f"vectors={'(not read yet)' if self._unloaded else self._rows.n})"
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -350,6 +357,8 @@ class LocalVectorStore:
             self._closed = True
             if self._log is not None:
                 self._log.close()
+                if self._log.memory_map:
+                    self._rows.release()  # unmap the segment files
 
     def __enter__(self) -> LocalVectorStore:
         return self
@@ -367,7 +376,9 @@ class LocalVectorStore:
             raise ConfigurationError(f"{self!r} is closed")
         if write and self._read_only:
             raise ConfigurationError(f"{self!r} was opened read_only=True")
-        if not write:
+        if write:
+            self._load()
+        else:
             self._catch_up()
 
     # ------------------------------------------------------------------ public API
@@ -412,7 +423,7 @@ class LocalVectorStore:
         """Delete records, durably. Keys not stored are ignored."""
         with self._mutex:
             self._check_open(write=True)
-            wanted = self._check_keys(keys)
+            wanted = key_list(keys)
             present = list(dict.fromkeys(k for k in wanted if k in self._rows.index))
             if not present:
                 return
@@ -427,7 +438,7 @@ class LocalVectorStore:
         """Fetch records in the order asked; keys not stored are listed in ``missing``."""
         with self._mutex:
             self._check_open()
-            wanted = self._check_keys(keys)
+            wanted = key_list(keys)
             found: list[VectorRecord] = []
             missing: list[str] = []
             for key in wanted:
@@ -575,43 +586,9 @@ class LocalVectorStore:
                     vector, top_k, self._dimension, self._limits, distance_metric=self._metric
                 )
             compiled = self._compile(filter)
-            rows = self._rows
-            mask = None if compiled is None else compiled.mask(rows.columns)
-            ranking = None
-            if q is not None:
-                found = self._exact.search(q[None, :], int(top_k), compiled)[0]
-                ranking = [(m.key, m.distance) for m in found]
-            ranked = rank_text(
-                queries,
-                rows.text_index,
-                rows.keys,
-                rows.index,
-                top_k=int(top_k),
-                mask=mask,
-                vector_ranking=ranking,
-            )
-            return [
-                TextMatch(
-                    key,
-                    score,
-                    bm25,
-                    fused,
-                    distance,
-                    copy_metadata(rows.metadata[rows.index[key]]),
-                )
-                for key, score, bm25, fused, distance in ranked
-            ]
+            return text_matches(self._rows, self._exact, queries, q, int(top_k), compiled)
 
     # ------------------------------------------------------------------ helpers
-
-    def _check_keys(self, keys: Sequence[str]) -> list[str]:
-        if isinstance(keys, str | bytes):
-            raise InvalidInputError("keys must be a sequence of strings, not a single string")
-        out = list(keys)
-        for key in out:
-            if not isinstance(key, str):
-                raise InvalidInputError(f"keys must be strings, got {type(key).__name__}")
-        return out
 
     def _compile(self, filter: Filter | None) -> CompiledFilter | None:
         if filter is None:

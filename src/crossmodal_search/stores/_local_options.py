@@ -3,6 +3,7 @@ compared with what an existing directory holds."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,15 @@ from crossmodal_search.stores._limits import (
     validate_distance_metric,
     validate_non_filterable_keys,
 )
+from crossmodal_search.stores._persist import SegmentLog
 from crossmodal_search.stores._text import TextField, validate_text_fields
 
-__all__ = ["LocalOptions"]
+__all__ = ["MAP_BYTES", "LocalOptions"]
+
+logger = logging.getLogger(__name__)
+
+#: With ``memory_map=None`` a store whose vector files hold at least this many bytes is mapped.
+MAP_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class LocalOptions:
     scan_format: _Format | None
     scan_kernel: DotKernel | None
     text_fields: tuple[TextField, ...] = ()
+    memory_map: bool | None = None
 
     @classmethod
     def check(
@@ -64,8 +72,16 @@ class LocalOptions:
         float16_kernel: Float16Kernel,
         scan_dtype: ScanDType | None,
         text_fields: Iterable[TextField] = (),
+        memory_map: bool | None = None,
     ) -> LocalOptions:
         validate_float16_kernel(float16_kernel)
+        if memory_map not in (None, True, False):
+            raise InvalidInputError(f"memory_map must be True, False or None, got {memory_map!r}")
+        if memory_map and accelerator is not None:
+            raise ConfigurationError(
+                "memory_map and accelerator are alternatives: an accelerator reads every vector "
+                "into memory (its copy or graph is built from them)"
+            )
         fields = validate_text_fields(text_fields)
         for f in fields:
             analyzer(f.language)  # a language that stems needs PyStemmer: say so now
@@ -99,7 +115,40 @@ class LocalOptions:
             scan_format=fmt,
             scan_kernel=scan_kernel,
             text_fields=fields,
+            memory_map=memory_map,
         )
+
+    def maps(self, manifest: Manifest) -> bool:
+        """Whether a store directory holding ``manifest`` is opened by mapping its vectors."""
+        if self.memory_map is not None:
+            return self.memory_map
+        if self.accelerator is not None:
+            return False
+        return sum(s.vectors_bytes for s in manifest.segments) >= MAP_BYTES
+
+    def settle(self, log: SegmentLog, path: Path) -> Manifest:
+        """The stored settings (checked against the options), or a new store's, committed."""
+        if log.manifest is None:
+            manifest = self.new_manifest(path)
+            log.create(manifest)
+            return manifest
+        self.check_stored(log.manifest, path)
+        missing = self.missing_text_fields(log.manifest)
+        if missing and log.read_only:
+            raise IndexMismatchError(
+                f"store at {path} has no text field {missing[0].key!r}; open it for "
+                "writing to add it (a read-only store cannot)"
+            )
+        if missing:
+            fields = (*log.manifest.text_fields, *missing)
+            log.set_text_fields(validate_text_fields(fields))
+            logger.info("%s: added text fields %s", path, [f.key for f in missing])
+        bfloat16_scan = self.scan_format is not None and self.scan_format.name == "bfloat16"
+        if bfloat16_scan and log.manifest.storage_dtype == "float16":
+            raise ConfigurationError(
+                f"scan_dtype='bfloat16' needs float32 storage; {path} holds float16 vectors"
+            )
+        return log.manifest
 
     def new_manifest(self, path: Path | None) -> Manifest:
         """The settings of a new store."""

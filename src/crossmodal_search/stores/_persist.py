@@ -66,6 +66,7 @@ from crossmodal_search.stores._files import (
     write_npy,
     write_records,
 )
+from crossmodal_search.stores._rowmatrix import Rows
 from crossmodal_search.stores._rows import RowTable
 from crossmodal_search.stores._text import TextField
 
@@ -90,6 +91,9 @@ class SegmentLog:
     def __init__(self, path: Path, *, read_only: bool) -> None:
         self.path = path
         self.read_only = read_only
+        # Map segment vectors instead of reading them (set by the store before loading); their
+        # checksums are then left to `crossmodal store check`.
+        self.memory_map = False
         self._lock_finalizer: weakref.finalize[Any, Any] | None = None
         # Keys each segment touched (None: unknown, the first one), for merges.
         self._touched: dict[int, frozenset[str] | None] = {}
@@ -209,7 +213,7 @@ class SegmentLog:
     def _write_segment(
         self,
         keys: Sequence[str],
-        stored: npt.NDArray[Any],
+        stored: Rows,
         norms: npt.NDArray[np.float64],
         metadata: Sequence[Mapping[str, MetadataValue]],
         *,
@@ -373,10 +377,52 @@ class SegmentLog:
             base = seg.seg_id == first
             self._touched[seg.seg_id] = None if base else frozenset(keys) | frozenset(deleted)
             rows.delete(deleted)
-            vectors = read_vectors(self.path / seg.vectors_name, seg, manifest)
-            if keys:
-                rows.put(keys, vectors, np.asarray(found.norms, dtype=np.float64), found.metadata)
+            mapped = self.memory_map
+            vectors = read_vectors(
+                self.path / seg.vectors_name, seg, manifest, verify=not mapped, writable=mapped
+            )
+            norms = np.asarray(found.norms, dtype=np.float64)
+            if keys and not (mapped and rows.map_rows(keys, vectors, norms, found.metadata)):
+                rows.put(keys, vectors, norms, found.metadata)
             del vectors
+
+    def check_sizes(self) -> None:
+        """Check that every committed segment file is there with its committed size (one
+        ``stat`` each): what opening a store verifies before its rows are read.
+
+        Raises:
+            StoreCorruptedError: A file is missing or has another size.
+        """
+        for _ in range(20):
+            try:
+                self._check_sizes()
+                return
+            except StoreCorruptedError:
+                # A reader may meet segments the writer has just merged away: reread.
+                if not self.read_only:
+                    raise
+                fresh = self.read_manifest()
+                assert self.manifest is not None
+                if fresh.generation == self.manifest.generation:
+                    raise
+                self.manifest = fresh
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        assert self.manifest is not None
+        for seg in self.manifest.segments:
+            for name, size in (
+                (seg.vectors_name, seg.vectors_bytes),
+                (seg.records_name, seg.records_bytes),
+            ):
+                try:
+                    found = (self.path / name).stat().st_size
+                except FileNotFoundError as exc:
+                    raise corrupt(self.path, f"{name} is missing") from exc
+                except OSError as exc:
+                    raise io_error_for(exc, self.path, "read") from exc
+                if found != size:
+                    raise corrupt(self.path, f"{name} is {found} bytes, expected {size}")
 
     def stale(self) -> bool:
         """Has another process committed since this log last read the manifest? (One stat.)"""

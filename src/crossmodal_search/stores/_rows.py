@@ -20,6 +20,7 @@ from crossmodal_search._types import MetadataValue
 from crossmodal_search.stores._columns import MetadataColumns
 from crossmodal_search.stores._fulltext import TextIndex, analyzer
 from crossmodal_search.stores._models import VectorRecord
+from crossmodal_search.stores._rowmatrix import RowMatrix
 from crossmodal_search.stores._text import TextField
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class RowTable:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.metadata: list[dict[str, MetadataValue]] = []
-        self.matrix: npt.NDArray[Any] = np.empty((0, self.dimension), dtype=self.dtype)
+        # In memory, or (a store opened with memory_map) segment files mapped, then memory.
+        self.matrix: npt.NDArray[Any] | RowMatrix = np.empty((0, self.dimension), dtype=self.dtype)
         self.norms: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
         self.columns = MetadataColumns(self._non_filterable)
         # BM25 index per full-text key, built on first use (see text_index).
@@ -115,7 +117,7 @@ class RowTable:
                 self._text.pop(old.key, None)
         self.text_fields = tuple(fields)
 
-    def scan_matrix(self) -> npt.NDArray[Any]:
+    def scan_matrix(self) -> npt.NDArray[Any] | RowMatrix:
         """The rows the first pass of a search reads: the stored ones, or the scan copy (built
         now if this is the first search since the rows were loaded)."""
         if self.scan_format is None:
@@ -227,18 +229,65 @@ class RowTable:
                 self.accelerator.update(h, self.true_vectors(h))
             self.accelerator.remove(np.arange(new_n, n))
 
+    def map_rows(
+        self,
+        keys: Sequence[str],
+        vectors: npt.NDArray[Any],
+        norms: npt.NDArray[np.float64],
+        metadata: Sequence[dict[str, MetadataValue]],
+    ) -> bool:
+        """Append a segment's rows without copying its ``vectors`` (a copy-on-write memory map
+        of the segment file): only when they are all new, distinct keys and every row in use is
+        mapped too. False (and nothing changed) otherwise: :meth:`put` them."""
+        n = self.n
+        mapped = self.matrix.mapped if isinstance(self.matrix, RowMatrix) else 0
+        if n != mapped or self.accelerator is not None or self.scan_rows is not None:
+            return False
+        if not vectors.flags.writeable:  # mapped read-only: writes would fail, so copy it
+            return False
+        if len(set(keys)) != len(keys) or any(k in self.index for k in keys):
+            return False
+        self.version += 1
+        if not isinstance(self.matrix, RowMatrix):
+            self.matrix = RowMatrix(self.dimension, self.dtype)
+        self.matrix.map(vectors, n)
+        new_n = n + len(keys)
+        grown = np.zeros(self.matrix.shape[0], dtype=np.float64)
+        grown[:n] = self.norms[:n]
+        grown[n:new_n] = norms
+        self.norms = grown
+        self.keys.extend(keys)
+        self.metadata.extend(metadata)
+        self.index.update(zip(keys, range(n, new_n), strict=True))
+        self.n = new_n
+        self.columns.resize(new_n)
+        for row, md in enumerate(metadata, start=n):
+            self.columns.set_row(row, md, fresh=True)
+        for key, index in self._text.items():
+            index.extend([md.get(key) for md in metadata])
+        return True
+
+    def release(self) -> None:
+        """Drop the rows (and with them any memory-mapped files)."""
+        self.reset()
+
     def _reserve(self, rows: int) -> None:
         capacity = self.matrix.shape[0]
         if rows <= capacity:
             return
-        # Geometric growth keeps many small puts amortised O(1) per row; a first bulk put
-        # allocates exactly what it needs.
-        new_capacity = max(rows, int(capacity * 1.5), 1024 if capacity else 0)
-        matrix = np.empty((new_capacity, self.dimension), dtype=self.dtype)
-        matrix[: self.n] = self.matrix[: self.n]
+        if isinstance(self.matrix, RowMatrix):
+            self.matrix.reserve(rows, self.n)  # the mapped rows stay where they are
+        else:
+            # Geometric growth keeps many small puts amortised O(1) per row; a first bulk put
+            # allocates exactly what it needs.
+            new_capacity = max(rows, int(capacity * 1.5), 1024 if capacity else 0)
+            matrix = np.empty((new_capacity, self.dimension), dtype=self.dtype)
+            matrix[: self.n] = self.matrix[: self.n]
+            self.matrix = matrix
+        new_capacity = self.matrix.shape[0]
         norms = np.zeros(new_capacity, dtype=np.float64)
         norms[: self.n] = self.norms[: self.n]
-        self.matrix, self.norms = matrix, norms
+        self.norms = norms
         if self.scan_rows is not None:
             scan = np.empty((new_capacity, self.dimension), dtype=self.scan_rows.dtype)
             scan[: self.n] = self.scan_rows[: self.n]
@@ -263,4 +312,8 @@ def unit_rows(vectors: npt.NDArray[Any], norms: npt.NDArray[np.float64]) -> npt.
 
 def copy_metadata(metadata: Mapping[str, MetadataValue]) -> dict[str, MetadataValue]:
     """A copy a caller may change without changing the store (lists copied too)."""
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in metadata.items()}
+    out = dict(metadata)
+    for key, value in out.items():
+        if isinstance(value, list):
+            out[key] = list(value)  # replacing a value while iterating is allowed
+    return out
