@@ -165,7 +165,9 @@ class IngestRun:
         self._gate = threading.Event()
         self._gate.set()
         self._same_code: tuple[str, int] = ("", 0)
-        self._transient_in_row = 0
+        # The products (not attempts: one product failing round after round is no storm)
+        # that failed in a row on transient errors.
+        self._transient_in_row: set[str] = set()
         self._next_pause = self._policy.pause_seconds
         self._paused = 0.0
         self._epoch = 0
@@ -249,7 +251,8 @@ class IngestRun:
             self._buffer.extend(item.plan.records(item.vectors, self._weight))
             self._stale.extend(item.plan.stale)
             self.indexed += 1
-            self._same_code, self._transient_in_row = ("", 0), 0
+            self._same_code = ("", 0)
+            self._transient_in_row.clear()
             self._next_pause = self._policy.pause_seconds
             return True
         part, cause = error
@@ -258,8 +261,8 @@ class IngestRun:
             with self._lock:
                 fresh = item.epochs.get(part, self._epoch) == self._epoch
             if fresh:
-                self._transient_in_row += 1
-            if self._transient_in_row >= self._policy.storm_threshold:
+                self._transient_in_row.add(pid)
+            if len(self._transient_in_row) >= self._policy.storm_threshold:
                 self._pause(cause)
             if item.rounds < self._policy.product_attempts:
                 logger.info("%s met %s; trying it again later in this run", pid, _code(cause))
@@ -296,7 +299,7 @@ class IngestRun:
 
     def _pause(self, exc: CrossmodalSearchError) -> None:
         """Hold every new call for a while: the service is throttling or failing."""
-        self._transient_in_row = 0
+        self._transient_in_row.clear()
         pause = min(self._next_pause, self._policy.max_pause_seconds)
         if self._paused + pause > self._policy.pause_budget_seconds:
             raise IngestStoppedError(

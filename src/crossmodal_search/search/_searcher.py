@@ -623,8 +623,8 @@ class CrossmodalSearcher:
         )
         with ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="crossmodal") as pool:
             try:
-                for window in self._windows(items):
-                    run.window(self._planner.plan(window, pool), pool)
+                for plans in self._planned(items):
+                    run.window(plans, pool)
                 run.flush(final=True)
             except IngestStoppedError as exc:
                 run.abort(pool)
@@ -634,6 +634,25 @@ class CrossmodalSearcher:
                 run.abort(pool)
                 raise
         return run.report(time.perf_counter() - started)
+
+    def _planned(self, items: Sequence[Product]) -> Iterator[list[ProductPlan]]:
+        """The plans of ``items`` a window at a time, the next window planned (images read,
+        store read) while the caller embeds this one: a throttled store's reads would otherwise
+        leave the embedder idle. The first window is small so that embedding starts early."""
+        first = min(len(items), 2 * self._max_concurrency)
+        windows = [items[:first], *self._windows(items[first:])]
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="crossmodal-plan") as planner,
+            ThreadPoolExecutor(
+                min(8, self._max_concurrency), thread_name_prefix="crossmodal-read"
+            ) as readers,
+        ):
+            upcoming = planner.submit(self._planner.plan, windows[0], readers)
+            for window in windows[1:]:
+                plans = upcoming.result()
+                upcoming = planner.submit(self._planner.plan, window, readers)
+                yield plans
+            yield upcoming.result()
 
     def _plans(self, items: Sequence[Product]) -> Iterator[list[ProductPlan]]:
         """The plans of ``items``, a window at a time (images read, store compared)."""
