@@ -52,7 +52,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("search", "ingest", "fulltext", "large"),
+        choices=("search", "ingest", "fulltext", "large", "cli"),
         action="append",
         help="run only this part",
     )
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each retried 429 is logged by the SDK; the tables count them instead.
     logging.getLogger("crossmodal_search").setLevel(logging.WARNING)
     out_dir = args.output_dir or (ROOT / (".venv/bench-quick" if args.quick else "docs"))
-    parts = args.only or ["ingest", "search", "fulltext", "large"]
+    parts = args.only or ["ingest", "search", "fulltext", "large", "cli"]
     started = time.perf_counter()
 
     # faiss's OpenMP threads spin after each call by default and steal the next contender's
@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import large_store
 
         sections.append(large_store.run(quick=args.quick, scale=args.scale))
+    if "cli" in parts:
+        from benchmarks import cli_startup
+
+        sections.append(cli_startup.run(quick=args.quick))
     info["loadavg_at_end"] = list(os.getloadavg())
     info["seconds"] = round(time.perf_counter() - started, 1)
     info["arguments"] = {"quick": args.quick, "scale": args.scale, "only": parts}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 from PIL import Image
 
@@ -22,7 +23,7 @@ class RecordingSleep:
         self.delays.append(seconds)
 
 
-def fast_policy(max_attempts: int = 6, **kw: float) -> tuple[RetryPolicy, RecordingSleep]:
+def fast_policy(max_attempts: int = 6, **kw: Any) -> tuple[RetryPolicy, RecordingSleep]:
     sleep = RecordingSleep()
     return RetryPolicy(max_attempts=max_attempts, sleep=sleep, **kw), sleep
 

@@ -145,6 +145,85 @@ def test_threads_block_at_the_limit() -> None:
     assert limiter.in_flight == 0
 
 
+# --- the learned rate (a manual clock: no wall time, no threads) -------------------------------
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Bucket:
+    """The service: a token bucket of ``rate`` per second and ``burst`` capacity."""
+
+    def __init__(self, clock: ManualClock, rate: float, burst: float) -> None:
+        self.clock, self.rate, self.tokens, self.stamp = clock, rate, burst, clock()
+        self.burst = burst
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def _drive(limiter: AdaptiveLimiter, bucket: Bucket, clock: ManualClock, n: int) -> int:
+    """``n`` requests one after another, 1 ms of work apart; returns how many were throttled."""
+    throttled = 0
+    for _ in range(n):
+        with limiter.slot() as permit:
+            if bucket.take():
+                limiter.on_success()
+            else:
+                limiter.on_throttle(permit)
+                throttled += 1
+        clock.sleep(0.001)
+    return throttled
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(50.0, 50.0), (40.0, 1.0), (7.0, 20.0)])
+def test_the_limiter_learns_the_rate_the_service_allows_and_stops_being_throttled(
+    rate: float, burst: float
+) -> None:
+    clock = ManualClock()
+    limiter = AdaptiveLimiter(32, clock=clock, sleep=clock.sleep)
+    bucket = Bucket(clock, rate, burst)
+    _drive(limiter, bucket, clock, 1000)  # 1,000 requests a second: throttled until it learns
+    learned = limiter.rate
+    assert learned is not None
+    assert limiter.limit == 32  # the pace limits now, not the concurrency
+
+    start, before = clock(), bucket.tokens
+    sent = int(20 * rate)  # about 20 s more
+    throttled = _drive(limiter, bucket, clock, sent)
+    assert throttled <= 5  # a probe above the rate now and then, no more
+    # ... while using at least 95 % of what the service allows
+    assert sent - throttled >= 0.95 * (rate * (clock() - start) + before)
+    final = limiter.rate
+    assert final is not None and 0.95 * rate <= final <= 1.05 * rate
+
+
+def test_a_throttle_long_after_the_last_starts_learning_afresh() -> None:
+    clock = ManualClock()
+    limiter = AdaptiveLimiter(8, clock=clock, sleep=clock.sleep)
+    with limiter.slot() as p:
+        limiter.on_throttle(p)
+    clock.sleep(AdaptiveLimiter.HORIZON + 1)
+    with limiter.slot() as p:
+        limiter.on_throttle(p)
+    assert limiter.rate is None  # two throttles 31 s apart say nothing about the rate
+    assert limiter.limit == 2  # each halved the concurrency limit
+
+
 # --- call_aws with a limiter -------------------------------------------------------------------
 
 
@@ -229,7 +308,10 @@ def test_throttled_ingestion_with_defaults_loses_nothing_and_backs_off() -> None
     assert report.indexed == 150
     assert fake.successes == 150
     assert fake.errors.get("ThrottlingException", 0) > 0  # the throttle did bite
-    assert emb.limiter.limit < 32  # and the limit came down
+    # and the limiter reacted: it paces at the rate it learned, or (not enough throttles yet
+    # to learn one) its concurrency limit came down
+    rate = emb.limiter.rate
+    assert (rate is not None and rate < 32 / 0.002) or emb.limiter.limit < 32
 
     # The same 150 requests from 32 threads through call_aws without a limiter (some may give
     # up: RetryExhaustedError is what the limiter prevents).

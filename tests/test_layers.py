@@ -24,7 +24,17 @@ ROOT = Path(crossmodal_search.__file__).resolve().parent
 #: Top-level part of the package -> the higher parts it must never import.
 _FORBIDDEN: dict[str, frozenset[str]] = {
     **dict.fromkeys(
-        ("embeddings", "stores", "_aws", "_types", "_json", "_batching", "_version", "errors"),
+        (
+            "embeddings",
+            "stores",
+            "_aws",
+            "_limiter",
+            "_types",
+            "_json",
+            "_batching",
+            "_version",
+            "errors",
+        ),
         frozenset({"search", "datasets", "evaluation", "cli", "web", "integrations"}),
     ),
     "search": frozenset({"datasets", "evaluation", "cli", "web", "integrations"}),

@@ -288,19 +288,23 @@ def test_validation_errors_from_the_service_are_not_retried(
 
 
 def test_a_throttled_store_sends_fewer_requests_at_once_until_successes_grow_it_back() -> None:
+    # Counted in requests, not timed: one throttled request, then puts whose limits follow
+    # from the number of successes alone, whatever order the threads finish in.
     fake = FakeS3Vectors(latency=0.02)  # slow enough that a put's 8 requests overlap
     store = make_store(fake, dimension=4, max_concurrency=8)
     assert store.concurrency_limit == 8
     fake.fail_next("put_vectors", "TooManyRequestsException")
-    store.put(records(4000, 4))  # 8 PutVectors requests, one throttled and retried
-    assert fake.vector_count(BUCKET, INDEX) == 4000
-    assert 4 <= store.concurrency_limit < 8  # halved, then +1 per `limit` successes in a row
+    store.put(records(500, 4))  # one PutVectors request: throttled, then retried
+    assert fake.vector_count(BUCKET, INDEX) == 500
+    assert store.concurrency_limit == 4  # halved; the retry is the 1st of 4 successes to grow it
 
     fake.max_in_flight = 0
+    # 8 requests: 4 at once; 5 after this put's 3rd success; 6 only after its 8th, the last.
     store.put(records(4000, 4, prefix="m"))
-    assert fake.vector_count(BUCKET, INDEX) == 8000
+    assert fake.vector_count(BUCKET, INDEX) == 4500
+    assert store.concurrency_limit == 6
     assert fake.max_in_flight <= 5  # not the 8 threads the put could run
-    for _ in range(8):  # enough successes in a row bring it back to the ceiling
+    for _ in range(2):  # 16 successes in a row: 6 -> 7 -> 8, the ceiling
         store.put(records(4000, 4, prefix="n"))
     assert store.concurrency_limit == 8
 

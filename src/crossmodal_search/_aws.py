@@ -7,22 +7,21 @@ Every Bedrock and S3 Vectors call of the SDK goes through :func:`call_aws`, so t
 * retries happen exactly once, here, with tenacity. Clients the SDK builds itself get botocore's
   own retries set to a single attempt so the two layers never multiply. A client injected by the
   caller keeps its own configuration (docs/stores.md, "Your own boto3 clients").
-* concurrency adapts to throttling: :class:`AdaptiveLimiter` is an AIMD limit (like TCP's
-  congestion window, or botocore's ``adaptive`` retry mode, but inside this one retry layer).
-  ``call_aws(..., limiter=...)`` holds a slot of the limiter for each attempt (never during the
-  backoff sleep); a throttling error (``ThrottlingException``, ``TooManyRequestsException``,
-  HTTP 429) halves the limit, at most once per "generation" of requests (a throttle from a request
-  started before the last decrease is ignored, so 20 concurrent 429s halve it once, not 20
-  times), and every ``limit`` successes raise it by one, up to ``max_limit``. Callers sharing a
-  limiter (all threads of one :class:`~crossmodal_search.embeddings.NovaEmbeddings`) therefore
-  settle near the rate the service accepts instead of retrying into a wall of 429s.
+* requests adapt to throttling: ``call_aws(..., limiter=...)`` holds a slot of an
+  :class:`~crossmodal_search._limiter.AdaptiveLimiter` for each attempt (never during the
+  backoff sleep), retries included. A throttling error (``ThrottlingException``,
+  ``TooManyRequestsException``, HTTP 429) halves its concurrency limit (once per generation of
+  requests) and teaches it the rate the service allows, at which it then paces every request;
+  successes grow the limit back. Callers sharing a limiter (all threads of one
+  :class:`~crossmodal_search.embeddings.NovaEmbeddings`) therefore settle on the rate the
+  service accepts instead of retrying into a wall of 429s (like botocore's ``adaptive`` retry
+  mode, but inside this one retry layer).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from crossmodal_search._limiter import AdaptiveLimiter as AdaptiveLimiter  # re-exported
 from crossmodal_search._version import __version__
 from crossmodal_search.errors import (
     AccessDeniedError,
@@ -102,7 +102,9 @@ class RetryPolicy:
         initial_backoff: seconds of the first backoff window (default 0.25).
         max_backoff: cap of one backoff window in seconds (default 20).
         max_total_seconds: stop retrying once this much time has passed (default 120).
-        sleep: the sleep function; tests pass a recorder to run instantly.
+        sleep: the sleep function; tests pass a recorder to run instantly. The adaptive limit
+            of the client using this policy waits for its pace with it too.
+        clock: monotonic seconds, the adaptive limit's clock (tests pass a manual clock).
     """
 
     max_attempts: int = 6
@@ -110,6 +112,7 @@ class RetryPolicy:
     max_backoff: float = 20.0
     max_total_seconds: float = 120.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -119,127 +122,6 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-@dataclass(frozen=True)
-class Permit:
-    """One slot of an :class:`AdaptiveLimiter`; ``generation`` is the limit's at acquisition."""
-
-    generation: int
-
-
-class AdaptiveLimiter:
-    """Thread-safe AIMD concurrency limit shared by every caller of one client.
-
-    Args:
-        max_limit: the ceiling (the caller's ``max_concurrency``).
-        initial_limit: where the limit starts (default ``max_limit``).
-        decrease_factor: the limit is multiplied by this on throttling (default 0.5).
-
-    The limit never drops below 1. A throttle reported for a :class:`Permit` acquired before the
-    last decrease is ignored: those requests were sent under the old, higher limit, and one
-    decrease already answered them.
-
-    Example:
-        >>> limiter = AdaptiveLimiter(32)
-        >>> with limiter.slot() as permit:
-        ...     limiter.on_throttle(permit)
-        >>> limiter.limit
-        16
-    """
-
-    def __init__(
-        self, max_limit: int, *, initial_limit: int | None = None, decrease_factor: float = 0.5
-    ) -> None:
-        if isinstance(max_limit, bool) or not isinstance(max_limit, int) or max_limit < 1:
-            raise ConfigurationError(f"max_limit must be an int >= 1, got {max_limit!r}")
-        start = max_limit if initial_limit is None else initial_limit
-        if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= max_limit:
-            raise ConfigurationError(f"initial_limit must be in [1, {max_limit}], got {start!r}")
-        if not 0 < decrease_factor < 1:
-            raise ConfigurationError(f"decrease_factor must be in (0, 1), got {decrease_factor!r}")
-        self._max = max_limit
-        self._limit = start
-        self._factor = decrease_factor
-        self._in_flight = 0
-        self._generation = 0
-        self._successes = 0
-        self._throttles = 0
-        self._cond = threading.Condition()
-
-    @property
-    def max_limit(self) -> int:
-        """The ceiling of :attr:`limit`."""
-        return self._max
-
-    @property
-    def limit(self) -> int:
-        """Requests allowed in flight now."""
-        with self._cond:
-            return self._limit
-
-    @property
-    def in_flight(self) -> int:
-        """Permits currently held."""
-        with self._cond:
-            return self._in_flight
-
-    @property
-    def throttles(self) -> int:
-        """Throttling errors reported (decreases or not)."""
-        with self._cond:
-            return self._throttles
-
-    def acquire(self) -> Permit:
-        """Block until fewer than :attr:`limit` permits are held, then take one."""
-        with self._cond:
-            while self._in_flight >= self._limit:
-                self._cond.wait()
-            self._in_flight += 1
-            return Permit(self._generation)
-
-    def release(self, permit: Permit) -> None:
-        """Give back a permit from :meth:`acquire`."""
-        del permit  # the generation only matters for on_throttle
-        with self._cond:
-            self._in_flight -= 1
-            self._cond.notify()
-
-    @contextmanager
-    def slot(self) -> Iterator[Permit]:
-        """``with limiter.slot() as permit:`` acquire and always release."""
-        permit = self.acquire()
-        try:
-            yield permit
-        finally:
-            self.release(permit)
-
-    def on_throttle(self, permit: Permit) -> None:
-        """Multiplicative decrease, once per generation of permits."""
-        with self._cond:
-            self._throttles += 1
-            self._successes = 0
-            if permit.generation != self._generation:
-                return
-            new = max(1, int(self._limit * self._factor))
-            if new != self._limit:
-                logger.info("throttled: concurrency limit %d -> %d", self._limit, new)
-            self._limit = new
-            self._generation += 1
-
-    def on_success(self) -> None:
-        """Additive increase: +1 after ``limit`` successes in a row, up to ``max_limit``."""
-        with self._cond:
-            if self._limit >= self._max:
-                return
-            self._successes += 1
-            if self._successes >= self._limit:
-                self._successes = 0
-                self._limit += 1
-                self._cond.notify()
-
-    def __repr__(self) -> str:
-        return f"AdaptiveLimiter(limit={self.limit}, max_limit={self._max})"
 
 
 def _is_throttle(exc: ServiceError) -> bool:
@@ -349,6 +231,29 @@ def map_client_errors(operation: str) -> Iterator[None]:
         raise mapped from exc
 
 
+def _wait(
+    policy: RetryPolicy, limiter: AdaptiveLimiter | None
+) -> Callable[[tenacity.RetryCallState], float]:
+    """Exponential backoff with full jitter, except for a throttle once ``limiter`` paces: the
+    retry then waits for its turn in the pace like any request (one budget for both)."""
+    backoff = tenacity.wait_random_exponential(
+        multiplier=policy.initial_backoff, max=policy.max_backoff
+    )
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if (
+            limiter is not None
+            and limiter.rate is not None
+            and isinstance(exc, ServiceError)
+            and _is_throttle(exc)
+        ):
+            return 0.0
+        return float(backoff(state))
+
+    return wait
+
+
 def call_aws(
     operation: str,
     fn: Callable[[], T],
@@ -395,9 +300,7 @@ def call_aws(
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientServiceError),
-        wait=tenacity.wait_random_exponential(
-            multiplier=policy.initial_backoff, max=policy.max_backoff
-        ),
+        wait=_wait(policy, limiter),
         stop=(
             tenacity.stop_after_attempt(policy.max_attempts)
             | tenacity.stop_after_delay(policy.max_total_seconds)

@@ -20,26 +20,34 @@ from crossmodal_search.errors import CrossmodalSearchError
 
 __all__ = ["main"]
 
-#: Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = (
-    "index",
-    "search",
-    "similar",
-    "copy",
-    "store",
-    "demo",
-    "serve",
-    "mcp",
-    "eval",
-    "tag",
-)
+#: Sub-command modules, in the order ``--help`` lists them, with the help line ``--help`` shows
+#: (the module's own parser says the same: tests/test_cli_startup.py compares them). Only the
+#: module of the command being run is imported: ``crossmodal --help`` imports none.
+_HELP: dict[str, str] = {
+    "index": "embed a catalog into a store (resumable: a rerun skips what is already indexed)",
+    "search": "search by text, by image, or both",
+    "similar": "products similar to an indexed product (no embedding call)",
+    "copy": "copy an index into another store (local <-> S3 Vectors)",
+    "store": "describe, upgrade, check or recover a store",
+    "demo": "index a generated sample catalog locally and run example searches",
+    "serve": "run the search page and JSON API (needs the 'web' extra)",
+    "mcp": "run the MCP tool server for agents and assistants (needs the 'mcp' extra)",
+    "eval": "measure search quality on labelled queries and compare settings",
+    "tag": "tag indexed products zero-shot from a vocabulary (filterable metadata)",
+}
+_COMMANDS: tuple[str, ...] = tuple(_HELP)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (used by ``main`` and by the docs generator)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser (the docs generator's: every command's).
+
+    With ``only``, just that command's module is imported and its parser built; the other
+    commands get an empty parser with the same help line, so the top-level usage, help and
+    errors read the same.
+    """
     parser = argparse.ArgumentParser(
         prog="crossmodal",
         description="Crossmodal product search: index a catalog, search it by text and/or image.",
@@ -52,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMANDS:
-        importlib.import_module(f"crossmodal_search.cli._{name}").register(sub)
+        if only is None or name == only:
+            importlib.import_module(f"crossmodal_search.cli._{name}").register(sub)
+        else:
+            sub.add_parser(name, help=_HELP[name])
     for command in sub.choices.values():
         # Also accepted after the sub-command; SUPPRESS keeps a value given before it.
         common = command.add_argument_group("common options")
@@ -67,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crossmodal`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_in(args_list))
+    args = parser.parse_args(args_list)
     configure_logging(args.verbose)
     try:
         code: int = args.func(args)
@@ -82,3 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("crossmodal: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The command ``argv`` names ("" for none: ``--help``, ``--version``, a usage error).
+
+    The options before a command take no value, so the command is the first word that is
+    not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in _HELP else ""
+        if word == "--":
+            return ""
+    return ""

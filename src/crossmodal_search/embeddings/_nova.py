@@ -134,7 +134,9 @@ class NovaEmbeddings(BaseEmbedder):
             raise ConfigurationError("max_inline_bytes must be at least 1024")
         self._model_id = model_id
         self._max_concurrency = max_concurrency
-        self._limiter = AdaptiveLimiter(max_concurrency)
+        self._limiter = AdaptiveLimiter(
+            max_concurrency, clock=retry_policy.clock, sleep=retry_policy.sleep
+        )
         self._retry_policy = retry_policy
         # The whole InvokeModel body (base64 + JSON fields) must fit in 25,000,000 bytes.
         self._max_inline_bytes = min(max_inline_bytes, INLINE_LIMIT_BYTES - _BODY_OVERHEAD)

@@ -27,8 +27,7 @@ from crossmodal_search.errors import (
     ServiceValidationError,
     TransientServiceError,
 )
-from crossmodal_search.search._catalog import Product
-from crossmodal_search.search._planner import EmbedPart, Planner, ProductPlan
+from crossmodal_search.search._planner import EmbedPart, ProductPlan
 from crossmodal_search.search._results import IngestReport, IngestStoppedError, ItemFailure
 from crossmodal_search.stores import VectorRecord, VectorStore
 
@@ -188,7 +187,9 @@ class IngestRun:
         self._gate = threading.Event()
         self._gate.set()
         self._same_code: tuple[str, int] = ("", 0)
-        self._transient_in_row = 0
+        # The products (not attempts: one product failing round after round is no storm)
+        # that failed in a row on transient errors.
+        self._transient_in_row: set[str] = set()
         self._next_pause = self._policy.pause_seconds
         self._paused = 0.0
         self._epoch = 0
@@ -212,18 +213,17 @@ class IngestRun:
 
     def run(
         self,
-        windows: Iterable[Sequence[Product]],
-        planner: Planner,
+        windows: Iterable[Sequence[ProductPlan]],
         max_concurrency: int,
         *,
         started: float,
     ) -> IngestReport:
-        """Plan and settle each window of products, write the rest, and report (a stop or
-        an error keeps what was embedded; see :meth:`abort`)."""
+        """Settle each window of plans, write the rest, and report (a stop or an error keeps
+        what was embedded; see :meth:`abort`)."""
         with ThreadPoolExecutor(max_concurrency, thread_name_prefix="crossmodal") as pool:
             try:
-                for window in windows:
-                    self.window(planner.plan(window, pool), pool)
+                for plans in windows:
+                    self.window(plans, pool)
                 self.flush(final=True)
             except IngestStoppedError as exc:
                 self.abort(pool)
@@ -296,7 +296,8 @@ class IngestRun:
             self._buffer.extend(item.plan.records(item.vectors, self._weight))
             self._stale.extend(item.plan.stale)
             self.indexed += 1
-            self._same_code, self._transient_in_row = ("", 0), 0
+            self._same_code = ("", 0)
+            self._transient_in_row.clear()
             self._next_pause = self._policy.pause_seconds
             return True
         part, cause = error
@@ -305,8 +306,8 @@ class IngestRun:
             with self._lock:
                 fresh = item.epochs.get(part, self._epoch) == self._epoch
             if fresh:
-                self._transient_in_row += 1
-            if self._transient_in_row >= self._policy.storm_threshold:
+                self._transient_in_row.add(pid)
+            if len(self._transient_in_row) >= self._policy.storm_threshold:
                 self._pause(cause)
             if item.rounds < self._policy.product_attempts:
                 logger.info("%s met %s; trying it again later in this run", pid, _code(cause))
@@ -343,7 +344,7 @@ class IngestRun:
 
     def _pause(self, exc: CrossmodalSearchError) -> None:
         """Hold every new call for a while: the service is throttling or failing."""
-        self._transient_in_row = 0
+        self._transient_in_row.clear()
         pause = min(self._next_pause, self._policy.max_pause_seconds)
         if self._paused + pause > self._policy.pause_budget_seconds:
             raise IngestStoppedError(

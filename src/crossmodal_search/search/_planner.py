@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +246,25 @@ class Planner:
         plans = list(pool.map(self.prepare, products))
         self.decide(plans)
         return plans
+
+    def plan_ahead(
+        self, windows: Sequence[Sequence[Product]], readers: int
+    ) -> Iterator[list[ProductPlan]]:
+        """The plans of each window, the next window planned (images read, store read) while
+        the caller embeds this one: a throttled store's reads would otherwise leave the
+        embedder idle."""
+        if not windows:
+            return
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="crossmodal-plan") as planner,
+            ThreadPoolExecutor(readers, thread_name_prefix="crossmodal-read") as pool,
+        ):
+            upcoming = planner.submit(self.plan, windows[0], pool)
+            for window in windows[1:]:
+                plans = upcoming.result()
+                upcoming = planner.submit(self.plan, window, pool)
+                yield plans
+            yield upcoming.result()
 
     def prepare(self, product: Product) -> ProductPlan:
         """Read the images, hash the content and build the metadata (no store or embed call)."""

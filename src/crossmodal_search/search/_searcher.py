@@ -577,8 +577,11 @@ class CrossmodalSearcher:
             total=len(items),
             progress=progress,
         )
-        windows = self._windows(items)
-        return run.run(windows, self._planner, self._max_concurrency, started=started)
+        # The first window is small so that embedding starts early.
+        first = min(len(items), 2 * self._max_concurrency)
+        windows = [items[:first], *self._windows(items[first:])]
+        plans = self._planner.plan_ahead(windows, readers=min(8, self._max_concurrency))
+        return run.run(plans, self._max_concurrency, started=started)
 
     def _plans(self, items: Sequence[Product]) -> Iterator[list[ProductPlan]]:
         """The plans of ``items``, a window at a time (images read, store compared)."""

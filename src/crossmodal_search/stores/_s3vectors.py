@@ -173,7 +173,9 @@ class S3VectorsStore(S3TextSearch):
             )
         self._retry_policy = retry_policy
         self._max_concurrency = max_concurrency
-        self._limiter = AdaptiveLimiter(max_concurrency)
+        self._limiter = AdaptiveLimiter(
+            max_concurrency, clock=retry_policy.clock, sleep=retry_policy.sleep
+        )
         self._max_request_bytes = max_request_bytes
         self._client: S3VectorsClient = (
             client
