@@ -31,7 +31,9 @@ def products(tmp_path_factory: pytest.TempPathFactory) -> list[Product]:
 
 
 def _calls_needed(products: list[Product]) -> int:
-    return sum(bool(p.embedding_text.strip()) + (p.image is not None) for p in products)
+    return sum(
+        bool(p.embedding_text.strip()) + (p.image is not None) + len(p.images) for p in products
+    )
 
 
 def _searcher(

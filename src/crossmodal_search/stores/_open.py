@@ -50,6 +50,7 @@ class _LocalOptions(_CommonOptions, total=False):
     accelerator: AcceleratorName | Accelerator | None
     float16_kernel: Float16Kernel
     scan_dtype: ScanDType | None
+    memory_map: bool | None
 
 
 class StoreOptions(_S3Options, _LocalOptions, total=False):
@@ -59,7 +60,8 @@ class StoreOptions(_S3Options, _LocalOptions, total=False):
     to every store; ``client``, ``session``, ``region_name``, ``config``, ``create``,
     ``retry_policy``, ``max_concurrency`` and ``max_request_bytes`` to ``s3vectors://`` stores
     (:class:`~crossmodal_search.stores.S3VectorsStore`); ``storage_dtype``, ``read_only``,
-    ``accelerator``, ``float16_kernel`` and ``scan_dtype`` to local and memory stores
+    ``accelerator``, ``float16_kernel``, ``scan_dtype`` and ``memory_map`` to local and memory
+    stores
     (:class:`~crossmodal_search.stores.LocalVectorStore`).
     """
 
@@ -133,7 +135,8 @@ def open_store(spec: str, *, dimension: int | None, **options: Unpack[StoreOptio
         **options: passed to the store's constructor (see :class:`StoreOptions`):
             ``distance_metric``, ``non_filterable_metadata_keys``, ``limits``; ``client``,
             ``region_name``, ``session``, ``create``... for S3 Vectors; ``storage_dtype``,
-            ``read_only``, ``accelerator``, ``float16_kernel``, ``scan_dtype`` for local stores.
+            ``read_only``, ``accelerator``, ``float16_kernel``, ``scan_dtype``, ``memory_map`` for
+            local stores.
 
     Raises:
         ConfigurationError: an unknown or malformed spec, an option of the other kind of store
