@@ -1,4 +1,5 @@
-"""``crossmodal --help`` imports no command module and nothing heavy; its output is unchanged.
+"""``crossmodal --help`` imports no command module and nothing heavy, nor does any command's
+``--help``; the output is unchanged.
 
 Not timed (benchmarks/cli_startup.py times it): what is checked is what gets imported.
 """
@@ -14,7 +15,18 @@ import pytest
 
 from crossmodal_search.cli import _COMMANDS, build_parser, main
 
-HEAVY = ("numpy", "boto3", "botocore", "pydantic", "PIL", "tenacity", "starlette", "uvicorn")
+HEAVY = (
+    "numpy",
+    "boto3",
+    "botocore",
+    "pydantic",
+    "PIL",
+    "tenacity",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "mcp",
+)
 
 
 def _imported_by(*argv: str) -> set[str]:
@@ -40,6 +52,18 @@ def _imported_by(*argv: str) -> set[str]:
 def test_crossmodal_help_imports_nothing_heavy(argv: tuple[str, ...]) -> None:
     imported = _imported_by(*argv)
     assert "crossmodal_search" in imported  # the parse really ran
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+@pytest.mark.parametrize("name", _COMMANDS)
+def test_a_command_help_imports_nothing_heavy(name: str) -> None:
+    imported = _imported_by(name, "--help")
+    assert "crossmodal_search" in imported
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_store_action_help_imports_nothing_heavy() -> None:
+    imported = _imported_by("store", "check", "--help")
     assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
 
 
