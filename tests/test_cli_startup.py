@@ -1,4 +1,5 @@
-"""``crossmodal --help`` imports no command module and nothing heavy; its output is unchanged.
+"""``crossmodal --help`` imports no command module and nothing heavy, nor does any command's
+``--help``; the output is unchanged.
 
 Not timed (benchmarks/cli_startup.py times it): what is checked is what gets imported.
 """
@@ -9,17 +10,32 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from crossmodal_search.cli import _COMMANDS, build_parser, main
+from crossmodal_search.cli._common import make_searcher
+from crossmodal_search.search import Product
 
-HEAVY = ("numpy", "boto3", "botocore", "pydantic", "PIL", "tenacity", "starlette", "uvicorn")
+HEAVY = (
+    "numpy",
+    "boto3",
+    "botocore",
+    "pydantic",
+    "PIL",
+    "tenacity",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "mcp",
+)
 
 
-def _imported_by(*argv: str) -> set[str]:
-    """Top-level packages imported by ``python -m crossmodal_search.cli ARGV`` (a fresh process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+def _run(*argv: str) -> tuple[set[str], str]:
+    """Top-level packages imported by ``python -m crossmodal_search.cli ARGV`` (a fresh process),
+    and its standard output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_"))}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "crossmodal_search.cli", *argv],
         capture_output=True,
@@ -28,12 +44,19 @@ def _imported_by(*argv: str) -> set[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "usage: crossmodal" in done.stdout
-    return {
+    imported = {
         line.split("|")[-1].strip().split(".")[0]
         for line in done.stderr.splitlines()
         if line.startswith("import time:") and "|" in line
     }
+    return imported, done.stdout
+
+
+def _imported_by(*argv: str) -> set[str]:
+    """What ``crossmodal ARGV --help``-like commands import; checks a usage was printed."""
+    imported, out = _run(*argv)
+    assert "usage: crossmodal" in out
+    return imported
 
 
 @pytest.mark.parametrize("argv", [("--help",), ("-v", "--help")])
@@ -41,6 +64,35 @@ def test_crossmodal_help_imports_nothing_heavy(argv: tuple[str, ...]) -> None:
     imported = _imported_by(*argv)
     assert "crossmodal_search" in imported  # the parse really ran
     assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+@pytest.mark.parametrize("name", _COMMANDS)
+def test_a_command_help_imports_nothing_heavy(name: str) -> None:
+    imported = _imported_by(name, "--help")
+    assert "crossmodal_search" in imported
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_store_action_help_imports_nothing_heavy() -> None:
+    imported = _imported_by("store", "check", "--help")
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_a_local_search_imports_no_aws_sdk(tmp_path: Path) -> None:
+    searcher, _ = make_searcher(store=f"local:{tmp_path / 'store'}", embedder="offline")
+    with searcher:
+        searcher.index(
+            [
+                Product(product_id="mug-1", text="blue ceramic mug", title="Blue mug"),
+                Product(product_id="lamp-1", text="brass table lamp", title="Brass lamp"),
+            ]
+        )
+    imported, out = _run(
+        "search", "--store", f"local:{tmp_path / 'store'}", "--embedder", "offline", "blue mug"
+    )
+    assert "mug-1" in out  # the search really ran and found the product
+    aws = {"boto3", "botocore", "tenacity"}
+    assert imported.isdisjoint(aws), sorted(imported & aws)
 
 
 def test_the_lazy_top_level_help_is_the_full_one(

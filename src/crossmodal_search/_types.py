@@ -9,6 +9,8 @@ from typing import Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from crossmodal_search._constants import NOVA_DIMENSIONS as NOVA_DIMENSIONS
+
 #: A 1-D float32 vector (or an (n, d) matrix where documented).
 Vector: TypeAlias = npt.NDArray[np.float32]
 
@@ -22,8 +24,6 @@ Filter: TypeAlias = Mapping[str, object]
 
 DistanceMetric: TypeAlias = Literal["cosine", "euclidean"]
 
-#: Output dimensions Nova Multimodal Embeddings offers (Matryoshka-trained).
-NOVA_DIMENSIONS: tuple[int, ...] = (256, 384, 1024, 3072)
 
 NOVA_MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
+from crossmodal_search._constants import VariantSource
 from crossmodal_search.cli._common import positive_int
-from crossmodal_search.datasets import VariantSource, load_abo
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.search import Product, load_products
+
+if TYPE_CHECKING:
+    from crossmodal_search.search import Product
 
 __all__ = ["add_catalog_args", "load_catalog"]
 
@@ -56,6 +58,9 @@ def add_catalog_args(parser: argparse.ArgumentParser) -> None:
 def load_catalog(args: argparse.Namespace) -> tuple[list[Product], str]:
     """The products of CATALOG (an ABO directory or a JSON-lines file) and a summary line;
     with ``--hold-out``, without the photos the labelled queries use."""
+    from crossmodal_search.datasets import load_abo
+    from crossmodal_search.search import load_products
+
     path = Path(args.catalog).expanduser()
     if path.is_dir():
         # Warns on stderr (a WARNING log line) when none of the images exists.

@@ -26,10 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from crossmodal_search._constants import NOVA_DIMENSIONS
 from crossmodal_search._json import JSONInputError, loads_strict
-from crossmodal_search._types import NOVA_DIMENSIONS
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.search import CrossmodalSearcher, SearchResult
+
+if TYPE_CHECKING:
+    from crossmodal_search.search import CrossmodalSearcher, SearchResult
 
 if TYPE_CHECKING:
     import boto3
@@ -156,6 +158,7 @@ def make_searcher(
         ConfigurationError: Bad spec, Nova requested without credentials, missing store.
     """
     from crossmodal_search.embeddings import make_embedder
+    from crossmodal_search.search import CrossmodalSearcher
     from crossmodal_search.stores import open_store, parse_store_spec
 
     kind, location, _ = parse_store_spec(store)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from crossmodal_search.cli._common import bounded_int, store_options
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.stores import (
-    CopyReport,
-    VectorStore,
-    copy_store,
-    open_store,
-    parse_store_spec,
-)
+
+if TYPE_CHECKING:
+    from crossmodal_search.stores import (
+        CopyReport,
+        VectorStore,
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _open(spec: str, region: str | None, *, like: VectorStore | None) -> VectorStore:
+    from crossmodal_search.stores import open_store, parse_store_spec
+
     kind, _, _ = parse_store_spec(spec)
     if like is None:  # the source: it must exist, and is only read
         if kind == "memory":
@@ -68,6 +70,8 @@ def _open(spec: str, region: str | None, *, like: VectorStore | None) -> VectorS
 
 def run(args: argparse.Namespace) -> int:
     """Copy SOURCE into TARGET and print the totals."""
+    from crossmodal_search.stores import copy_store
+
     if args.source == args.target:
         raise ConfigurationError("SOURCE and TARGET are the same store")
     source = _open(args.source, args.region, like=None)

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossmodal_search.cli._common import (
     ProgressBar,
@@ -17,13 +18,10 @@ from crossmodal_search.cli._common import (
     render_results,
     top_k,
 )
-from crossmodal_search.datasets import (
-    SAMPLE_QUERIES,
-    SampleQuery,
-    load_abo,
-    write_sample_catalog,
-)
-from crossmodal_search.search import CrossmodalSearcher, SearchResult
+
+if TYPE_CHECKING:
+    from crossmodal_search.datasets import SampleQuery
+    from crossmodal_search.search import CrossmodalSearcher, SearchResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,6 +117,8 @@ def _similar(searcher: CrossmodalSearcher, number: int, top_k: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, index and query the sample catalog; print a result table per sample query."""
+    from crossmodal_search.datasets import SAMPLE_QUERIES, load_abo, write_sample_catalog
+
     started = time.perf_counter()
     keep = args.dir is not None
     workdir = Path(args.dir).expanduser() if keep else Path(tempfile.mkdtemp(prefix="crossmodal-"))

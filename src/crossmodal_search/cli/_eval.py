@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from crossmodal_search._constants import DEFAULT_LEXICAL_WEIGHT
 from crossmodal_search.cli._common import (
     ProgressBar,
     add_embedder_args,
@@ -25,22 +26,13 @@ from crossmodal_search.cli._common import (
     weight,
 )
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.evaluation import (
-    Comparison,
-    EvalReport,
-    EvalSettings,
-    LabelledQuery,
-    build_queries_from_catalog,
-    compare,
-    evaluate,
-    hold_out,
-    plot_comparison,
-    read_abo_other_images,
-    read_queries,
-    write_queries,
-    write_sample_evaluation,
-)
-from crossmodal_search.search import DEFAULT_LEXICAL_WEIGHT
+
+if TYPE_CHECKING:
+    from crossmodal_search.evaluation import (
+        Comparison,
+        EvalReport,
+        LabelledQuery,
+    )
 
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher, Product
@@ -418,6 +410,11 @@ def _print_report(
 
 def _build(args: argparse.Namespace) -> int:
     from crossmodal_search.datasets import load_abo
+    from crossmodal_search.evaluation import (
+        build_queries_from_catalog,
+        read_abo_other_images,
+        write_queries,
+    )
 
     if not args.output:
         args._parser.error("--build-from-catalog needs -o/--output QUERIES.jsonl")
@@ -443,6 +440,8 @@ def _build(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build a query set, or evaluate one (a comparison unless ``--no-compare``)."""
+    from crossmodal_search.evaluation import hold_out, read_queries
+
     parser: argparse.ArgumentParser = args._parser
     modes = sum(bool(x) for x in (args.queries, args.build_from_catalog, args.sample))
     if modes != 1:
@@ -482,6 +481,7 @@ def run(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace, out: TextIO) -> tuple[Path, list[Product]]:
     """The sample catalog at ``--sample DIR`` (written if missing) and its labelled queries."""
     from crossmodal_search.datasets import load_abo, write_sample_catalog
+    from crossmodal_search.evaluation import write_sample_evaluation
 
     root = Path(args.sample).expanduser()
     if not (root / "listings").is_dir():
@@ -514,6 +514,8 @@ def _evaluate(
     queries: list[LabelledQuery],
     out: TextIO,
 ) -> int:
+    from crossmodal_search.evaluation import EvalSettings, compare, evaluate, plot_comparison
+
     base = EvalSettings(
         search_mode=args.mode,
         fusion=args.fusion,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crossmodal_search._aws import build_client
+from crossmodal_search._constants import LANGUAGES
 from crossmodal_search.cli._catalog import add_catalog_args, load_catalog
 from crossmodal_search.cli._common import (
     ProgressBar,
@@ -26,15 +26,14 @@ from crossmodal_search.cli._common import (
     text_field,
 )
 from crossmodal_search.errors import ConfigurationError, InvalidInputError, ResourceNotFoundError
-from crossmodal_search.search import (
-    DEFAULT_TEXT_FIELDS,
-    CrossmodalSearcher,
-    IngestReport,
-    IngestStoppedError,
-    Product,
-    index_with_batch,
-)
-from crossmodal_search.stores import LANGUAGES, TextField, parse_store_spec
+
+if TYPE_CHECKING:
+    from crossmodal_search.search import (
+        CrossmodalSearcher,
+        IngestReport,
+        Product,
+    )
+    from crossmodal_search.stores import TextField
 
 if TYPE_CHECKING:
     import boto3
@@ -224,6 +223,9 @@ def _print_report(report: IngestReport) -> None:
 
 def _text_fields(args: argparse.Namespace) -> list[TextField] | None:
     """The full-text fields asked for on the command line (None: the searcher's defaults)."""
+    from crossmodal_search.search import DEFAULT_TEXT_FIELDS
+    from crossmodal_search.stores import TextField
+
     if args.no_text_fields:
         if args.text_fields or args.text_language:
             args._parser.error("--no-text-fields excludes --text-field and --text-language")
@@ -239,6 +241,8 @@ def _text_fields(args: argparse.Namespace) -> list[TextField] | None:
 
 def _open_for_estimate(args: argparse.Namespace) -> tuple[CrossmodalSearcher, str]:
     """The target store read-only when it exists, else an empty in-memory one: never create."""
+    from crossmodal_search.stores import parse_store_spec
+
     kind, location, _ = parse_store_spec(args.store)
     if not (kind == "local" and location is not None and not Path(location).is_dir()):
         try:
@@ -337,6 +341,7 @@ def _aws_session(args: argparse.Namespace, what: str) -> boto3.Session:
 
 
 def _batch_jobs(args: argparse.Namespace, session: boto3.Session) -> BatchEmbeddingJobs:
+    from crossmodal_search._aws import build_client
     from crossmodal_search.embeddings import BatchEmbeddingJobs
 
     return BatchEmbeddingJobs(
@@ -351,6 +356,7 @@ def _batch_jobs(args: argparse.Namespace, session: boto3.Session) -> BatchEmbedd
 
 
 def _media_jobs(args: argparse.Namespace, session: boto3.Session) -> SegmentedEmbeddingJobs:
+    from crossmodal_search._aws import build_client
     from crossmodal_search.embeddings import SegmentedEmbeddingJobs, check_s3_uri
 
     try:
@@ -473,6 +479,8 @@ def _index_products(
 ) -> IngestReport:
     """Index the products (through batch inference with ``batch_jobs``) with a progress bar;
     on a stop or an interrupt, say what was saved and that a rerun resumes."""
+    from crossmodal_search.search import IngestStoppedError, index_with_batch
+
     bar = ProgressBar("indexing")
     try:
         if batch_jobs is None:

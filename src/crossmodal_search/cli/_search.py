@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
+from crossmodal_search._constants import DEFAULT_LEXICAL_WEIGHT, SearchMode
 from crossmodal_search.cli._common import (
     add_collapse_arg,
     add_embedder_args,
@@ -19,7 +20,6 @@ from crossmodal_search.cli._common import (
     weight,
 )
 from crossmodal_search.errors import UnsupportedMediaError
-from crossmodal_search.search import DEFAULT_LEXICAL_WEIGHT, SearchMode
 
 if TYPE_CHECKING:
     from crossmodal_search.search import CrossmodalSearcher

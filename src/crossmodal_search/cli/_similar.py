@@ -7,6 +7,7 @@ import json
 import sys
 from typing import get_args
 
+from crossmodal_search._constants import SearchMode
 from crossmodal_search.cli._common import (
     add_collapse_arg,
     add_embedder_args,
@@ -17,7 +18,6 @@ from crossmodal_search.cli._common import (
     top_k,
 )
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.search import SearchMode
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

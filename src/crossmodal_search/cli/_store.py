@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from crossmodal_search.cli._common import store_options, text_field
 from crossmodal_search.errors import ConfigurationError
-from crossmodal_search.stores import (
-    S3VectorsStore,
-    TextSearchStore,
-    VectorStore,
-    check_local_store,
-    open_store,
-    parse_store_spec,
-    recover_local_store,
-)
+
+if TYPE_CHECKING:
+    from crossmodal_search.stores import VectorStore
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,6 +94,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _open(spec: str, region: str | None, *, read_only: bool) -> VectorStore:
+    from crossmodal_search.stores import open_store, parse_store_spec
+
     kind, _, _ = parse_store_spec(spec)
     if kind == "memory":
         raise ConfigurationError("a memory: store holds nothing between commands; name a store")
@@ -107,6 +104,8 @@ def _open(spec: str, region: str | None, *, read_only: bool) -> VectorStore:
 
 
 def _describe(store: VectorStore) -> list[str]:
+    from crossmodal_search.stores import TextSearchStore
+
     lines = [
         f"dimension: {store.dimension}",
         f"distance metric: {store.distance_metric}",
@@ -136,6 +135,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from crossmodal_search.stores import S3VectorsStore, TextSearchStore
+
     store = _open(args.store, args.region, read_only=False)
     try:
         if not isinstance(store, TextSearchStore):
@@ -159,12 +160,16 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from crossmodal_search.stores import check_local_store
+
     report = check_local_store(args.directory)
     print(report.summary())
     return 0 if report.ok else 1
 
 
 def _recover(args: argparse.Namespace) -> int:
+    from crossmodal_search.stores import recover_local_store
+
     report = recover_local_store(
         args.directory,
         drop_damaged=args.drop_damaged,

@@ -7,8 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from crossmodal_search.cli._common import (
     add_embedder_args,
@@ -17,16 +16,10 @@ from crossmodal_search.cli._common import (
     open_searcher,
 )
 from crossmodal_search.errors import InvalidInputError
-from crossmodal_search.evaluation import (
-    TagQuality,
-    evaluate_tags,
-)
-from crossmodal_search.search import (
-    TaggingReport,
-    TagVocabulary,
-    load_vocabulary,
-    tag_products,
-)
+
+if TYPE_CHECKING:
+    from crossmodal_search.evaluation import TagQuality
+    from crossmodal_search.search import TaggingReport
 
 
 def _threshold(value: str) -> float:
@@ -135,6 +128,11 @@ def _print_quality(quality: TagQuality) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tag the products of ``--store`` and print what was written."""
+    from pydantic import ValidationError
+
+    from crossmodal_search.evaluation import evaluate_tags
+    from crossmodal_search.search import TagVocabulary, load_vocabulary, tag_products
+
     vocabulary = load_vocabulary(args.vocab)
     if args.template is not None:
         try:

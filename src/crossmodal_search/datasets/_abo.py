@@ -15,10 +15,11 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Literal, TypeAlias, get_args
+from typing import get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from crossmodal_search._constants import VariantSource as VariantSource
 from crossmodal_search._json import JSONInputError, parse_json_line
 from crossmodal_search._types import MetadataValue, Scalar
 from crossmodal_search.errors import InvalidInputError
@@ -30,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 _MAX_BULLETS_CHARS = 1500
 
-#: The listing field that names a product's variant group (``load_abo(variants_from=...)``).
-VariantSource: TypeAlias = Literal["model_name", "model_number"]
 _VARIANT_SOURCES: tuple[str, ...] = get_args(VariantSource)
 #: Longest group kept (``Product.variant_group`` takes 200 characters): longer ones are cut.
 _MAX_GROUP_CHARS = 200

@@ -6,7 +6,6 @@ import os
 from typing import TYPE_CHECKING, Literal
 
 from crossmodal_search.embeddings._cache import EmbeddingCache
-from crossmodal_search.embeddings._nova import NovaEmbeddings
 from crossmodal_search.embeddings._offline import OfflineEmbedder
 from crossmodal_search.errors import ConfigurationError
 
@@ -74,6 +73,8 @@ def make_embedder(
             f"offline embedder (auto: no AWS credentials found): {offline_note}; "
             "not semantic, use Nova for real search",
         )
+    from crossmodal_search.embeddings._nova import NovaEmbeddings
+
     nova = NovaEmbeddings(session=sess, region_name=region_name, dimension=dimension, cache=cache)
     method = getattr(credentials, "method", None) or "the boto3 credential chain"
     region = nova.client.meta.region_name

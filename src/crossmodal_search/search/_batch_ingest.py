@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from crossmodal_search._types import Vector
-from crossmodal_search.embeddings import BatchEmbeddingJobs, BatchRequest, BatchResult
 from crossmodal_search.errors import EmbeddingJobError
 from crossmodal_search.search._planner import EmbedPart, ProductPlan
 
 if TYPE_CHECKING:
+    from crossmodal_search.embeddings import BatchEmbeddingJobs, BatchRequest, BatchResult
     from crossmodal_search.search._catalog import Product
     from crossmodal_search.search._results import IngestReport
     from crossmodal_search.search._searcher import CrossmodalSearcher
@@ -52,6 +52,8 @@ def _part_input(plan: ProductPlan, part: EmbedPart) -> bytes | str:
 
 def _requests(searcher: CrossmodalSearcher, items: list[Product], dim: int) -> list[BatchRequest]:
     """One request per distinct text and image the plans need embedded."""
+    from crossmodal_search.embeddings import BatchRequest
+
     texts: dict[str, str] = {}
     images: dict[str, bytes | str] = {}
     for window in searcher._plans(items):

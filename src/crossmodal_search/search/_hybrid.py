@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from crossmodal_search._constants import DEFAULT_LEXICAL_WEIGHT as DEFAULT_LEXICAL_WEIGHT
 from crossmodal_search._types import Filter, MetadataValue, Vector
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
 from crossmodal_search.search._results import MatchedBy
@@ -63,9 +64,6 @@ DEFAULT_TEXT_FIELDS: tuple[TextField, ...] = (
     TextField("brand"),
     TextField("model_number"),
 )
-#: The words' share of a hybrid score by default (tuned on the sample evaluation:
-#: docs/evaluation.md, "Hybrid search").
-DEFAULT_LEXICAL_WEIGHT = 0.3
 _MAX_TOP_K = 100
 # S3 Vectors takes at most 1,024 characters per query text.
 _MAX_WORDS_CHARS = 1024

@@ -17,18 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crossmodal_search._aws import join_s3
 from crossmodal_search._types import MetadataValue
 from crossmodal_search.embeddings import (
     SYNC_TEXT_LIMIT_CHARS,
     SegmentationConfig,
-    SegmentedEmbeddingJobs,
-    SegmentedJob,
     SegmentedResult,
     VideoEmbeddingMode,
     check_s3_uri,
     embed_pdf,
-    embed_text_document,
 )
 from crossmodal_search.errors import (
     ConfigurationError,
@@ -53,7 +49,7 @@ from crossmodal_search.search._schema import (
 from crossmodal_search.stores import StoreLimits
 
 if TYPE_CHECKING:
-    from crossmodal_search.embeddings import Embedder
+    from crossmodal_search.embeddings import Embedder, SegmentedEmbeddingJobs, SegmentedJob
     from crossmodal_search.stores import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -289,6 +285,8 @@ class _MediaRun:
 
     def _embed_local(self, item: MediaItem, tag: str, text: str | None) -> None:
         """A local PDF page by page, or a short local text as one segment."""
+        from crossmodal_search.embeddings import embed_text_document
+
         assert self._embedder is not None  # checked for every local document before any call
         if text is None:
             result = embed_pdf(item.source, self._embedder, dpi=self._settings.dpi)
@@ -301,6 +299,8 @@ class _MediaRun:
         self._finished()
 
     def _start_job(self, item: MediaItem, tag: str, local_text: str | None) -> _Started:
+        from crossmodal_search._aws import join_s3
+
         jobs, output = self._jobs, self._output
         if jobs is None or output is None:
             raise InvalidInputError(
@@ -435,6 +435,8 @@ def _job_manifest_uri(
     embedding_mode: VideoEmbeddingMode,
 ) -> str:
     """Where the job for this source and these settings is recorded (content-addressed)."""
+    from crossmodal_search._aws import join_s3
+
     mode = embedding_mode if item.kind == "video" else None
     key = json.dumps([jobs.model_id, jobs.dimension, item.kind, source, tag, mode])
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
@@ -461,6 +463,8 @@ def _save_job(
 
 def _resume_job(jobs: SegmentedEmbeddingJobs, uri: str) -> SegmentedJob | None:
     """The recorded job for ``uri`` when it is still running or completed, else ``None``."""
+    from crossmodal_search.embeddings import SegmentedJob
+
     try:
         raw = jobs._read(uri)
     except ResourceNotFoundError:

@@ -21,6 +21,7 @@ from typing import Literal, TypeAlias, get_args
 
 import numpy as np
 
+from crossmodal_search._constants import SearchMode as SearchMode
 from crossmodal_search._types import EmbeddingPurpose, Filter, MetadataValue, Vector
 from crossmodal_search.embeddings import Embedder, ImageInput
 from crossmodal_search.errors import (
@@ -62,8 +63,6 @@ from crossmodal_search.stores import (
 
 __all__ = ["MAX_TOP_K", "Fusion", "ProductSearch", "SearchMode", "is_weight"]
 
-#: Which stored vectors a query searches.
-SearchMode: TypeAlias = Literal["text", "image", "combined", "video", "audio", "document", "all"]
 #: How a text+image query is combined: one query with the weighted mean vector, or reciprocal
 #: rank fusion of two separate queries.
 Fusion: TypeAlias = Literal["mean", "rrf"]

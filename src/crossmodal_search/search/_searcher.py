@@ -12,12 +12,12 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from crossmodal_search._types import Filter
 from crossmodal_search.embeddings import (
     Embedder,
     ImageInput,
-    SegmentedEmbeddingJobs,
     VideoEmbeddingMode,
 )
 from crossmodal_search.errors import (
@@ -62,6 +62,9 @@ from crossmodal_search.search._results import (
 )
 from crossmodal_search.search._variants import Collapse
 from crossmodal_search.stores import StoreLimits, TextField, VectorStore
+
+if TYPE_CHECKING:
+    from crossmodal_search.embeddings import SegmentedEmbeddingJobs
 
 __all__ = ["CrossmodalSearcher"]
 

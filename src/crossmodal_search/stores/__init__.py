@@ -1,5 +1,7 @@
 """Vector stores: Amazon S3 Vectors and an embedded local store, one contract for both."""
 
+from typing import TYPE_CHECKING, Any
+
 from crossmodal_search.stores._ann import (
     Accelerator,
     AcceleratorName,
@@ -33,7 +35,6 @@ from crossmodal_search.stores._recover import (
     check_local_store,
     recover_local_store,
 )
-from crossmodal_search.stores._s3vectors import S3VectorsStore
 from crossmodal_search.stores._text import (
     LANGUAGES,
     MAX_TEXT_FIELDS,
@@ -45,6 +46,9 @@ from crossmodal_search.stores._text import (
     TextStatus,
     validate_text_fields,
 )
+
+if TYPE_CHECKING:
+    from crossmodal_search.stores._s3vectors import S3VectorsStore
 
 __all__ = [
     "DEFAULT_NON_FILTERABLE_KEYS",
@@ -92,3 +96,17 @@ __all__ = [
     "validate_records",
     "validate_text_fields",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # S3VectorsStore imports boto3/botocore/tenacity: a local store never loads them.
+    if name == "S3VectorsStore":
+        from crossmodal_search.stores._s3vectors import S3VectorsStore
+
+        globals()[name] = S3VectorsStore
+        return S3VectorsStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

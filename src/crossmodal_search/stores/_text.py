@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias, get_args
+from typing import Literal, TypeAlias
 
+from crossmodal_search._constants import LANGUAGES as LANGUAGES
+from crossmodal_search._constants import Language as Language
 from crossmodal_search._types import MetadataValue
 from crossmodal_search.errors import InvalidInputError
 
@@ -33,9 +35,6 @@ __all__ = [
     "validate_text_queries",
 ]
 
-#: Languages a text search configuration may name (absent: the standard analyzer).
-Language: TypeAlias = Literal["en", "fr", "es", "pt", "it", "de", "nl", "zh", "ja", "ko"]
-LANGUAGES: tuple[Language, ...] = get_args(Language)
 #: ``CLASSIC`` filters during the (approximate) vector search; ``ENHANCED`` filters first and
 #: takes full-text search, ``$startsWith`` and ``update_metadata_configuration``.
 IndexMode: TypeAlias = Literal["CLASSIC", "ENHANCED"]
