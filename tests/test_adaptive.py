@@ -19,7 +19,8 @@ from crossmodal_search.errors import (
 )
 from crossmodal_search.search import CrossmodalSearcher, Product
 from crossmodal_search.stores._local import LocalVectorStore
-from crossmodal_search.testing import FakeBedrock
+from crossmodal_search.stores._s3vectors import S3VectorsStore
+from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
 
 DIM = 256
 # Fast backoff so throttled runs stay well under a second; the attempts are the default ones.
@@ -366,6 +367,24 @@ def test_in_flight_requests_never_exceed_the_embedder_limit() -> None:
     report = searcher.index(_products(60))
     assert report.indexed == 60
     assert fake.max_in_flight == 3
+
+
+def test_indexing_embeds_after_one_store_read_and_ends_with_a_short_write() -> None:
+    s3 = FakeS3Vectors()
+    s3.client().create_vector_bucket(vectorBucketName="vectors")
+    store = S3VectorsStore("vectors", "products", client=s3.client(), dimension=DIM)
+    emb = NovaEmbeddings(client=FakeBedrock(record_requests=False).client(), dimension=DIM)
+    report = CrossmodalSearcher(emb, store).index(_products(300))  # text and combined vectors
+    assert report.indexed == 300
+    # The first window (max_concurrency products) is planned alone, in one GetVectors request.
+    first = s3.operation_requests("get_vectors")[0]
+    assert {k.split("-", 1)[1] for k in first.params["keys"]} == {f"p{i}" for i in range(32)}
+    # Windows double (32, 64, 128, then the last 76 products): the last one's records go out
+    # 100 at a time while it embeds, so the write that ends the run is short.
+    puts = [len(r.params["vectors"]) for r in s3.operation_requests("put_vectors")]
+    assert sum(puts) == 600
+    assert puts[0] >= 2 * 224  # what the windows before the last buffered
+    assert puts[-1] <= 100
 
 
 def _throttled_fake() -> FakeBedrock:
