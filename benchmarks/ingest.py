@@ -633,7 +633,8 @@ def _notes(data: dict[str, Any], plan: Plan) -> list[str]:
             for label, d in data.get("throttled", {}).items()
         )
         + ". The searcher retries throttling in its single retry layer; its adaptive limit "
-        "learns the service's rate from the throttles and paces every request (retries "
+        "starts small (slow start, so that little is in flight when the quota's burst runs "
+        "out), learns the service's rate from the throttles and paces every request (retries "
         "included) just under it; the notebook and the CLI rely on botocore's default retries."
         + "".join(
             f" {label} stopped early: {r['error']}"

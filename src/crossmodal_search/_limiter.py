@@ -4,9 +4,12 @@ A throttled service usually meters requests with a token bucket: a burst, then a
 Limiting concurrency alone cannot settle on a rate (with 80 ms calls, 4 in flight are 50 a
 second and 3 are 37), so it overshoots and retries into 429s. :class:`AdaptiveLimiter` does both:
 
-* **concurrency**, AIMD like TCP's congestion window: a throttle halves the limit, once per
-  "generation" of requests (a throttle of a request sent before the last decrease is ignored, so
-  20 concurrent 429s halve it once), and every ``limit`` successes in a row raise it by one;
+* **concurrency**, AIMD like TCP's congestion window: it starts small and grows by a third per
+  round trip until the first throttle (slow start: a service's burst is spent before its first
+  429 comes back, so what is in flight then is throttled), which cuts it to a quarter; after
+  that a throttle halves the limit, once per "generation" of requests (a throttle of a request
+  sent before the last decrease is ignored, so 20 concurrent 429s halve it once), and every
+  ``limit`` successes in a row raise it by one;
 * **rate**, learned from the throttles themselves: a throttled request found the service's
   bucket empty, so between two throttled requests sent close together every request that
   succeeded was paid for by the refill alone. Successes between consecutive throttles, over the
@@ -56,13 +59,14 @@ class AdaptiveLimiter:
 
     Args:
         max_limit: the ceiling of requests in flight (the caller's ``max_concurrency``).
-        initial_limit: where the concurrency limit starts (default ``max_limit``).
+        initial_limit: where the concurrency limit starts; by default :attr:`SLOW_START` (at
+            most ``max_limit``), growing by a third per round trip until the first throttle.
         decrease_factor: the concurrency limit is multiplied by this on throttling (0.5).
         clock: monotonic seconds (tests pass a manual clock).
         sleep: waits for the pace (tests pass the manual clock's sleep).
 
     Example:
-        >>> limiter = AdaptiveLimiter(32)
+        >>> limiter = AdaptiveLimiter(32, initial_limit=32)
         >>> with limiter.slot() as permit:
         ...     limiter.on_throttle(permit)
         >>> limiter.limit
@@ -82,6 +86,12 @@ class AdaptiveLimiter:
     MIN_EVIDENCE = 0.3
     #: Throttles and sends older than this (seconds) are forgotten: the quota may change.
     HORIZON = 30.0
+    #: Where the concurrency limit starts by default (slow start).
+    SLOW_START = 4
+    #: In slow start the limit grows by one every this many successes, a third per round trip:
+    #: doubling (TCP's slow start) puts twice as many requests in flight when a service's burst
+    #: runs out, and they are all throttled before the first throttle comes back.
+    SLOW_START_STEP = 3
 
     def __init__(
         self,
@@ -94,7 +104,7 @@ class AdaptiveLimiter:
     ) -> None:
         if isinstance(max_limit, bool) or not isinstance(max_limit, int) or max_limit < 1:
             raise ConfigurationError(f"max_limit must be an int >= 1, got {max_limit!r}")
-        start = max_limit if initial_limit is None else initial_limit
+        start = min(max_limit, self.SLOW_START) if initial_limit is None else initial_limit
         if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= max_limit:
             raise ConfigurationError(f"initial_limit must be in [1, {max_limit}], got {start!r}")
         if not 0 < decrease_factor < 1:
@@ -108,6 +118,8 @@ class AdaptiveLimiter:
         self._generation = 0
         self._successes = 0
         self._throttles = 0
+        # Slow start (only from the default start) lasts until the first throttle.
+        self._slow_start = initial_limit is None
         self._cond = threading.Condition()
         # Pacing: requests per second once learned (None: not paced), when it was learned, and
         # the earliest time the next request may go.
@@ -193,6 +205,10 @@ class AdaptiveLimiter:
         with self._cond:
             self._throttles += 1
             self._successes = 0
+            # Leaving slow start: the burst paid for the last round trips, so the limit the
+            # refill supports is well under half of it.
+            factor = self._factor**2 if self._slow_start else self._factor
+            self._slow_start = False
             now = self._clock()
             learned = self._learn(permit.sent)
             if self._rate is not None:
@@ -209,7 +225,7 @@ class AdaptiveLimiter:
                 self._limit = self._max
                 self._cond.notify_all()
             elif permit.generation == self._generation:
-                new = max(1, int(self._limit * self._factor))
+                new = max(1, int(self._limit * factor))
                 if new != self._limit:
                     logger.info("throttled: concurrency limit %d -> %d", self._limit, new)
                 self._limit = new
@@ -240,18 +256,21 @@ class AdaptiveLimiter:
         for a, b in itertools.pairwise(recent):
             if 0 < b - a <= self.MAX_GAP:
                 evidence += b - a
-                paid += bisect.bisect_left(sent_times, b) - bisect.bisect_right(sent_times, a)
+                paid += max(
+                    0, bisect.bisect_left(sent_times, b) - bisect.bisect_right(sent_times, a)
+                )
         if evidence < self.MIN_EVIDENCE:
             return None
         return max(paid, 1) / evidence
 
     def on_success(self) -> None:
-        """Additive increase: +1 after ``limit`` successes in a row, up to ``max_limit``."""
+        """Additive increase: +1 after ``limit`` successes in a row (in slow start after
+        :attr:`SLOW_START_STEP`), up to ``max_limit``."""
         with self._cond:
             if self._limit >= self._max:
                 return
             self._successes += 1
-            if self._successes >= self._limit:
+            if self._successes >= (self.SLOW_START_STEP if self._slow_start else self._limit):
                 self._successes = 0
                 self._limit += 1
                 self._cond.notify()

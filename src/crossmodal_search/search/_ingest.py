@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 #: How a run gets one vector of a plan: an embedder call, or a batch job's result.
 EmbedFn = Callable[[ProductPlan, EmbedPart], Vector]
+#: In the last window, records are written in batches of this many (at most ``batch_size``):
+#: the embedder is busy while they are written, and the last write, which it waits for, is short.
+TAIL_BATCH = 100
 
 
 def int_setting(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -168,6 +171,7 @@ class IngestRun:
         self._total = total
         self._progress = progress
         self._done = 0
+        self._flush_at = batch_size
         self._buffer: list[VectorRecord] = []
         self._stale: list[str] = []
         self._store_failed = False
@@ -237,6 +241,8 @@ class IngestRun:
     def window(self, plans: Sequence[ProductPlan], pool: ThreadPoolExecutor) -> None:
         """Settle every plan of a window: write, skip, fail, or embed (retrying products that
         met transient errors, in later rounds of the same window)."""
+        if self._done + len(plans) >= self._total:  # the last window
+            self._flush_at = min(self._batch_size, TAIL_BATCH)
         embedding = {id(p): _Embedding(p) for p in plans if p.action == "embed"}
         for item in embedding.values():
             self._submit(item, pool)
@@ -379,7 +385,7 @@ class IngestRun:
 
     def flush(self, *, final: bool) -> None:
         size = self._batch_size
-        while len(self._buffer) >= size or (final and self._buffer):
+        while len(self._buffer) >= self._flush_at or (final and self._buffer):
             batch, self._buffer = self._buffer[:size], self._buffer[size:]
             self._put(batch)
         if final or len(self._stale) >= size:

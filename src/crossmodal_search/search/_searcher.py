@@ -580,9 +580,7 @@ class CrossmodalSearcher:
             total=len(items),
             progress=progress,
         )
-        # The first window is small so that embedding starts early.
-        first = min(len(items), 2 * self._max_concurrency)
-        windows = [items[:first], *self._windows(items[first:])]
+        windows = list(self._windows(items, ramp=True))
         plans = self._planner.plan_ahead(windows, readers=min(8, self._max_concurrency))
         return run.run(plans, self._max_concurrency, started=started)
 
@@ -597,7 +595,14 @@ class CrossmodalSearcher:
             products, max_images=self._max_images, main_image_only=self._main_only
         )
 
-    def _windows(self, items: Sequence[Product]) -> Iterator[Sequence[Product]]:
-        size = max(self._batch_size, 4 * self._max_concurrency)
-        for start in range(0, len(items), size):
+    def _windows(
+        self, items: Sequence[Product], *, ramp: bool = False
+    ) -> Iterator[Sequence[Product]]:
+        """With ``ramp``, ``max_concurrency`` products first and twice as many in each next
+        window: embedding starts after one small store read, and each window is planned while
+        the one before (half its size) embeds."""
+        full = max(self._batch_size, 4 * self._max_concurrency)
+        size, start = (self._max_concurrency if ramp else full), 0
+        while start < len(items):
             yield items[start : start + size]
+            start, size = start + size, min(full, 2 * size)

@@ -173,8 +173,12 @@ class S3VectorsStore(S3TextSearch):
             )
         self._retry_policy = retry_policy
         self._max_concurrency = max_concurrency
+        # No slow start: a store's requests are few and large, and a put sends its batches at once.
         self._limiter = AdaptiveLimiter(
-            max_concurrency, clock=retry_policy.clock, sleep=retry_policy.sleep
+            max_concurrency,
+            initial_limit=max_concurrency,
+            clock=retry_policy.clock,
+            sleep=retry_policy.sleep,
         )
         self._max_request_bytes = max_request_bytes
         self._client: S3VectorsClient = (
