@@ -55,7 +55,15 @@ from crossmodal_search.stores import StoreLimits, VectorRecord
 if TYPE_CHECKING:
     from crossmodal_search.stores import VectorStore
 
-__all__ = ["EmbedPart", "ImagePlan", "Planner", "ProductPlan", "check_products", "estimate"]
+__all__ = [
+    "EmbedPart",
+    "ImagePlan",
+    "Planner",
+    "ProductPlan",
+    "check_products",
+    "estimate",
+    "product_windows",
+]
 
 _HASH_VERSION = "crossmodal-content-v1"
 _IMAGE_HASH_VERSION = "crossmodal-image-v1"
@@ -521,3 +529,15 @@ def estimate(
         metadata_bytes=metadata_bytes,
         image_bytes=image_bytes,
     )
+
+
+def product_windows(
+    items: Sequence[Product], *, size: int, first: int
+) -> Iterator[Sequence[Product]]:
+    """``items`` in windows of ``size``, the first ``first`` long and each next one twice the
+    one before (up to ``size``): with a small ``first`` embedding starts after one small store
+    read, and each window is planned while the one before (half its size) embeds."""
+    start = 0
+    while start < len(items):
+        yield items[start : start + first]
+        start, first = start + first, min(size, 2 * first)

@@ -44,7 +44,13 @@ from crossmodal_search.search._media_ingest import (
     index_media,
     media_items,
 )
-from crossmodal_search.search._planner import Planner, ProductPlan, check_products, estimate
+from crossmodal_search.search._planner import (
+    Planner,
+    ProductPlan,
+    check_products,
+    estimate,
+    product_windows,
+)
 from crossmodal_search.search._products import (
     delete_products,
     group_of,
@@ -590,19 +596,13 @@ class CrossmodalSearcher:
             for window in self._windows(items):
                 yield self._planner.plan(window, pool)
 
+    def _windows(
+        self, items: Sequence[Product], *, ramp: bool = False
+    ) -> Iterator[Sequence[Product]]:
+        full = max(self._batch_size, 4 * self._max_concurrency)
+        return product_windows(items, size=full, first=self._max_concurrency if ramp else full)
+
     def _check_products(self, products: Iterable[Product]) -> list[Product]:
         return check_products(
             products, max_images=self._max_images, main_image_only=self._main_only
         )
-
-    def _windows(
-        self, items: Sequence[Product], *, ramp: bool = False
-    ) -> Iterator[Sequence[Product]]:
-        """With ``ramp``, ``max_concurrency`` products first and twice as many in each next
-        window: embedding starts after one small store read, and each window is planned while
-        the one before (half its size) embeds."""
-        full = max(self._batch_size, 4 * self._max_concurrency)
-        size, start = (self._max_concurrency if ramp else full), 0
-        while start < len(items):
-            yield items[start : start + size]
-            start, size = start + size, min(full, 2 * size)
