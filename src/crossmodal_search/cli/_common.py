@@ -53,6 +53,7 @@ __all__ = [
     "positive_int",
     "render_results",
     "segment_label",
+    "show_results",
     "text_field",
     "top_k",
     "weight",
@@ -338,6 +339,35 @@ def parse_filter(value: str) -> dict[str, object]:
 
 
 # ----------------------------------------------------------------------- output
+
+
+def show_results(
+    results: Sequence[SearchResult],
+    *,
+    description: str,
+    store: str,
+    query: dict[str, object],
+    as_json: bool,
+    hint: str | None,
+) -> int:
+    """Print ``results`` as the table (after the embedder and store lines) or, with ``as_json``,
+    as one JSON document echoing ``query``; ``hint`` (why nothing was found) goes to stderr."""
+    import json
+
+    if hint is not None:
+        print(f"crossmodal: no results: {hint}", file=sys.stderr)
+    if as_json:
+        payload = {
+            "embedder": description.splitlines()[0].removeprefix("embedder: "),
+            "store": store,
+            "query": query,
+            "results": [r.model_dump(mode="json") for r in results],
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    print(description)
+    print(render_results(results))
+    return 0
 
 
 def _clip(text: str, width: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -15,7 +14,7 @@ from crossmodal_search.cli._common import (
     add_store_args,
     open_searcher,
     parse_filter,
-    render_results,
+    show_results,
     top_k,
     weight,
 )
@@ -120,31 +119,25 @@ def run(args: argparse.Namespace) -> int:
             if not results
             else None
         )
-    if hint is not None:
-        print(f"crossmodal: no results: {hint}", file=sys.stderr)
-    if args.json:
-        payload = {
-            "embedder": description.splitlines()[0].removeprefix("embedder: "),
-            "store": args.store,
-            "query": {
-                "text": args.text,
-                "image": args.image,
-                "mode": args.mode,
-                "top_k": args.top_k,
-                "filter": args.filter,
-                "fusion": args.fusion,
-                "text_weight": args.text_weight,
-                "hybrid": args.hybrid,
-                "lexical_weight": args.lexical_weight,
-                "collapse": args.collapse,
-            },
-            "results": [r.model_dump(mode="json") for r in results],
-        }
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
-        return 0
-    print(description)
-    print(render_results(results))
-    return 0
+    return show_results(
+        results,
+        description=description,
+        store=args.store,
+        query={
+            "text": args.text,
+            "image": args.image,
+            "mode": args.mode,
+            "top_k": args.top_k,
+            "filter": args.filter,
+            "fusion": args.fusion,
+            "text_weight": args.text_weight,
+            "hybrid": args.hybrid,
+            "lexical_weight": args.lexical_weight,
+            "collapse": args.collapse,
+        },
+        as_json=args.json,
+        hint=hint,
+    )
 
 
 def _raw(args: argparse.Namespace, searcher: CrossmodalSearcher, description: str) -> int:

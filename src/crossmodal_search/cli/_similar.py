@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import get_args
 
 from crossmodal_search._constants import SearchMode
@@ -14,7 +12,7 @@ from crossmodal_search.cli._common import (
     add_store_args,
     open_searcher,
     parse_filter,
-    render_results,
+    show_results,
     top_k,
 )
 from crossmodal_search.errors import InvalidInputError
@@ -69,23 +67,17 @@ def run(args: argparse.Namespace) -> int:
             if not results
             else None
         )
-    if hint is not None:
-        print(f"crossmodal: no results: {hint}", file=sys.stderr)
-    if args.json:
-        payload = {
-            "embedder": description.splitlines()[0].removeprefix("embedder: "),
-            "store": args.store,
-            "query": {
-                "product_id": args.product_id,
-                "mode": args.mode,
-                "top_k": args.top_k,
-                "filter": args.filter,
-                "collapse": args.collapse,
-            },
-            "results": [r.model_dump(mode="json") for r in results],
-        }
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
-        return 0
-    print(description)
-    print(render_results(results))
-    return 0
+    return show_results(
+        results,
+        description=description,
+        store=args.store,
+        query={
+            "product_id": args.product_id,
+            "mode": args.mode,
+            "top_k": args.top_k,
+            "filter": args.filter,
+            "collapse": args.collapse,
+        },
+        as_json=args.json,
+        hint=hint,
+    )
