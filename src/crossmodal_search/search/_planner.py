@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +257,7 @@ class Planner:
 
     def plan_ahead(
         self, windows: Sequence[Sequence[Product]], readers: int
-    ) -> Iterator[list[ProductPlan]]:
+    ) -> Generator[list[ProductPlan], None, None]:
         """The plans of each window, the next window planned (images read, store read) while
         the caller embeds this one: a throttled store's reads would otherwise leave the
         embedder idle."""

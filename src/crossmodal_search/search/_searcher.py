@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 from crossmodal_search._types import Filter
@@ -588,7 +589,10 @@ class CrossmodalSearcher:
         )
         windows = list(self._windows(items, ramp=True))
         plans = self._planner.plan_ahead(windows, readers=min(8, self._max_concurrency))
-        return run.run(plans, self._max_concurrency, started=started)
+        # Closed here, not when the generator is collected: a run that stops or fails must not
+        # leave the look-ahead planner reading the store after index() has returned.
+        with closing(plans):
+            return run.run(plans, self._max_concurrency, started=started)
 
     def _plans(self, items: Sequence[Product]) -> Iterator[list[ProductPlan]]:
         """The plans of ``items``, a window at a time (images read, store compared)."""
