@@ -31,11 +31,9 @@ from crossmodal_search._json import JSONInputError, loads_strict
 from crossmodal_search.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from crossmodal_search.search import CrossmodalSearcher, SearchResult
-
-if TYPE_CHECKING:
     import boto3
 
+    from crossmodal_search.search import CrossmodalSearcher, SearchResult
     from crossmodal_search.stores import StoreOptions, TextField
 
 __all__ = [
@@ -47,6 +45,7 @@ __all__ = [
     "as_int",
     "bounded_int",
     "make_searcher",
+    "no_results_hint",
     "open_searcher",
     "parse_filter",
     "positive_float",
@@ -339,6 +338,16 @@ def parse_filter(value: str) -> dict[str, object]:
 
 
 # ----------------------------------------------------------------------- output
+
+
+def no_results_hint(
+    searcher: CrossmodalSearcher, results: Sequence[SearchResult], args: argparse.Namespace
+) -> str | None:
+    """Why ``results`` is empty (the searcher's explanation for ``--mode`` and ``--filter``),
+    or ``None`` when something was found."""
+    if results:
+        return None
+    return searcher.explain_no_results(search_mode=args.mode, filter=args.filter)
 
 
 def show_results(

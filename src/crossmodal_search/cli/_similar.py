@@ -10,6 +10,7 @@ from crossmodal_search.cli._common import (
     add_collapse_arg,
     add_embedder_args,
     add_store_args,
+    no_results_hint,
     open_searcher,
     parse_filter,
     show_results,
@@ -62,11 +63,7 @@ def run(args: argparse.Namespace) -> int:
             filter=args.filter,
             collapse=args.collapse,
         )
-        hint = (
-            searcher.explain_no_results(search_mode=args.mode, filter=args.filter)
-            if not results
-            else None
-        )
+        hint = no_results_hint(searcher, results, args)
     return show_results(
         results,
         description=description,
