@@ -29,16 +29,26 @@ from __future__ import annotations
 from typing import Literal, TypeAlias
 
 from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.stores._ann_background import WeakRowSource
 from crossmodal_search.stores._ann_funnel import FunnelAccelerator
 from crossmodal_search.stores._ann_hnsw import HnswAccelerator
-from crossmodal_search.stores._ann_scan import Accelerator, Hits, exact_search
+from crossmodal_search.stores._ann_scan import (
+    Accelerator,
+    BackgroundAccelerator,
+    Hits,
+    RowSource,
+    exact_search,
+)
 
 __all__ = [
     "Accelerator",
     "AcceleratorName",
+    "BackgroundAccelerator",
     "FunnelAccelerator",
     "Hits",
     "HnswAccelerator",
+    "RowSource",
+    "WeakRowSource",
     "exact_search",
     "make_accelerator",
 ]

@@ -27,7 +27,12 @@ import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric, Filter
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
-from crossmodal_search.stores._ann import Accelerator, AcceleratorName
+from crossmodal_search.stores._ann import (
+    Accelerator,
+    AcceleratorName,
+    BackgroundAccelerator,
+    WeakRowSource,
+)
 from crossmodal_search.stores._exact import ExactSearch
 from crossmodal_search.stores._filter import CompiledFilter, compile_filter
 from crossmodal_search.stores._fulltext import analyzer
@@ -212,6 +217,8 @@ class LocalVectorStore:
         self._kernel = kernel
         self._dtype = dtype
         self._accelerator = options.accelerator
+        if isinstance(self._accelerator, BackgroundAccelerator):
+            self._accelerator.attach(WeakRowSource(self._metric, self._read_rows))
         self._bind(self._new_rows())
         # A mapped store reads its keys and metadata, and maps its vectors, on first use.
         self._unloaded = False
@@ -263,6 +270,16 @@ class LocalVectorStore:
             kernel_error=self._kernel_error,
             accelerator=self._accelerator,
         )
+
+    def _read_rows(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], int] | None:
+        """Rows ``start:stop`` as float32 vectors and the row count (a background build's
+        read: under the mutex, so it sees whole writes); None once closed."""
+        with self._mutex:
+            if self._closed:
+                return None
+            rows = self._rows
+            stop = max(start, min(stop, rows.n))
+            return rows.true_vectors(np.arange(start, stop, dtype=np.intp)), rows.n
 
     def _catch_up(self) -> None:
         """A reader serves what the writer has committed since (one stat when nothing has)."""
@@ -359,6 +376,9 @@ class LocalVectorStore:
                 self._log.close()
                 if self._log.memory_map:
                     self._rows.release()  # unmap the segment files
+        # Outside the mutex: a background build may be waiting for it to read rows.
+        if isinstance(self._accelerator, BackgroundAccelerator):
+            self._accelerator.close()
 
     def __enter__(self) -> LocalVectorStore:
         return self
