@@ -35,7 +35,8 @@ def unit(n: int, d: int, seed: int) -> Matrix:
     x = centres[rng.integers(0, 20, n)]
     x += 0.5 * rng.standard_normal((n, d)).astype(np.float32) * scale
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32)
+    out: Matrix = x.astype(np.float32)
+    return out
 
 
 class Rows:
@@ -75,6 +76,15 @@ class Rows:
         acc.update([row], vector[None, :])
 
 
+def error_of(acc: HnswAccelerator) -> BaseException | None:
+    """``acc.error`` now (a call, so that mypy does not narrow it between two reads)."""
+    return acc.error
+
+
+def ready(acc: HnswAccelerator) -> bool:
+    return acc.ready
+
+
 def background(**kw: object) -> HnswAccelerator:
     return HnswAccelerator(m=16, ef_construction=64, ef_search=128, background=True, **kw)  # type: ignore[arg-type]
 
@@ -100,7 +110,7 @@ def test_queries_are_exact_while_building_then_use_the_graph() -> None:
     try:
         acc.update(np.arange(3000), x)  # the store's first put starts the build
         assert rows.entered.wait(TIMEOUT)
-        assert not acc.ready
+        assert not ready(acc)
         hits = acc.search(x, queries, 10, metric="cosine")
         exact = exact_search(x, queries, 10, metric="cosine")
         for (got, dist), (want, want_dist) in zip(hits, exact, strict=True):
@@ -195,7 +205,7 @@ def test_a_failed_build_is_logged_and_queries_stay_exact(
     rows.fail = False
     acc.invalidate()  # what reopening the store does: the next write rebuilds
     acc.update([1], x[1:2])
-    assert acc.wait(TIMEOUT) and acc.error is None
+    assert acc.wait(TIMEOUT) and error_of(acc) is None
     acc.close()
 
 
