@@ -199,7 +199,7 @@ class BackgroundGraph:
                 if graph is None:
                     self._build(source, generation)
                 else:
-                    for w in writes:
+                    for w in _coalesced(writes):
                         if w.vectors is None:
                             graph.remove(w.rows)
                         else:
@@ -224,22 +224,76 @@ class BackgroundGraph:
         started = time.perf_counter()
         graph: Graph | None = None
         start = 0
+        # read_mark[row]: writes queued before that row was read (its value includes them).
+        read_mark = np.zeros(0, dtype=np.int64)
         while not self._stale(generation):
+            with self._lock:
+                mark = len(self._pending)
             got = source.read(start, start + BUILD_ROWS)
             if got is None:  # the store is closed or gone
                 return
             vectors, n = got
             if graph is None:
                 graph = self._new_graph(source.metric, vectors.shape[1], n)
-            graph.add(np.arange(start, start + vectors.shape[0], dtype=np.int64), vectors)
-            start += vectors.shape[0]
+            stop = start + vectors.shape[0]
+            graph.add(np.arange(start, stop, dtype=np.int64), vectors)
+            read_mark = np.concatenate([read_mark, np.full(stop - start, mark, dtype=np.int64)])
+            start = stop
             if vectors.shape[0] == 0 or start >= n:
                 break
         with self._lock:
             if graph is None or self._stale(generation):
                 return
             self._graph = graph
+            self._pending = _unread(self._pending, read_mark)
             self.build_seconds = time.perf_counter() - started
         logger.info(
             "built HNSW over %d rows in the background in %.1f s", start, self.build_seconds
         )
+
+
+def _unread(pending: list[_Write], read_mark: npt.NDArray[np.int64]) -> list[_Write]:
+    """``pending`` without the rows whose write the build read already (queued before the
+    read of their row): replaying them would redo work (an hnswlib update is dearer than an
+    insert) for the same result."""
+    kept: list[_Write] = []
+    for i, w in enumerate(pending):
+        inside = w.rows < read_mark.size
+        done = np.zeros(w.rows.size, dtype=np.bool_)
+        done[inside] = read_mark[w.rows[inside]] > i
+        if not done.any():
+            kept.append(w)
+        elif not done.all():
+            keep = ~done
+            kept.append(_Write(w.rows[keep], None if w.vectors is None else w.vectors[keep]))
+    return kept
+
+
+def _coalesced(writes: list[_Write]) -> list[_Write]:
+    """Runs of consecutive puts of distinct rows as one write each: one parallel hnswlib
+    insert of many rows is faster than many small ones (order is kept, removals split runs)."""
+    out: list[_Write] = []
+    run: list[_Write] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            rows = np.concatenate([w.rows for w in run])
+            vectors = np.concatenate([np.asarray(w.vectors) for w in run])
+            out.append(_Write(rows, vectors))
+        run.clear()
+
+    seen: set[int] = set()
+    for w in writes:
+        rows = set(w.rows.tolist())
+        if w.vectors is None or rows & seen or len(rows) != w.rows.size:
+            flush()
+            seen.clear()
+        if w.vectors is None or len(rows) != w.rows.size:
+            out.append(w)  # a removal, or rows written twice in one call: applied alone
+            continue
+        run.append(w)
+        seen |= rows
+    flush()
+    return out

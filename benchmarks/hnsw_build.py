@@ -1,0 +1,236 @@
+"""HNSW build: the accelerator's default parameters against the previous ones, and the build in
+the background of ingestion (``HnswAccelerator(background=True)``).
+
+Both settings build over the same rows in the same repeat (order alternating); the build-time
+ratio is the median of the per-repeat ratios. Recall@10 is against the exact float32 top 10,
+over every query, at each setting's own ``ef_search``; query time is the median single query.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks._data import exact_top, random_unit, recall_at, structured_unit
+from benchmarks._harness import Section, Table, median, ms, paired_ratio, ratio
+from crossmodal_search.stores import LocalVectorStore, VectorRecord
+from crossmodal_search.stores._ann import HnswAccelerator
+
+log = logging.getLogger("benchmarks.hnsw_build")
+
+K = 10
+#: The defaults before issue 16 (hnswlib M=16, ef_construction=100, ef_search=128).
+OLD = {"m": 16, "ef_construction": 100, "ef_search": 128}
+OLD_LABEL = "previous default (M=16, ef_construction=100, ef_search=128)"
+
+
+@dataclass(frozen=True)
+class BuildSet:
+    kind: str  # "random" | "structured"
+    n: int
+    d: int
+    repeats: int
+    target: bool = False  # the 2x target is checked on this set (full mode)
+    ingest: bool = False  # also time ingestion with a background build
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self.n // 1000}k x {self.d}"
+
+
+FULL: tuple[BuildSet, ...] = (
+    BuildSet("structured", 100_000, 1024, repeats=3, target=True, ingest=True),
+    BuildSet("random", 100_000, 1024, repeats=1),
+)
+QUICK: tuple[BuildSet, ...] = (BuildSet("structured", 5_000, 256, repeats=2, ingest=True),)
+QUERIES = 200
+
+
+def new_label() -> str:
+    acc = HnswAccelerator()
+    return (
+        f"new default (M={acc.m}, ef_construction={acc.ef_construction}, ef_search={acc.ef_search})"
+    )
+
+
+def _data(bs: BuildSet, queries: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    gen = random_unit if bs.kind == "random" else structured_unit
+    both = gen(bs.n + queries, bs.d, 7 if bs.kind == "random" else 11)
+    return np.ascontiguousarray(both[: bs.n]), np.ascontiguousarray(both[bs.n :])
+
+
+def _measure(
+    acc: HnswAccelerator, x: npt.NDArray[np.float32], queries: npt.NDArray[np.float32]
+) -> tuple[float, list[list[int]], float]:
+    """Build seconds, the top 10 of every query and the median single-query seconds."""
+    start = time.perf_counter()
+    acc.build(x, metric="cosine")
+    built = time.perf_counter() - start
+    found: list[list[int]] = []
+    times: list[float] = []
+    for q in queries:
+        t = time.perf_counter()
+        rows, _ = acc.search(x, q[None, :], K, metric="cosine")[0]
+        times.append(time.perf_counter() - t)
+        found.append(rows.tolist())
+    return built, found, median(times)
+
+
+def _builds(bs: BuildSet, section: Section) -> None:
+    x, queries = _data(bs, QUERIES)
+    truth = exact_top(x, queries, K)
+    labels = {OLD_LABEL: OLD, new_label(): {}}
+    seconds: dict[str, list[float]] = {label: [] for label in labels}
+    recalls: dict[str, list[float]] = {label: [] for label in labels}
+    query_s: dict[str, list[float]] = {label: [] for label in labels}
+    order = list(labels)
+    for r in range(bs.repeats):
+        for label in order if r % 2 == 0 else order[::-1]:
+            log.info("hnsw: %s: build %d/%d: %s", bs.name, r + 1, bs.repeats, label)
+            acc = HnswAccelerator(**labels[label])  # type: ignore[arg-type]
+            built, found, per_query = _measure(acc, x, queries)
+            seconds[label].append(built)
+            recalls[label].append(recall_at(found, truth, K))
+            query_s[label].append(per_query)
+            del acc
+            gc.collect()
+    old = seconds[OLD_LABEL]
+    table = Table(
+        f"{bs.name}: HNSW build (cosine, {bs.repeats} builds each, alternating)",
+        ["setting", "build s (median)", "x previous build time", "recall@10", "query ms"],
+        note=(
+            f"Recall@10 over {QUERIES} queries against the exact top 10 (mean over the builds); "
+            "query ms = median single query through `HnswAccelerator.search`."
+        ),
+    )
+    result: dict[str, Any] = {}
+    for label in labels:
+        r_old = paired_ratio(seconds[label], old)
+        rec = float(np.mean(recalls[label]))
+        table.rows.append(
+            [
+                label,
+                f"{median(seconds[label]):.1f}",
+                ratio(r_old),
+                f"{rec:.4f}",
+                ms(median(query_s[label])),
+            ]
+        )
+        result[label] = {
+            "build_seconds": seconds[label],
+            "x_previous": r_old,
+            "recall_at_10": recalls[label],
+            "query_ms": median(query_s[label]) * 1e3,
+        }
+    section.tables.append(table)
+    section.data.setdefault("builds", {})[bs.name] = result
+    new = new_label()
+    speedup = paired_ratio(old, seconds[new])
+    rec = min(recalls[new])
+    if bs.target:
+        section.check(
+            f"{bs.name}: HNSW build >= 2x faster at recall@10 >= 0.99",
+            "target",
+            speedup >= 2.0 and rec >= 0.99,
+            f"{speedup:.2f}x faster than the previous default "
+            f"({median(seconds[new]):.1f} s vs {median(old):.1f} s), recall@10 >= {rec:.4f}",
+        )
+    if bs.kind == "structured":
+        section.check(
+            f"{bs.name}: the default HNSW finds the exact top 10 on clustered vectors",
+            "smoke",
+            rec >= 0.9,
+            f"recall@10 >= {rec:.4f}",
+        )
+    if bs.ingest:
+        _ingest(bs, x, queries, truth, section)
+
+
+def _ingest(
+    bs: BuildSet,
+    x: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    truth: list[list[int]],
+    section: Section,
+) -> None:
+    """Put every row in batches of 500 into a store without accelerator, and into one with a
+    background HNSW; the puts should cost the same, the graph is ready soon after."""
+    step = 500
+    timings: dict[str, float] = {}
+    before_ready: list[list[int]] = []
+    ready_after = float("nan")
+    acc = HnswAccelerator(background=True)
+    for label, accelerator in (("no accelerator", None), ("background HNSW", acc)):
+        store = LocalVectorStore(dimension=bs.d, accelerator=accelerator)
+        start = time.perf_counter()
+        for s in range(0, bs.n, step):
+            store.put(VectorRecord(str(i), x[i]) for i in range(s, min(bs.n, s + step)))
+        timings[label] = time.perf_counter() - start
+        if accelerator is not None:
+            # Queries right after ingestion are exact while the graph catches up.
+            before_ready = [[int(m.key) for m in store.query(q, top_k=K)] for q in queries[:5]]
+            t = time.perf_counter()
+            acc.wait()
+            ready_after = time.perf_counter() - t
+            found = [[int(m.key) for m in store.query(q, top_k=K)] for q in queries]
+            rec = recall_at(found, truth, K)
+            section.check(
+                f"{bs.name}: with a background HNSW build the store answers right away",
+                "smoke",
+                acc.error is None and recall_at(before_ready, truth[:5], K) >= 0.9,
+                f"recall@10 of queries made before the graph was ready "
+                f"{recall_at(before_ready, truth[:5], K):.4f}; with the graph {rec:.4f}",
+            )
+        store.close()
+        del store
+        gc.collect()
+    put_ratio = timings["background HNSW"] / timings["no accelerator"]
+    section.tables.append(
+        Table(
+            f"{bs.name}: ingestion with the graph built in the background",
+            ["store", "put all rows (batches of 500)", "x no accelerator"],
+            [
+                ["no accelerator", f"{timings['no accelerator']:.1f} s", "1.00x"],
+                [
+                    "HnswAccelerator(background=True)",
+                    f"{timings['background HNSW']:.1f} s",
+                    ratio(put_ratio),
+                ],
+                ["graph ready, after the last put returned", f"{ready_after:.1f} s", ""],
+            ],
+            note="One run each. The worker thread shares the two cores with the puts.",
+        )
+    )
+    section.data.setdefault("ingest", {})[bs.name] = {
+        "put_seconds": timings,
+        "ready_after_seconds": ready_after,
+    }
+
+
+def run(*, quick: bool, scale: float = 1.0) -> Section:
+    """Run the HNSW build benchmark and return its report section."""
+    sets = QUICK if quick else FULL
+    if scale != 1.0:
+        sets = tuple(
+            BuildSet(b.kind, max(2000, round(b.n * scale)), b.d, b.repeats, b.target, b.ingest)
+            for b in sets
+        )
+    section = Section(
+        "HNSW build",
+        quick=quick,
+        intro=(
+            "Building the `hnsw` accelerator's graph (hnswlib, two threads) with its default "
+            "parameters and with the previous ones, same rows, alternating. `structured` and "
+            "`random` as in the search section."
+        ),
+    )
+    for bs in sets:
+        _builds(bs, section)
+        gc.collect()
+    return section
