@@ -118,8 +118,9 @@ class LocalVectorStore:
             combinable with ``accelerator``; a float16 store is scanned as float16 already.
         accelerator: Approximate search for large stores (``stores/_ann.py``; not persisted):
             ``"funnel"`` (Matryoshka: scan 256 leading dimensions, re-rank at full dimension),
-            ``"hnsw"`` (graph index; extra ``ann``; built on the first query), an
-            ``Accelerator`` instance, or None (default: exact search). Filters stay exact;
+            ``"hnsw"`` (graph index; extra ``ann``; built on the first query;
+            ``HnswAccelerator(background=True)`` builds it on a thread while writes go on),
+            an ``Accelerator`` instance, or None (default: exact search). Filters stay exact;
             distances of returned matches are exact; recall is measured in
             ``docs/benchmarks.md``.
         text_fields: Metadata keys to make full-text searchable (:meth:`query_text`), kept in
@@ -272,14 +273,9 @@ class LocalVectorStore:
         )
 
     def _read_rows(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], int] | None:
-        """Rows ``start:stop`` as float32 vectors and the row count (a background build's
-        read: under the mutex, so it sees whole writes); None once closed."""
+        """A background build's read (under the mutex: it sees whole writes); None if closed."""
         with self._mutex:
-            if self._closed:
-                return None
-            rows = self._rows
-            stop = max(start, min(stop, rows.n))
-            return rows.true_vectors(np.arange(start, stop, dtype=np.intp)), rows.n
+            return None if self._closed else self._rows.block(start, stop)
 
     def _catch_up(self) -> None:
         """A reader serves what the writer has committed since (one stat when nothing has)."""
