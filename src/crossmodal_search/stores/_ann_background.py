@@ -245,10 +245,17 @@ class BackgroundGraph:
             if graph is None or self._stale(generation):
                 return
             self._graph = graph
+            queued = len(self._pending)
             self._pending = _unread(self._pending, read_mark)
             self.build_seconds = time.perf_counter() - started
+            replay = len(self._pending)
         logger.info(
-            "built HNSW over %d rows in the background in %.1f s", start, self.build_seconds
+            "built HNSW over %d rows in the background in %.1f s; %d of the %d writes made "
+            "meanwhile to apply",
+            start,
+            self.build_seconds,
+            replay,
+            queued,
         )
 
 

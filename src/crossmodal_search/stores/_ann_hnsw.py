@@ -32,23 +32,24 @@ from crossmodal_search.stores._ann_scan import (
 logger = logging.getLogger(__name__)
 
 # Measured side by side (benchmarks/hnsw_build.py, docs/benchmarks.md) on the clustered
-# 100k x 1024 set: build time falls about in proportion to ef_construction, recall does not
-# (the graph needs a wider beam at query time instead); 48 with ef_search=256 keeps recall@10
-# >= 0.99 at ~0.6x the build time of ef_construction=100. Lower M saves little and loses recall.
+# 100k x 1024 set, five builds each: ef_construction=48 builds in ~0.55x the time of 100 but
+# its recall@10 varies from build to build (0.985-0.994 at ef_search=384); 56 keeps >= 0.995
+# at ef_search=256 in ~0.6x the build time (CPU ~0.62x). M=8-12 saves less time than it costs
+# recall; faiss's IndexHNSWFlat builds no faster at the same recall.
 DEFAULT_M = 16
-DEFAULT_EF_CONSTRUCTION = 48
+DEFAULT_EF_CONSTRUCTION = 56
 DEFAULT_EF_SEARCH = 256
 
 
 class HnswAccelerator:
     """Approximate nearest neighbours through an HNSW graph (``hnswlib``, extra ``ann``).
 
-    By default the graph is built by the first query (DEFAULT_BUILD per 100k x 1024 rows on
-    two cores) and then kept up to date by :meth:`update` / :meth:`remove` on the writing
-    thread. With ``background=True`` a store's writes never wait for the graph: a worker
-    thread builds it from the store's rows after the first write and applies later writes;
-    until it is up to date, queries are answered by the exact scan. The graph is held in
-    memory only: opening a store again rebuilds it.
+    By default the graph is built by the first query (~8 s for 100k x 1024 clustered rows,
+    ~50 s for random ones, on two cores) and then kept up to date by :meth:`update` /
+    :meth:`remove` on the writing thread. With ``background=True`` a store's writes never
+    wait for the graph: a worker thread builds it from the store's rows after the first write
+    and applies later writes; until it is up to date, queries are answered by the exact
+    scan. The graph is held in memory only: opening a store again rebuilds it.
 
     Args:
         m: Graph degree (``M``); more is better recall, more memory, slower build.
