@@ -261,3 +261,31 @@ def test_reopened_store_rebuilds_in_the_background(tmp_path: Path) -> None:
     with LocalVectorStore(path, accelerator=acc) as store:
         assert acc.wait(TIMEOUT)
         assert store.query(x[7], top_k=1)[0].key == "k7"
+
+
+def test_writes_the_build_reads_afterwards_are_not_replayed_and_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    n = BUILD_ROWS + 1000
+    x = unit(n, 32, 11)
+    q = unit(1, 32, 12)[0]
+    rows = Rows(x.copy(), gate=0)  # the first read waits: writes to later rows come first
+    acc = background()
+    acc.attach(rows)
+    try:
+        with caplog.at_level(logging.INFO, logger="crossmodal_search.stores._ann_background"):
+            acc.update(np.arange(n), x)
+            assert rows.entered.wait(TIMEOUT)
+            rows.write(acc, BUILD_ROWS + 7, q)  # read later by the second read, new value
+            rows.write(acc, 3, -q)  # read by the first read (new value too), then replayed
+            rows.go.set()
+            assert acc.wait(TIMEOUT)
+        found, dist = acc.search(rows.matrix, q[None, :], 1, metric="cosine")[0]
+        assert found.tolist() == [BUILD_ROWS + 7] and dist[0] == pytest.approx(0.0, abs=1e-5)
+        found, _ = acc.search(rows.matrix, -q[None, :], 1, metric="cosine")[0]
+        assert found.tolist() == [3]
+        built = [r.getMessage() for r in caplog.records if "built HNSW" in r.getMessage()]
+        assert built and "1 of the 2 writes" in built[-1]
+    finally:
+        rows.go.set()
+        acc.close()
