@@ -72,6 +72,10 @@ class Graph:
         if idx.size == 0:
             return
         with self.lock:
+            data = as_f32(np.asarray(vectors))
+            idx, data = self._changed(idx, data)
+            if idx.size == 0:
+                return
             present = self.present
             if int(idx.max()) >= present.size:
                 grown = np.zeros(max(int(idx.max()) + 1, 2 * present.size), dtype=np.bool_)
@@ -83,9 +87,29 @@ class Graph:
             count = int(self.index.element_count)
             if count + new > capacity:
                 self.index.resize_index(max(2 * capacity, count + new))
-            self.index.add_items(as_f32(np.asarray(vectors)), idx, num_threads=self.num_threads)
+            self.index.add_items(data, idx, num_threads=self.num_threads)
             present[idx] = True
             self.present = present
+
+    def _changed(
+        self, idx: npt.NDArray[np.int64], data: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The rows whose vector differs from the graph's. Re-adding a live label makes hnswlib
+        rewire its neighbourhood (slow, and it degrades the graph), so a row written again
+        with the same vector (a background build replaying a write it had read) is skipped."""
+        if self.present.size == 0:
+            return idx, data
+        live = (idx < self.present.size) & self.present[np.minimum(idx, self.present.size - 1)]
+        if not live.any():
+            return idx, data
+        stored = np.asarray(self.index.get_items(idx[live]), dtype=np.float32)
+        mine = data[live]
+        if self.metric == "cosine":  # hnswlib keeps cosine rows normalised
+            norms = np.linalg.norm(mine, axis=1, keepdims=True)
+            mine = np.divide(mine, norms, out=np.zeros_like(mine), where=norms > 0)
+        same = np.zeros(idx.size, dtype=np.bool_)
+        same[live] = np.all(np.abs(stored - mine) <= 1e-6, axis=1)
+        return idx[~same], data[~same]
 
     def remove(self, rows: npt.ArrayLike) -> None:
         """Rows ``rows`` no longer hold live records."""
