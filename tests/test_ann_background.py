@@ -243,13 +243,45 @@ def test_local_store_builds_in_the_background_and_stays_exact_meanwhile() -> Non
     assert not acc.ready  # closed: the worker has stopped, the fixture checks its thread
 
 
-def test_one_background_accelerator_serves_one_store() -> None:
+def test_one_background_accelerator_serves_one_open_store() -> None:
     acc = background()
+    x = unit(1000, 8, 13)
     with (
-        LocalVectorStore(dimension=4, accelerator=acc),
-        pytest.raises(ConfigurationError, match="one store"),
+        LocalVectorStore(dimension=8, accelerator=acc) as first,
+        pytest.raises(ConfigurationError, match="one open store"),
     ):
-        LocalVectorStore(dimension=4, accelerator=acc)
+        first.put(_records(x))
+        LocalVectorStore(dimension=8, accelerator=acc)
+    assert not ready(acc)
+    # Once the first store is closed, the accelerator serves the next one, from scratch.
+    with LocalVectorStore(dimension=8, accelerator=acc) as second:
+        second.put(_records(-x[:600]))  # other vectors under the same keys
+        assert acc.wait(TIMEOUT) and ready(acc)
+        for i in (7, 70, 500):
+            assert second.query(-x[i], top_k=1)[0].key == f"k{i}"
+
+
+class Closed:
+    """The RowSource of a store closed (or dropped) before its build read anything."""
+
+    metric: DistanceMetric = "cosine"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self, start: int, stop: int) -> tuple[Matrix, int] | None:
+        self.reads += 1
+        return None
+
+
+def test_a_build_whose_store_is_gone_stops() -> None:
+    acc = background()
+    source = Closed()
+    acc.attach(source)
+    acc.update([0, 1], unit(2, 8, 14))
+    assert not acc.wait(TIMEOUT)  # the worker stopped: no graph, and no busy loop
+    assert source.reads == 1
+    assert not acc.ready
 
 
 def test_reopened_store_rebuilds_in_the_background(tmp_path: Path) -> None:

@@ -94,11 +94,24 @@ class BackgroundGraph:
     # ------------------------------------------------------------------ the store's side
 
     def attach(self, source: RowSource) -> None:
+        """Build from ``source`` (one store at a time: a closed store's graph can serve the
+        next store opened with it)."""
         with self._lock:
-            if self._source is not None and self._source is not source:
-                raise ValueError("a background graph serves one store")
+            if self._source is source:
+                return
+            if self._source is not None and not self._closed:
+                raise ValueError("a background graph serves one store at a time")
+            thread = self._thread
+        if thread is not None:
+            thread.join()  # a closed store's worker, finishing its step
+        with self._lock:
             self._source = source
             self._closed = False
+            self._generation += 1
+            self._graph = None
+            self._pending = []
+            self._recording = False
+            self.error = None
 
     def reset(self) -> None:
         """Forget the graph and the queue; the next write starts a new build."""
@@ -230,7 +243,10 @@ class BackgroundGraph:
             with self._lock:
                 mark = len(self._pending)
             got = source.read(start, start + BUILD_ROWS)
-            if got is None:  # the store is closed or gone
+            if got is None:  # the store is closed or gone: nothing more to build from
+                with self._lock:
+                    if generation == self._generation:
+                        self._closed = True
                 return
             vectors, n = got
             if graph is None:

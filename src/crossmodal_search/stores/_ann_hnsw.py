@@ -157,7 +157,7 @@ class HnswAccelerator:
                 self._worker.attach(source)
             except ValueError as exc:
                 raise ConfigurationError(
-                    "a background HnswAccelerator serves one store: create one per store"
+                    "a background HnswAccelerator serves one open store: create one per store"
                 ) from exc
             self._attached = True
 
