@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,3 +324,26 @@ def test_writes_the_build_reads_afterwards_are_not_replayed_and_not_lost(
     finally:
         rows.go.set()
         acc.close()
+
+
+def test_exiting_with_a_build_under_way_is_clean() -> None:
+    """A store never closed, its worker (most likely) mid-build: the interpreter exits
+    quietly, the worker stopped by the exit hook after its current block."""
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from crossmodal_search.stores import HnswAccelerator, LocalVectorStore, VectorRecord
+
+        x = np.random.default_rng(0).standard_normal((20000, 64)).astype(np.float32)
+        acc = HnswAccelerator(background=True)
+        store = LocalVectorStore(dimension=64, accelerator=acc)
+        store.put(VectorRecord(f"k{i}", v) for i, v in enumerate(x))
+        print("done")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+    assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr
