@@ -52,9 +52,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from crossmodal_search._types import Filter
 from crossmodal_search.errors import InvalidFilterError
@@ -88,6 +89,7 @@ FIELD_OPERATORS: frozenset[str] = frozenset(
 #: Filter constraints (operators) an ENHANCED index takes per query.
 MAX_ENHANCED_FILTER_CONSTRAINTS = 100
 _ORDERING = ("$gt", "$gte", "$lt", "$lte")
+Rows: TypeAlias = npt.NDArray[np.intp]
 _MAX_DEPTH = 64
 
 
@@ -99,6 +101,15 @@ class _Node:
         raise NotImplementedError
 
     def mask(self, columns: MetadataColumns) -> BoolArray:
+        raise NotImplementedError
+
+    def estimate(self, columns: MetadataColumns) -> int:
+        """About how many rows match, from the key indexes (the row count when unknown)."""
+        raise NotImplementedError
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        """The matching rows, ascending: of all rows (a selective node: from the key indexes)
+        or of the ascending rows ``within`` (evaluated on those rows only)."""
         raise NotImplementedError
 
 
@@ -117,6 +128,19 @@ class _And(_Node):
             out &= child.mask(columns)
         return out
 
+    def estimate(self, columns: MetadataColumns) -> int:
+        return min(child.estimate(columns) for child in self.children)
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        # The most selective child first; each next one is evaluated on the rows left.
+        ranked = sorted(self.children, key=lambda child: child.estimate(columns))
+        out = ranked[0].rows(columns, within)
+        for child in ranked[1:]:
+            if not out.size:
+                break
+            out = child.rows(columns, out)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class _Or(_Node):
@@ -132,6 +156,13 @@ class _Or(_Node):
                 break
             out |= child.mask(columns)
         return out
+
+    def estimate(self, columns: MetadataColumns) -> int:
+        return min(len(columns), sum(child.estimate(columns) for child in self.children))
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        parts = [child.rows(columns, within) for child in self.children]
+        return np.unique(np.concatenate(parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +208,37 @@ class _Cond(_Node):
         )
         return ~hit if self.negate else hit
 
+    def _positive(self) -> bool:
+        """Whether the condition keeps rows holding something ($exists: false and the
+        negations keep rows lacking it, which no index lists)."""
+        return self.operand is True if self.op == "$exists" else not self.negate
+
+    def estimate(self, columns: MetadataColumns) -> int:
+        n = len(columns)
+        if columns.column(self.field) is None:
+            return 0 if self._positive() else n
+        index = columns.key_index(self.field)
+        if index is None:
+            return n
+        hit = index.estimate(self.op, self.operand, columns.vocab)
+        # A negation keeps at least the rows the positive form cannot.
+        return min(n, hit) if self._positive() else n - min(n, hit)
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        col = columns.column(self.field)
+        if within is None:
+            index = None if col is None else columns.key_index(self.field)
+            if col is None or index is None or not self._positive():
+                return np.flatnonzero(self.mask(columns))
+            return index.lookup(col, self.op, self.operand, columns.vocab, len(columns))
+        if col is None:
+            return within if not self._positive() else within[:0]
+        if self.op == "$exists":
+            hit = col.present[within]
+            return within[hit if self.operand else ~hit]
+        hit = col.any_element(self.op, self.operand, columns.vocab, within)
+        return within[~hit if self.negate else hit]
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
@@ -195,6 +257,20 @@ class CompiledFilter:
         """Boolean mask over the rows of ``columns`` (length ``len(columns)``)."""
         out = self._root.mask(columns)
         return out if out.flags.writeable else out.copy()
+
+    def select(self, columns: MetadataColumns, fraction: float) -> Rows:
+        """The ascending rows of ``columns`` that satisfy the filter.
+
+        Planned by the estimate the key indexes give before anything is evaluated: a filter
+        expected to keep at most ``fraction`` of the rows gathers its candidates from the
+        indexes (the rest of its conditions evaluated on those rows only); a broader one, or
+        one whose keys have no index yet, is evaluated over every row.
+        """
+        columns.note_use(self.fields)
+        n = len(columns)
+        if self._root.estimate(columns) <= n * fraction:
+            return self._root.rows(columns, None)
+        return np.flatnonzero(self._root.mask(columns))
 
 
 # --------------------------------------------------------------------------- validation

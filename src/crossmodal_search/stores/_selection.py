@@ -85,9 +85,9 @@ class SelectionCache:
             self._entries.move_to_end(compiled)
             return found
         n = rows.n
-        mask = compiled.mask(rows.columns)[:n]
-        count = int(np.count_nonzero(mask))
-        kept = None if count == n else np.flatnonzero(mask)
+        found_rows = compiled.select(rows.columns, GATHER_FRACTION)
+        count = int(found_rows.shape[0])
+        kept = None if count == n else found_rows
         selection = Selection(kept, count)
         if kept is not None and 0 < count <= n * KEEP_FRACTION:
             scan = rows.scan_matrix()
