@@ -39,6 +39,8 @@ _RELATIVE_TOLERANCE = 1e-5
 _GEMV_ROWS = 65536
 # Rows per block when bounding the k-th best order key by block minima (see _candidates_many).
 _BOUND_BLOCK = 128
+# Candidates re-scored in float64 per block (bounds the temporaries).
+_EXACT_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,13 @@ class ExactSearch:
             return None
         order = self._order_keys(self._dots(q[None, :], selection)[:, 0], factors)
         picked = self._candidates(order, top_k, qn, factors.top_norm)
-        rows = None if selection is None else selection.rows
-        return self._exact(picked if rows is None else rows[picked], q, top_k, q64, qn)
+        if selection is None or selection.rows is None:
+            return self._exact(picked, q, top_k, q64, qn)
+        source = None
+        if selection.matrix is not None and self._rows.scan_format is None:
+            # The copy holds the stored rows themselves, just read: no trip to the matrix.
+            source = selection.matrix[picked]
+        return self._exact(selection.rows[picked], q, top_k, q64, qn, source)
 
     def _beyond_float32(
         self, qn: npt.NDArray[np.float64], factors: _RowFactors
@@ -389,44 +396,66 @@ class ExactSearch:
         top_k: int,
         q64: npt.NDArray[np.float64] | None = None,
         qn: float | None = None,
+        source: npt.NDArray[Any] | None = None,
     ) -> list[QueryMatch]:
         """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``
-        (``q64``/``qn``: the query in float64 and its norm, when known)."""
+        (``q64``/``qn``: the query in float64 and its norm, when known; ``source``: the stored
+        vectors of ``rows`` when already gathered, e.g. from a selection's copy).
+
+        The candidates are few (about ``top_k`` for a scan, more for near-ties), so this is
+        mostly fixed cost: keys are read only for ties and for the rows returned.
+        """
         if q64 is None or qn is None:
             q64 = q.astype(np.float64)
             qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without checks
-        dist = np.empty(rows.shape[0], dtype=np.float64)
-        for s in range(0, rows.shape[0], 4096):  # bounded temporaries for many candidates
-            block_rows = rows[s : s + 4096]
-            x = self._rows.matrix[block_rows].astype(np.float64)
-            if self._rows.scaled:
-                x *= self._rows.norms[block_rows][:, None]
-            if self._metric == "cosine":
-                xn = np.sqrt(np.einsum("ij,ij->i", x, x))
-                # einsum, not BLAS: each row's sum is the same whatever else is in the block,
-                # so a distance does not depend on which other rows were candidates.
-                dots = np.einsum("ij,j->i", x, q64)
-                dist[s : s + 4096] = 1.0 - dots / (xn * qn)
-            else:
-                diff = x - q64
-                dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        if rows.shape[0] <= _EXACT_BLOCK:
+            dist = self._distances(rows, q64, qn, source)
+        else:  # bounded temporaries for many candidates
+            dist = np.concatenate(
+                [
+                    self._distances(rows[s : s + _EXACT_BLOCK], q64, qn, None)
+                    for s in range(0, rows.shape[0], _EXACT_BLOCK)
+                ]
+            )
         if self._metric == "cosine":
             np.minimum(np.maximum(dist, 0.0, out=dist), 2.0, out=dist)
         if rows.shape[0] > top_k:  # sort only the k best and rows tied with the k-th
             keep = dist <= np.partition(dist, top_k - 1)[top_k - 1]
             dist, rows = dist[keep], rows[keep]
-        ranked = sorted(
-            zip(
-                dist.tolist(),
-                (self._rows.keys[r] for r in rows.tolist()),
-                rows.tolist(),
-                strict=True,
-            )
-        )
-        return [
-            QueryMatch(key, d, copy_metadata(self._rows.metadata[row]))
-            for d, key, row in ranked[:top_k]
-        ]
+        distances = dist.tolist()
+        row_list = rows.tolist()
+        keys = self._rows.keys
+        metadata = self._rows.metadata
+        if len(set(distances)) == len(distances):  # no ties: the distance alone orders
+            order = sorted(range(len(distances)), key=distances.__getitem__)[:top_k]
+            return [
+                QueryMatch(keys[row_list[i]], distances[i], copy_metadata(metadata[row_list[i]]))
+                for i in order
+            ]
+        ranked = sorted(zip(distances, (keys[r] for r in row_list), row_list, strict=True))
+        return [QueryMatch(key, d, copy_metadata(metadata[row])) for d, key, row in ranked[:top_k]]
+
+    def _distances(
+        self,
+        rows: npt.NDArray[np.intp],
+        q64: npt.NDArray[np.float64],
+        qn: float,
+        source: npt.NDArray[Any] | None,
+    ) -> npt.NDArray[np.float64]:
+        """Float64 distances from the query to the stored vectors of ``rows``."""
+        x = (self._rows.matrix[rows] if source is None else source).astype(np.float64)
+        if self._rows.scaled:
+            x *= self._rows.norms[rows][:, None]
+        if self._metric == "cosine":
+            xn = np.sqrt(np.einsum("ij,ij->i", x, x))
+            # einsum, not BLAS: each row's sum is the same whatever else is in the block,
+            # so a distance does not depend on which other rows were candidates.
+            dots = np.einsum("ij,j->i", x, q64)
+            dist: npt.NDArray[np.float64] = 1.0 - dots / (xn * qn)
+            return dist
+        diff = x - q64
+        out: npt.NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return out
 
 
 def _block_minima(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
