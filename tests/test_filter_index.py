@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from crossmodal_search.errors import InvalidFilterError
 from crossmodal_search.stores import LocalVectorStore, StoreLimits, VectorRecord
 from crossmodal_search.stores._filter import MetadataColumns, compile_filter, matches
 from tests.test_filter_selection import CATEGORIES, brute_force, random_filter
@@ -171,3 +172,29 @@ def test_a_reader_catching_up_keeps_index_served_answers_exact(tmp_path: Path) -
             del vectors[key], metadata[key]
     reader.close()
     writer.close()
+
+
+def test_a_repeated_filter_is_told_apart_by_type_and_read_afresh_when_changed() -> None:
+    """The store remembers compiled filters: ``True``, ``1`` and ``1.0`` stay different filters,
+    and a filter dict changed after a query means its new content."""
+    store = _store(None)
+    vec = np.ones(D, dtype=np.float32)
+    store.put(
+        [
+            VectorRecord.create("bool", vec, {"v": True}),
+            VectorRecord.create("int", vec, {"v": 1}),
+            VectorRecord.create("str", vec, {"v": "1"}),
+        ]
+    )
+    flt: dict[str, Any] = {"v": True}
+    for _ in range(2):
+        assert [m.key for m in store.query(vec, top_k=3, filter=flt)] == ["bool"]
+        assert [m.key for m in store.query(vec, top_k=3, filter={"v": 1})] == ["int"]
+        assert [m.key for m in store.query(vec, top_k=3, filter={"v": 1.0})] == ["int"]
+        assert [m.key for m in store.query(vec, top_k=3, filter={"v": "1"})] == ["str"]
+    flt["v"] = "1"
+    assert [m.key for m in store.query(vec, top_k=3, filter=flt)] == ["str"]
+    flt["v"] = {"$in": [1, "1"]}
+    assert [m.key for m in store.query(vec, top_k=3, filter=flt)] == ["int", "str"]
+    with pytest.raises(InvalidFilterError):
+        store.query(vec, top_k=3, filter={"v": {"$in": [1, None]}})

@@ -50,6 +50,7 @@ list of objects), None/NaN/infinite operands, any field declared non-filterable 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -419,6 +420,70 @@ def _uses_starts_with(node: _Node) -> bool:
     if isinstance(node, _And | _Or):
         return any(_uses_starts_with(child) for child in node.children)
     return isinstance(node, _Cond) and node.op == "$startsWith"
+
+
+class FilterCache:
+    """The compiled form of the filters a store was recently queried with (least recently
+    used dropped first), so a repeated filter is not validated and compiled again.
+
+    Filters are told apart by value *and type* (``1``, ``1.0`` and ``True`` are different
+    filters); one holding anything but dicts, lists, tuples, strings, numbers and booleans is
+    compiled every time. The key is a frozen copy: changing a filter after the query does not
+    change what it meant.
+    """
+
+    def __init__(
+        self, non_filterable: Iterable[str] = frozenset(), *, max_entries: int = 64
+    ) -> None:
+        self._non_filterable = frozenset(non_filterable)
+        self._max = max_entries
+        self._entries: OrderedDict[object, CompiledFilter] = OrderedDict()
+
+    def compile(self, filter: Filter) -> CompiledFilter:
+        """:func:`compile_filter` for an ENHANCED index with this cache's non-filterable keys."""
+        key = _frozen(filter, 0)
+        if key is not None:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        compiled = compile_filter(filter, non_filterable=self._non_filterable)
+        if key is not None:
+            self._entries[key] = compiled
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return compiled
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _frozen(value: object, depth: int) -> object | None:
+    """A hashable copy of a filter keeping every value's type, or None (not cacheable)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    if depth > 2 * _MAX_DEPTH + 2:
+        return None
+    if kind is dict:
+        assert isinstance(value, dict)
+        items = []
+        for k, v in value.items():
+            frozen = _frozen(v, depth + 1)
+            if frozen is None or type(k) is not str:
+                return None
+            items.append((k, frozen))
+        return (dict, tuple(items))
+    if kind is list or kind is tuple:
+        assert isinstance(value, list | tuple)
+        parts = []
+        for v in value:
+            frozen = _frozen(v, depth + 1)
+            if frozen is None:
+                return None
+            parts.append(frozen)
+        return (kind, tuple(parts))
+    return None
 
 
 def validate_filter(
