@@ -239,40 +239,33 @@ class ExactSearch:
 
     def _row_factors(self, selection: Selection | None) -> _RowFactors:
         """The order-key factors of every row (cached until the next write), or of the rows
-        ``selection`` keeps (cached with it)."""
+        ``selection`` keeps (cached with it, computed from those rows' norms only: a write
+        does not make a selective query pay for every row's factors)."""
+        if selection is not None and selection.rows is not None:
+            if selection.factors is None:
+                selection.factors = self._factors_of(self._rows.norms[selection.rows])
+            kept: _RowFactors = selection.factors
+            return kept
         if self._factors is None or self._factors_version != self._rows.version:
             self._factors_version = self._rows.version
-            norms = self._rows.norms[: self._rows.n]
-            cosine = self._metric == "cosine"
-            # Rows beyond float32's range give infinite factors; no query uses them (every query
-            # that could meet such a row is scored in float64: _beyond_float32).
-            with np.errstate(over="ignore", divide="ignore"):
-                self._factors = _RowFactors(
-                    neg_inv=(-1.0 / norms).astype(np.float32)
-                    if cosine and not self._unit_scan
-                    else None,
-                    squared=None if cosine else (norms * norms).astype(np.float32),
-                    scale=norms.astype(np.float32) if self._unit_scan and not cosine else None,
-                    top_norm=float(norms.max()) if norms.size else 0.0,
-                    bottom_norm=float(norms.min()) if norms.size else 0.0,
-                )
-        full = self._factors
-        if selection is None or selection.rows is None:
-            return full
-        if selection.factors is not None:
-            cached: _RowFactors = selection.factors
-            return cached
-        rows = selection.rows
-        # Element-wise the same values as computing the factors of the selected rows afresh.
-        kept = _RowFactors(
-            neg_inv=None if full.neg_inv is None else full.neg_inv[rows],
-            squared=None if full.squared is None else full.squared[rows],
-            scale=None if full.scale is None else full.scale[rows],
-            top_norm=float(self._rows.norms[rows].max()) if rows.size else 0.0,
-            bottom_norm=float(self._rows.norms[rows].min()) if rows.size else 0.0,
-        )
-        selection.factors = kept
-        return kept
+            self._factors = self._factors_of(self._rows.norms[: self._rows.n])
+        return self._factors
+
+    def _factors_of(self, norms: npt.NDArray[np.float64]) -> _RowFactors:
+        """The factors of rows with ``norms``."""
+        cosine = self._metric == "cosine"
+        # Rows beyond float32's range give infinite factors; no query uses them (every query
+        # that could meet such a row is scored in float64: _beyond_float32).
+        with np.errstate(over="ignore", divide="ignore"):
+            return _RowFactors(
+                neg_inv=(-1.0 / norms).astype(np.float32)
+                if cosine and not self._unit_scan
+                else None,
+                squared=None if cosine else (norms * norms).astype(np.float32),
+                scale=norms.astype(np.float32) if self._unit_scan and not cosine else None,
+                top_norm=float(norms.max()) if norms.size else 0.0,
+                bottom_norm=float(norms.min()) if norms.size else 0.0,
+            )
 
     def _order_keys(
         self, dots: npt.NDArray[np.float32], factors: _RowFactors

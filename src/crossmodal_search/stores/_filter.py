@@ -60,6 +60,7 @@ import numpy.typing as npt
 
 from crossmodal_search._types import Filter
 from crossmodal_search.errors import InvalidFilterError
+from crossmodal_search.stores._colindex import sorted_unique
 from crossmodal_search.stores._columns import (
     NUM_OPS,
     BoolArray,
@@ -163,7 +164,7 @@ class _Or(_Node):
 
     def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
         parts = [child.rows(columns, within) for child in self.children]
-        return np.unique(np.concatenate(parts))
+        return sorted_unique(np.concatenate(parts))
 
 
 @dataclass(frozen=True, slots=True)
