@@ -4,7 +4,11 @@ One implementation serves every store: ``S3VectorsStore`` validates filters with
 request is sent, its test fake and ``LocalVectorStore`` evaluate them with it. Two evaluators
 share one compiled form: :func:`matches` tests one metadata mapping, :func:`filter_mask`
 evaluates a filter over :class:`MetadataColumns` (columnar, dictionary-encoded metadata) with
-numpy, a few milliseconds per condition over a million records.
+numpy, a few milliseconds per condition over a million records, and
+:meth:`CompiledFilter.select` returns the rows it keeps, planned by the estimate of the
+columns' per-key indexes (``_colindex.py``): a selective filter is served from them, with the
+rest of it evaluated on the candidate rows only. :class:`FilterCache` keeps the compiled form
+of the filters a store was recently given.
 
 Grammar::
 
