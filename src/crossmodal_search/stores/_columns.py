@@ -136,8 +136,9 @@ class _Column:
         if self.bools is not None:
             self.bools[row] = -1
 
-    def set(self, row: int, value: object, vocab: dict[str, int], *, fresh: bool = False) -> None:
-        """Store ``value`` in ``row``; ``fresh`` rows are known to be empty already."""
+    def set(self, row: int, value: object, vocab: dict[str, int], *, fresh: bool = False) -> bool:
+        """Store ``value`` in ``row``; ``fresh`` rows are known to be empty already. True when
+        the value is a list."""
         if not fresh:
             self.clear(row)
         elif self.index is not None:
@@ -149,10 +150,10 @@ class _Column:
             if code is None:
                 code = vocab[value] = len(vocab)
             self._array("s")[row, 0] = code
-            return
+            return False
         if type(value) is float or (type(value) is int and -(2**1023) < value < 2**1023):
             self._array("n")[row, 0] = value
-            return
+            return False
         items = list(elements(value))
         if len(items) > self.width:
             self._widen(max(len(items), 2 * self.width))
@@ -170,6 +171,7 @@ class _Column:
                 arr[row, j] = code
             else:
                 arr[row, j] = v
+        return isinstance(value, list | tuple)
 
     def move(self, src: npt.NDArray[np.intp], dst: npt.NDArray[np.intp]) -> None:
         if self.index is not None:
@@ -242,6 +244,9 @@ class MetadataColumns:
         self._n = 0
         self._capacity = capacity
         self.vocab: dict[str, int] = {}
+        #: Whether a row ever set held a list value (never reset): while False, a copy of a
+        #: row's metadata that a caller may change is a plain ``dict`` copy.
+        self.lists = False
 
     @classmethod
     def from_metadata(
@@ -303,11 +308,14 @@ class MetadataColumns:
                     existing.clear(row)
         for key, value in metadata.items():
             if key in self._non_filterable:
+                if isinstance(value, list | tuple):
+                    self.lists = True
                 continue
             col = self._columns.get(key)
             if col is None:
                 col = self._columns[key] = _Column(self._capacity)
-            col.set(row, value, self.vocab, fresh=fresh)
+            if col.set(row, value, self.vocab, fresh=fresh):
+                self.lists = True
 
     def move_rows(
         self, src: Sequence[int] | npt.NDArray[np.intp], dst: Sequence[int] | npt.NDArray[np.intp]

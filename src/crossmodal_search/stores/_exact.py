@@ -419,14 +419,16 @@ class ExactSearch:
         row_list = rows.tolist()
         keys = self._rows.keys
         metadata = self._rows.metadata
+        # Without list values anywhere, a plain dict copy is a copy the caller may change.
+        copy = copy_metadata if self._rows.columns.lists else dict
         if len(set(distances)) == len(distances):  # no ties: the distance alone orders
             order = sorted(range(len(distances)), key=distances.__getitem__)[:top_k]
             return [
-                QueryMatch(keys[row_list[i]], distances[i], copy_metadata(metadata[row_list[i]]))
+                QueryMatch(keys[row_list[i]], distances[i], copy(metadata[row_list[i]]))
                 for i in order
             ]
         ranked = sorted(zip(distances, (keys[r] for r in row_list), row_list, strict=True))
-        return [QueryMatch(key, d, copy_metadata(metadata[row])) for d, key, row in ranked[:top_k]]
+        return [QueryMatch(key, d, copy(metadata[row])) for d, key, row in ranked[:top_k]]
 
     def _distances(
         self,
