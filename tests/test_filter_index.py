@@ -41,16 +41,23 @@ def _metadata(rng: np.random.Generator) -> dict[str, Any]:
         md["flag"] = bool(rng.random() < 0.2) if rng.random() < 0.9 else [True, "x"]
     if rng.random() < 0.3:
         md["word"] = str(rng.choice(WORDS))
+    if rng.random() < 0.95:  # always a scalar: a one-element-wide column
+        md["price"] = round(float(rng.uniform(0, 50)), 1)
     return md
 
 
 def _filter(rng: np.random.Generator) -> dict[str, Any]:
     roll = rng.random()
-    if roll < 0.1:
-        return {"word": {"$startsWith": str(rng.choice(["al", "be", "gam", "z"]))}}
+    if roll < 0.15:
+        lo = float(rng.uniform(0, 50))
+        return {"price": {"$gte": lo, "$lt": lo + float(rng.uniform(0.5, 4))}}
     if roll < 0.2:
-        return {"num": {"$in": [float(v) for v in rng.integers(0, 100, 3)] + ["n/a"]}}
+        return {"price": {str(rng.choice(["$gt", "$lte"])): float(rng.uniform(0, 6))}}
     if roll < 0.3:
+        return {"word": {"$startsWith": str(rng.choice(["al", "be", "gam", "z"]))}}
+    if roll < 0.4:
+        return {"num": {"$in": [float(v) for v in rng.integers(0, 100, 3)] + ["n/a"]}}
+    if roll < 0.5:
         return {"$and": [{"num": {"$lt": float(rng.integers(0, 30))}}, random_filter(rng, 1)]}
     return random_filter(rng)
 

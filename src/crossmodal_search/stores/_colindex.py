@@ -35,9 +35,12 @@ Rows = npt.NDArray[np.intp]
 # lookup, which costs about as much per row as the index saves.
 REBUILD_FRACTION = 1 / 16
 _MIN_REBUILD = 256
-# Conditions whose rows an index remembers (all forgotten when full).
+# Conditions whose rows an index remembers (all forgotten when full): at most this many, and
+# at most _HELD_ROWS rows per row holding the key in all.
 _MAX_BASES = 256
+_HELD_ROWS = 4
 _EMPTY: Rows = np.empty(0, dtype=np.intp)
+_RANGES = frozenset({"$gt", "$gte", "$lt", "$lte"})
 
 
 def sorted_unique(rows: Rows) -> Rows:
@@ -59,6 +62,7 @@ class KeyIndex:
     __slots__ = (
         "_bases",
         "_dirty",
+        "_held",
         "_stale_rows",
         "_touched",
         "_touched_blocks",
@@ -88,6 +92,7 @@ class KeyIndex:
         # them out of a condition's rows.
         self._stale_rows = np.zeros(n, dtype=bool)
         self._bases: dict[tuple[str, Operand], Rows] = {}
+        self._held = 0
 
     # ------------------------------------------------------------------ maintenance
 
@@ -141,7 +146,7 @@ class KeyIndex:
             for text, code in vocab.items():
                 if text.startswith(operand):
                     equal("s", code)
-        elif op in ("$gt", "$gte", "$lt", "$lte"):
+        elif op in _RANGES:
             found = self.pairs.get("n")
             if found is not None:
                 values, rows = found
@@ -176,13 +181,18 @@ class KeyIndex:
             parts = self._slices(op, operand, vocab)
             if not parts:
                 found = _EMPTY
-            elif len(parts) == 1 and self.width == 1:
+            elif len(parts) == 1 and self.width == 1 and op not in _RANGES:
                 found = parts[0]  # one value's rows: ascending and distinct already
+            elif self.width == 1 and op in _RANGES:
+                found = np.sort(parts[0])  # rows in value order, distinct: one row, one value
             else:
                 found = sorted_unique(np.concatenate(parts))
-        if len(self._bases) >= _MAX_BASES:
+        held = self._held + found.size
+        if len(self._bases) >= _MAX_BASES or held > _HELD_ROWS * max(1024, self.present.size):
             self._bases.clear()
+            held = found.size
         self._bases[key] = found
+        self._held = held
         return found
 
     def estimate(self, op: str, operand: Operand, vocab: Mapping[str, int]) -> int:
