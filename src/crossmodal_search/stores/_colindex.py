@@ -187,6 +187,8 @@ class KeyIndex:
                 found = np.sort(parts[0])  # rows in value order, distinct: one row, one value
             else:
                 found = sorted_unique(np.concatenate(parts))
+        found = found.view()
+        found.flags.writeable = False  # handed out as it is: no caller may change it
         held = self._held + found.size
         if len(self._bases) >= _MAX_BASES or held > _HELD_ROWS * max(1024, self.present.size):
             self._bases.clear()
