@@ -201,7 +201,14 @@ class KeyIndex:
         """At most how many rows match the positive ``op`` (or ``$exists: true``): the rows
         the pairs list, plus every touched row."""
         pending = len(self._touched) + sum(b.size for b in self._touched_blocks)
-        return self._base(op, operand, vocab).size + self._dirty.size + pending
+        found = self._bases.get((op, operand))
+        if found is not None:
+            listed = found.size
+        elif op == "$exists":
+            listed = self.present.size
+        else:  # the slices' sizes: no sort for a condition that may turn out broad
+            listed = sum(part.size for part in self._slices(op, operand, vocab))
+        return listed + self._dirty.size + pending
 
     def lookup(
         self, column: _Column, op: str, operand: Operand, vocab: Mapping[str, int], n: int
