@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from crossmodal_search.stores._columns import Operand, _Column
 
@@ -35,8 +35,8 @@ Rows = npt.NDArray[np.intp]
 # lookup, which costs about as much per row as the index saves.
 REBUILD_FRACTION = 1 / 16
 _MIN_REBUILD = 256
-# Conditions whose rows an index remembers (all forgotten when full): at most this many, and
-# at most _HELD_ROWS rows per row holding the key in all.
+# Conditions whose rows (and, separately, row counts) an index remembers, all forgotten when
+# full: at most this many, and at most _HELD_ROWS rows per row holding the key in all.
 _MAX_BASES = 256
 _HELD_ROWS = 4
 _EMPTY: Rows = np.empty(0, dtype=np.intp)
@@ -61,6 +61,7 @@ class KeyIndex:
 
     __slots__ = (
         "_bases",
+        "_counts",
         "_dirty",
         "_held",
         "_stale_rows",
@@ -92,6 +93,7 @@ class KeyIndex:
         # them out of a condition's rows.
         self._stale_rows = np.zeros(n, dtype=bool)
         self._bases: dict[tuple[str, Operand], Rows] = {}
+        self._counts: dict[tuple[str, Operand], int] = {}
         self._held = 0
 
     # ------------------------------------------------------------------ maintenance
@@ -130,22 +132,25 @@ class KeyIndex:
         """The rows of the pairs matching the positive ``op`` (as built; possibly repeated)."""
         out: list[Rows] = []
 
-        def equal(kind: str, value: float) -> None:
+        def equal(kind: str, wanted: Sequence[float]) -> None:
             found = self.pairs.get(kind)
-            if found is not None:
-                values, rows = found
-                # The needle in the values' dtype: a Python number would convert the array.
-                needle = values.dtype.type(value)
-                lo = int(np.searchsorted(values, needle, side="left"))
-                hi = int(np.searchsorted(values, needle, side="right"))
-                if hi > lo:
-                    out.append(rows[lo:hi])
+            if found is None or not wanted:
+                return
+            values, rows = found
+            # Needles in the values' dtype: Python numbers would convert the whole array.
+            if len(wanted) == 1:  # the common equality: scalars cost less than arrays
+                needle = values.dtype.type(wanted[0])
+                lo = [int(np.searchsorted(values, needle, side="left"))]
+                hi = [int(np.searchsorted(values, needle, side="right"))]
+            else:
+                needles = np.asarray(wanted, dtype=values.dtype)
+                lo = np.searchsorted(values, needles, side="left").tolist()
+                hi = np.searchsorted(values, needles, side="right").tolist()
+            out.extend(rows[a:b] for a, b in zip(lo, hi, strict=True) if b > a)
 
         if op == "$startsWith":
             assert isinstance(operand, str)
-            for text, code in vocab.items():
-                if text.startswith(operand):
-                    equal("s", code)
+            equal("s", [code for text, code in vocab.items() if text.startswith(operand)])
         elif op in _RANGES:
             found = self.pairs.get("n")
             if found is not None:
@@ -158,13 +163,10 @@ class KeyIndex:
                     out.append(part)
         else:
             assert isinstance(operand, tuple)
-            for kind, value in operand:
-                if isinstance(value, str):
-                    known = vocab.get(value)
-                    if known is not None:
-                        equal("s", known)
-                else:
-                    equal(kind, int(value) if kind == "b" else float(value))
+            codes = [vocab[v] for _, v in operand if isinstance(v, str) and v in vocab]
+            equal("s", codes)
+            equal("n", [float(v) for kind, v in operand if kind == "n"])
+            equal("b", [int(v) for kind, v in operand if kind == "b"])
         return out
 
     def _base(self, op: str, operand: Operand, vocab: Mapping[str, int]) -> Rows:
@@ -201,13 +203,16 @@ class KeyIndex:
         """At most how many rows match the positive ``op`` (or ``$exists: true``): the rows
         the pairs list, plus every touched row."""
         pending = len(self._touched) + sum(b.size for b in self._touched_blocks)
-        found = self._bases.get((op, operand))
-        if found is not None:
-            listed = found.size
-        elif op == "$exists":
-            listed = self.present.size
-        else:  # the slices' sizes: no sort for a condition that may turn out broad
-            listed = sum(part.size for part in self._slices(op, operand, vocab))
+        key = (op, operand)
+        listed = self._counts.get(key)
+        if listed is None:
+            if op == "$exists":
+                listed = self.present.size
+            else:  # the slices' sizes: no sort for a condition that may turn out broad
+                listed = sum(part.size for part in self._slices(op, operand, vocab))
+            if len(self._counts) >= _MAX_BASES:
+                self._counts.clear()
+            self._counts[key] = listed
         return listed + self._dirty.size + pending
 
     def lookup(
