@@ -176,7 +176,14 @@ def cycling(fn: Callable[[Matrix], object], queries: Matrix) -> Callable[[], obj
 
 
 def _inner(fn: Callable[[], object], sample_seconds: float) -> int:
-    """Back-to-back calls per sample so each sample lasts about ``sample_seconds``."""
+    """Back-to-back calls per sample so each sample lasts about ``sample_seconds``.
+
+    Sized on a second call: a first call may fill a cache (a filter's rows, say) and take 20x
+    longer. Sized on it, samples are a few calls long, and the first calls after another
+    contender ran (slower on this shared machine, whatever ran before: measured 4x for the
+    first call and 1.25x for the fifth) weigh 5x more than in a contender's long samples.
+    """
+    fn()
     start = time.perf_counter()
     fn()
     elapsed = time.perf_counter() - start

@@ -127,7 +127,15 @@ class _Run:
     exact_label: str | None = None
 
 
-def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
+def run_dataset(
+    ds: DataSet, plan: Plan, section: Section, quick: bool, *, filtered_only: bool = False
+) -> None:
+    """One data set: every contender's single, batch and filtered queries (``filtered_only``:
+    the filtered ones, with the exact store and the numpy and faiss baselines only)."""
+    if filtered_only:
+        ds = dataclasses.replace(
+            ds, float16=False, scan_copy=False, funnel=False, hnsw=False, filtered=True
+        )
     plan = dataclasses.replace(
         plan, repeats=ds.repeats or plan.repeats, queries=ds.queries or plan.queries
     )
@@ -157,9 +165,10 @@ def run_dataset(ds: DataSet, plan: Plan, section: Section, quick: bool) -> None:
     metadata = _add_stores(job)
     if metadata is not None:
         _add_accelerated(job, metadata)
-    _time_single(job)
-    _check_single(job)
-    _time_batches(job)
+    if not filtered_only:
+        _time_single(job)
+        _check_single(job)
+        _time_batches(job)
     build_seconds, result = job.build_seconds, job.result
 
     # ---- filters: ~1 % and ~50 % of the rows
@@ -539,9 +548,24 @@ def scaled(plan: Plan, scale: float) -> Plan:
     return dataclasses.replace(plan, sets=sets)
 
 
-def run(*, quick: bool, scale: float = 1.0) -> Section:
-    """Run the search benchmark and return its report section."""
+def run(
+    *,
+    quick: bool,
+    scale: float = 1.0,
+    sets: list[str] | None = None,
+    filtered_only: bool = False,
+) -> Section:
+    """Run the search benchmark and return its report section: every data set of the plan,
+    or those named in ``sets`` (e.g. ``"random 100k x 256"``), all queries or (``filtered_only``)
+    the filtered ones."""
     plan = scaled(QUICK if quick else FULL, scale)
+    if sets:
+        chosen = tuple(ds for ds in plan.sets if ds.name in sets)
+        unknown = sorted(set(sets) - {ds.name for ds in chosen})
+        if unknown:
+            names = ", ".join(repr(ds.name) for ds in plan.sets)
+            raise SystemExit(f"unknown search data set {unknown[0]!r}; this plan has {names}")
+        plan = dataclasses.replace(plan, sets=chosen)
     section = Section(
         "Search",
         quick=quick,
@@ -556,7 +580,7 @@ def run(*, quick: bool, scale: float = 1.0) -> Section:
     )
     build_tables: list[list[str]] = []
     for ds in plan.sets:
-        run_dataset(ds, plan, section, quick)
+        run_dataset(ds, plan, section, quick, filtered_only=filtered_only)
         gc.collect()  # free the data set (1M x 1024 float32 is 4 GB) before the next
     for name, builds in section.data.get("build_seconds", {}).items():
         for what, secs in builds.items():
@@ -570,5 +594,6 @@ def run(*, quick: bool, scale: float = 1.0) -> Section:
                 "Build times", ["data set", "what", "seconds", "memory (RSS growth)"], build_tables
             )
         )
-    section.notes.extend(notes(section.data))
+    if not filtered_only:
+        section.notes.extend(notes(section.data))
     return section

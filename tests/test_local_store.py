@@ -120,6 +120,22 @@ def test_returned_records_are_copies(make_store: Any) -> None:
     assert store.query([0, 1], top_k=1, filter={"tags": "mutated"}) == []
 
 
+def test_query_results_carry_copies_of_the_metadata() -> None:
+    """Changing a result's metadata (its lists too, in filterable and non-filterable keys,
+    whether or not the store held lists before) never changes the store."""
+    for name in ("notes", "tags"):
+        store = LocalVectorStore(dimension=2, non_filterable_metadata_keys=["notes"])
+        store.put([rec("a", [1, 0], colour="red")])
+        first = store.query([1, 0], top_k=1)[0]
+        first.metadata["colour"] = "blue"  # type: ignore[index]
+        assert store.query([1, 0], top_k=1)[0].metadata == {"colour": "red"}
+        store.put([rec("b", [0, 1], **{name: ["x"]})])
+        got = store.query([0, 1], top_k=1)[0]
+        assert got.key == "b"
+        got.metadata[name].append("mutated")  # type: ignore[union-attr]
+        assert store.get(["b"]).records[0].metadata == {name: ["x"]}
+
+
 def test_upsert_overwrites_vector_and_metadata(make_store: Any) -> None:
     store = make_store(dimension=2)
     store.put([rec("a", [1, 0], colour="red", size="xl"), rec("b", [0, 1], colour="blue")])

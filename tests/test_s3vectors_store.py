@@ -651,6 +651,43 @@ def test_get_returns_records_in_the_order_asked_and_reports_missing(fake: FakeS3
     assert first.metadata == {"i": 200, "even": True}
 
 
+def test_reads_of_an_index_this_store_created_send_no_request_until_it_writes(
+    fake: FakeS3Vectors,
+) -> None:
+    store = make_store(fake)  # creates the index: it is empty
+
+    assert store.get(["k1", "k2"]).missing == ("k1", "k2")
+    assert fake.calls["get_vectors"] == 0
+    with pytest.raises(InvalidInputError):  # bad input is still an error
+        store.get([3])  # type: ignore[list-item]
+
+    store.put(records(3))
+    assert [r.key for r in store.get(["k1", "k2"]).records] == ["k1", "k2"]
+    assert fake.calls["get_vectors"] == 1
+
+
+def test_reads_of_an_index_created_by_someone_else_always_ask_the_service(
+    fake: FakeS3Vectors,
+) -> None:
+    writer = make_store(fake)
+    reader = make_store(fake)  # the index exists: this store did not create it
+    writer.put(records(3))
+
+    assert [r.key for r in reader.get(["k1", "k9"]).records] == ["k1"]
+    assert fake.calls["get_vectors"] == 1
+
+
+def test_a_failed_put_ends_the_known_empty_state(fake: FakeS3Vectors) -> None:
+    store = make_store(fake, max_concurrency=1)
+    other = make_store(fake)
+    other.put(records(2))  # written by another handle: not seen by the creator's reads
+    fake.fail_next("put_vectors", "InternalServerException", times=100)
+    with pytest.raises(ServiceError):
+        store.put(records(1, prefix="x"))
+
+    assert [r.key for r in store.get(["k0", "k1"]).records] == ["k0", "k1"]
+
+
 def test_list_follows_next_token_with_a_small_page(fake: FakeS3Vectors) -> None:
     store = make_store(fake)
     store.put(records(25))

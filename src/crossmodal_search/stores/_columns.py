@@ -1,8 +1,10 @@
 """Columnar, dictionary-encoded metadata: what the local store filters with numpy.
 
 The filter language (``_filter.py``) compiles to conditions; each condition asks the column of
-its key which rows hold a matching element (:meth:`_Column.any_element`). Both the per-record and
-the columnar evaluator classify values with :func:`classify`, so they agree on odd data too.
+its key which rows hold a matching element (:meth:`_Column.any_element`, over every row or a
+few), or, for a selective filter, the column's index (``_colindex.py``: the rows holding a
+value, found by binary search, kept in step with every write). Both the per-record and the
+columnar evaluator classify values with :func:`classify`, so they agree on odd data too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+from crossmodal_search.stores._colindex import KeyIndex
 
 __all__ = ["NUM_OPS", "BoolArray", "Kind", "MetadataColumns", "Operand", "classify", "elements"]
 
@@ -63,10 +67,13 @@ class _Column:
     array: string codes (int32, -1 empty), numbers (float64, NaN empty), booleans (int8, -1 empty).
     """
 
-    __slots__ = ("bools", "codes", "nums", "present", "width")
+    __slots__ = ("bools", "codes", "index", "nums", "present", "uses", "width")
 
     def __init__(self, capacity: int) -> None:
         self.width = 1
+        # The key's index (built by the second query using the key) and those queries' count.
+        self.index: KeyIndex | None = None
+        self.uses = 0
         self.present: BoolArray = np.zeros(capacity, dtype=bool)
         self.codes: npt.NDArray[np.int32] | None = None
         self.nums: npt.NDArray[np.float64] | None = None
@@ -116,6 +123,11 @@ class _Column:
         return self.bools
 
     def clear(self, row: int | slice) -> None:
+        if self.index is not None:
+            if isinstance(row, slice):
+                self.index.touch_rows(row)
+            else:
+                self.index.touch(row)
         self.present[row] = False
         if self.codes is not None:
             self.codes[row] = -1
@@ -124,10 +136,13 @@ class _Column:
         if self.bools is not None:
             self.bools[row] = -1
 
-    def set(self, row: int, value: object, vocab: dict[str, int], *, fresh: bool = False) -> None:
-        """Store ``value`` in ``row``; ``fresh`` rows are known to be empty already."""
+    def set(self, row: int, value: object, vocab: dict[str, int], *, fresh: bool = False) -> bool:
+        """Store ``value`` in ``row``; ``fresh`` rows are known to be empty already. True when
+        the value is a list."""
         if not fresh:
             self.clear(row)
+        elif self.index is not None:
+            self.index.touch(row)
         self.present[row] = True
         # Fast paths for plain scalars, the common case.
         if type(value) is str:
@@ -135,10 +150,10 @@ class _Column:
             if code is None:
                 code = vocab[value] = len(vocab)
             self._array("s")[row, 0] = code
-            return
+            return False
         if type(value) is float or (type(value) is int and -(2**1023) < value < 2**1023):
             self._array("n")[row, 0] = value
-            return
+            return False
         items = list(elements(value))
         if len(items) > self.width:
             self._widen(max(len(items), 2 * self.width))
@@ -156,16 +171,24 @@ class _Column:
                 arr[row, j] = code
             else:
                 arr[row, j] = v
+        return isinstance(value, list | tuple)
 
     def move(self, src: npt.NDArray[np.intp], dst: npt.NDArray[np.intp]) -> None:
+        if self.index is not None:
+            self.index.touch_rows(dst)
         self.present[dst] = self.present[src]
         for arr in (self.codes, self.nums, self.bools):
             if arr is not None:
                 arr[dst] = arr[src]
 
-    def any_element(self, op: str, operand: Operand, vocab: Mapping[str, int], n: int) -> BoolArray:
-        """Rows with an element satisfying the positive operator ``op`` (not $exists)."""
+    def any_element(
+        self, op: str, operand: Operand, vocab: Mapping[str, int], rows: int | npt.NDArray[np.intp]
+    ) -> BoolArray:
+        """Which rows have an element satisfying the positive operator ``op`` (not $exists):
+        of the first ``rows`` rows, or of the rows listed."""
         hit: BoolArray | None = None
+        sel: slice | npt.NDArray[np.intp] = slice(0, rows) if isinstance(rows, int) else rows
+        size = rows if isinstance(rows, int) else rows.shape[0]
 
         def accumulate(elem: BoolArray) -> None:
             nonlocal hit
@@ -184,11 +207,11 @@ class _Column:
             if self.codes is not None:
                 codes = [code for text, code in vocab.items() if text.startswith(prefix)]
                 if codes:
-                    accumulate(np.isin(self.codes[:n], codes))
+                    accumulate(np.isin(self.codes[sel], codes))
         elif op in NUM_OPS:
             if self.nums is not None:
                 with np.errstate(invalid="ignore"):
-                    accumulate(NUM_OPS[op](self.nums[:n], operand))
+                    accumulate(NUM_OPS[op](self.nums[sel], operand))
         else:
             assert isinstance(operand, tuple)
             strings: list[Any] = [vocab[v] for k, v in operand if isinstance(v, str) and v in vocab]
@@ -197,7 +220,7 @@ class _Column:
             for arr, wanted in ((self.codes, strings), (self.nums, numbers), (self.bools, flags)):
                 if arr is None or not wanted:
                     continue
-                block = arr[:n]
+                block = arr[sel]
                 if len(wanted) > 8:
                     accumulate(np.isin(block, wanted))
                     continue
@@ -205,7 +228,7 @@ class _Column:
                 for value in wanted[1:]:
                     elem |= block == value
                 accumulate(elem)
-        return hit if hit is not None else np.zeros(n, dtype=bool)
+        return hit if hit is not None else np.zeros(size, dtype=bool)
 
 
 class MetadataColumns:
@@ -221,6 +244,9 @@ class MetadataColumns:
         self._n = 0
         self._capacity = capacity
         self.vocab: dict[str, int] = {}
+        #: Whether a row ever set held a list value (never reset): while False, a copy of a
+        #: row's metadata that a caller may change is a plain ``dict`` copy.
+        self.lists = False
 
     @classmethod
     def from_metadata(
@@ -239,6 +265,24 @@ class MetadataColumns:
     def column(self, key: str) -> _Column | None:
         """The column of one metadata key, or None when no row ever had it."""
         return self._columns.get(key)
+
+    def note_use(self, keys: Iterable[str]) -> None:
+        """A query filters on ``keys``: the second one to do so builds their indexes."""
+        for key in keys:
+            col = self._columns.get(key)
+            if col is not None and col.uses < 2:
+                col.uses += 1
+
+    def key_index(self, key: str) -> KeyIndex | None:
+        """The index of ``key``'s column (built, or rebuilt after many writes, now), or None
+        when no row ever had the key or only one query has filtered on it."""
+        col = self._columns.get(key)
+        if col is None or col.uses < 2:
+            return None
+        index = col.index
+        if index is None or index.stale(self._n):
+            index = col.index = KeyIndex(col, self._n)
+        return index
 
     def resize(self, n: int) -> None:
         """Set the row count; new rows are empty, dropped rows are cleared."""
@@ -264,11 +308,14 @@ class MetadataColumns:
                     existing.clear(row)
         for key, value in metadata.items():
             if key in self._non_filterable:
+                if isinstance(value, list | tuple):
+                    self.lists = True
                 continue
             col = self._columns.get(key)
             if col is None:
                 col = self._columns[key] = _Column(self._capacity)
-            col.set(row, value, self.vocab, fresh=fresh)
+            if col.set(row, value, self.vocab, fresh=fresh):
+                self.lists = True
 
     def move_rows(
         self, src: Sequence[int] | npt.NDArray[np.intp], dst: Sequence[int] | npt.NDArray[np.intp]

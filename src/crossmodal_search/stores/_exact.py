@@ -39,6 +39,8 @@ _RELATIVE_TOLERANCE = 1e-5
 _GEMV_ROWS = 65536
 # Rows per block when bounding the k-th best order key by block minima (see _candidates_many).
 _BOUND_BLOCK = 128
+# Candidates re-scored in float64 per block (bounds the temporaries).
+_EXACT_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,13 @@ class ExactSearch:
             return None
         order = self._order_keys(self._dots(q[None, :], selection)[:, 0], factors)
         picked = self._candidates(order, top_k, qn, factors.top_norm)
-        rows = None if selection is None else selection.rows
-        return self._exact(picked if rows is None else rows[picked], q, top_k, q64, qn)
+        if selection is None or selection.rows is None:
+            return self._exact(picked, q, top_k, q64, qn)
+        source = None
+        if selection.matrix is not None and self._rows.scan_format is None:
+            # The copy holds the stored rows themselves, just read: no trip to the matrix.
+            source = selection.matrix[picked]
+        return self._exact(selection.rows[picked], q, top_k, q64, qn, source)
 
     def _beyond_float32(
         self, qn: npt.NDArray[np.float64], factors: _RowFactors
@@ -232,40 +239,33 @@ class ExactSearch:
 
     def _row_factors(self, selection: Selection | None) -> _RowFactors:
         """The order-key factors of every row (cached until the next write), or of the rows
-        ``selection`` keeps (cached with it)."""
+        ``selection`` keeps (cached with it, computed from those rows' norms only: a write
+        does not make a selective query pay for every row's factors)."""
+        if selection is not None and selection.rows is not None:
+            if selection.factors is None:
+                selection.factors = self._factors_of(self._rows.norms[selection.rows])
+            kept: _RowFactors = selection.factors
+            return kept
         if self._factors is None or self._factors_version != self._rows.version:
             self._factors_version = self._rows.version
-            norms = self._rows.norms[: self._rows.n]
-            cosine = self._metric == "cosine"
-            # Rows beyond float32's range give infinite factors; no query uses them (every query
-            # that could meet such a row is scored in float64: _beyond_float32).
-            with np.errstate(over="ignore", divide="ignore"):
-                self._factors = _RowFactors(
-                    neg_inv=(-1.0 / norms).astype(np.float32)
-                    if cosine and not self._unit_scan
-                    else None,
-                    squared=None if cosine else (norms * norms).astype(np.float32),
-                    scale=norms.astype(np.float32) if self._unit_scan and not cosine else None,
-                    top_norm=float(norms.max()) if norms.size else 0.0,
-                    bottom_norm=float(norms.min()) if norms.size else 0.0,
-                )
-        full = self._factors
-        if selection is None or selection.rows is None:
-            return full
-        if selection.factors is not None:
-            cached: _RowFactors = selection.factors
-            return cached
-        rows = selection.rows
-        # Element-wise the same values as computing the factors of the selected rows afresh.
-        kept = _RowFactors(
-            neg_inv=None if full.neg_inv is None else full.neg_inv[rows],
-            squared=None if full.squared is None else full.squared[rows],
-            scale=None if full.scale is None else full.scale[rows],
-            top_norm=float(self._rows.norms[rows].max()) if rows.size else 0.0,
-            bottom_norm=float(self._rows.norms[rows].min()) if rows.size else 0.0,
-        )
-        selection.factors = kept
-        return kept
+            self._factors = self._factors_of(self._rows.norms[: self._rows.n])
+        return self._factors
+
+    def _factors_of(self, norms: npt.NDArray[np.float64]) -> _RowFactors:
+        """The factors of rows with ``norms``."""
+        cosine = self._metric == "cosine"
+        # Rows beyond float32's range give infinite factors; no query uses them (every query
+        # that could meet such a row is scored in float64: _beyond_float32).
+        with np.errstate(over="ignore", divide="ignore"):
+            return _RowFactors(
+                neg_inv=(-1.0 / norms).astype(np.float32)
+                if cosine and not self._unit_scan
+                else None,
+                squared=None if cosine else (norms * norms).astype(np.float32),
+                scale=norms.astype(np.float32) if self._unit_scan and not cosine else None,
+                top_norm=float(norms.max()) if norms.size else 0.0,
+                bottom_norm=float(norms.min()) if norms.size else 0.0,
+            )
 
     def _order_keys(
         self, dots: npt.NDArray[np.float32], factors: _RowFactors
@@ -389,44 +389,68 @@ class ExactSearch:
         top_k: int,
         q64: npt.NDArray[np.float64] | None = None,
         qn: float | None = None,
+        source: npt.NDArray[Any] | None = None,
     ) -> list[QueryMatch]:
         """Float64 distances for candidate rows, sorted by (distance, key), best ``top_k``
-        (``q64``/``qn``: the query in float64 and its norm, when known)."""
+        (``q64``/``qn``: the query in float64 and its norm, when known; ``source``: the stored
+        vectors of ``rows`` when already gathered, e.g. from a selection's copy).
+
+        The candidates are few (about ``top_k`` for a scan, more for near-ties), so this is
+        mostly fixed cost: keys are read only for ties and for the rows returned.
+        """
         if q64 is None or qn is None:
             q64 = q.astype(np.float64)
             qn = math.sqrt(float(q64.dot(q64)))  # what np.linalg.norm computes, without checks
-        dist = np.empty(rows.shape[0], dtype=np.float64)
-        for s in range(0, rows.shape[0], 4096):  # bounded temporaries for many candidates
-            block_rows = rows[s : s + 4096]
-            x = self._rows.matrix[block_rows].astype(np.float64)
-            if self._rows.scaled:
-                x *= self._rows.norms[block_rows][:, None]
-            if self._metric == "cosine":
-                xn = np.sqrt(np.einsum("ij,ij->i", x, x))
-                # einsum, not BLAS: each row's sum is the same whatever else is in the block,
-                # so a distance does not depend on which other rows were candidates.
-                dots = np.einsum("ij,j->i", x, q64)
-                dist[s : s + 4096] = 1.0 - dots / (xn * qn)
-            else:
-                diff = x - q64
-                dist[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        if rows.shape[0] <= _EXACT_BLOCK:
+            dist = self._distances(rows, q64, qn, source)
+        else:  # bounded temporaries for many candidates
+            dist = np.concatenate(
+                [
+                    self._distances(rows[s : s + _EXACT_BLOCK], q64, qn, None)
+                    for s in range(0, rows.shape[0], _EXACT_BLOCK)
+                ]
+            )
         if self._metric == "cosine":
             np.minimum(np.maximum(dist, 0.0, out=dist), 2.0, out=dist)
         if rows.shape[0] > top_k:  # sort only the k best and rows tied with the k-th
             keep = dist <= np.partition(dist, top_k - 1)[top_k - 1]
             dist, rows = dist[keep], rows[keep]
-        ranked = sorted(
-            zip(
-                dist.tolist(),
-                (self._rows.keys[r] for r in rows.tolist()),
-                rows.tolist(),
-                strict=True,
-            )
-        )
-        return [
-            QueryMatch(key, d, copy_metadata(self._rows.metadata[row]))
-            for d, key, row in ranked[:top_k]
-        ]
+        distances = dist.tolist()
+        row_list = rows.tolist()
+        keys = self._rows.keys
+        metadata = self._rows.metadata
+        # Without list values anywhere, a plain dict copy is a copy the caller may change.
+        copy = copy_metadata if self._rows.columns.lists else dict
+        if len(set(distances)) == len(distances):  # no ties: the distance alone orders
+            order = sorted(range(len(distances)), key=distances.__getitem__)[:top_k]
+            return [
+                QueryMatch(keys[row_list[i]], distances[i], copy(metadata[row_list[i]]))
+                for i in order
+            ]
+        ranked = sorted(zip(distances, (keys[r] for r in row_list), row_list, strict=True))
+        return [QueryMatch(key, d, copy(metadata[row])) for d, key, row in ranked[:top_k]]
+
+    def _distances(
+        self,
+        rows: npt.NDArray[np.intp],
+        q64: npt.NDArray[np.float64],
+        qn: float,
+        source: npt.NDArray[Any] | None,
+    ) -> npt.NDArray[np.float64]:
+        """Float64 distances from the query to the stored vectors of ``rows``."""
+        x = (self._rows.matrix[rows] if source is None else source).astype(np.float64)
+        if self._rows.scaled:
+            x *= self._rows.norms[rows][:, None]
+        if self._metric == "cosine":
+            xn = np.sqrt(np.einsum("ij,ij->i", x, x))
+            # einsum, not BLAS: each row's sum is the same whatever else is in the block,
+            # so a distance does not depend on which other rows were candidates.
+            dots = np.einsum("ij,j->i", x, q64)
+            dist: npt.NDArray[np.float64] = 1.0 - dots / (xn * qn)
+            return dist
+        diff = x - q64
+        out: npt.NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return out
 
 
 def _block_minima(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

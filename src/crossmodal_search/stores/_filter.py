@@ -4,7 +4,11 @@ One implementation serves every store: ``S3VectorsStore`` validates filters with
 request is sent, its test fake and ``LocalVectorStore`` evaluate them with it. Two evaluators
 share one compiled form: :func:`matches` tests one metadata mapping, :func:`filter_mask`
 evaluates a filter over :class:`MetadataColumns` (columnar, dictionary-encoded metadata) with
-numpy, a few milliseconds per condition over a million records.
+numpy, a few milliseconds per condition over a million records, and
+:meth:`CompiledFilter.select` returns the rows it keeps, planned by the estimate of the
+columns' per-key indexes (``_colindex.py``): a selective filter is served from them, with the
+rest of it evaluated on the candidate rows only. :class:`FilterCache` keeps the compiled form
+of the filters a store was recently given.
 
 Grammar::
 
@@ -50,14 +54,17 @@ list of objects), None/NaN/infinite operands, any field declared non-filterable 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from crossmodal_search._types import Filter
 from crossmodal_search.errors import InvalidFilterError
+from crossmodal_search.stores._colindex import sorted_unique
 from crossmodal_search.stores._columns import (
     NUM_OPS,
     BoolArray,
@@ -88,6 +95,7 @@ FIELD_OPERATORS: frozenset[str] = frozenset(
 #: Filter constraints (operators) an ENHANCED index takes per query.
 MAX_ENHANCED_FILTER_CONSTRAINTS = 100
 _ORDERING = ("$gt", "$gte", "$lt", "$lte")
+Rows: TypeAlias = npt.NDArray[np.intp]
 _MAX_DEPTH = 64
 
 
@@ -99,6 +107,15 @@ class _Node:
         raise NotImplementedError
 
     def mask(self, columns: MetadataColumns) -> BoolArray:
+        raise NotImplementedError
+
+    def estimate(self, columns: MetadataColumns) -> int:
+        """About how many rows match, from the key indexes (the row count when unknown)."""
+        raise NotImplementedError
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        """The matching rows, ascending: of all rows (a selective node: from the key indexes)
+        or of the ascending rows ``within`` (evaluated on those rows only)."""
         raise NotImplementedError
 
 
@@ -117,6 +134,19 @@ class _And(_Node):
             out &= child.mask(columns)
         return out
 
+    def estimate(self, columns: MetadataColumns) -> int:
+        return min(child.estimate(columns) for child in self.children)
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        # The most selective child first; each next one is evaluated on the rows left.
+        ranked = sorted(self.children, key=lambda child: child.estimate(columns))
+        out = ranked[0].rows(columns, within)
+        for child in ranked[1:]:
+            if not out.size:
+                break
+            out = child.rows(columns, out)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class _Or(_Node):
@@ -132,6 +162,13 @@ class _Or(_Node):
                 break
             out |= child.mask(columns)
         return out
+
+    def estimate(self, columns: MetadataColumns) -> int:
+        return min(len(columns), sum(child.estimate(columns) for child in self.children))
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        parts = [child.rows(columns, within) for child in self.children]
+        return sorted_unique(np.concatenate(parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +214,37 @@ class _Cond(_Node):
         )
         return ~hit if self.negate else hit
 
+    def _positive(self) -> bool:
+        """Whether the condition keeps rows holding something ($exists: false and the
+        negations keep rows lacking it, which no index lists)."""
+        return self.operand is True if self.op == "$exists" else not self.negate
+
+    def estimate(self, columns: MetadataColumns) -> int:
+        n = len(columns)
+        if columns.column(self.field) is None:
+            return 0 if self._positive() else n
+        index = columns.key_index(self.field)
+        if index is None:
+            return n
+        hit = index.estimate(self.op, self.operand, columns.vocab)
+        # A negation keeps at least the rows the positive form cannot.
+        return min(n, hit) if self._positive() else n - min(n, hit)
+
+    def rows(self, columns: MetadataColumns, within: Rows | None) -> Rows:
+        col = columns.column(self.field)
+        if within is None:
+            index = None if col is None else columns.key_index(self.field)
+            if col is None or index is None or not self._positive():
+                return np.flatnonzero(self.mask(columns))
+            return index.lookup(col, self.op, self.operand, columns.vocab, len(columns))
+        if col is None:
+            return within if not self._positive() else within[:0]
+        if self.op == "$exists":
+            hit = col.present[within]
+            return within[hit if self.operand else ~hit]
+        hit = col.any_element(self.op, self.operand, columns.vocab, within)
+        return within[~hit if self.negate else hit]
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
@@ -195,6 +263,20 @@ class CompiledFilter:
         """Boolean mask over the rows of ``columns`` (length ``len(columns)``)."""
         out = self._root.mask(columns)
         return out if out.flags.writeable else out.copy()
+
+    def select(self, columns: MetadataColumns, fraction: float) -> Rows:
+        """The ascending rows of ``columns`` that satisfy the filter.
+
+        Planned by the estimate the key indexes give before anything is evaluated: a filter
+        expected to keep at most ``fraction`` of the rows gathers its candidates from the
+        indexes (the rest of its conditions evaluated on those rows only); a broader one, or
+        one whose keys have no index yet, is evaluated over every row.
+        """
+        columns.note_use(self.fields)
+        n = len(columns)
+        if self._root.estimate(columns) <= n * fraction:
+            return self._root.rows(columns, None)
+        return np.flatnonzero(self._root.mask(columns))
 
 
 # --------------------------------------------------------------------------- validation
@@ -343,6 +425,70 @@ def _uses_starts_with(node: _Node) -> bool:
     if isinstance(node, _And | _Or):
         return any(_uses_starts_with(child) for child in node.children)
     return isinstance(node, _Cond) and node.op == "$startsWith"
+
+
+class FilterCache:
+    """The compiled form of the filters a store was recently queried with (least recently
+    used dropped first), so a repeated filter is not validated and compiled again.
+
+    Filters are told apart by value *and type* (``1``, ``1.0`` and ``True`` are different
+    filters); one holding anything but dicts, lists, tuples, strings, numbers and booleans is
+    compiled every time. The key is a frozen copy: changing a filter after the query does not
+    change what it meant.
+    """
+
+    def __init__(
+        self, non_filterable: Iterable[str] = frozenset(), *, max_entries: int = 64
+    ) -> None:
+        self._non_filterable = frozenset(non_filterable)
+        self._max = max_entries
+        self._entries: OrderedDict[object, CompiledFilter] = OrderedDict()
+
+    def compile(self, filter: Filter) -> CompiledFilter:
+        """:func:`compile_filter` for an ENHANCED index with this cache's non-filterable keys."""
+        key = _frozen(filter, 0)
+        if key is not None:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        compiled = compile_filter(filter, non_filterable=self._non_filterable)
+        if key is not None:
+            self._entries[key] = compiled
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return compiled
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _frozen(value: object, depth: int) -> object | None:
+    """A hashable copy of a filter keeping every value's type, or None (not cacheable)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    if depth > 2 * _MAX_DEPTH + 2:
+        return None
+    if kind is dict:
+        assert isinstance(value, dict)
+        items = []
+        for k, v in value.items():
+            frozen = _frozen(v, depth + 1)
+            if frozen is None or type(k) is not str:
+                return None
+            items.append((k, frozen))
+        return (dict, tuple(items))
+    if kind is list or kind is tuple:
+        assert isinstance(value, list | tuple)
+        parts = []
+        for v in value:
+            frozen = _frozen(v, depth + 1)
+            if frozen is None:
+                return None
+            parts.append(frozen)
+        return (kind, tuple(parts))
+    return None
 
 
 def validate_filter(

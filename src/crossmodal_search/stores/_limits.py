@@ -361,11 +361,14 @@ def _check_key(key: object, limits: StoreLimits) -> str:
 
 
 def _as_vector(value: object, *, dimension: int, what: str) -> npt.NDArray[np.float32]:
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            vec = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what}: vector is not numeric ({exc})") from exc
+    if type(value) is np.ndarray and value.dtype == np.float32:
+        vec: npt.NDArray[np.float32] = value  # nothing to convert (the common query)
+    else:
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                vec = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{what}: vector is not numeric ({exc})") from exc
     if vec.ndim != 1:
         raise InvalidInputError(f"{what}: vector must be 1-D, got shape {vec.shape}")
     if vec.shape[0] != dimension:

@@ -34,7 +34,7 @@ from crossmodal_search.stores._ann import (
     WeakRowSource,
 )
 from crossmodal_search.stores._exact import ExactSearch
-from crossmodal_search.stores._filter import CompiledFilter, compile_filter
+from crossmodal_search.stores._filter import CompiledFilter, FilterCache
 from crossmodal_search.stores._fulltext import analyzer
 from crossmodal_search.stores._hybrid import text_matches
 from crossmodal_search.stores._kernels import (
@@ -199,6 +199,7 @@ class LocalVectorStore:
         self._dimension = manifest.dimension
         self._metric = manifest.distance_metric
         self._non_filterable = manifest.non_filterable_metadata_keys
+        self._filters = FilterCache(self._non_filterable)
         self._text_fields = manifest.text_fields
         self._start(options, manifest)
         logger.debug("opened %r", self)
@@ -609,4 +610,4 @@ class LocalVectorStore:
     def _compile(self, filter: Filter | None) -> CompiledFilter | None:
         if filter is None:
             return None
-        return compile_filter(filter, non_filterable=self._non_filterable)
+        return self._filters.compile(filter)

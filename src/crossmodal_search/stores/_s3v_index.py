@@ -148,6 +148,8 @@ class IndexAdmin:
         self._index = index
         self._call = call
         self.name = f"S3 Vectors index {bucket}/{index}"
+        #: True once :meth:`create` made the index (not found made by someone else).
+        self.created = False
 
     def describe(self, *, must_exist: bool) -> Mapping[str, Any] | None:
         """The ``GetIndex`` ``index``; None when it does not exist and ``must_exist`` is False.
@@ -222,6 +224,7 @@ class IndexAdmin:
                 raise
             # Created concurrently by someone else: the caller checks compatibility.
             return self._described()
+        self.created = True
         logger.info(
             "created %s (dimension=%d, metric=%s, non-filterable=%s, text fields=%s)",
             self.name,

@@ -197,6 +197,10 @@ class S3VectorsStore(S3TextSearch):
                 )
             existing = self._admin.create(dimension, metric, requested_keys, requested_text)
         state = index_state(existing)
+        # An index this handle created is empty until this handle writes to it: reads of it
+        # need no request (they would find nothing; a first ingestion then starts embedding
+        # without waiting for reads, which a throttled index makes slow).
+        self._known_empty = self._admin.created
         check_compatible(
             state, self._admin.name, dimension, metric, requested_keys, explicit_keys=explicit_keys
         )
@@ -301,6 +305,7 @@ class S3VectorsStore(S3TextSearch):
         )
         if not batch.keys:
             return
+        self._known_empty = False  # before the first request: a failed put may write some
         rows = batch.vectors.astype(np.float32).tolist()  # plain Python floats for botocore
         items: list[PutInputVectorTypeDef] = []
         for key, row, metadata in zip(batch.keys, rows, batch.metadata, strict=True):
@@ -366,6 +371,9 @@ class S3VectorsStore(S3TextSearch):
     def get(self, keys: Sequence[str]) -> GetResult:
         """Fetch records in the order asked; keys not stored are listed in ``missing``.
 
+        On an index this handle created and has not written to yet, every key is missing and
+        no request is sent (vectors another process wrote into it meanwhile are not seen).
+
         Raises:
             InvalidInputError: a key that is not a string.
         """
@@ -373,7 +381,7 @@ class S3VectorsStore(S3TextSearch):
             raise InvalidInputError("keys must be a sequence of strings, not a single string")
         asked = list(keys)
         unique = self._check_keys(asked)
-        if not unique:
+        if not unique or self._known_empty:
             return GetResult(records=(), missing=tuple(asked))
         chunks = [unique[i : i + MAX_GET_BATCH] for i in range(0, len(unique), MAX_GET_BATCH)]
         found: dict[str, VectorRecord] = {}

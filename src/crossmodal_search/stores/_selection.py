@@ -1,18 +1,21 @@
 """Which rows a filter keeps, planned by selectivity and cached per generation of the rows.
 
-A filtered query needs the rows its filter keeps. Evaluating the filter over the columns costs
-a pass over them per query, and gathering the kept rows' vectors into a contiguous block costs
-as much again as multiplying them; for a selective filter both cost more than the product
-itself. So the first query with a filter at a generation of the rows (``RowTable.version``)
-evaluates it and keeps the answer, a :class:`Selection`: the kept rows, and for a selective
-filter (at most :data:`KEEP_FRACTION` of the rows) a contiguous copy of their scan vectors.
-Later queries with the same filter multiply that copy directly. The plan follows the measured
+A filtered query needs the rows its filter keeps. :meth:`CompiledFilter.select` plans that by
+the estimate of the per-key indexes (``_colindex.py``): a filter expected to keep at most
+:data:`GATHER_FRACTION` of the rows gathers its candidates from the indexes, a broader one is
+evaluated over every row. Gathering the kept rows' vectors into a contiguous block costs as
+much again as multiplying them; so the first query with a filter at a generation of the rows
+(``RowTable.version``) keeps the answer, a :class:`Selection`: the kept rows, and for a
+selective filter (at most :data:`KEEP_FRACTION` of the rows) a contiguous copy of their scan
+vectors. Later queries with the same filter multiply that copy directly. The plan follows the
 selectivity: a selective filter scores only its rows (from the copy), a broad one is scanned
 with the mask (every row multiplied, the kept products picked).
 
-Every write bumps the version and empties the cache: selections are derived from the rows,
-never persisted, so they cannot disagree with them (nor with a crash). Memory is bounded:
-at most :data:`MAX_ENTRIES` filters, and the copies together at most 1/8 of the scan rows.
+Every write bumps the version and empties the cache (the key indexes are kept in step with the
+write instead, so the next query still finds its rows without a pass): selections are derived
+from the rows, never persisted, so they cannot disagree with them (nor with a crash). Memory is
+bounded: at most :data:`MAX_ENTRIES` filters, and the copies together at most 1/8 of the scan
+rows.
 """
 
 from __future__ import annotations
@@ -85,9 +88,9 @@ class SelectionCache:
             self._entries.move_to_end(compiled)
             return found
         n = rows.n
-        mask = compiled.mask(rows.columns)[:n]
-        count = int(np.count_nonzero(mask))
-        kept = None if count == n else np.flatnonzero(mask)
+        found_rows = compiled.select(rows.columns, GATHER_FRACTION)
+        count = int(found_rows.shape[0])
+        kept = None if count == n else found_rows
         selection = Selection(kept, count)
         if kept is not None and 0 < count <= n * KEEP_FRACTION:
             scan = rows.scan_matrix()
