@@ -8,8 +8,9 @@ queued, the worker idle; until then :meth:`BackgroundGraph.ready_graph` returns 
 the accelerator answers with the exact scan (correct, slower).
 
 Why no write is lost: a build first starts recording writes, then reads the rows. A row
-written before the recording started is read with its new value; one written after is read
-(old or new value) and its write is replayed after the build, in order, so the last write wins.
+written before the recording started is read with its new value; a write recorded after is
+applied after the build, in order (the last write wins), unless the build read that row after
+the write was recorded (it then holds the new value already).
 """
 
 from __future__ import annotations
