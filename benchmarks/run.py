@@ -55,7 +55,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("search", "ingest", "fulltext", "large", "cli"),
+        choices=("search", "hnsw", "ingest", "fulltext", "large", "cli"),
         action="append",
         help="run only this part",
     )
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each retried 429 is logged by the SDK; the tables count them instead.
     logging.getLogger("crossmodal_search").setLevel(logging.WARNING)
     out_dir = args.output_dir or (ROOT / (".venv/bench-quick" if args.quick else "docs"))
-    parts = args.only or ["ingest", "search", "fulltext", "large", "cli"]
+    parts = args.only or ["ingest", "search", "hnsw", "fulltext", "large", "cli"]
     started = time.perf_counter()
 
     # faiss's OpenMP threads spin after each call by default and steal the next contender's
@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                 filtered_only=args.filtered_only,
             )
         )
+    if "hnsw" in parts:
+        from benchmarks import hnsw_build
+
+        sections.append(hnsw_build.run(quick=args.quick, scale=args.scale))
     if "fulltext" in parts:
         from benchmarks import fulltext
 

@@ -91,7 +91,7 @@ FULL = Plan(
     ),
     queries=64,
     repeats=11,
-    hnsw_ef=(32, 64, 128),
+    hnsw_ef=(64, 128, 256),  # 256: the default
 )
 
 QUICK = Plan(

@@ -5,8 +5,10 @@ from typing import TYPE_CHECKING, Any
 from crossmodal_search.stores._ann import (
     Accelerator,
     AcceleratorName,
+    BackgroundAccelerator,
     FunnelAccelerator,
     HnswAccelerator,
+    RowSource,
 )
 from crossmodal_search.stores._copy import CopyReport, copy_store
 from crossmodal_search.stores._filter import (
@@ -58,6 +60,7 @@ __all__ = [
     "RRF_K",
     "Accelerator",
     "AcceleratorName",
+    "BackgroundAccelerator",
     "CompiledFilter",
     "CopyReport",
     "FunnelAccelerator",
@@ -69,6 +72,7 @@ __all__ = [
     "MetadataColumns",
     "QueryMatch",
     "RecoveryReport",
+    "RowSource",
     "S3VectorsStore",
     "SegmentCheck",
     "StoreCheck",

@@ -8,9 +8,11 @@ An accelerator answers the same top-k question while reading less:
   full dimension. It relies on Matryoshka-trained embeddings (Nova is one) putting
   most of the signal in the leading dimensions; on random vectors its recall is poor.
 * :class:`HnswAccelerator` builds an HNSW graph with `hnswlib` (extra ``ann``). Queries visit
-  a few thousand rows instead of all of them; building takes from ~20 s (clustered data) to
-  ~2 min (random data) per 100k x 1024 rows on two shared cores, and is done lazily on the
-  first query; later puts and deletes are applied to the graph incrementally.
+  a few thousand rows instead of all of them; building takes from ~7 s (clustered data) to
+  ~50 s (random data) per 100k x 1024 rows on two shared cores, and is done lazily on the
+  first query, or with ``background=True`` on a worker thread while the store keeps writing
+  (queries are exact until it is ready); later puts and deletes are applied to the graph
+  incrementally.
 
 Both are approximate; both honour filters exactly: a row outside the filter is never returned.
 When a filter keeps few rows, they scan exactly those rows (cheaper than any index, and
@@ -29,16 +31,26 @@ from __future__ import annotations
 from typing import Literal, TypeAlias
 
 from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.stores._ann_background import WeakRowSource
 from crossmodal_search.stores._ann_funnel import FunnelAccelerator
 from crossmodal_search.stores._ann_hnsw import HnswAccelerator
-from crossmodal_search.stores._ann_scan import Accelerator, Hits, exact_search
+from crossmodal_search.stores._ann_scan import (
+    Accelerator,
+    BackgroundAccelerator,
+    Hits,
+    RowSource,
+    exact_search,
+)
 
 __all__ = [
     "Accelerator",
     "AcceleratorName",
+    "BackgroundAccelerator",
     "FunnelAccelerator",
     "Hits",
     "HnswAccelerator",
+    "RowSource",
+    "WeakRowSource",
     "exact_search",
     "make_accelerator",
 ]

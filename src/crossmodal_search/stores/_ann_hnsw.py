@@ -1,4 +1,5 @@
-"""The HNSW accelerator over ``hnswlib`` (extra ``ann``)."""
+"""The HNSW accelerator over ``hnswlib`` (extra ``ann``), built on first query or in the
+background (``stores/_ann_background.py``)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric
 from crossmodal_search.errors import ConfigurationError
+from crossmodal_search.stores._ann_background import BackgroundGraph
+from crossmodal_search.stores._ann_graph import Graph, import_hnswlib
 from crossmodal_search.stores._ann_scan import (
     CHUNK_ROWS,
     FloatMatrix,
     Hits,
     Mask,
+    RowSource,
     RowView,
     allowed_count,
-    as_f32,
     empty_hits,
     exact_rows,
     prepare_queries,
@@ -28,49 +31,55 @@ from crossmodal_search.stores._ann_scan import (
 
 logger = logging.getLogger(__name__)
 
-
-def _import_hnswlib() -> Any:
-    try:
-        import hnswlib
-    except ImportError as exc:
-        raise ConfigurationError(
-            "accelerator='hnsw' needs hnswlib: pip install 'crossmodal-search[ann]'"
-        ) from exc
-    return hnswlib
+# Measured side by side (benchmarks/hnsw_build.py, docs/benchmarks.md) on the clustered
+# 100k x 1024 set, five builds each: ef_construction=48 builds in ~0.55x the time of 100 but
+# its recall@10 varies from build to build (0.985-0.994 at ef_search=384); 56 keeps >= 0.995
+# at ef_search=256 in ~0.6x the build time (CPU ~0.62x). M=8-12 saves less time than it costs
+# recall; faiss's IndexHNSWFlat builds no faster at the same recall.
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 56
+DEFAULT_EF_SEARCH = 256
 
 
 class HnswAccelerator:
     """Approximate nearest neighbours through an HNSW graph (``hnswlib``, extra ``ann``).
 
-    The graph is built on the first query (20 s to 2 min per 100k x 1024 rows on two cores)
-    and then kept up to date by :meth:`update` / :meth:`remove`. It is held in memory only:
-    opening a store again rebuilds it on its first query.
+    By default the graph is built by the first query (~8 s for 100k x 1024 clustered rows,
+    ~50 s for random ones, on two cores) and then kept up to date by :meth:`update` /
+    :meth:`remove` on the writing thread. With ``background=True`` a store's writes never
+    wait for the graph: a worker thread builds it from the store's rows after the first write
+    and applies later writes; until it is up to date, queries are answered by the exact
+    scan. The graph is held in memory only: opening a store again rebuilds it.
 
     Args:
         m: Graph degree (``M``); more is better recall, more memory, slower build.
         ef_construction: Build-time beam width.
-        ef_search: Query-time beam width (raised to ``top_k`` or the over-fetch when needed);
-            128 keeps recall@10 >= 0.99 on the benchmark's clustered 100k x 1024 set.
+        ef_search: Query-time beam width (raised to ``top_k`` or the over-fetch when needed).
+            The defaults keep recall@10 >= 0.99 on the benchmark's clustered 100k x 1024 set.
         exact_fraction: A filter keeping at most this fraction of the rows is answered by an
             exact scan of those rows only.
         num_threads: Threads used to build (``-1``: all cores).
         seed: Random seed of the graph (builds are reproducible given the same insert order).
+        background: Build and update the graph on a worker thread (see above). A failed
+            build is logged, kept in :attr:`error`, and queries stay exact until the store
+            is reset (reopened).
 
     Raises:
-        ConfigurationError: ``hnswlib`` is not installed.
+        ConfigurationError: ``hnswlib`` is not installed, or an option is out of range.
     """
 
     def __init__(
         self,
         *,
-        m: int = 16,
-        ef_construction: int = 100,
-        ef_search: int = 128,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
         exact_fraction: float = 0.05,
         num_threads: int = -1,
         seed: int = 100,
+        background: bool = False,
     ) -> None:
-        self._hnswlib = _import_hnswlib()
+        self._hnswlib = import_hnswlib()
         if m < 2 or ef_construction < 1 or ef_search < 1 or not 0.0 <= exact_fraction <= 1.0:
             raise ConfigurationError(
                 "HnswAccelerator needs m >= 2, ef_construction >= 1, ef_search >= 1 "
@@ -82,12 +91,12 @@ class HnswAccelerator:
         self.exact_fraction = exact_fraction
         self.num_threads = num_threads
         self.seed = seed
+        self.background = background
         self._lock = threading.RLock()
-        self._index: Any = None
-        self._metric: DistanceMetric | None = None
-        # Which row labels are live in the graph (hnswlib keeps deleted ones, marked).
-        self._present = np.zeros(0, dtype=np.bool_)
-        self.build_seconds: float | None = None
+        self._graph: Graph | None = None
+        self._worker = BackgroundGraph(self._new_graph) if background else None
+        self._attached = False
+        self._build_seconds: float | None = None
 
     @property
     def name(self) -> str:
@@ -96,52 +105,101 @@ class HnswAccelerator:
     @property
     def nbytes(self) -> int:
         """Approximate bytes held by the graph and its copy of the vectors."""
-        index = self._index
-        if index is None:
-            return 0
-        dim = int(index.dim)
-        per_row = 4 * dim + 4 * (2 * self.m + 1) + 8 + 4  # vector, level-0 links, label, count
-        return int(index.get_max_elements()) * per_row
+        graph = self._current()
+        return 0 if graph is None else graph.nbytes
 
     @property
     def built(self) -> bool:
-        return self._index is not None
+        """Whether a graph exists (with ``background``: possibly still catching up)."""
+        return self._current() is not None
+
+    @property
+    def ready(self) -> bool:
+        """Whether queries are answered by the graph now (with ``background``: built and up
+        to date with every write; otherwise: built)."""
+        if self._worker is not None:
+            return self._worker.ready_graph() is not None
+        return self._graph is not None
+
+    @property
+    def build_seconds(self) -> float | None:
+        """Seconds the last full build took (None before one finished)."""
+        if self._worker is not None:
+            return self._worker.build_seconds
+        return self._build_seconds
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the last background build failed (queries then use the exact scan), or None."""
+        return None if self._worker is None else self._worker.error
+
+    def _current(self) -> Graph | None:
+        return self._worker.graph if self._worker is not None else self._graph
+
+    def _new_graph(self, metric: DistanceMetric, dim: int, capacity: int) -> Graph:
+        return Graph(
+            self._hnswlib,
+            metric=metric,
+            dim=dim,
+            capacity=capacity,
+            m=self.m,
+            ef_construction=self.ef_construction,
+            seed=self.seed,
+            num_threads=self.num_threads,
+        )
+
+    # ------------------------------------------------------------------ background build
+
+    def attach(self, source: RowSource) -> None:
+        """Let a background build read the store's rows (the store calls this once)."""
+        if self._worker is not None:
+            try:
+                self._worker.attach(source)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    "a background HnswAccelerator serves one open store: create one per store"
+                ) from exc
+            self._attached = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background build (and the writes queued after it) to finish; True if
+        the graph then answers queries. Without ``background``: whether it is built."""
+        if self._worker is None:
+            return self._graph is not None
+        return self._worker.wait(timeout)
+
+    def close(self) -> None:
+        """Stop a background build and wait for its thread (the store calls this on close)."""
+        if self._worker is not None:
+            self._worker.close()
+
+    # ------------------------------------------------------------------ the store's writes
 
     def invalidate(self) -> None:
         with self._lock:
-            self._index = None
-            self._present = np.zeros(0, dtype=np.bool_)
+            self._graph = None
+            if self._worker is not None:
+                self._worker.reset()
 
     def update(self, rows: npt.ArrayLike, vectors: FloatMatrix) -> None:
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self._attached and self._worker is not None:
+            if idx.size:
+                self._worker.write(idx, np.asarray(vectors))
+            return
         with self._lock:
-            if self._index is None:
-                return
-            idx = np.asarray(rows, dtype=np.int64).reshape(-1)
-            if idx.size == 0:
-                return
-            present = self._present
-            if int(idx.max()) >= present.size:
-                present = np.concatenate(
-                    [present, np.zeros(int(idx.max()) + 1 - present.size, dtype=np.bool_)]
-                )
-            # Upper bound on new slots (re-added labels reuse theirs); growth doubles.
-            new = int(np.unique(idx).size)
-            capacity = int(self._index.get_max_elements())
-            count = int(self._index.element_count)
-            if count + new > capacity:
-                self._index.resize_index(max(2 * capacity, count + new))
-            self._index.add_items(as_f32(np.asarray(vectors)), idx, num_threads=self.num_threads)
-            present[idx] = True
-            self._present = present
+            if self._graph is not None:
+                self._graph.add(idx, vectors)
 
     def remove(self, rows: npt.ArrayLike) -> None:
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self._attached and self._worker is not None:
+            if idx.size:
+                self._worker.write(idx, None)
+            return
         with self._lock:
-            if self._index is None:
-                return
-            for row in np.asarray(rows, dtype=np.int64).reshape(-1).tolist():
-                if 0 <= row < self._present.size and self._present[row]:
-                    self._index.mark_deleted(row)
-                    self._present[row] = False
+            if self._graph is not None:
+                self._graph.remove(idx)
 
     def build(
         self,
@@ -151,31 +209,19 @@ class HnswAccelerator:
         norms: npt.NDArray[np.floating[Any]] | None = None,
         unit_rows: bool = False,
     ) -> None:
-        """Build the graph over every row of ``matrix`` now (otherwise done on first query)."""
+        """Build the graph over every row of ``matrix`` now, on this thread (otherwise done
+        by the first query, or in the background)."""
         view = RowView(matrix, metric, norms, unit_rows)
         n, dim = matrix.shape
         started = time.perf_counter()
-        # hnswlib's "cosine" space normalises rows and queries itself; distance = 1 - cos.
-        index = self._hnswlib.Index(space="cosine" if metric == "cosine" else "l2", dim=dim)
-        index.init_index(
-            max_elements=max(n, 16),
-            M=self.m,
-            ef_construction=self.ef_construction,
-            random_seed=self.seed,
-        )
+        graph = self._new_graph(metric, dim, n)
         for start in range(0, n, 4 * CHUNK_ROWS):
             stop = min(n, start + 4 * CHUNK_ROWS)
-            index.add_items(
-                view.true_vectors(start, stop),
-                np.arange(start, stop, dtype=np.int64),
-                num_threads=self.num_threads,
-            )
+            graph.add(np.arange(start, stop, dtype=np.int64), view.true_vectors(start, stop))
         with self._lock:
-            self._index = index
-            self._metric = metric
-            self._present = np.ones(n, dtype=np.bool_)
-            self.build_seconds = time.perf_counter() - started
-        logger.info("built HNSW over %d x %d in %.1f s", n, dim, self.build_seconds)
+            self._graph = graph
+            self._build_seconds = time.perf_counter() - started
+        logger.info("built HNSW over %d x %d in %.1f s", n, dim, self._build_seconds)
 
     def search(
         self,
@@ -197,14 +243,13 @@ class HnswAccelerator:
         small = live <= max(4 * top_k, self.ef_search)
         if small or (allowed is not None and live <= self.exact_fraction * n):
             return exact_rows(view, q, top_k, allowed)
-        with self._lock:
-            if self._index is None or self._metric != metric:
-                self.build(matrix, metric=metric, norms=norms, unit_rows=unit_rows)
-            index = self._index
-            graph_rows = int(np.count_nonzero(self._present))
+        graph = self._graph_for(matrix, metric, norms, unit_rows)
+        if graph is None:  # a background build is not ready: the exact answer, now
+            return exact_rows(view, q, top_k, allowed)
+        graph_rows = graph.live
         k = min(top_k, live)
         if allowed is None:
-            found = self._knn(index, q, k, graph_rows, metric)
+            found = graph.knn(q, k, self.ef_search)
             if found is None:
                 return exact_rows(view, q, top_k, None)
             return [(rows[rows < n], dist[rows < n]) for rows, dist in found]
@@ -215,7 +260,7 @@ class HnswAccelerator:
         for i in range(q.shape[0]):
             want = fetch
             while True:
-                found = self._knn(index, q[i : i + 1], want, graph_rows, metric)
+                found = graph.knn(q[i : i + 1], want, self.ef_search)
                 if found is None:
                     hits.extend(exact_rows(view, q[i : i + 1], k, allowed))
                     break
@@ -230,27 +275,18 @@ class HnswAccelerator:
                 want = min(graph_rows, want * 2)
         return hits
 
-    def _knn(
+    def _graph_for(
         self,
-        index: Any,
-        q: npt.NDArray[np.float32],
-        k: int,
-        graph_rows: int,
+        matrix: FloatMatrix,
         metric: DistanceMetric,
-    ) -> list[Hits] | None:
-        """Graph search; ``None`` when hnswlib cannot return ``k`` rows (too many deleted)."""
-        k = min(k, graph_rows)
-        try:
-            with self._lock:
-                index.set_ef(max(self.ef_search, k))
-                labels, dists = index.knn_query(q, k=k, num_threads=1 if q.shape[0] == 1 else -1)
-        except RuntimeError:
-            logger.debug("hnswlib returned fewer than %d rows; using the exact scan", k)
-            return None
-        out: list[Hits] = []
-        for row_labels, row_dists in zip(labels, dists, strict=True):
-            d = row_dists.astype(np.float32)
-            if metric == "euclidean":
-                d = np.sqrt(np.maximum(d, 0.0)).astype(np.float32)
-            out.append((row_labels.astype(np.intp), d))
-        return out
+        norms: npt.NDArray[np.floating[Any]] | None,
+        unit_rows: bool,
+    ) -> Graph | None:
+        """The graph to answer with: the background one if ready, else built now."""
+        if self._attached and self._worker is not None:
+            graph = self._worker.ready_graph()
+            return graph if graph is not None and graph.metric == metric else None
+        with self._lock:
+            if self._graph is None or self._graph.metric != metric:
+                self.build(matrix, metric=metric, norms=norms, unit_rows=unit_rows)
+            return self._graph

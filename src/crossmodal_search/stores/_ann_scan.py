@@ -66,6 +66,35 @@ class Accelerator(Protocol):
         ...
 
 
+@runtime_checkable
+class RowSource(Protocol):
+    """A store's rows as a background build reads them: a block at a time, each read
+    consistent with the store's writes (taken under its lock)."""
+
+    @property
+    def metric(self) -> DistanceMetric:
+        """The store's distance metric."""
+        ...
+
+    def read(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], int] | None:
+        """The vectors rows ``start:stop`` stand for (fewer past the last row) and the
+        store's row count; ``None`` once the store is closed."""
+        ...
+
+
+@runtime_checkable
+class BackgroundAccelerator(Accelerator, Protocol):
+    """An accelerator that builds its state on a thread of its own from the store's rows."""
+
+    def attach(self, source: RowSource) -> None:
+        """Read the store's rows from ``source`` (called once, when the store opens)."""
+        ...
+
+    def close(self) -> None:
+        """Stop the background work and wait for it (called when the store closes)."""
+        ...
+
+
 # --------------------------------------------------------------------------- exact scan
 
 

@@ -27,7 +27,12 @@ import numpy.typing as npt
 
 from crossmodal_search._types import DistanceMetric, Filter
 from crossmodal_search.errors import ConfigurationError, InvalidInputError
-from crossmodal_search.stores._ann import Accelerator, AcceleratorName
+from crossmodal_search.stores._ann import (
+    Accelerator,
+    AcceleratorName,
+    BackgroundAccelerator,
+    WeakRowSource,
+)
 from crossmodal_search.stores._exact import ExactSearch
 from crossmodal_search.stores._filter import CompiledFilter, FilterCache
 from crossmodal_search.stores._fulltext import analyzer
@@ -113,8 +118,9 @@ class LocalVectorStore:
             combinable with ``accelerator``; a float16 store is scanned as float16 already.
         accelerator: Approximate search for large stores (``stores/_ann.py``; not persisted):
             ``"funnel"`` (Matryoshka: scan 256 leading dimensions, re-rank at full dimension),
-            ``"hnsw"`` (graph index; extra ``ann``; built on the first query), an
-            ``Accelerator`` instance, or None (default: exact search). Filters stay exact;
+            ``"hnsw"`` (graph index; extra ``ann``; built on the first query;
+            ``HnswAccelerator(background=True)`` builds it on a thread while writes go on),
+            an ``Accelerator`` instance, or None (default: exact search). Filters stay exact;
             distances of returned matches are exact; recall is measured in
             ``docs/benchmarks.md``.
         text_fields: Metadata keys to make full-text searchable (:meth:`query_text`), kept in
@@ -213,6 +219,8 @@ class LocalVectorStore:
         self._kernel = kernel
         self._dtype = dtype
         self._accelerator = options.accelerator
+        if isinstance(self._accelerator, BackgroundAccelerator):
+            self._accelerator.attach(WeakRowSource(self._metric, self._read_rows))
         self._bind(self._new_rows())
         # A mapped store reads its keys and metadata, and maps its vectors, on first use.
         self._unloaded = False
@@ -264,6 +272,11 @@ class LocalVectorStore:
             kernel_error=self._kernel_error,
             accelerator=self._accelerator,
         )
+
+    def _read_rows(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], int] | None:
+        """A background build's read (under the mutex: it sees whole writes); None if closed."""
+        with self._mutex:
+            return None if self._closed else self._rows.block(start, stop)
 
     def _catch_up(self) -> None:
         """A reader serves what the writer has committed since (one stat when nothing has)."""
@@ -360,6 +373,9 @@ class LocalVectorStore:
                 self._log.close()
                 if self._log.memory_map:
                     self._rows.release()  # unmap the segment files
+        # Outside the mutex: a background build may be waiting for it to read rows.
+        if isinstance(self._accelerator, BackgroundAccelerator):
+            self._accelerator.close()
 
     def __enter__(self) -> LocalVectorStore:
         return self

@@ -97,6 +97,12 @@ class RowTable:
             vectors *= self.norms[rows].astype(np.float32)[:, None]
         return vectors
 
+    def block(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], int]:
+        """The float32 vectors of rows ``start:stop`` (fewer past the last row) and the row
+        count: what a background accelerator build reads."""
+        stop = max(start, min(stop, self.n))
+        return self.true_vectors(np.arange(start, stop, dtype=np.intp)), self.n
+
     def text_index(self, key: str) -> TextIndex:
         """The BM25 index of full-text key ``key``, built from the rows if this is its first
         use (a store that is never text-searched never pays for one)."""
