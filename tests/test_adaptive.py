@@ -372,7 +372,9 @@ def test_in_flight_requests_never_exceed_the_embedder_limit() -> None:
 def test_indexing_embeds_after_one_store_read_and_ends_with_a_short_write() -> None:
     s3 = FakeS3Vectors()
     s3.client().create_vector_bucket(vectorBucketName="vectors")
-    store = S3VectorsStore("vectors", "products", client=s3.client(), dimension=DIM)
+    S3VectorsStore("vectors", "products", client=s3.client(), dimension=DIM)
+    # Opened, not created: the store cannot know the index is empty, so it is read.
+    store = S3VectorsStore("vectors", "products", client=s3.client())
     emb = NovaEmbeddings(client=FakeBedrock(record_requests=False).client(), dimension=DIM)
     report = CrossmodalSearcher(emb, store).index(_products(300))  # text and combined vectors
     assert report.indexed == 300
@@ -385,6 +387,20 @@ def test_indexing_embeds_after_one_store_read_and_ends_with_a_short_write() -> N
     assert sum(puts) == 600
     assert puts[0] >= 2 * 224  # what the windows before the last buffered
     assert puts[-1] <= 100
+
+
+def test_a_first_ingestion_into_an_index_the_store_created_reads_nothing_back() -> None:
+    s3 = FakeS3Vectors()
+    store = S3VectorsStore("vectors", "products", client=s3.client(), dimension=DIM)
+    emb = NovaEmbeddings(client=FakeBedrock(record_requests=False).client(), dimension=DIM)
+    searcher = CrossmodalSearcher(emb, store)
+
+    assert searcher.index(_products(100)).indexed == 100
+    assert s3.calls["get_vectors"] == 0  # the index was empty: nothing to compare with
+    # The store has written since: the next run reads what is stored and skips it all.
+    again = searcher.index(_products(100))
+    assert (again.indexed, again.skipped_unchanged) == (0, 100)
+    assert s3.calls["get_vectors"] > 0
 
 
 def _throttled_fake() -> FakeBedrock:
