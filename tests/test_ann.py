@@ -93,6 +93,9 @@ def accelerators() -> list[Accelerator]:
         FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype="float32"),
         FunnelAccelerator(prefix_dim=16, candidates=64, prefix_dtype="float16"),
         HnswAccelerator(m=8, ef_construction=64, ef_search=32, num_threads=1, seed=3),
+        HnswAccelerator(
+            m=8, ef_construction=64, ef_search=64, num_threads=1, seed=3, prefix_dim=16, rerank=40
+        ),
     ]
 
 
@@ -390,3 +393,48 @@ def test_local_store_accelerator_after_reopening_from_disk(
 def test_local_store_rejects_an_unknown_accelerator() -> None:
     with pytest.raises(ConfigurationError, match="unknown accelerator"):
         LocalVectorStore(dimension=4, accelerator="ivf")  # type: ignore[arg-type]
+
+
+def test_hnsw_prefix_graph_links_rows_by_their_leading_dimensions(
+    data: tuple[Matrix, Matrix],
+) -> None:
+    matrix, queries = data
+    full = HnswAccelerator(m=8, ef_construction=64, num_threads=1)
+    prefix = HnswAccelerator(m=8, ef_construction=64, num_threads=1, prefix_dim=16, rerank=40)
+    wider = HnswAccelerator(m=8, ef_construction=64, num_threads=1, prefix_dim=64)
+    for acc in (full, prefix, wider):
+        acc.build(matrix, metric="cosine")
+    # The graph keeps 16 of the 64 dimensions (a prefix as wide as the rows is the full graph).
+    assert prefix.nbytes < 0.6 * full.nbytes
+    assert wider.nbytes == full.nbytes
+    # Its hits are re-ranked at full dimension: exact distances, best first.
+    hits = prefix.search(matrix, queries, 10, metric="cosine")
+    for (rows, dist), q in zip(hits, queries, strict=True):
+        unit = q / np.linalg.norm(q)
+        want = 1.0 - matrix[rows].astype(np.float64) @ unit
+        np.testing.assert_allclose(dist, want, atol=1e-5)
+        assert np.all(np.diff(dist) >= -1e-6)
+
+
+def test_local_store_with_a_prefix_graph_answers_like_the_exact_store(
+    data: tuple[Matrix, Matrix],
+) -> None:
+    matrix, queries = data
+    exact = LocalVectorStore(dimension=64)
+    fast = LocalVectorStore(
+        dimension=64, accelerator=HnswAccelerator(m=8, num_threads=1, prefix_dim=16, rerank=40)
+    )
+    for store in (exact, fast):
+        store.put(_records(matrix))
+    found = [
+        len({m.key for m in exact.query(q, top_k=10)} & {m.key for m in fast.query(q, top_k=10)})
+        for q in queries
+    ]
+    assert np.mean(found) >= 9.5
+
+
+def test_bad_hnsw_prefix_options_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="prefix_dim"):
+        HnswAccelerator(prefix_dim=0)
+    with pytest.raises(ConfigurationError, match="rerank"):
+        HnswAccelerator(prefix_dim=16, rerank=0)

@@ -44,9 +44,15 @@ class Graph:
         ef_construction: int,
         seed: int,
         num_threads: int,
+        prefix_dim: int | None = None,
     ) -> None:
-        # hnswlib's "cosine" space normalises rows and queries itself; distance = 1 - cos.
-        self.index = hnswlib.Index(space="cosine" if metric == "cosine" else "l2", dim=dim)
+        # A prefix graph links rows by their leading dimensions only (the caller re-ranks).
+        self.prefix = prefix_dim if prefix_dim is not None and prefix_dim < dim else None
+        # hnswlib's "cosine" space normalises rows and queries itself; distance = 1 - cos
+        # (of the prefix: a re-normalised Matryoshka prefix ranks by prefix cosine).
+        self.index = hnswlib.Index(
+            space="cosine" if metric == "cosine" else "l2", dim=self.prefix or dim
+        )
         self.index.init_index(
             max_elements=max(capacity, 16), M=m, ef_construction=ef_construction, random_seed=seed
         )
@@ -72,7 +78,7 @@ class Graph:
         if idx.size == 0:
             return
         with self.lock:
-            data = as_f32(np.asarray(vectors))
+            data = self._lead(as_f32(np.asarray(vectors)))
             idx, data = self._changed(idx, data)
             if idx.size == 0:
                 return
@@ -90,6 +96,10 @@ class Graph:
             self.index.add_items(data, idx, num_threads=self.num_threads)
             present[idx] = True
             self.present = present
+
+    def _lead(self, data: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The dimensions the graph holds: all, or the leading ``prefix``."""
+        return data if self.prefix is None else np.ascontiguousarray(data[:, : self.prefix])
 
     def _changed(
         self, idx: npt.NDArray[np.int64], data: npt.NDArray[np.float32]
@@ -120,14 +130,14 @@ class Graph:
                     self.present[row] = False
 
     def knn(self, q: npt.NDArray[np.float32], k: int, ef: int) -> list[Hits] | None:
-        """The ``k`` nearest live rows per query; ``None`` when hnswlib cannot return ``k``
-        rows (too many deleted)."""
+        """The ``k`` nearest live rows per query (a prefix graph: by the prefix, distances
+        included); ``None`` when hnswlib cannot return ``k`` rows (too many deleted)."""
         try:
             with self.lock:
                 k = min(k, self.live)
                 self.index.set_ef(max(ef, k))
                 labels, dists = self.index.knn_query(
-                    q, k=k, num_threads=1 if q.shape[0] == 1 else -1
+                    self._lead(q), k=k, num_threads=1 if q.shape[0] == 1 else -1
                 )
         except RuntimeError:
             logger.debug("hnswlib returned fewer than %d rows; using the exact scan", k)
