@@ -185,3 +185,32 @@ def test_a_reader_sees_a_remembered_filter_change_with_the_writer(tmp_path: Any)
     assert reader.query(q, top_k=3, filter=flt)[0].key == "new"
     reader.close()
     writer.close()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_rows_gathered_block_by_block_give_the_brute_force_answer(metric: str, dtype: str) -> None:
+    # 1024 dimensions: a filter keeping ~10 % (more than a selection copies, fewer than a scan
+    # multiplies) is gathered a few hundred KiB at a time, over several blocks.
+    n, d = 2400, 1024
+    rows, q = near_ties(n, d, seed=5)
+    store = LocalVectorStore(
+        dimension=d,
+        distance_metric=metric,  # type: ignore[arg-type]
+        limits=StoreLimits.relaxed(),
+        **options_for(dtype),  # type: ignore[arg-type]
+    )
+    keys = [f"k{i:05d}" for i in range(n)]
+    metadata = [{"b": i % 10, "odd": i % 2 == 1} for i in range(n)]
+    store.put(VectorRecord.create(k, v, m) for k, v, m in zip(keys, rows, metadata, strict=True))
+    vectors = stored_vectors(store)
+    by_key = dict(zip(keys, metadata, strict=True))
+    queries = [q, -q, rows[17] + 1e-3 * q]
+    for flt in ({"b": 3}, {"b": {"$in": [3, 4]}, "odd": True}):
+        for query in queries:
+            got = [m.key for m in store.query(query, top_k=10, filter=flt)]
+            assert got == brute_force(vectors, by_key, query, flt, metric, 10)
+        many = store.query_many(np.stack(queries), top_k=10, filter=flt)
+        assert [[m.key for m in ms] for ms in many] == [
+            brute_force(vectors, by_key, query, flt, metric, 10) for query in queries
+        ]
