@@ -20,8 +20,9 @@ from crossmodal_search.search import (
     load_products,
     tag_products,
 )
-from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorStore
-from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
+from crossmodal_search.stores import LocalVectorStore, VectorStore
+from crossmodal_search.testing import FakeBedrock
+from tests.store_helpers import fake_store
 
 DIM = 256
 
@@ -79,13 +80,7 @@ def photos(tmp_path: Path) -> Callable[[str], str]:
 
 @pytest.fixture(params=["local", "s3"])
 def env(request: pytest.FixtureRequest) -> tuple[FakeBedrock, VectorStore]:
-    bedrock = FakeBedrock()
-    store: VectorStore
-    if request.param == "s3":
-        store = S3VectorsStore("shop", "products", client=FakeS3Vectors().client(), dimension=DIM)
-    else:
-        store = LocalVectorStore(dimension=DIM)
-    return bedrock, store
+    return FakeBedrock(), fake_store(request.param, DIM)
 
 
 def _searcher(env: tuple[FakeBedrock, VectorStore], **kwargs: object) -> CrossmodalSearcher:

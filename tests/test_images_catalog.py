@@ -23,8 +23,9 @@ from crossmodal_search.evaluation import (
     write_sample_evaluation,
 )
 from crossmodal_search.search import CrossmodalSearcher
-from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorStore
-from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
+from crossmodal_search.stores import LocalVectorStore
+from crossmodal_search.testing import FakeBedrock
+from tests.store_helpers import fake_store
 
 DIM = 256
 OFFLINE = ["--embedder", "offline", "--dimension", str(DIM)]
@@ -77,11 +78,7 @@ def test_load_abo_skips_missing_and_repeated_other_images(tmp_path: Path) -> Non
 def test_a_shoppers_photo_of_a_bags_close_up_finds_the_bag_by_that_photo(
     sample: Path, kind: str
 ) -> None:
-    store: VectorStore = (
-        S3VectorsStore("shop", "products", client=FakeS3Vectors().client(), dimension=DIM)
-        if kind == "s3"
-        else LocalVectorStore(dimension=DIM)
-    )
+    store = fake_store(kind, DIM)
     embedder = NovaEmbeddings(client=FakeBedrock().client(), dimension=DIM)
     searcher = CrossmodalSearcher(embedder, store)
     products = {p.product_id: p for p in load_abo(sample).products}

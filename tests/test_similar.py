@@ -10,8 +10,8 @@ from crossmodal_search.datasets import load_abo, write_sample_catalog
 from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.errors import InvalidInputError, ProductNotFoundError
 from crossmodal_search.search import CrossmodalSearcher
-from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorStore
-from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
+from crossmodal_search.testing import FakeBedrock
+from tests.store_helpers import fake_store
 
 DIM = 256
 
@@ -24,11 +24,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=["local", "s3"])
 def indexed(request: pytest.FixtureRequest, root: Path) -> tuple[CrossmodalSearcher, FakeBedrock]:
     bedrock = FakeBedrock()
-    store: VectorStore
-    if request.param == "s3":
-        store = S3VectorsStore("shop", "products", client=FakeS3Vectors().client(), dimension=DIM)
-    else:
-        store = LocalVectorStore(dimension=DIM)
+    store = fake_store(request.param, DIM)
     searcher = CrossmodalSearcher(NovaEmbeddings(client=bedrock.client(), dimension=DIM), store)
     assert not searcher.index(load_abo(root).products).failed
     return searcher, bedrock

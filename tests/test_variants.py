@@ -12,23 +12,17 @@ from crossmodal_search.datasets import load_abo, write_sample_catalog
 from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.errors import InvalidInputError
 from crossmodal_search.search import CrossmodalSearcher, Product, load_products
-from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorStore
-from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
+from crossmodal_search.testing import FakeBedrock
+from tests.store_helpers import fake_store
 
 DIM = 256
 PACER = "Pacer/AirMesh Runner"
 STRIDE = "Stride Lab/AirMesh Runner"
 
 
-def _store(kind: str) -> VectorStore:
-    if kind == "s3":
-        return S3VectorsStore("shop", "products", client=FakeS3Vectors().client(), dimension=DIM)
-    return LocalVectorStore(dimension=DIM)
-
-
 def _searcher(kind: str, bedrock: FakeBedrock) -> CrossmodalSearcher:
     embedder = NovaEmbeddings(client=bedrock.client(), dimension=DIM)
-    return CrossmodalSearcher(embedder, _store(kind))
+    return CrossmodalSearcher(embedder, fake_store(kind, DIM))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +132,9 @@ def test_top_k_counts_groups_when_one_family_fills_the_stores_cap(kind: str) -> 
     products += [Product("L1", "steel kettle lid"), Product("M1", "copper mug")]
     bedrock = FakeBedrock()
     searcher = CrossmodalSearcher(
-        NovaEmbeddings(client=bedrock.client(), dimension=DIM), _store(kind), text_fields=()
+        NovaEmbeddings(client=bedrock.client(), dimension=DIM),
+        fake_store(kind, DIM),
+        text_fields=(),
     )
     assert not searcher.index(products).failed
     query = searcher.embedder.embed_text("steel kettle", purpose="GENERIC_RETRIEVAL")

@@ -11,14 +11,14 @@ import pytest
 from crossmodal_search.datasets import load_abo, write_sample_catalog
 from crossmodal_search.embeddings import NovaEmbeddings
 from crossmodal_search.search import CrossmodalSearcher
-from crossmodal_search.stores import LocalVectorStore, S3VectorsStore, VectorStore
-from crossmodal_search.testing import FakeBedrock, FakeS3Vectors
+from crossmodal_search.testing import FakeBedrock
 
 pytest.importorskip("fastapi", reason="needs the 'web' extra")
 
 from fastapi.testclient import TestClient
 
 from crossmodal_search.web import create_app
+from tests.store_helpers import fake_store
 
 DIM = 256
 PACER = {"B0SAMPLE19", "B0SAMPLE21", "B0SAMPLE23"}
@@ -31,11 +31,7 @@ def served(
 ) -> Iterator[tuple[TestClient, FakeBedrock]]:
     root = write_sample_catalog(tmp_path_factory.mktemp("catalog"))
     bedrock = FakeBedrock()
-    store: VectorStore
-    if request.param == "s3":
-        store = S3VectorsStore("shop", "products", client=FakeS3Vectors().client(), dimension=DIM)
-    else:
-        store = LocalVectorStore(dimension=DIM)
+    store = fake_store(request.param, DIM)
     searcher = CrossmodalSearcher(NovaEmbeddings(client=bedrock.client(), dimension=DIM), store)
     assert not searcher.index(load_abo(root, variants_from="model_name").products).failed
     with TestClient(create_app(searcher, image_root=root / "images" / "small")) as client:
