@@ -17,12 +17,9 @@ from crossmodal_search.stores._ann_scan import (
     Mask,
     RowView,
     allowed_count,
-    as_f32,
     at_least_top,
     exact_rows,
     prepare_queries,
-    to_distances,
-    top_rows,
 )
 from crossmodal_search.stores._kernels import DotKernel, load_numkong, require_numkong
 
@@ -158,10 +155,7 @@ class FunnelAccelerator:
         for i in range(q.shape[0]):
             rows = at_least_top(coarse[i], candidates)
             rows = rows[np.isfinite(coarse[i, rows])]
-            block = as_f32(matrix[rows])
-            fine = view.finish(block @ q[i][:, None], rows, block)[:, 0]
-            best = top_rows(fine, top_k)
-            hits.append((rows[best], to_distances(fine[best], float(q[i] @ q[i]), metric)))
+            hits.append(view.rerank(rows, q[i], top_k))
         return hits
 
     # -- internals

@@ -24,12 +24,9 @@ from crossmodal_search.stores._ann_scan import (
     RowSource,
     RowView,
     allowed_count,
-    as_f32,
     empty_hits,
     exact_rows,
     prepare_queries,
-    to_distances,
-    top_rows,
 )
 
 logger = logging.getLogger(__name__)
@@ -272,7 +269,7 @@ class HnswAccelerator:
         if graph.prefix is None:
             return hits
         # A prefix graph ranks by the leading dimensions: its pool is re-ranked in full.
-        return [_rerank(view, rows, q[i], top_k) for i, (rows, _) in enumerate(hits)]
+        return [view.rerank(rows, q[i], top_k) for i, (rows, _) in enumerate(hits)]
 
     def _graph_search(
         self,
@@ -329,11 +326,3 @@ class HnswAccelerator:
             if self._graph is None or self._graph.metric != metric:
                 self.build(matrix, metric=metric, norms=norms, unit_rows=unit_rows)
             return self._graph
-
-
-def _rerank(view: RowView, rows: npt.NDArray[np.intp], q: npt.NDArray[np.float32], k: int) -> Hits:
-    """The best ``k`` of candidate ``rows`` by their full vectors."""
-    block = as_f32(view.matrix[rows])
-    fine = view.finish(block @ q[:, None], rows, block)[:, 0]
-    best = top_rows(fine, k)
-    return rows[best], to_distances(fine[best], float(q @ q), view.metric)

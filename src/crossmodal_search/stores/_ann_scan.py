@@ -157,6 +157,13 @@ class RowView:
             self.finish(part, idx, block)
         return out
 
+    def rerank(self, rows: RowArray, q: npt.NDArray[np.float32], k: int) -> Hits:
+        """The best ``k`` of candidate ``rows`` for one prepared query, by their full vectors."""
+        block = as_f32(self.matrix[rows])
+        fine = self.finish(block @ q[:, None], rows, block)[:, 0]
+        best = top_rows(fine, k)
+        return rows[best], to_distances(fine[best], float(q @ q), self.metric)
+
     def true_vectors(
         self, start: int, stop: int, dims: int | None = None
     ) -> npt.NDArray[np.float32]:
